@@ -1,0 +1,140 @@
+#include "fs/command_line.h"
+
+#include <cstring>
+#include <set>
+#include <sstream>
+
+namespace daxref {
+
+namespace {
+
+// Options libfuse's mount code understands (passed through as they are).
+const std::set<std::string> kFuseFlags = {
+    "allow_other", "allow_root", "default_permissions", "ro", "rw", "suid", "nosuid",
+    "dev", "nodev", "exec", "noexec", "async", "sync", "dirsync", "atime", "noatime",
+    "diratime", "nodiratime", "relatime", "norelatime", "strictatime", "nostrictatime",
+    "lazytime", "nolazytime", "auto_unmount", "debug"};
+const std::vector<std::string> kFuseValued = {"fsname=", "subtype=", "max_read=", "blksize=",
+                                              "context=", "fscontext=", "defcontext=",
+                                              "rootcontext="};
+// mount(8) / fstab words that mean nothing to a FUSE daemon.
+const std::set<std::string> kIgnored = {"defaults", "auto", "noauto", "user", "users", "nouser",
+                                        "owner", "group", "nofail", "_netdev"};
+
+bool StartsWith(const std::string& s, const std::string& p) { return s.rfind(p, 0) == 0; }
+
+Status AddMountOptions(const std::string& list, CommandLine* cl) {
+  std::stringstream ss(list);
+  std::string o;
+  while (std::getline(ss, o, ',')) {
+    if (o.empty() || kIgnored.count(o) || StartsWith(o, "x-") || StartsWith(o, "comment="))
+      continue;
+    if (StartsWith(o, "source=")) {
+      cl->source = o.substr(7);
+    } else if (StartsWith(o, "log_level=")) {
+      cl->log_level = o.substr(10);
+    } else if (StartsWith(o, "lock_wait=")) {
+      char* end = nullptr;
+      long v = strtol(o.c_str() + 10, &end, 10);
+      if (*end || v < 0 || v > 3600) return Status::Invalid("bad lock_wait '" + o.substr(10) + "'");
+      cl->lock_wait_ms = static_cast<int>(v * 1000);
+    } else if (kFuseFlags.count(o)) {
+      cl->fuse_options.push_back(o);
+    } else {
+      bool known = false;
+      for (const auto& p : kFuseValued) known |= StartsWith(o, p);
+      if (!known) return Status::Invalid("unknown mount option '" + o + "'");
+      cl->fuse_options.push_back(o);
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+std::string Usage(const char* prog) {
+  std::ostringstream u;
+  u << "Usage: " << prog << " [OPTIONS] SOURCE MOUNTPOINT\n"
+    << "Mount the daxref filesystem in SOURCE (made by mkfs.daxref) at MOUNTPOINT.\n"
+    << "Also reachable as: mount -t fuse.daxref SOURCE MOUNTPOINT\n\n"
+    << "Daemon:\n"
+    << "  -f, --foreground        stay in the foreground (log to stderr)\n"
+    << "  -d, --debug             foreground, FUSE request tracing, log level debug\n"
+    << "  -s                      serve requests on one thread\n"
+    << "      --log-level LEVEL   trace, debug, info, warn, error (default info)\n\n"
+    << "Mount options (-o OPT[,OPT...]):\n"
+    << "  allow_other, ro, rw, nosuid, nodev, noexec, noatime, fsname=NAME, ...\n"
+    << "                          standard FUSE/mount options, passed to the kernel\n"
+    << "  source=PATH             SOURCE, for fstab entries that put it here\n"
+    << "  log_level=LEVEL         as --log-level\n"
+    << "  lock_wait=SECONDS       how long to wait for a previous daemon of this\n"
+    << "                          SOURCE to finish exiting (default 30)\n"
+    << "  default_permissions is always on: the kernel checks permissions.\n\n"
+    << "  -h, --help              this text\n"
+    << "  -V, --version           print the version\n";
+  return u.str();
+}
+
+Result<CommandLine> ParseCommandLine(int argc, char** argv) {
+  CommandLine cl;
+  std::vector<std::string> positional;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto need_value = [&](const std::string& name) -> Result<std::string> {
+      if (i + 1 >= argc) return Status::Invalid("option " + name + " needs a value");
+      return std::string(argv[++i]);
+    };
+    if (a == "-h" || a == "--help") {
+      cl.help = true;
+    } else if (a == "-V" || a == "--version") {
+      cl.version = true;
+    } else if (a == "-f" || a == "--foreground") {
+      cl.foreground = true;
+    } else if (a == "-d" || a == "--debug") {
+      cl.debug = cl.foreground = true;
+      cl.log_level = "debug";
+    } else if (a == "-s") {
+      cl.single_thread = true;
+    } else if (a == "--log-level" || StartsWith(a, "--log-level=")) {
+      if (a.size() > 11) {
+        cl.log_level = a.substr(12);
+      } else {
+        auto v = need_value(a);
+        if (!v.ok()) return v.status();
+        cl.log_level = *v;
+      }
+    } else if (a == "-o" || (StartsWith(a, "-o") && a.size() > 2)) {
+      std::string list;
+      if (a.size() > 2) {
+        list = a.substr(2);
+      } else {
+        auto v = need_value(a);
+        if (!v.ok()) return v.status();
+        list = *v;
+      }
+      DAXREF_RETURN_IF_ERROR(AddMountOptions(list, &cl));
+    } else if (a == "--") {
+      for (++i; i < argc; ++i) positional.push_back(argv[i]);
+    } else if (a.size() > 1 && a[0] == '-') {
+      return Status::Invalid("unknown option '" + a + "'");
+    } else {
+      positional.push_back(a);
+    }
+  }
+  if (cl.help || cl.version) return cl;
+  static const std::set<std::string> kLevels = {"trace", "debug", "info", "warn", "error", "off"};
+  if (!kLevels.count(cl.log_level)) return Status::Invalid("unknown log level '" + cl.log_level + "'");
+  // With source= in the options, mount(8)'s first argument is a placeholder.
+  if (positional.size() == 2) {
+    if (cl.source.empty()) cl.source = positional[0];
+    cl.mountpoint = positional[1];
+  } else if (positional.size() == 1 && !cl.source.empty()) {
+    cl.mountpoint = positional[0];
+  } else {
+    return Status::Invalid("expected SOURCE and MOUNTPOINT");
+  }
+  cl.fuse_options.push_back("default_permissions");
+  return cl;
+}
+
+}  // namespace daxref

@@ -1,0 +1,30 @@
+// The daxref daemon's command line, as typed by a user or by mount.fuse3
+// (`daxref SOURCE MOUNTPOINT -o OPTS`). Parsing is separate from acting so
+// that every mistake is reported before anything is opened or mounted.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "meta/status.h"
+
+namespace daxref {
+
+struct CommandLine {
+  std::string source;
+  std::string mountpoint;
+  bool foreground = false;
+  bool debug = false;
+  bool single_thread = false;
+  bool help = false;
+  bool version = false;
+  std::string log_level = "info";
+  int lock_wait_ms = 30000;
+  // Options handed to libfuse as one -o list (default_permissions included).
+  std::vector<std::string> fuse_options;
+};
+
+Result<CommandLine> ParseCommandLine(int argc, char** argv);
+std::string Usage(const char* prog);
+
+}  // namespace daxref

@@ -1,0 +1,559 @@
+#include "fs/filesystem.h"
+
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <spdlog/spdlog.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace daxref {
+
+namespace {
+
+Filesystem* Fs(fuse_req_t req) { return static_cast<Filesystem*>(fuse_req_userdata(req)); }
+
+Caller CallerOf(fuse_req_t req) {
+  const fuse_ctx* c = fuse_req_ctx(req);
+  return Caller{c->uid, c->gid};
+}
+
+void ReplyErr(fuse_req_t req, const Status& s) {
+  int err = s.err() ? s.err() : EIO;
+  if (err != ENOENT) spdlog::debug("request failed: {} ({})", s.message(), strerror(err));
+  if (err == EUCLEAN) err = EIO;  // corruption is an I/O error to callers
+  fuse_reply_err(req, err);
+}
+
+// Reads of holes are served from here: an anonymous mapping that is never
+// written, so every page of it is the kernel's shared zero page.
+const char* ZeroRegion() {
+  static const char* zeros = [] {
+    void* p = mmap(nullptr, 2 << 20, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? nullptr : static_cast<const char*>(p);
+  }();
+  return zeros;
+}
+constexpr size_t kZeroRegionSize = 2 << 20;
+
+// ---- namespace ----
+
+void Init(void* userdata, fuse_conn_info* conn) {
+  conn->max_write = 1 << 20;
+  conn->max_readahead = 1 << 20;
+  if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+  // Splice would hand the kernel pages of the pool mapping to hold on to
+  // beyond the reply; copies out of the mapping keep block reuse safe.
+  conn->want &= ~(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
+  // Never the writeback cache: a write() that returned must already be in
+  // the pool, or a daemon crash would lose it.
+  conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+  conn->time_gran = 1;
+}
+
+void Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  Filesystem* fs = Fs(req);
+  InodeRecord r;
+  Status s = fs->volume()->Lookup(parent, name, &r);
+  fuse_entry_param e{};
+  if (s.err() == ENOENT) {
+    // A negative entry: the kernel may cache the miss.
+    e.ino = 0;
+    e.entry_timeout = fs->options().entry_timeout;
+    fuse_reply_entry(req, &e);
+    return;
+  }
+  if (!s.ok()) return ReplyErr(req, s);
+  fs->ToEntry(r, &e);
+  fs->inodes().AddLookup(r.ino);
+  fuse_reply_entry(req, &e);
+}
+
+void Forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
+  Fs(req)->inodes().Forget(ino, nlookup);
+  fuse_reply_none(req);
+}
+
+void ForgetMulti(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
+  for (size_t i = 0; i < count; ++i) Fs(req)->inodes().Forget(forgets[i].ino, forgets[i].nlookup);
+  fuse_reply_none(req);
+}
+
+void GetAttr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  Filesystem* fs = Fs(req);
+  InodeRecord r;
+  Status s = fs->volume()->GetInode(ino, &r);
+  if (!s.ok()) return ReplyErr(req, s);
+  struct stat st;
+  Filesystem::ToStat(r, &st);
+  fuse_reply_attr(req, &st, fs->options().attr_timeout);
+}
+
+Timespec FromTimespec(const struct timespec& t) {
+  return Timespec{t.tv_sec, static_cast<uint32_t>(t.tv_nsec)};
+}
+
+void SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info*) {
+  Filesystem* fs = Fs(req);
+  SetAttrRequest r;
+  Timespec now = Now();
+  if (to_set & FUSE_SET_ATTR_MODE) r.mode = attr->st_mode;
+  if (to_set & FUSE_SET_ATTR_UID) r.uid = attr->st_uid;
+  if (to_set & FUSE_SET_ATTR_GID) r.gid = attr->st_gid;
+  if (to_set & FUSE_SET_ATTR_SIZE) r.size = attr->st_size;
+  if (to_set & FUSE_SET_ATTR_ATIME_NOW)
+    r.atime = now;
+  else if (to_set & FUSE_SET_ATTR_ATIME)
+    r.atime = FromTimespec(attr->st_atim);
+  if (to_set & FUSE_SET_ATTR_MTIME_NOW)
+    r.mtime = now;
+  else if (to_set & FUSE_SET_ATTR_MTIME)
+    r.mtime = FromTimespec(attr->st_mtim);
+  if (to_set & FUSE_SET_ATTR_CTIME) r.ctime = FromTimespec(attr->st_ctim);
+  if (r.size && attr->st_size < 0) return (void)fuse_reply_err(req, EINVAL);
+  InodeRecord out;
+  Status s;
+  if (r.size) {
+    // Truncation frees blocks: no reader of this inode may be mid-copy.
+    auto st = fs->inodes().Get(ino);
+    std::unique_lock<std::shared_mutex> io(st->io);
+    s = fs->volume()->SetAttr(ino, r, CallerOf(req), &out);
+  } else {
+    s = fs->volume()->SetAttr(ino, r, CallerOf(req), &out);
+  }
+  if (!s.ok()) return ReplyErr(req, s);
+  struct stat st;
+  Filesystem::ToStat(out, &st);
+  fuse_reply_attr(req, &st, fs->options().attr_timeout);
+}
+
+void ReadLink(fuse_req_t req, fuse_ino_t ino) {
+  std::string target;
+  Status s = Fs(req)->volume()->ReadLink(ino, &target);
+  if (!s.ok()) return ReplyErr(req, s);
+  fuse_reply_readlink(req, target.c_str());
+}
+
+void MakeAndReply(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev,
+                  const char* link) {
+  Filesystem* fs = Fs(req);
+  InodeRecord r;
+  Status s = fs->volume()->MakeNode(parent, name, mode, rdev, CallerOf(req), link ? link : "", &r);
+  if (!s.ok()) return ReplyErr(req, s);
+  fuse_entry_param e;
+  fs->ToEntry(r, &e);
+  fs->inodes().AddLookup(r.ino);
+  fuse_reply_entry(req, &e);
+}
+
+void MkNod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
+  if (!S_ISREG(mode) && !S_ISFIFO(mode) && !S_ISCHR(mode) && !S_ISBLK(mode) && !S_ISSOCK(mode))
+    return (void)fuse_reply_err(req, EINVAL);
+  MakeAndReply(req, parent, name, mode, rdev, nullptr);
+}
+
+void MkDir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
+  MakeAndReply(req, parent, name, S_IFDIR | (mode & 07777), 0, nullptr);
+}
+
+void Symlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* name) {
+  MakeAndReply(req, parent, name, S_IFLNK | 0777, 0, link);
+}
+
+void Link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname) {
+  Filesystem* fs = Fs(req);
+  InodeRecord r;
+  Status s = fs->volume()->Link(ino, newparent, newname, &r);
+  if (!s.ok()) return ReplyErr(req, s);
+  fuse_entry_param e;
+  fs->ToEntry(r, &e);
+  fs->inodes().AddLookup(r.ino);
+  fuse_reply_entry(req, &e);
+}
+
+void Unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  Filesystem* fs = Fs(req);
+  InodeRecord victim;
+  Status s = fs->volume()->Unlink(parent, name, &victim);
+  if (!s.ok()) return ReplyErr(req, s);
+  fuse_reply_err(req, 0);
+  fs->InodeUnlinked(victim);
+}
+
+void Rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  Status s = Fs(req)->volume()->Rmdir(parent, name);
+  if (!s.ok()) return ReplyErr(req, s);
+  fuse_reply_err(req, 0);
+}
+
+void Rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
+            const char* newname, unsigned int flags) {
+  Filesystem* fs = Fs(req);
+  if (flags & RENAME_WHITEOUT) return (void)fuse_reply_err(req, EINVAL);
+  InodeRecord replaced;
+  Status s = fs->volume()->Rename(parent, name, newparent, newname, flags, &replaced);
+  if (!s.ok()) return ReplyErr(req, s);
+  fuse_reply_err(req, 0);
+  if (replaced.ino) fs->InodeUnlinked(replaced);
+}
+
+// ---- files ----
+
+void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  Filesystem* fs = Fs(req);
+  InodeRecord r;
+  Status s = fs->volume()->GetInode(ino, &r);
+  if (!s.ok()) return ReplyErr(req, s);
+  if (S_ISDIR(r.mode)) return (void)fuse_reply_err(req, EISDIR);
+  fs->inodes().Open(ino);
+  // Every change to file data passes through this daemon and the kernel, so
+  // the kernel's cached pages stay valid across opens.
+  fi->keep_cache = 1;
+  fi->noflush = 1;
+  if (fi->flags & O_DIRECT) fi->direct_io = 1;
+  if (fuse_reply_open(req, fi) != 0) fs->inodes().Release(ino);
+}
+
+void Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
+  Filesystem* fs = Fs(req);
+  InodeRecord r;
+  Status s = fs->volume()->MakeNode(parent, name, S_IFREG | (mode & 07777), 0, CallerOf(req), "", &r);
+  if (!s.ok()) return ReplyErr(req, s);
+  fuse_entry_param e;
+  fs->ToEntry(r, &e);
+  fs->inodes().AddLookup(r.ino);
+  fs->inodes().Open(r.ino);
+  fi->keep_cache = 1;
+  fi->noflush = 1;
+  if (fi->flags & O_DIRECT) fi->direct_io = 1;
+  if (fuse_reply_create(req, &e, fi) != 0) {
+    fs->inodes().Release(r.ino);
+    fs->inodes().Forget(r.ino, 1);
+  }
+}
+
+void Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+  Filesystem* fs = Fs(req);
+  auto state = fs->inodes().Get(ino);
+  // Held until the reply has been copied out of the mapping: no block of
+  // this file can be freed and reused meanwhile.
+  std::shared_lock<std::shared_mutex> io(state->io);
+  InodeRecord r;
+  Status s = fs->volume()->GetInode(ino, &r);
+  if (!s.ok()) return ReplyErr(req, s);
+  if (off < 0) return (void)fuse_reply_err(req, EINVAL);
+  uint64_t uoff = off;
+  if (uoff >= r.size || size == 0) return (void)fuse_reply_buf(req, nullptr, 0);
+  uint64_t len = std::min<uint64_t>(size, r.size - uoff);
+  std::vector<iovec> iov;
+  iov.reserve(8);
+  const char* base = fs->pool()->base();
+  s = fs->volume()->MapRange(ino, uoff, len, [&](const MappedSegment& seg) {
+    if (seg.hole) {
+      for (uint64_t done = 0; done < seg.len;) {
+        size_t n = std::min<uint64_t>(seg.len - done, kZeroRegionSize);
+        iov.push_back({const_cast<char*>(ZeroRegion()), n});
+        done += n;
+      }
+    } else {
+      iov.push_back({const_cast<char*>(base + seg.pool_off), seg.len});
+    }
+    return true;
+  });
+  if (!s.ok()) return ReplyErr(req, s);
+  fuse_reply_iov(req, iov.data(), static_cast<int>(iov.size()));
+}
+
+void Write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off,
+           fuse_file_info*) {
+  Filesystem* fs = Fs(req);
+  if (off < 0) return (void)fuse_reply_err(req, EINVAL);
+  auto state = fs->inodes().Get(ino);
+  std::unique_lock<std::shared_mutex> io(state->io);
+  InodeRecord r;
+  Status s = fs->volume()->Write(ino, off, buf, size, CallerOf(req), &r);
+  if (!s.ok()) return ReplyErr(req, s);
+  fuse_reply_write(req, size);
+}
+
+void Flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
+
+void Release(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  Filesystem* fs = Fs(req);
+  bool reclaim = fs->inodes().Release(ino);
+  fuse_reply_err(req, 0);
+  if (reclaim) fs->ReclaimNow(ino);
+}
+
+void Fsync(fuse_req_t req, fuse_ino_t, int, fuse_file_info*) {
+  Filesystem* fs = Fs(req);
+  // Data stores were persisted as they were made; on a page-granular pool
+  // persist them again wholesale (msync of dirty pages), then the log.
+  if (strcmp(fs->pool()->granularity(), "page") == 0) fs->pool()->PersistAll();
+  Status s = fs->volume()->Sync();
+  if (!s.ok()) return ReplyErr(req, s);
+  fuse_reply_err(req, 0);
+}
+
+void FsyncDir(fuse_req_t req, fuse_ino_t, int, fuse_file_info*) {
+  Status s = Fs(req)->volume()->Sync();
+  if (!s.ok()) return ReplyErr(req, s);
+  fuse_reply_err(req, 0);
+}
+
+void Fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len, fuse_file_info*) {
+  Filesystem* fs = Fs(req);
+  if (off < 0 || len <= 0) return (void)fuse_reply_err(req, EINVAL);
+  auto state = fs->inodes().Get(ino);
+  std::unique_lock<std::shared_mutex> io(state->io);
+  InodeRecord r;
+  Status s = fs->volume()->Fallocate(ino, mode, off, len, &r);
+  if (!s.ok()) return ReplyErr(req, s);
+  fuse_reply_err(req, 0);
+}
+
+void Lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info*) {
+  Filesystem* fs = Fs(req);
+  if (off < 0) return (void)fuse_reply_err(req, ENXIO);
+  if (whence != SEEK_DATA && whence != SEEK_HOLE) return (void)fuse_reply_err(req, EINVAL);
+  uint64_t out = 0;
+  Status s = fs->volume()->Seek(ino, off, whence, &out);
+  if (!s.ok()) return ReplyErr(req, s);
+  fuse_reply_lseek(req, out);
+}
+
+// No daxref ioctls exist yet; ENOTTY is how callers learn that.
+void Ioctl(fuse_req_t req, fuse_ino_t, unsigned int, void*, fuse_file_info*, unsigned, const void*,
+           size_t, size_t) {
+  fuse_reply_err(req, ENOTTY);
+}
+
+// ---- directories ----
+
+void OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  InodeRecord r;
+  Status s = Fs(req)->volume()->GetInode(ino, &r);
+  if (!s.ok()) return ReplyErr(req, s);
+  if (!S_ISDIR(r.mode)) return (void)fuse_reply_err(req, ENOTDIR);
+  fuse_reply_open(req, fi);
+}
+
+void DoReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus) {
+  Filesystem* fs = Fs(req);
+  std::vector<char> buf(size);
+  size_t used = 0;
+  Status inner;
+  Status s = fs->volume()->ReadDir(
+      ino, off, [&](std::string_view name, uint64_t child, uint32_t type, uint64_t cookie) {
+        std::string n(name);
+        size_t need;
+        if (plus) {
+          fuse_entry_param e{};
+          bool dot = name == "." || name == "..";
+          if (dot) {
+            // The kernel takes no reference for "." and "..": give no inode.
+            e.attr.st_ino = child;
+            e.attr.st_mode = S_IFDIR;
+          } else {
+            InodeRecord r;
+            inner = fs->volume()->GetInode(child, &r);
+            if (inner.err() == ENOENT) return true;  // removed meanwhile
+            if (!inner.ok()) return false;
+            fs->ToEntry(r, &e);
+          }
+          need = fuse_add_direntry_plus(req, buf.data() + used, size - used, n.c_str(), &e, cookie);
+          if (need > size - used) return false;
+          if (!dot) fs->inodes().AddLookup(child);
+        } else {
+          struct stat st {};
+          st.st_ino = child;
+          st.st_mode = type;
+          need = fuse_add_direntry(req, buf.data() + used, size - used, n.c_str(), &st, cookie);
+          if (need > size - used) return false;
+        }
+        used += need;
+        return true;
+      });
+  if (!s.ok()) return ReplyErr(req, s);
+  if (!inner.ok() && used == 0) return ReplyErr(req, inner);
+  fuse_reply_buf(req, buf.data(), used);
+}
+
+void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+  DoReadDir(req, ino, size, off, false);
+}
+
+void ReadDirPlus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+  DoReadDir(req, ino, size, off, true);
+}
+
+void ReleaseDir(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
+
+void StatFs(fuse_req_t req, fuse_ino_t) {
+  VolumeStats v = Fs(req)->volume()->Stats();
+  struct statvfs st {};
+  st.f_bsize = kBlockSize;
+  st.f_frsize = kBlockSize;
+  st.f_blocks = v.data_blocks;
+  st.f_bfree = v.free_blocks;
+  st.f_bavail = v.free_blocks;
+  // Inodes are records in the metadata store, not a fixed table: report a
+  // large budget so tools that check for free inodes are satisfied.
+  st.f_files = uint64_t{1} << 32;
+  st.f_ffree = st.f_files - std::min<uint64_t>(v.inodes, st.f_files);
+  st.f_favail = st.f_ffree;
+  st.f_namemax = 255;
+  fuse_reply_statfs(req, &st);
+}
+
+// ---- extended attributes ----
+
+bool IsPosixAcl(const char* name) { return strncmp(name, "system.posix_acl_", 17) == 0; }
+
+void SetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
+              int flags) {
+  // POSIX ACLs would be stored but not enforced: refuse them rather than
+  // pretend (docs/design.md).
+  if (IsPosixAcl(name)) return (void)fuse_reply_err(req, EOPNOTSUPP);
+  Status s = Fs(req)->volume()->SetXattr(ino, name, std::string_view(value, size), flags);
+  if (!s.ok()) return ReplyErr(req, s);
+  fuse_reply_err(req, 0);
+}
+
+void GetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  if (IsPosixAcl(name)) return (void)fuse_reply_err(req, ENODATA);
+  std::string v;
+  Status s = Fs(req)->volume()->GetXattr(ino, name, &v);
+  if (!s.ok()) return ReplyErr(req, s);
+  if (size == 0) return (void)fuse_reply_xattr(req, v.size());
+  if (v.size() > size) return (void)fuse_reply_err(req, ERANGE);
+  fuse_reply_buf(req, v.data(), v.size());
+}
+
+void ListXattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+  std::string names;
+  Status s = Fs(req)->volume()->ListXattr(ino, &names);
+  if (!s.ok()) return ReplyErr(req, s);
+  if (size == 0) return (void)fuse_reply_xattr(req, names.size());
+  if (names.size() > size) return (void)fuse_reply_err(req, ERANGE);
+  fuse_reply_buf(req, names.data(), names.size());
+}
+
+void RemoveXattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
+  Status s = Fs(req)->volume()->RemoveXattr(ino, name);
+  if (!s.ok()) return ReplyErr(req, s);
+  fuse_reply_err(req, 0);
+}
+
+// With default_permissions the kernel checks access itself; this answers
+// for the cases it still forwards (and for F_OK on a removed inode).
+void Access(fuse_req_t req, fuse_ino_t ino, int mask) {
+  Filesystem* fs = Fs(req);
+  InodeRecord r;
+  Status s = fs->volume()->GetInode(ino, &r);
+  if (!s.ok()) return ReplyErr(req, s);
+  const fuse_ctx* c = fuse_req_ctx(req);
+  if (mask == F_OK || c->uid == 0) {
+    if (c->uid == 0 && (mask & X_OK) && !S_ISDIR(r.mode) && !(r.mode & 0111))
+      return (void)fuse_reply_err(req, EACCES);
+    return (void)fuse_reply_err(req, 0);
+  }
+  unsigned bits = r.mode & 07;
+  if (c->uid == r.uid)
+    bits = (r.mode >> 6) & 07;
+  else if (c->gid == r.gid)
+    bits = (r.mode >> 3) & 07;
+  fuse_reply_err(req, (static_cast<unsigned>(mask) & ~bits) ? EACCES : 0);
+}
+
+}  // namespace
+
+void Filesystem::ToStat(const InodeRecord& r, struct stat* st) {
+  memset(st, 0, sizeof(*st));
+  st->st_ino = r.ino;
+  st->st_mode = r.mode;
+  st->st_nlink = r.nlink;
+  st->st_uid = r.uid;
+  st->st_gid = r.gid;
+  st->st_rdev = r.rdev;
+  st->st_size = r.size;
+  st->st_blksize = kBlockSize;
+  st->st_blocks = r.blocks * (kBlockSize / 512);
+  st->st_atim = {r.atime.sec, r.atime.nsec};
+  st->st_mtim = {r.mtime.sec, r.mtime.nsec};
+  st->st_ctim = {r.ctime.sec, r.ctime.nsec};
+}
+
+void Filesystem::ToEntry(const InodeRecord& r, fuse_entry_param* e) const {
+  memset(e, 0, sizeof(*e));
+  e->ino = r.ino;
+  e->generation = 1;  // inode numbers are never reused
+  ToStat(r, &e->attr);
+  e->attr_timeout = opts_.attr_timeout;
+  e->entry_timeout = opts_.entry_timeout;
+}
+
+void Filesystem::InodeUnlinked(const InodeRecord& r) {
+  if (r.nlink != 0) return;
+  if (inodes_.Unlinked(r.ino)) ReclaimNow(r.ino);
+}
+
+void Filesystem::ReclaimNow(uint64_t ino) {
+  auto state = inodes_.Get(ino);
+  std::unique_lock<std::shared_mutex> io(state->io);
+  Status s = volume_->Reclaim(ino);
+  if (!s.ok()) spdlog::error("reclaim of inode {} failed: {}", ino, s.message());
+  io.unlock();
+  inodes_.Forget(ino, 0);
+}
+
+const fuse_lowlevel_ops& Filesystem::Ops() {
+  static const fuse_lowlevel_ops ops = [] {
+    fuse_lowlevel_ops o{};
+    o.init = Init;
+    o.lookup = Lookup;
+    o.forget = Forget;
+    o.forget_multi = ForgetMulti;
+    o.getattr = GetAttr;
+    o.setattr = SetAttr;
+    o.readlink = ReadLink;
+    o.mknod = MkNod;
+    o.mkdir = MkDir;
+    o.symlink = Symlink;
+    o.link = Link;
+    o.unlink = Unlink;
+    o.rmdir = Rmdir;
+    o.rename = Rename;
+    o.open = Open;
+    o.create = Create;
+    o.read = Read;
+    o.write = Write;
+    o.flush = Flush;
+    o.release = Release;
+    o.fsync = Fsync;
+    o.opendir = OpenDir;
+    o.readdir = ReadDir;
+    o.readdirplus = ReadDirPlus;
+    o.releasedir = ReleaseDir;
+    o.fsyncdir = FsyncDir;
+    o.statfs = StatFs;
+    o.setxattr = SetXattr;
+    o.getxattr = GetXattr;
+    o.listxattr = ListXattr;
+    o.removexattr = RemoveXattr;
+    o.access = Access;
+    o.fallocate = Fallocate;
+    o.lseek = Lseek;
+    o.ioctl = Ioctl;
+    return o;
+  }();
+  return ops;
+}
+
+}  // namespace daxref

@@ -1,0 +1,52 @@
+// Filesystem: turns FUSE lowlevel requests into Volume calls and replies.
+//
+// Every handler replies exactly once. Helpers return a Status; the handler
+// turns a failure into fuse_reply_err(errno). The kernel does permission
+// checks itself (the daemon always mounts with default_permissions), so
+// handlers only enforce what the kernel cannot see.
+#pragma once
+
+#define FUSE_USE_VERSION 314
+#include <fuse_lowlevel.h>
+
+#include <memory>
+
+#include "fs/inode_table.h"
+#include "fs/pool.h"
+#include "meta/volume.h"
+
+namespace daxref {
+
+struct FilesystemOptions {
+  double attr_timeout = 1.0;
+  double entry_timeout = 1.0;
+};
+
+class Filesystem {
+ public:
+  Filesystem(PoolMapping* pool, Volume* volume, const FilesystemOptions& opts)
+      : pool_(pool), volume_(volume), opts_(opts) {}
+
+  // The operation table for fuse_session_new; userdata must be this.
+  static const fuse_lowlevel_ops& Ops();
+
+  PoolMapping* pool() { return pool_; }
+  Volume* volume() { return volume_; }
+  InodeTable& inodes() { return inodes_; }
+  const FilesystemOptions& options() const { return opts_; }
+
+  // Fills `st` from an inode record.
+  static void ToStat(const InodeRecord& r, struct stat* st);
+  void ToEntry(const InodeRecord& r, fuse_entry_param* e) const;
+  // Frees an unlinked inode now, or when its last handle goes.
+  void InodeUnlinked(const InodeRecord& r);
+  void ReclaimNow(uint64_t ino);
+
+ private:
+  PoolMapping* pool_;
+  Volume* volume_;
+  FilesystemOptions opts_;
+  InodeTable inodes_;
+};
+
+}  // namespace daxref

@@ -1,0 +1,97 @@
+// InodeTable: what the daemon must remember about inodes the kernel knows.
+//
+// For each inode the kernel holds (lookup count > 0) or has open, an
+// InodeState records the kernel's lookup count, the number of open handles,
+// and the I/O lock that keeps a block from being freed under a reader: reads
+// hold it shared for as long as the reply may still be copying out of the
+// pool mapping; anything that unmaps blocks (truncate, punch, writes that may
+// move data, reclaim) holds it exclusive.
+//
+// An inode whose last name is removed while it is open is "doomed": its
+// blocks are reclaimed when the last handle is released (invariant 5 of the
+// brief), or at the next mount if the daemon dies first (orphan list).
+//
+// Lock order: table mutex, then nothing; an InodeState's io lock is taken
+// without the table mutex held, and the Volume's own lock nests inside io.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <unordered_map>
+
+namespace daxref {
+
+struct InodeState {
+  uint64_t nlookup = 0;  // guarded by the table mutex
+  uint32_t opens = 0;    // guarded by the table mutex
+  bool doomed = false;   // unlinked while open; guarded by the table mutex
+  std::shared_mutex io;
+};
+
+class InodeTable {
+ public:
+  // The state of `ino`, created on first use.
+  std::shared_ptr<InodeState> Get(uint64_t ino) {
+    std::lock_guard<std::mutex> g(mu_);
+    auto& s = map_[ino];
+    if (!s) s = std::make_shared<InodeState>();
+    return s;
+  }
+
+  // The kernel learned of `ino` (a lookup, create, readdirplus entry...).
+  void AddLookup(uint64_t ino, uint64_t n = 1) {
+    std::lock_guard<std::mutex> g(mu_);
+    auto& s = map_[ino];
+    if (!s) s = std::make_shared<InodeState>();
+    s->nlookup += n;
+  }
+
+  // The kernel forgot `n` references.
+  void Forget(uint64_t ino, uint64_t n) {
+    std::lock_guard<std::mutex> g(mu_);
+    auto it = map_.find(ino);
+    if (it == map_.end()) return;
+    InodeState& s = *it->second;
+    s.nlookup -= std::min(s.nlookup, n);
+    if (s.nlookup == 0 && s.opens == 0) map_.erase(it);
+  }
+
+  void Open(uint64_t ino) {
+    std::lock_guard<std::mutex> g(mu_);
+    auto& s = map_[ino];
+    if (!s) s = std::make_shared<InodeState>();
+    s->opens++;
+  }
+
+  // Drops one handle. True if that was the last handle of a doomed inode:
+  // the caller must reclaim it.
+  bool Release(uint64_t ino) {
+    std::lock_guard<std::mutex> g(mu_);
+    auto it = map_.find(ino);
+    if (it == map_.end()) return false;
+    InodeState& s = *it->second;
+    if (s.opens > 0) s.opens--;
+    bool reclaim = s.opens == 0 && s.doomed;
+    if (reclaim) s.doomed = false;
+    if (s.nlookup == 0 && s.opens == 0) map_.erase(it);
+    return reclaim;
+  }
+
+  // `ino` just lost its last name. True if nothing has it open, so the caller
+  // must reclaim it now; otherwise the last Release will say so.
+  bool Unlinked(uint64_t ino) {
+    std::lock_guard<std::mutex> g(mu_);
+    auto it = map_.find(ino);
+    if (it == map_.end() || it->second->opens == 0) return true;
+    it->second->doomed = true;
+    return false;
+  }
+
+ private:
+  std::mutex mu_;
+  std::unordered_map<uint64_t, std::shared_ptr<InodeState>> map_;
+};
+
+}  // namespace daxref

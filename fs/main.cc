@@ -1,0 +1,251 @@
+// daxref: the FUSE daemon that serves a daxref filesystem.
+//
+// Start-up order matters. Everything a user can get wrong (options, SOURCE,
+// mountpoint, a pool that is not ours or is mismatched with its metadata) is
+// checked before the kernel mount, so a failed `daxref` or `mount -t
+// fuse.daxref` prints one line and changes nothing. Going to the background
+// happens first of all, by fork, because RocksDB's threads would not survive
+// a fork made after the store is open; the parent waits on a pipe until the
+// child has mounted (or failed) and exits with the child's verdict.
+#define FUSE_USE_VERSION 314
+#include <fcntl.h>
+#include <fuse_lowlevel.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/sinks/syslog_sink.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "fs/command_line.h"
+#include "fs/filesystem.h"
+#include "fs/kernel_channel.h"
+#include "fs/pool.h"
+#include "meta/superblock.h"
+#include "meta/volume.h"
+
+#ifndef DAXREF_VERSION
+#define DAXREF_VERSION "unknown"
+#endif
+
+namespace daxref {
+namespace {
+
+// Tells the waiting parent how start-up went; in the foreground (no parent
+// waiting, fd < 0) a failure is printed directly.
+class StartupReport {
+ public:
+  explicit StartupReport(int fd) : fd_(fd) {}
+  ~StartupReport() {
+    if (fd_ >= 0) close(fd_);
+  }
+  void Fail(const std::string& msg) { Send('E', msg); }
+  void Ready() { Send('K', ""); }
+
+ private:
+  void Send(char code, const std::string& msg) {
+    if (code == 'E') spdlog::error("{}", msg);
+    if (fd_ < 0) {
+      if (code == 'E') fprintf(stderr, "daxref: %s\n", msg.c_str());
+      return;
+    }
+    std::string m(1, code);
+    m += msg;
+    ssize_t ignored = write(fd_, m.data(), m.size());
+    (void)ignored;
+    close(fd_);
+    fd_ = -1;
+  }
+  int fd_;
+};
+
+// Parent side of the background start: returns the exit code to use.
+int WaitForChild(int fd, pid_t child) {
+  std::string msg;
+  char buf[512];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof(buf))) > 0) msg.append(buf, n);
+  close(fd);
+  if (!msg.empty() && msg[0] == 'K') return 0;
+  int status = 0;
+  waitpid(child, &status, 0);
+  if (msg.size() > 1) fprintf(stderr, "daxref: %s\n", msg.c_str() + 1);
+  else if (msg.empty()) fprintf(stderr, "daxref: daemon exited during start-up\n");
+  return 1;
+}
+
+std::string Absolute(const std::string& p) {
+  char buf[PATH_MAX];
+  if (realpath(p.c_str(), buf)) return buf;
+  return p;
+}
+
+void SetUpLogging(const CommandLine& cl) {
+  std::shared_ptr<spdlog::logger> log;
+  if (cl.foreground)
+    log = spdlog::stderr_color_mt("daxref");
+  else
+    log = spdlog::syslog_logger_mt("daxref", "daxref", LOG_PID, LOG_DAEMON);
+  log->set_level(spdlog::level::from_str(cl.log_level));
+  spdlog::set_default_logger(log);
+}
+
+// Owns a FUSE session from creation to destruction.
+struct SessionDeleter {
+  void operator()(fuse_session* se) const { fuse_session_destroy(se); }
+};
+using SessionPtr = std::unique_ptr<fuse_session, SessionDeleter>;
+
+int Serve(const CommandLine& cl, StartupReport* report) {
+  struct stat st {};
+  if (stat(cl.mountpoint.c_str(), &st) != 0) {
+    report->Fail("mountpoint " + cl.mountpoint + ": " + strerror(errno));
+    return 1;
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    report->Fail("mountpoint " + cl.mountpoint + " is not a directory");
+    return 1;
+  }
+  if (stat(cl.source.c_str(), &st) != 0) {
+    report->Fail("SOURCE " + cl.source + ": " + strerror(errno));
+    return 1;
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    report->Fail(cl.source + " is not a daxref filesystem (expected a directory made by mkfs.daxref)");
+    return 1;
+  }
+  auto pool = PoolMapping::Open(PoolPath(cl.source), cl.lock_wait_ms);
+  if (!pool.ok()) {
+    report->Fail(pool.status().message());
+    return 1;
+  }
+  if ((*pool)->used_backup_superblock())
+    spdlog::warn("primary pool superblock is damaged; using the backup copy");
+  auto volume = Volume::Open(MetaPath(cl.source), (*pool)->superblock(), pool->get(), {});
+  if (!volume.ok()) {
+    report->Fail(volume.status().message());
+    return 1;
+  }
+  Filesystem fs(pool->get(), volume->get(), FilesystemOptions{});
+
+  std::vector<std::string> args_s = {"daxref"};
+  if (cl.debug) args_s.push_back("-d");
+  std::string opts = "fsname=" + cl.source + ",subtype=daxref";
+  for (const auto& o : cl.fuse_options) opts += "," + o;
+  args_s.push_back("-o");
+  args_s.push_back(opts);
+  std::vector<char*> argv;
+  for (auto& s : args_s) argv.push_back(s.data());
+  fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+  SessionPtr se(fuse_session_new(&args, &Filesystem::Ops(), sizeof(fuse_lowlevel_ops), &fs));
+  if (!se) {
+    report->Fail("invalid mount options: " + opts);
+    return 1;
+  }
+  if (fuse_session_mount(se.get(), cl.mountpoint.c_str()) != 0) {
+    report->Fail("cannot mount on " + cl.mountpoint);
+    return 1;
+  }
+  if (InstallKernelChannel(se.get()) != 0) {
+    fuse_session_unmount(se.get());
+    report->Fail("cannot set up the kernel channel");
+    return 1;
+  }
+  if (fuse_set_signal_handlers(se.get()) != 0) {
+    fuse_session_unmount(se.get());
+    report->Fail("cannot install signal handlers");
+    return 1;
+  }
+  spdlog::info("mounted {} on {} (pool {} blocks, uuid {}, {} granularity)", cl.source,
+               cl.mountpoint, (*pool)->superblock().block_count,
+               UuidToString((*pool)->superblock().uuid), (*pool)->granularity());
+  report->Ready();
+  if (!cl.foreground) {
+    int null = open("/dev/null", O_RDWR);
+    if (null >= 0) {
+      dup2(null, 0);
+      dup2(null, 1);
+      dup2(null, 2);
+      if (null > 2) close(null);
+    }
+  }
+
+  int rc;
+  if (cl.single_thread) {
+    rc = fuse_session_loop(se.get());
+  } else {
+    fuse_loop_config* cfg = fuse_loop_cfg_create();
+    fuse_loop_cfg_set_clone_fd(cfg, 0);
+    fuse_loop_cfg_set_idle_threads(cfg, 8);
+    fuse_loop_cfg_set_max_threads(cfg, 16);
+    rc = fuse_session_loop_mt(se.get(), cfg);
+    fuse_loop_cfg_destroy(cfg);
+  }
+  fuse_remove_signal_handlers(se.get());
+  fuse_session_unmount(se.get());
+  spdlog::info("unmounted {}; closing the metadata store", cl.mountpoint);
+  se.reset();
+  // Order: the store closes (flushing its log) before the pool's lock goes.
+  volume->reset();
+  pool->reset();
+  spdlog::info("daemon for {} exiting", cl.source);
+  return rc == 0 ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace daxref
+
+int main(int argc, char** argv) {
+  using namespace daxref;
+  auto parsed = ParseCommandLine(argc, argv);
+  if (!parsed.ok()) {
+    fprintf(stderr, "daxref: %s\nTry 'daxref --help' for more information.\n",
+            parsed.status().message().c_str());
+    return 2;
+  }
+  CommandLine cl = *parsed;
+  if (cl.help) {
+    fputs(Usage("daxref").c_str(), stdout);
+    return 0;
+  }
+  if (cl.version) {
+    printf("daxref %s (libfuse %d)\n", DAXREF_VERSION, fuse_version());
+    return 0;
+  }
+  cl.source = Absolute(cl.source);
+  cl.mountpoint = Absolute(cl.mountpoint);
+
+  int report_fd = -1;
+  if (!cl.foreground) {
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0) {
+      perror("daxref: pipe");
+      return 1;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+      perror("daxref: fork");
+      return 1;
+    }
+    if (pid > 0) {
+      close(p[1]);
+      return WaitForChild(p[0], pid);
+    }
+    close(p[0]);
+    setsid();
+    if (chdir("/") != 0) {
+      // harmless: paths are absolute already
+    }
+    report_fd = p[1];
+  }
+  SetUpLogging(cl);
+  StartupReport report(report_fd);
+  return Serve(cl, &report);
+}

@@ -1,0 +1,86 @@
+#include "fs/pool.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <thread>
+
+namespace daxref {
+
+namespace {
+std::string Pmem2Error(const char* what) { return std::string(what) + ": " + pmem2_errormsg(); }
+}  // namespace
+
+Result<std::unique_ptr<PoolMapping>> PoolMapping::Open(const std::string& path, int lock_wait_ms) {
+  std::unique_ptr<PoolMapping> p(new PoolMapping());
+  p->fd_ = open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (p->fd_ < 0) {
+    int e = errno;
+    if (e == ENOENT) return Status::Error(e, path + ": no pool here (not a daxref filesystem?)");
+    return Status::Error(e, path + ": " + strerror(e));
+  }
+  // A daemon that was just unmounted may still be closing the pool: wait for it.
+  for (int waited = 0;; waited += 50) {
+    if (flock(p->fd_, LOCK_EX | LOCK_NB) == 0) break;
+    if (errno != EWOULDBLOCK) return Status::Error(errno, path + ": flock: " + strerror(errno));
+    if (waited >= lock_wait_ms)
+      return Status::Error(EBUSY, path + " is in use by another daxref daemon");
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  DAXREF_RETURN_IF_ERROR(ReadPoolSuperblock(path, &p->sb_, &p->used_backup_));
+  struct stat st {};
+  if (fstat(p->fd_, &st) != 0) return Status::Error(errno, path + ": " + strerror(errno));
+  uint64_t want = p->sb_.block_count * kBlockSize;
+  if (static_cast<uint64_t>(st.st_size) < want)
+    return Status::Error(EINVAL, path + ": pool is truncated (" + std::to_string(st.st_size) +
+                                     " bytes, superblock says " + std::to_string(want) + ")");
+
+  if (pmem2_config_new(&p->cfg_) != 0) return Status::IOError(Pmem2Error("pmem2_config_new"));
+  if (pmem2_source_from_fd(&p->src_, p->fd_) != 0)
+    return Status::IOError(Pmem2Error("pmem2_source_from_fd"));
+  // Page granularity is the weakest requirement: it accepts a pool on tmpfs
+  // or an ordinary file (persist is msync) as well as on real pmem.
+  if (pmem2_config_set_required_store_granularity(p->cfg_, PMEM2_GRANULARITY_PAGE) != 0)
+    return Status::IOError(Pmem2Error("pmem2_config_set_required_store_granularity"));
+  if (pmem2_config_set_length(p->cfg_, want) != 0)
+    return Status::IOError(Pmem2Error("pmem2_config_set_length"));
+  if (pmem2_map_new(&p->map_, p->cfg_, p->src_) != 0)
+    return Status::IOError(Pmem2Error("pmem2_map_new"));
+  p->base_ = static_cast<char*>(pmem2_map_get_address(p->map_));
+  p->size_ = pmem2_map_get_size(p->map_);
+  p->memcpy_ = pmem2_get_memcpy_fn(p->map_);
+  p->memset_ = pmem2_get_memset_fn(p->map_);
+  p->persist_ = pmem2_get_persist_fn(p->map_);
+  return p;
+}
+
+PoolMapping::~PoolMapping() {
+  if (map_) pmem2_map_delete(&map_);
+  if (src_) pmem2_source_delete(&src_);
+  if (cfg_) pmem2_config_delete(&cfg_);
+  if (fd_ >= 0) close(fd_);  // drops the flock
+}
+
+void PoolMapping::Write(uint64_t pool_off, const void* src, size_t len) {
+  memcpy_(base_ + pool_off, src, len, 0);
+}
+
+void PoolMapping::Zero(uint64_t pool_off, size_t len) { memset_(base_ + pool_off, 0, len, 0); }
+
+void PoolMapping::PersistAll() { persist_(base_, size_); }
+
+const char* PoolMapping::granularity() const {
+  switch (pmem2_map_get_store_granularity(map_)) {
+    case PMEM2_GRANULARITY_BYTE:
+      return "byte";
+    case PMEM2_GRANULARITY_CACHE_LINE:
+      return "cache line";
+    default:
+      return "page";
+  }
+}
+
+}  // namespace daxref

@@ -1,0 +1,200 @@
+#include "meta/checker.h"
+
+#include <sys/stat.h>
+
+#include <rocksdb/db.h>
+
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <set>
+#include <unordered_map>
+#include <vector>
+
+#include "meta/format.h"
+
+namespace daxref {
+
+namespace {
+
+struct Interval {
+  uint64_t start, len;
+  char kind;  // 'F' free, 'O' owned, 'B' bad
+  std::string who;
+};
+
+std::string Str(uint64_t v) { return std::to_string(v); }
+
+}  // namespace
+
+Status CheckStore(rocksdb::DB* db, uint64_t block_count,
+                  const std::function<void(const std::string&)>& problem, CheckReport* report) {
+  *report = CheckReport{};
+  auto bad = [&](const std::string& s) {
+    report->problems++;
+    problem(s);
+  };
+  std::map<uint64_t, InodeRecord> inodes;
+  std::map<std::pair<uint64_t, uint64_t>, Extent> extents;       // (ino, fblock)
+  std::map<std::tuple<uint64_t, uint64_t, uint64_t>, uint64_t> rmap;  // (pb, ino, fb) -> len
+  std::vector<Interval> space;
+  std::unordered_map<uint64_t, uint32_t> links;    // ino -> dirents naming it
+  std::unordered_map<uint64_t, uint32_t> subdirs;  // dir -> subdirectory entries
+  std::map<uint64_t, std::vector<uint64_t>> children;
+  std::set<std::pair<uint64_t, uint64_t>> cookies_from_dirents, cookies;
+  std::set<uint64_t> orphans;
+
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    std::string_view k = it->key().ToStringView(), v = it->value().ToStringView();
+    char p = k[0];
+    Status s;
+    if (p == prefix::kInode) {
+      InodeRecord r;
+      s = DecodeInode(keys::U64At(k, 1), v, &r);
+      if (s.ok()) inodes[r.ino] = r;
+    } else if (p == prefix::kDirent) {
+      DirentRecord d;
+      s = DecodeDirent(v, &d);
+      if (s.ok()) {
+        uint64_t dir = keys::U64At(k, 1);
+        links[d.ino]++;
+        if (S_ISDIR(d.type)) subdirs[dir]++;
+        children[dir].push_back(d.ino);
+        cookies_from_dirents.insert({dir, d.cookie});
+      }
+    } else if (p == prefix::kDirCookie) {
+      cookies.insert({keys::U64At(k, 1), keys::U64At(k, 9)});
+    } else if (p == prefix::kExtent) {
+      Extent e;
+      s = DecodeExtent(k, v, &e);
+      if (s.ok()) {
+        extents[{keys::U64At(k, 1), e.fblock}] = e;
+        report->extents++;
+      }
+    } else if (p == prefix::kRmap) {
+      RmapRecord r;
+      s = DecodeRmap(k, v, &r);
+      if (s.ok()) {
+        rmap[{r.pblock, r.ino, r.fblock}] = r.len;
+        space.push_back({r.pblock, r.len, 'O', "inode " + Str(r.ino)});
+      }
+    } else if (p == prefix::kFree || p == prefix::kBad) {
+      uint64_t len = 0;
+      s = DecodeLength(v, &len);
+      if (s.ok()) space.push_back({keys::U64At(k, 1), len, p == prefix::kFree ? 'F' : 'B', ""});
+    } else if (p == prefix::kOrphan) {
+      orphans.insert(keys::U64At(k, 1));
+    }
+    if (!s.ok()) bad("undecodable record with prefix '" + std::string(1, p) + "': " + s.message());
+  }
+  if (!it->status().ok()) return Status::IOError(it->status().ToString());
+
+  // 1-3: pool space. Sort every interval and walk the data area once.
+  std::sort(space.begin(), space.end(),
+            [](const Interval& a, const Interval& b) { return a.start < b.start; });
+  uint64_t pos = 1, data_end = block_count - 1;
+  for (const Interval& iv : space) {
+    if (iv.kind == 'F') report->free_blocks += iv.len;
+    if (iv.kind == 'O') report->owned_blocks += iv.len;
+    if (iv.kind == 'B') report->bad_blocks += iv.len;
+    if (iv.start < 1 || iv.start + iv.len > data_end)
+      bad("blocks [" + Str(iv.start) + ", " + Str(iv.start + iv.len) + ") (" +
+          std::string(1, iv.kind) + ") reach reserved blocks or past the pool");
+    if (iv.start < pos)
+      bad("block " + Str(iv.start) + " is claimed twice (" + std::string(1, iv.kind) + " " + iv.who +
+          ")");
+    else if (iv.start > pos)
+      bad("blocks [" + Str(pos) + ", " + Str(iv.start) + ") are neither free, owned nor bad");
+    pos = std::max(pos, iv.start + iv.len);
+  }
+  if (pos < data_end) bad("blocks [" + Str(pos) + ", " + Str(data_end) + ") are unaccounted");
+
+  // Extent map and reverse map describe the same mappings.
+  std::map<uint64_t, uint64_t> blocks_of;
+  uint64_t prev_ino = 0, prev_end = 0;
+  for (const auto& [key, e] : extents) {
+    uint64_t ino = key.first;
+    if (ino == prev_ino && e.fblock < prev_end) bad("inode " + Str(ino) + ": extents overlap");
+    prev_ino = ino;
+    prev_end = e.fend();
+    blocks_of[ino] += e.len;
+    auto r = rmap.find({e.pblock, ino, e.fblock});
+    if (r == rmap.end() || r->second != e.len)
+      bad("inode " + Str(ino) + " extent at file block " + Str(e.fblock) +
+          " has no matching reverse-map record");
+    if (!inodes.count(ino)) bad("extent of missing inode " + Str(ino));
+  }
+  for (const auto& [key, len] : rmap) {
+    auto [pb, ino, fb] = key;
+    auto e = extents.find({ino, fb});
+    if (e == extents.end() || e->second.pblock != pb || e->second.len != len)
+      bad("reverse-map record at pool block " + Str(pb) + " names inode " + Str(ino) +
+          " which does not map it");
+  }
+
+  // 4: namespace.
+  for (const auto& [ino, r] : inodes) {
+    report->inodes++;
+    if (blocks_of[ino] != r.blocks)
+      bad("inode " + Str(ino) + ": blocks " + Str(r.blocks) + " but extents hold " +
+          Str(blocks_of[ino]));
+    if (S_ISDIR(r.mode)) {
+      report->directories++;
+      uint32_t want = 2 + subdirs[ino];
+      if (r.nlink != want)
+        bad("directory " + Str(ino) + ": nlink " + Str(r.nlink) + ", expected " + Str(want));
+      if (ino != kRootIno && links[ino] != 1)
+        bad("directory " + Str(ino) + " has " + Str(links[ino]) + " entries naming it");
+    } else {
+      if (r.nlink != links[ino])
+        bad("inode " + Str(ino) + ": nlink " + Str(r.nlink) + " but " + Str(links[ino]) +
+            " entries");
+      if (r.nlink == 0 && !orphans.count(ino))
+        bad("inode " + Str(ino) + " has no links and is not on the orphan list");
+    }
+  }
+  for (uint64_t o : orphans) {
+    report->orphans++;
+    auto r = inodes.find(o);
+    if (r != inodes.end() && r->second.nlink != 0) bad("orphan " + Str(o) + " still has links");
+  }
+  for (const auto& [dir, kids] : children) {
+    auto d = inodes.find(dir);
+    if (d == inodes.end() || !S_ISDIR(d->second.mode))
+      bad("entries in " + Str(dir) + " which is not a directory");
+    for (uint64_t kid : kids) {
+      auto k = inodes.find(kid);
+      if (k == inodes.end())
+        bad("entry in directory " + Str(dir) + " names missing inode " + Str(kid));
+      else if (S_ISDIR(k->second.mode) && k->second.parent != dir)
+        bad("directory " + Str(kid) + " says its parent is " + Str(k->second.parent) +
+            " but it is named in " + Str(dir));
+    }
+  }
+  if (cookies != cookies_from_dirents) bad("readdir cookie index does not match the entries");
+  // Connectivity: every directory reachable from the root.
+  std::set<uint64_t> seen{kRootIno};
+  std::vector<uint64_t> todo{kRootIno};
+  while (!todo.empty()) {
+    uint64_t d = todo.back();
+    todo.pop_back();
+    for (uint64_t kid : children[d])
+      if (seen.insert(kid).second) todo.push_back(kid);
+  }
+  if (!inodes.count(kRootIno)) bad("root inode missing");
+  for (const auto& [ino, r] : inodes)
+    if (!seen.count(ino) && !orphans.count(ino)) bad("inode " + Str(ino) + " is unreachable");
+  return Status::Ok();
+}
+
+Status CheckStoreAt(const std::string& meta_dir, uint64_t block_count,
+                    const std::function<void(const std::string&)>& problem, CheckReport* report) {
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = rocksdb::DB::OpenForReadOnly(rocksdb::Options(), meta_dir, &raw);
+  if (!s.ok()) return Status::IOError("cannot open " + meta_dir + ": " + s.ToString());
+  std::unique_ptr<rocksdb::DB> db(raw);
+  return CheckStore(db.get(), block_count, problem, report);
+}
+
+}  // namespace daxref

@@ -1,0 +1,20 @@
+// Where file bytes go. meta/ decides which pool blocks hold a file's data; the
+// DataPlane moves the bytes. The daemon's implementation stores into the
+// libpmem2 mapping of the pool; meta/'s own tests use a plain memory buffer.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace daxref {
+
+class DataPlane {
+ public:
+  virtual ~DataPlane() = default;
+  // Copies len bytes to pool byte offset pool_off; durable when it returns.
+  virtual void Write(uint64_t pool_off, const void* src, size_t len) = 0;
+  // Zeroes len bytes at pool byte offset pool_off; durable when it returns.
+  virtual void Zero(uint64_t pool_off, size_t len) = 0;
+};
+
+}  // namespace daxref

@@ -1,0 +1,206 @@
+#include "meta/format.h"
+
+#include <cstdio>
+
+#include "meta/codec.h"
+
+namespace daxref {
+
+using codec::PutU32;
+using codec::PutU64;
+
+std::string UuidToString(const Uuid& u) {
+  char buf[40];
+  snprintf(buf, sizeof(buf),
+           "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0], u[1],
+           u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]);
+  return buf;
+}
+
+namespace keys {
+namespace {
+std::string WithIno(char p, uint64_t ino) {
+  std::string k(1, p);
+  PutU64(&k, ino);
+  return k;
+}
+}  // namespace
+
+std::string Misc(std::string_view name) { return std::string(1, prefix::kMisc).append(name); }
+std::string Inode(uint64_t ino) { return WithIno(prefix::kInode, ino); }
+std::string Dirent(uint64_t dir, std::string_view name) {
+  return WithIno(prefix::kDirent, dir).append(name);
+}
+std::string DirentPrefix(uint64_t dir) { return WithIno(prefix::kDirent, dir); }
+std::string DirCookie(uint64_t dir, uint64_t cookie) {
+  std::string k = WithIno(prefix::kDirCookie, dir);
+  PutU64(&k, cookie);
+  return k;
+}
+std::string DirCookiePrefix(uint64_t dir) { return WithIno(prefix::kDirCookie, dir); }
+std::string Extent(uint64_t ino, uint64_t fblock) {
+  std::string k = WithIno(prefix::kExtent, ino);
+  PutU64(&k, fblock);
+  return k;
+}
+std::string ExtentPrefix(uint64_t ino) { return WithIno(prefix::kExtent, ino); }
+std::string Rmap(uint64_t pblock, uint64_t ino, uint64_t fblock) {
+  std::string k = WithIno(prefix::kRmap, pblock);
+  PutU64(&k, ino);
+  PutU64(&k, fblock);
+  return k;
+}
+std::string Free(uint64_t pblock) { return WithIno(prefix::kFree, pblock); }
+std::string Bad(uint64_t pblock) { return WithIno(prefix::kBad, pblock); }
+std::string Orphan(uint64_t ino) { return WithIno(prefix::kOrphan, ino); }
+std::string Xattr(uint64_t ino, std::string_view name) {
+  return WithIno(prefix::kXattr, ino).append(name);
+}
+std::string XattrPrefix(uint64_t ino) { return WithIno(prefix::kXattr, ino); }
+std::string Symlink(uint64_t ino) { return WithIno(prefix::kSymlink, ino); }
+
+std::string Successor(std::string p) {
+  while (!p.empty()) {
+    unsigned char c = static_cast<unsigned char>(p.back());
+    if (c != 0xff) {
+      p.back() = static_cast<char>(c + 1);
+      return p;
+    }
+    p.pop_back();
+  }
+  return p;
+}
+
+uint64_t U64At(std::string_view k, size_t at) {
+  return k.size() >= at + 8 ? codec::LoadU64(k.data() + at) : 0;
+}
+}  // namespace keys
+
+namespace {
+// Value layout version bytes. Do not change: they are on disk.
+constexpr uint8_t kInodeV1 = 1;
+
+void PutTime(std::string* d, const Timespec& t) {
+  codec::PutI64(d, t.sec);
+  PutU32(d, t.nsec);
+}
+Timespec GetTime(codec::Reader* r) {
+  Timespec t;
+  t.sec = r->I64();
+  t.nsec = r->U32();
+  return t;
+}
+}  // namespace
+
+std::string EncodeInode(const InodeRecord& r) {
+  std::string v;
+  v.reserve(128);
+  codec::PutU8(&v, kInodeV1);
+  PutU32(&v, r.mode);
+  PutU32(&v, r.uid);
+  PutU32(&v, r.gid);
+  PutU32(&v, r.nlink);
+  PutU64(&v, r.size);
+  PutU64(&v, r.blocks);
+  PutU64(&v, r.rdev);
+  PutTime(&v, r.atime);
+  PutTime(&v, r.mtime);
+  PutTime(&v, r.ctime);
+  PutTime(&v, r.btime);
+  PutU64(&v, r.parent);
+  PutU64(&v, r.next_cookie);
+  PutU32(&v, r.flags);
+  return v;
+}
+
+Status DecodeInode(uint64_t ino, std::string_view v, InodeRecord* out) {
+  codec::Reader r(v);
+  if (r.U8() != kInodeV1) return Status::Corruption("inode " + std::to_string(ino) + ": bad version");
+  out->ino = ino;
+  out->mode = r.U32();
+  out->uid = r.U32();
+  out->gid = r.U32();
+  out->nlink = r.U32();
+  out->size = r.U64();
+  out->blocks = r.U64();
+  out->rdev = r.U64();
+  out->atime = GetTime(&r);
+  out->mtime = GetTime(&r);
+  out->ctime = GetTime(&r);
+  out->btime = GetTime(&r);
+  out->parent = r.U64();
+  out->next_cookie = r.U64();
+  out->flags = r.U32();
+  if (!r.ok() || !r.done()) return Status::Corruption("inode " + std::to_string(ino) + ": bad length");
+  return Status::Ok();
+}
+
+std::string EncodeDirent(const DirentRecord& r) {
+  std::string v;
+  PutU64(&v, r.ino);
+  PutU32(&v, r.type);
+  PutU64(&v, r.cookie);
+  return v;
+}
+
+Status DecodeDirent(std::string_view v, DirentRecord* out) {
+  codec::Reader r(v);
+  out->ino = r.U64();
+  out->type = r.U32();
+  out->cookie = r.U64();
+  if (!r.ok() || !r.done()) return Status::Corruption("bad dirent record");
+  return Status::Ok();
+}
+
+std::string EncodeCookie(const DirentRecord& r, std::string_view name) {
+  return EncodeDirent(r).append(name);
+}
+
+Status DecodeCookie(std::string_view v, DirentRecord* out, std::string* name) {
+  if (v.size() < 20) return Status::Corruption("bad dirent cookie record");
+  DAXREF_RETURN_IF_ERROR(DecodeDirent(v.substr(0, 20), out));
+  name->assign(v.substr(20));
+  return Status::Ok();
+}
+
+std::string EncodeExtent(const Extent& e) {
+  std::string v;
+  PutU64(&v, e.pblock);
+  PutU64(&v, e.len);
+  return v;
+}
+
+Status DecodeExtent(std::string_view key, std::string_view v, Extent* out) {
+  codec::Reader r(v);
+  out->fblock = keys::U64At(key, 9);
+  out->pblock = r.U64();
+  out->len = r.U64();
+  if (key.size() != 17 || !r.ok() || !r.done() || out->len == 0)
+    return Status::Corruption("bad extent record");
+  return Status::Ok();
+}
+
+std::string EncodeRmap(const RmapRecord& rec) { return EncodeLength(rec.len); }
+
+Status DecodeRmap(std::string_view key, std::string_view v, RmapRecord* out) {
+  if (key.size() != 25) return Status::Corruption("bad rmap key");
+  out->pblock = keys::U64At(key, 1);
+  out->ino = keys::U64At(key, 9);
+  out->fblock = keys::U64At(key, 17);
+  return DecodeLength(v, &out->len);
+}
+
+std::string EncodeLength(uint64_t len) {
+  std::string v;
+  PutU64(&v, len);
+  return v;
+}
+
+Status DecodeLength(std::string_view v, uint64_t* len) {
+  if (v.size() != 8) return Status::Corruption("bad length record");
+  *len = codec::LoadU64(v.data());
+  if (*len == 0) return Status::Corruption("zero-length record");
+  return Status::Ok();
+}
+
+}  // namespace daxref

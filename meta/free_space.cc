@@ -1,0 +1,137 @@
+#include "meta/free_space.h"
+
+#include <rocksdb/db.h>
+#include <rocksdb/write_batch_base.h>
+
+#include <memory>
+
+namespace daxref {
+
+Status FreeSpace::Load(rocksdb::DB* db) {
+  extents_.clear();
+  free_ = 0;
+  std::string lo(1, prefix::kFree), hi(1, prefix::kFree + 1);
+  rocksdb::Slice upper(hi);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro));
+  uint64_t prev_end = 0;
+  for (it->Seek(lo); it->Valid(); it->Next()) {
+    uint64_t start = keys::U64At(it->key().ToStringView(), 1), len = 0;
+    DAXREF_RETURN_IF_ERROR(DecodeLength(it->value().ToStringView(), &len));
+    if (start < prev_end) return Status::Corruption("overlapping free extents");
+    extents_.emplace_hint(extents_.end(), start, len);
+    free_ += len;
+    prev_end = start + len;
+  }
+  if (!it->status().ok()) return Status::IOError(it->status().ToString());
+  return Status::Ok();
+}
+
+void FreeSpace::Touch(uint64_t key) {
+  if (!editing_ || before_.count(key)) return;
+  auto it = extents_.find(key);
+  before_[key] = it == extents_.end() ? std::nullopt : std::optional<uint64_t>(it->second);
+}
+void FreeSpace::Set(uint64_t key, uint64_t len) {
+  Touch(key);
+  extents_[key] = len;
+}
+void FreeSpace::Erase(uint64_t key) {
+  Touch(key);
+  extents_.erase(key);
+}
+
+std::optional<Extent> FreeSpace::Allocate(uint64_t goal, uint64_t want) {
+  if (extents_.empty() || want == 0) return std::nullopt;
+  // The extent containing goal, else the first after it, else the first.
+  auto it = extents_.upper_bound(goal);
+  uint64_t at;
+  if (it != extents_.begin() && std::prev(it)->first + std::prev(it)->second > goal) {
+    --it;
+    at = goal;
+  } else {
+    if (it == extents_.end()) it = extents_.upper_bound(cursor_);
+    if (it == extents_.end()) it = extents_.begin();
+    at = it->first;
+  }
+  uint64_t start = it->first, len = it->second, end = start + len;
+  uint64_t take = std::min(want, end - at);
+  Erase(start);
+  if (at > start) Set(start, at - start);
+  if (at + take < end) Set(at + take, end - at - take);
+  free_ -= take;
+  cursor_ = at + take;
+  return Extent{0, at, take};
+}
+
+void FreeSpace::Release(uint64_t pblock, uint64_t len) {
+  uint64_t start = pblock, end = pblock + len;
+  auto next = extents_.lower_bound(pblock);
+  if (next != extents_.begin()) {
+    auto prev = std::prev(next);
+    if (prev->first + prev->second == pblock) {
+      start = prev->first;
+      Erase(prev->first);
+    }
+  }
+  if (next != extents_.end() && next->first == end) {
+    end = next->first + next->second;
+    Erase(next->first);
+  }
+  Set(start, end - start);
+  free_ += len;
+}
+
+bool FreeSpace::IsFree(uint64_t pblock, uint64_t len) const {
+  auto it = extents_.upper_bound(pblock);
+  if (it == extents_.begin()) return false;
+  --it;
+  return it->first <= pblock && it->first + it->second >= pblock + len;
+}
+
+Status FreeSpace::Claim(uint64_t pblock, uint64_t len) {
+  if (!IsFree(pblock, len)) return Status::Invalid("range is not free");
+  auto it = std::prev(extents_.upper_bound(pblock));
+  uint64_t start = it->first, end = it->first + it->second;
+  Erase(start);
+  if (pblock > start) Set(start, pblock - start);
+  if (pblock + len < end) Set(pblock + len, end - pblock - len);
+  free_ -= len;
+  return Status::Ok();
+}
+
+void FreeSpace::BeginEdit() {
+  editing_ = true;
+  before_.clear();
+  free_before_ = free_;
+}
+
+void FreeSpace::EmitEdit(rocksdb::WriteBatchBase* batch) const {
+  for (const auto& [key, old] : before_) {
+    auto it = extents_.find(key);
+    if (it == extents_.end()) {
+      if (old) batch->Delete(keys::Free(key));
+    } else if (!old || *old != it->second) {
+      batch->Put(keys::Free(key), EncodeLength(it->second));
+    }
+  }
+}
+
+void FreeSpace::Rollback() {
+  for (const auto& [key, old] : before_) {
+    if (old)
+      extents_[key] = *old;
+    else
+      extents_.erase(key);
+  }
+  free_ = free_before_;
+  Finish();
+}
+
+void FreeSpace::Finish() {
+  editing_ = false;
+  before_.clear();
+}
+
+}  // namespace daxref

@@ -1,0 +1,67 @@
+// Free space: the pool's free extents, kept in memory and mirrored by the F
+// records of the store. Every change is made inside an operation's batch and
+// remembered, so a failed operation rolls back and a committed one writes
+// exactly the F records it touched (see Edit). Not thread-safe: the Volume's
+// mutation lock guards it.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+
+#include "meta/format.h"
+#include "meta/status.h"
+
+namespace rocksdb {
+class DB;
+class WriteBatchBase;
+}  // namespace rocksdb
+
+namespace daxref {
+
+class FreeSpace {
+ public:
+  // Reads every F record.
+  Status Load(rocksdb::DB* db);
+
+  uint64_t free_blocks() const { return free_; }
+  uint64_t extent_count() const { return extents_.size(); }
+
+  // Takes up to `want` contiguous blocks, preferring ones at `goal`, then the
+  // next free extent after it, then the lowest. Returns nullopt when the pool
+  // is full.
+  std::optional<Extent> Allocate(uint64_t goal, uint64_t want);
+  // Returns [pblock, pblock+len) to the pool. The range must not be free.
+  void Release(uint64_t pblock, uint64_t len);
+  // Removes a specific range (it must be free) from free space.
+  Status Claim(uint64_t pblock, uint64_t len);
+  bool IsFree(uint64_t pblock, uint64_t len) const;
+
+  // Starts remembering changes. EmitEdit writes the F-record changes since
+  // BeginEdit into `batch`; Rollback undoes them; Finish forgets them.
+  void BeginEdit();
+  void EmitEdit(rocksdb::WriteBatchBase* batch) const;
+  void Rollback();
+  void Finish();
+
+  // Walks the free extents in pool order; stop early by returning false.
+  template <typename Fn>
+  void ForEach(Fn&& fn) const {
+    for (const auto& [start, len] : extents_)
+      if (!fn(start, len)) return;
+  }
+
+ private:
+  void Touch(uint64_t key);
+  void Set(uint64_t key, uint64_t len);
+  void Erase(uint64_t key);
+
+  std::map<uint64_t, uint64_t> extents_;  // start -> length, never adjacent
+  uint64_t free_ = 0;
+  uint64_t cursor_ = 0;  // next-fit hint
+  bool editing_ = false;
+  std::map<uint64_t, std::optional<uint64_t>> before_;  // key -> length at BeginEdit
+  uint64_t free_before_ = 0;
+};
+
+}  // namespace daxref

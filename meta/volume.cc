@@ -1,0 +1,1039 @@
+#include "meta/volume.h"
+
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/table.h>
+#include <rocksdb/utilities/write_batch_with_index.h>
+
+#include <algorithm>
+#include <cstring>
+#include <ctime>
+#include <vector>
+
+#include "meta/codec.h"
+
+namespace daxref {
+
+namespace {
+
+constexpr uint32_t kMaxNameLen = 255;
+constexpr uint32_t kMaxLinks = 65000;
+constexpr size_t kMaxXattrValue = 65536;
+// Largest file offset (exclusive): keeps every byte offset and block number
+// in a signed 64-bit off_t.
+constexpr uint64_t kMaxFileSize = uint64_t{1} << 62;
+
+Status FromRocks(const rocksdb::Status& s, const char* what) {
+  if (s.ok()) return Status::Ok();
+  if (s.IsNotFound()) return Status::NotFound(what);
+  if (s.IsCorruption()) return Status::Corruption(std::string(what) + ": " + s.ToString());
+  return Status::IOError(std::string(what) + ": " + s.ToString());
+}
+
+uint64_t BlockOf(uint64_t off) { return off >> kBlockShift; }
+uint64_t BlockCeil(uint64_t off) { return (off + kBlockSize - 1) >> kBlockShift; }
+uint64_t PoolOff(uint64_t pblock) { return pblock << kBlockShift; }
+
+bool IsDir(uint32_t mode) { return S_ISDIR(mode); }
+
+rocksdb::Options StoreOptions(size_t cache_bytes) {
+  rocksdb::Options o;
+  rocksdb::BlockBasedTableOptions t;
+  t.block_cache = rocksdb::NewLRUCache(cache_bytes);
+  t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(t));
+  o.max_background_jobs = 2;
+  o.write_buffer_size = 32 << 20;
+  return o;
+}
+
+Status ValidName(std::string_view name) {
+  if (name.empty() || name == "." || name == "..") return Status::Invalid("invalid name");
+  if (name.size() > kMaxNameLen) return Status::Error(ENAMETOOLONG, "name too long");
+  if (name.find('/') != std::string_view::npos) return Status::Invalid("name contains '/'");
+  return Status::Ok();
+}
+
+}  // namespace
+
+Timespec Now() {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return Timespec{ts.tv_sec, static_cast<uint32_t>(ts.tv_nsec)};
+}
+
+// One operation's batch, read-your-writes (a WriteBatchWithIndex), plus the
+// free-space edit that commits or rolls back with it.
+class Volume::Txn {
+ public:
+  explicit Txn(Volume* v) : v_(v), batch_(rocksdb::BytewiseComparator(), 0, true) {
+    v_->free_.BeginEdit();
+  }
+  ~Txn() {
+    if (!done_) v_->free_.Rollback();
+  }
+  Status Get(const std::string& key, std::string* value) {
+    rocksdb::Status s = batch_.GetFromBatchAndDB(v_->db_.get(), rocksdb::ReadOptions(), key, value);
+    if (s.IsNotFound()) return Status::NotFound("");
+    return FromRocks(s, "read");
+  }
+  void Put(const std::string& k, const std::string& v) { batch_.Put(k, v); }
+  void Delete(const std::string& k) { batch_.Delete(k); }
+  // An iterator over the store as this batch would leave it. The bound
+  // applies to the store only, not to the batch's own keys: callers check
+  // their prefix on every step.
+  std::unique_ptr<rocksdb::Iterator> Iter(const rocksdb::Slice* upper) {
+    rocksdb::ReadOptions ro;
+    ro.iterate_upper_bound = upper;
+    return std::unique_ptr<rocksdb::Iterator>(
+        batch_.NewIteratorWithBase(v_->db_->NewIterator(ro)));
+  }
+  rocksdb::WriteBatchWithIndex& batch() { return batch_; }
+  void MarkDone() { done_ = true; }
+
+ private:
+  Volume* v_;
+  rocksdb::WriteBatchWithIndex batch_;
+  bool done_ = false;
+};
+
+Volume::Volume(std::unique_ptr<rocksdb::DB> db, const Superblock& sb, DataPlane* data)
+    : db_(std::move(db)), sb_(sb), data_(data) {}
+
+Volume::~Volume() {
+  if (db_) {
+    db_->FlushWAL(true);
+    db_->Close();
+  }
+}
+
+Status Volume::Create(const std::string& dir, const Superblock& sb, const Caller& root_owner,
+                      uint32_t root_mode) {
+  rocksdb::Options o = StoreOptions(8 << 20);
+  o.create_if_missing = true;
+  o.error_if_exists = true;
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(o, dir, &raw);
+  if (!s.ok()) return Status::IOError("cannot create metadata store " + dir + ": " + s.ToString());
+  std::unique_ptr<rocksdb::DB> db(raw);
+
+  rocksdb::WriteBatch b;
+  b.Put(keys::Misc(kMiscUuid), std::string(reinterpret_cast<const char*>(sb.uuid.data()), 16));
+  std::string v;
+  codec::PutU32(&v, kMetaFormatVersion);
+  b.Put(keys::Misc(kMiscFormat), v);
+  b.Put(keys::Misc(kMiscBlocks), EncodeLength(sb.block_count));
+  b.Put(keys::Misc(kMiscNextIno), EncodeLength(kRootIno + 1));
+  InodeRecord root;
+  root.ino = kRootIno;
+  root.mode = S_IFDIR | (root_mode & 07777);
+  root.uid = root_owner.uid;
+  root.gid = root_owner.gid;
+  root.nlink = 2;
+  root.atime = root.mtime = root.ctime = root.btime = Now();
+  root.parent = kRootIno;
+  root.next_cookie = kFirstCookie;
+  b.Put(keys::Inode(kRootIno), EncodeInode(root));
+  b.Put(keys::Free(sb.first_data_block()), EncodeLength(sb.data_blocks()));
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  s = db->Write(wo, &b);
+  if (!s.ok()) return Status::IOError("cannot initialize metadata store: " + s.ToString());
+  s = db->Close();
+  if (!s.ok()) return Status::IOError("cannot close metadata store: " + s.ToString());
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<Volume>> Volume::Open(const std::string& dir, const Superblock& sb,
+                                             DataPlane* data, const Options& opts) {
+  struct stat st {};
+  if (stat((dir + "/CURRENT").c_str(), &st) != 0)
+    return Status::Error(ENOENT, "metadata store " + dir + " is missing");
+  rocksdb::Options o = StoreOptions(opts.block_cache_bytes);
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(o, dir, &raw);
+  if (!s.ok()) {
+    int err = s.IsIOError() && s.ToString().find("lock") != std::string::npos ? EBUSY : EIO;
+    return Status::Error(err, "cannot open metadata store " + dir + ": " + s.ToString());
+  }
+  std::unique_ptr<rocksdb::DB> db(raw);
+
+  std::string v;
+  s = db->Get(rocksdb::ReadOptions(), keys::Misc(kMiscUuid), &v);
+  if (!s.ok() || v.size() != 16) return Status::Corruption("metadata store has no pool uuid");
+  if (memcmp(v.data(), sb.uuid.data(), 16) != 0) {
+    Uuid meta_uuid;
+    memcpy(meta_uuid.data(), v.data(), 16);
+    return Status::Error(EINVAL, "metadata belongs to pool " + UuidToString(meta_uuid) +
+                                     ", not to this pool " + UuidToString(sb.uuid));
+  }
+  s = db->Get(rocksdb::ReadOptions(), keys::Misc(kMiscFormat), &v);
+  if (!s.ok() || v.size() != 4 || codec::LoadU32(v.data()) != kMetaFormatVersion)
+    return Status::Error(EINVAL, "unsupported metadata format version");
+  uint64_t blocks = 0;
+  s = db->Get(rocksdb::ReadOptions(), keys::Misc(kMiscBlocks), &v);
+  if (!s.ok() || !DecodeLength(v, &blocks).ok() || blocks != sb.block_count)
+    return Status::Corruption("metadata block count does not match the pool superblock");
+  uint64_t next_ino = 0;
+  s = db->Get(rocksdb::ReadOptions(), keys::Misc(kMiscNextIno), &v);
+  if (!s.ok() || !DecodeLength(v, &next_ino).ok())
+    return Status::Corruption("metadata has no inode counter");
+
+  std::unique_ptr<Volume> vol(new Volume(std::move(db), sb, data));
+  vol->next_ino_ = next_ino;
+  DAXREF_RETURN_IF_ERROR(vol->free_.Load(vol->db_.get()));
+
+  // Nothing is open at mount: every orphan is garbage from a daemon that died.
+  std::vector<uint64_t> orphans;
+  {
+    std::string lo(1, prefix::kOrphan), hi(1, prefix::kOrphan + 1);
+    rocksdb::Slice upper(hi);
+    rocksdb::ReadOptions ro;
+    ro.iterate_upper_bound = &upper;
+    std::unique_ptr<rocksdb::Iterator> it(vol->db_->NewIterator(ro));
+    for (it->Seek(lo); it->Valid(); it->Next())
+      orphans.push_back(keys::U64At(it->key().ToStringView(), 1));
+  }
+  for (uint64_t ino : orphans) DAXREF_RETURN_IF_ERROR(vol->Reclaim(ino));
+  return vol;
+}
+
+// ---------------------------------------------------------------------------
+// Helpers inside a transaction.
+
+Status Volume::LoadInode(Txn& t, uint64_t ino, InodeRecord* out) {
+  std::string v;
+  Status s = t.Get(keys::Inode(ino), &v);
+  if (s.err() == ENOENT) return Status::NotFound("no inode " + std::to_string(ino));
+  DAXREF_RETURN_IF_ERROR(s);
+  return DecodeInode(ino, v, out);
+}
+
+void Volume::StoreInode(Txn& t, const InodeRecord& r) { t.Put(keys::Inode(r.ino), EncodeInode(r)); }
+
+Status Volume::LookupIn(Txn& t, uint64_t dir, std::string_view name, DirentRecord* out) {
+  std::string v;
+  Status s = t.Get(keys::Dirent(dir, name), &v);
+  if (!s.ok()) return s;
+  return DecodeDirent(v, out);
+}
+
+uint64_t Volume::NextIno(Txn& t) {
+  uint64_t ino = next_ino_++;
+  t.Put(keys::Misc(kMiscNextIno), EncodeLength(next_ino_));
+  return ino;
+}
+
+Status Volume::AddEntry(Txn& t, InodeRecord* dir, std::string_view name, uint64_t ino,
+                        uint32_t type) {
+  DirentRecord d{ino, type & S_IFMT, dir->next_cookie++};
+  t.Put(keys::Dirent(dir->ino, name), EncodeDirent(d));
+  t.Put(keys::DirCookie(dir->ino, d.cookie), EncodeCookie(d, name));
+  dir->mtime = dir->ctime = Now();
+  if (IsDir(type)) dir->nlink++;
+  return Status::Ok();
+}
+
+Status Volume::RemoveEntry(Txn& t, InodeRecord* dir, std::string_view name,
+                           const DirentRecord& d) {
+  t.Delete(keys::Dirent(dir->ino, name));
+  t.Delete(keys::DirCookie(dir->ino, d.cookie));
+  dir->mtime = dir->ctime = Now();
+  if (IsDir(d.type)) dir->nlink--;
+  return Status::Ok();
+}
+
+Status Volume::DirIsEmpty(Txn& t, uint64_t dir, bool* empty) {
+  std::string lo = keys::DirentPrefix(dir), hi = keys::Successor(lo);
+  rocksdb::Slice upper(hi);
+  auto it = t.Iter(&upper);
+  it->Seek(lo);
+  *empty = !(it->Valid() && it->key().starts_with(lo));
+  return FromRocks(it->status(), "scan directory");
+}
+
+void Volume::DropLink(Txn& t, InodeRecord* r) {
+  if (r->nlink > 0) r->nlink--;
+  r->ctime = Now();
+  if (r->nlink == 0) t.Put(keys::Orphan(r->ino), "");
+  StoreInode(t, *r);
+}
+
+Status Volume::DeleteInode(Txn& t, const InodeRecord& r) {
+  InodeRecord copy = r;
+  DAXREF_RETURN_IF_ERROR(UnmapRange(t, &copy, 0, UINT64_MAX));
+  std::string lo = keys::XattrPrefix(r.ino), hi = keys::Successor(lo);
+  rocksdb::Slice upper(hi);
+  std::vector<std::string> names;
+  {
+    auto it = t.Iter(&upper);
+    for (it->Seek(lo); it->Valid() && it->key().starts_with(lo); it->Next()) names.push_back(it->key().ToString());
+  }
+  for (const auto& k : names) t.Delete(k);
+  if (S_ISLNK(r.mode)) t.Delete(keys::Symlink(r.ino));
+  t.Delete(keys::Orphan(r.ino));
+  t.Delete(keys::Inode(r.ino));
+  return Status::Ok();
+}
+
+Status Volume::Commit(Txn& t) {
+  free_.EmitEdit(t.batch().GetWriteBatch());
+  rocksdb::Status s = db_->Write(rocksdb::WriteOptions(), t.batch().GetWriteBatch());
+  if (!s.ok()) return Status::IOError("metadata commit failed: " + s.ToString());
+  free_.Finish();
+  t.MarkDone();
+  return Status::Ok();
+}
+
+// ---------------------------------------------------------------------------
+// Extent map. Keys E(ino, fblock) sort by file block, so the extents that
+// overlap [fb0, fb1) are the one at or before fb0 (if it reaches past fb0)
+// and those starting inside the range.
+
+Status Volume::WalkExtents(Txn& t, uint64_t ino, uint64_t fb0, uint64_t fb1,
+                           const ExtentFn& fn) {
+  std::string lo = keys::ExtentPrefix(ino), hi = keys::Successor(lo);
+  rocksdb::Slice upper(hi);
+  auto it = t.Iter(&upper);
+  it->Seek(keys::Extent(ino, fb0));
+  bool at_first = it->Valid() && keys::U64At(it->key().ToStringView(), 9) == fb0;
+  if (!at_first) {
+    if (it->Valid())
+      it->Prev();
+    else
+      it->SeekToLast();
+    if (it->Valid() && it->key().starts_with(lo)) {
+      Extent e;
+      DAXREF_RETURN_IF_ERROR(DecodeExtent(it->key().ToStringView(), it->value().ToStringView(), &e));
+      if (e.fend() > fb0 && !fn(e)) return Status::Ok();
+    }
+    it->Seek(keys::Extent(ino, fb0));
+  }
+  for (; it->Valid() && it->key().starts_with(lo); it->Next()) {
+    Extent e;
+    DAXREF_RETURN_IF_ERROR(DecodeExtent(it->key().ToStringView(), it->value().ToStringView(), &e));
+    if (e.fblock >= fb1) break;
+    if (!fn(e)) break;
+  }
+  return FromRocks(it->status(), "scan extents");
+}
+
+//   Unmapping [fb0, fb1) from an extent keeps what lies outside:
+//
+//      e:   |----left----|=====unmapped=====|----right----|
+//           e.fblock     fb0                fb1           e.fend
+//
+//   left keeps e's key with a shorter length, right gets a new key at fb1
+//   with its pool block shifted by the same amount; the reverse map follows.
+Status Volume::UnmapRange(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t fb1) {
+  // Extents are collected a chunk at a time: the batch is edited between
+  // scans, never under a live iterator.
+  constexpr size_t kChunk = 512;
+  uint64_t from = fb0;
+  for (;;) {
+    std::vector<Extent> chunk;
+    DAXREF_RETURN_IF_ERROR(WalkExtents(t, r->ino, from, fb1, [&](const Extent& e) {
+      chunk.push_back(e);
+      return chunk.size() < kChunk;
+    }));
+    if (chunk.empty()) return Status::Ok();
+    for (const Extent& e : chunk) {
+      uint64_t cut0 = std::max(e.fblock, fb0), cut1 = std::min(e.fend(), fb1);
+      t.Delete(keys::Rmap(e.pblock, r->ino, e.fblock));
+      if (e.fblock < cut0) {
+        Extent left{e.fblock, e.pblock, cut0 - e.fblock};
+        t.Put(keys::Extent(r->ino, left.fblock), EncodeExtent(left));
+        t.Put(keys::Rmap(left.pblock, r->ino, left.fblock), EncodeLength(left.len));
+      } else {
+        t.Delete(keys::Extent(r->ino, e.fblock));
+      }
+      if (cut1 < e.fend()) {
+        Extent right{cut1, e.pblock + (cut1 - e.fblock), e.fend() - cut1};
+        t.Put(keys::Extent(r->ino, right.fblock), EncodeExtent(right));
+        t.Put(keys::Rmap(right.pblock, r->ino, right.fblock), EncodeLength(right.len));
+      }
+      uint64_t n = cut1 - cut0;
+      free_.Release(e.pblock + (cut0 - e.fblock), n);
+      r->blocks -= std::min(r->blocks, n);
+    }
+    if (chunk.size() < kChunk) return Status::Ok();
+    from = std::min(chunk.back().fend(), fb1);
+    if (from >= fb1) return Status::Ok();
+  }
+}
+
+// Maps a hole [e.fblock, e.fend()) to pool blocks, merging with the extent
+// before and after when both file and pool blocks are contiguous, so that a
+// file written front to back stays one extent.
+Status Volume::MapExtent(Txn& t, InodeRecord* r, const Extent& e) {
+  Extent merged = e;
+  std::optional<Extent> left, right;
+  if (e.fblock > 0) {
+    DAXREF_RETURN_IF_ERROR(WalkExtents(t, r->ino, e.fblock - 1, e.fblock, [&](const Extent& x) {
+      if (x.fend() == e.fblock && x.pend() == e.pblock) left = x;
+      return false;
+    }));
+  }
+  std::string v;
+  Status s = t.Get(keys::Extent(r->ino, e.fend()), &v);
+  if (s.ok()) {
+    Extent x;
+    DAXREF_RETURN_IF_ERROR(DecodeExtent(keys::Extent(r->ino, e.fend()), v, &x));
+    if (x.pblock == e.pend()) right = x;
+  } else if (s.err() != ENOENT) {
+    return s;
+  }
+  if (left) {
+    merged.fblock = left->fblock;
+    merged.pblock = left->pblock;
+    merged.len += left->len;
+  }
+  if (right) {
+    merged.len += right->len;
+    t.Delete(keys::Extent(r->ino, right->fblock));
+    t.Delete(keys::Rmap(right->pblock, r->ino, right->fblock));
+  }
+  t.Put(keys::Extent(r->ino, merged.fblock), EncodeExtent(merged));
+  t.Put(keys::Rmap(merged.pblock, r->ino, merged.fblock), EncodeLength(merged.len));
+  r->blocks += e.len;
+  return Status::Ok();
+}
+
+Status Volume::FillHoles(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t fb1, uint64_t keep_off,
+                         uint64_t keep_end) {
+  // First find the holes, then allocate them all; only when every block is
+  // in hand is anything written, so ENOSPC leaves the pool untouched.
+  struct Hole {
+    uint64_t fb, len, goal;
+  };
+  std::vector<Hole> holes;
+  uint64_t pos = fb0;
+  uint64_t goal = 0;
+  bool have_goal = false;
+  DAXREF_RETURN_IF_ERROR(WalkExtents(t, r->ino, fb0 > 0 ? fb0 - 1 : 0, fb1, [&](const Extent& e) {
+    if (e.fend() <= fb0) {  // the extent just before the range: a goal only
+      goal = e.pend() + (fb0 - e.fend());
+      have_goal = true;
+      return true;
+    }
+    if (e.fblock > pos) holes.push_back({pos, e.fblock - pos, have_goal ? goal : 0});
+    pos = std::max(pos, e.fend());
+    goal = e.pend();
+    have_goal = true;
+    return true;
+  }));
+  if (pos < fb1) holes.push_back({pos, fb1 - pos, have_goal ? goal + 0 : 0});
+  if (holes.empty()) return Status::Ok();
+
+  std::vector<Extent> fresh;
+  for (const Hole& h : holes) {
+    uint64_t done = 0;
+    uint64_t g = h.goal ? h.goal : sb_.first_data_block();
+    while (done < h.len) {
+      std::optional<Extent> got = free_.Allocate(g, h.len - done);
+      if (!got) return Status::NoSpace("pool is full");
+      fresh.push_back(Extent{h.fb + done, got->pblock, got->len});
+      done += got->len;
+      g = got->pend();
+    }
+  }
+  // New blocks hold whatever an earlier owner left: zero all but the bytes
+  // the caller is about to write.
+  for (const Extent& e : fresh) {
+    uint64_t b0 = e.fblock << kBlockShift, b1 = e.fend() << kBlockShift;
+    uint64_t k0 = std::clamp(keep_off, b0, b1), k1 = std::clamp(keep_end, k0, b1);
+    if (k0 > b0) data_->Zero(PoolOff(e.pblock), k0 - b0);
+    if (b1 > k1) data_->Zero(PoolOff(e.pblock) + (k1 - b0), b1 - k1);
+  }
+  for (const Extent& e : fresh) DAXREF_RETURN_IF_ERROR(MapExtent(t, r, e));
+  return Status::Ok();
+}
+
+Status Volume::ZeroBytes(Txn& t, uint64_t ino, uint64_t off, uint64_t len) {
+  if (len == 0) return Status::Ok();
+  return WalkExtents(t, ino, BlockOf(off), BlockCeil(off + len), [&](const Extent& e) {
+    uint64_t s = std::max(off, e.fblock << kBlockShift);
+    uint64_t end = std::min(off + len, e.fend() << kBlockShift);
+    if (end > s) data_->Zero(PoolOff(e.pblock) + (s - (e.fblock << kBlockShift)), end - s);
+    return true;
+  });
+}
+
+// Bytes past EOF inside the last block are kept zero, so growing a file
+// (truncate up, a write past EOF) never exposes old data.
+Status Volume::Truncate(Txn& t, InodeRecord* r, uint64_t size) {
+  if (size < r->size) {
+    DAXREF_RETURN_IF_ERROR(UnmapRange(t, r, BlockCeil(size), UINT64_MAX));
+    if (size % kBlockSize)
+      DAXREF_RETURN_IF_ERROR(ZeroBytes(t, r->ino, size, kBlockSize - size % kBlockSize));
+  }
+  r->size = size;
+  return Status::Ok();
+}
+
+// ---------------------------------------------------------------------------
+// Queries.
+
+Status Volume::GetInode(uint64_t ino, InodeRecord* out) {
+  std::string v;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), keys::Inode(ino), &v);
+  if (s.IsNotFound()) return Status::NotFound("no inode " + std::to_string(ino));
+  DAXREF_RETURN_IF_ERROR(FromRocks(s, "read inode"));
+  return DecodeInode(ino, v, out);
+}
+
+Status Volume::Lookup(uint64_t parent, std::string_view name, InodeRecord* out) {
+  if (name.size() > kMaxNameLen) return Status::Error(ENAMETOOLONG, "name too long");
+  std::string v;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), keys::Dirent(parent, name), &v);
+  if (s.IsNotFound()) return Status::NotFound("no such entry");
+  DAXREF_RETURN_IF_ERROR(FromRocks(s, "lookup"));
+  DirentRecord d;
+  DAXREF_RETURN_IF_ERROR(DecodeDirent(v, &d));
+  return GetInode(d.ino, out);
+}
+
+Status Volume::ReadLink(uint64_t ino, std::string* target) {
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), keys::Symlink(ino), target);
+  if (s.IsNotFound()) return Status::Invalid("not a symlink");
+  return FromRocks(s, "readlink");
+}
+
+Status Volume::ReadDir(uint64_t dir, uint64_t cookie, const DirentFn& fn) {
+  InodeRecord d;
+  DAXREF_RETURN_IF_ERROR(GetInode(dir, &d));
+  if (!IsDir(d.mode)) return Status::Error(ENOTDIR, "not a directory");
+  if (cookie < 1 && !fn(".", dir, S_IFDIR, 1)) return Status::Ok();
+  if (cookie < 2 && !fn("..", d.parent, S_IFDIR, 2)) return Status::Ok();
+  std::string lo = keys::DirCookie(dir, std::max<uint64_t>(cookie + 1, kFirstCookie));
+  std::string hi = keys::Successor(keys::DirCookiePrefix(dir));
+  rocksdb::Slice upper(hi);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  for (it->Seek(lo); it->Valid(); it->Next()) {
+    DirentRecord e;
+    std::string name;
+    DAXREF_RETURN_IF_ERROR(DecodeCookie(it->value().ToStringView(), &e, &name));
+    if (!fn(name, e.ino, e.type, e.cookie)) break;
+  }
+  return FromRocks(it->status(), "readdir");
+}
+
+Status Volume::MapRange(uint64_t ino, uint64_t off, uint64_t len, const SegmentFn& fn) {
+  if (len == 0) return Status::Ok();
+  uint64_t end = off + len;
+  uint64_t pos = off;
+  bool stop = false;
+  std::string lo = keys::ExtentPrefix(ino), hi = keys::Successor(lo);
+  rocksdb::Slice upper(hi);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  // The extent that may cover `off` starts at or before its block.
+  it->SeekForPrev(keys::Extent(ino, BlockOf(off)));
+  if (!it->Valid() || !it->key().starts_with(lo)) it->Seek(keys::Extent(ino, BlockOf(off)));
+  for (; it->Valid() && !stop && pos < end; it->Next()) {
+    Extent e;
+    DAXREF_RETURN_IF_ERROR(DecodeExtent(it->key().ToStringView(), it->value().ToStringView(), &e));
+    uint64_t es = e.fblock << kBlockShift, ee = e.fend() << kBlockShift;
+    if (ee <= pos) continue;
+    if (es >= end) break;
+    if (es > pos) {
+      stop = !fn(MappedSegment{pos, es - pos, true, 0});
+      pos = es;
+      if (stop) break;
+    }
+    uint64_t seg_end = std::min(ee, end);
+    stop = !fn(MappedSegment{pos, seg_end - pos, false, PoolOff(e.pblock) + (pos - es)});
+    pos = seg_end;
+  }
+  DAXREF_RETURN_IF_ERROR(FromRocks(it->status(), "map range"));
+  if (!stop && pos < end) fn(MappedSegment{pos, end - pos, true, 0});
+  return Status::Ok();
+}
+
+Status Volume::Seek(uint64_t ino, uint64_t off, int whence, uint64_t* out) {
+  InodeRecord r;
+  DAXREF_RETURN_IF_ERROR(GetInode(ino, &r));
+  if (whence != SEEK_DATA && whence != SEEK_HOLE) return Status::Invalid("bad whence");
+  if (off >= r.size) return Status::Error(ENXIO, "offset past end of file");
+  std::optional<uint64_t> found;
+  DAXREF_RETURN_IF_ERROR(MapRange(ino, off, r.size - off, [&](const MappedSegment& s) {
+    if ((whence == SEEK_DATA) != s.hole) {
+      found = s.off;
+      return false;
+    }
+    return true;
+  }));
+  if (whence == SEEK_HOLE) {
+    *out = found.value_or(r.size);
+    return Status::Ok();
+  }
+  if (!found) return Status::Error(ENXIO, "no data past offset");
+  *out = *found;
+  return Status::Ok();
+}
+
+Status Volume::GetXattr(uint64_t ino, std::string_view name, std::string* value) {
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), keys::Xattr(ino, name), value);
+  if (s.IsNotFound()) return Status::Error(ENODATA, "no such attribute");
+  return FromRocks(s, "getxattr");
+}
+
+Status Volume::ListXattr(uint64_t ino, std::string* names) {
+  std::string lo = keys::XattrPrefix(ino), hi = keys::Successor(lo);
+  rocksdb::Slice upper(hi);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  names->clear();
+  for (it->Seek(lo); it->Valid(); it->Next()) {
+    names->append(it->key().ToStringView().substr(lo.size()));
+    names->push_back('\0');
+  }
+  return FromRocks(it->status(), "listxattr");
+}
+
+VolumeStats Volume::Stats() {
+  std::lock_guard<std::mutex> g(mu_);
+  VolumeStats s;
+  s.data_blocks = sb_.data_blocks();
+  s.free_blocks = free_.free_blocks();
+  s.inodes = next_ino_ - 1;
+  return s;
+}
+
+Status Volume::QueryOwners(uint64_t pb0, uint64_t pb1, const RmapFn& fn) {
+  if (pb1 <= pb0) return Status::Ok();
+  std::string lo(1, prefix::kRmap), hi(1, prefix::kRmap + 1);
+  rocksdb::Slice upper(hi);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  // Records never overlap one another's pool ranges except where they
+  // describe the very same blocks, so the only record starting before pb0
+  // that can reach into the range is the last one before it; start from its
+  // pool block and take every owner recorded there.
+  it->SeekForPrev(keys::Rmap(pb0, UINT64_MAX, UINT64_MAX));
+  if (it->Valid() && it->key().starts_with(lo)) {
+    it->Seek(keys::Rmap(keys::U64At(it->key().ToStringView(), 1), 0, 0));
+  } else {
+    it->Seek(keys::Rmap(pb0, 0, 0));
+  }
+  for (; it->Valid(); it->Next()) {
+    RmapRecord r;
+    DAXREF_RETURN_IF_ERROR(DecodeRmap(it->key().ToStringView(), it->value().ToStringView(), &r));
+    if (r.pblock >= pb1) break;
+    if (r.pblock + r.len <= pb0) continue;
+    if (!fn(r)) break;
+  }
+  return FromRocks(it->status(), "rmap query");
+}
+
+// ---------------------------------------------------------------------------
+// Namespace operations.
+
+Status Volume::MakeNode(uint64_t parent, std::string_view name, uint32_t mode, uint64_t rdev,
+                        const Caller& who, std::string_view link_target, InodeRecord* out) {
+  DAXREF_RETURN_IF_ERROR(ValidName(name));
+  if (S_ISLNK(mode) && (link_target.empty() || link_target.size() >= 4096))
+    return Status::Error(link_target.empty() ? ENOENT : ENAMETOOLONG, "bad symlink target");
+  std::lock_guard<std::mutex> g(mu_);
+  Txn t(this);
+  InodeRecord dir;
+  DAXREF_RETURN_IF_ERROR(LoadInode(t, parent, &dir));
+  if (!IsDir(dir.mode)) return Status::Error(ENOTDIR, "parent is not a directory");
+  if (dir.nlink == 0) return Status::NotFound("directory was removed");
+  DirentRecord existing;
+  Status s = LookupIn(t, parent, name, &existing);
+  if (s.ok()) return Status::Error(EEXIST, "entry exists");
+  if (s.err() != ENOENT) return s;
+  if (IsDir(mode) && dir.nlink >= kMaxLinks) return Status::Error(EMLINK, "too many links");
+
+  InodeRecord r;
+  r.ino = NextIno(t);
+  r.mode = mode;
+  r.uid = who.uid;
+  r.gid = who.gid;
+  // BSD group semantics in a setgid directory: the group comes from the
+  // directory, and subdirectories inherit the setgid bit.
+  if (dir.mode & S_ISGID) {
+    r.gid = dir.gid;
+    if (IsDir(mode)) r.mode |= S_ISGID;
+  }
+  r.nlink = IsDir(mode) ? 2 : 1;
+  r.rdev = rdev;
+  r.atime = r.mtime = r.ctime = r.btime = Now();
+  if (IsDir(mode)) {
+    r.parent = parent;
+    r.next_cookie = kFirstCookie;
+  }
+  if (S_ISLNK(mode)) {
+    r.size = link_target.size();
+    t.Put(keys::Symlink(r.ino), std::string(link_target));
+  }
+  StoreInode(t, r);
+  DAXREF_RETURN_IF_ERROR(AddEntry(t, &dir, name, r.ino, mode));
+  StoreInode(t, dir);
+  DAXREF_RETURN_IF_ERROR(Commit(t));
+  *out = r;
+  return Status::Ok();
+}
+
+Status Volume::Link(uint64_t ino, uint64_t newparent, std::string_view newname, InodeRecord* out) {
+  DAXREF_RETURN_IF_ERROR(ValidName(newname));
+  std::lock_guard<std::mutex> g(mu_);
+  Txn t(this);
+  InodeRecord r, dir;
+  DAXREF_RETURN_IF_ERROR(LoadInode(t, ino, &r));
+  DAXREF_RETURN_IF_ERROR(LoadInode(t, newparent, &dir));
+  if (IsDir(r.mode)) return Status::Error(EPERM, "cannot hard-link a directory");
+  if (!IsDir(dir.mode)) return Status::Error(ENOTDIR, "parent is not a directory");
+  if (r.nlink == 0) return Status::NotFound("inode was unlinked");
+  if (r.nlink >= kMaxLinks) return Status::Error(EMLINK, "too many links");
+  DirentRecord existing;
+  Status s = LookupIn(t, newparent, newname, &existing);
+  if (s.ok()) return Status::Error(EEXIST, "entry exists");
+  if (s.err() != ENOENT) return s;
+  r.nlink++;
+  r.ctime = Now();
+  StoreInode(t, r);
+  DAXREF_RETURN_IF_ERROR(AddEntry(t, &dir, newname, ino, r.mode));
+  StoreInode(t, dir);
+  DAXREF_RETURN_IF_ERROR(Commit(t));
+  *out = r;
+  return Status::Ok();
+}
+
+Status Volume::Unlink(uint64_t parent, std::string_view name, InodeRecord* victim) {
+  std::lock_guard<std::mutex> g(mu_);
+  Txn t(this);
+  InodeRecord dir;
+  DAXREF_RETURN_IF_ERROR(LoadInode(t, parent, &dir));
+  if (!IsDir(dir.mode)) return Status::Error(ENOTDIR, "parent is not a directory");
+  DirentRecord d;
+  DAXREF_RETURN_IF_ERROR(LookupIn(t, parent, name, &d));
+  if (IsDir(d.type)) return Status::Error(EISDIR, "is a directory");
+  InodeRecord r;
+  DAXREF_RETURN_IF_ERROR(LoadInode(t, d.ino, &r));
+  DAXREF_RETURN_IF_ERROR(RemoveEntry(t, &dir, name, d));
+  StoreInode(t, dir);
+  DropLink(t, &r);
+  DAXREF_RETURN_IF_ERROR(Commit(t));
+  *victim = r;
+  return Status::Ok();
+}
+
+Status Volume::Rmdir(uint64_t parent, std::string_view name) {
+  if (name == ".") return Status::Invalid("cannot remove '.'");
+  if (name == "..") return Status::Error(ENOTEMPTY, "cannot remove '..'");
+  std::lock_guard<std::mutex> g(mu_);
+  Txn t(this);
+  InodeRecord dir;
+  DAXREF_RETURN_IF_ERROR(LoadInode(t, parent, &dir));
+  DirentRecord d;
+  DAXREF_RETURN_IF_ERROR(LookupIn(t, parent, name, &d));
+  if (!IsDir(d.type)) return Status::Error(ENOTDIR, "not a directory");
+  bool empty = false;
+  DAXREF_RETURN_IF_ERROR(DirIsEmpty(t, d.ino, &empty));
+  if (!empty) return Status::Error(ENOTEMPTY, "directory not empty");
+  InodeRecord r;
+  DAXREF_RETURN_IF_ERROR(LoadInode(t, d.ino, &r));
+  DAXREF_RETURN_IF_ERROR(RemoveEntry(t, &dir, name, d));
+  StoreInode(t, dir);
+  DAXREF_RETURN_IF_ERROR(DeleteInode(t, r));
+  return Commit(t);
+}
+
+Status Volume::Rename(uint64_t parent, std::string_view name, uint64_t newparent,
+                      std::string_view newname, unsigned flags, InodeRecord* replaced) {
+  replaced->ino = 0;
+  if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) return Status::Invalid("unsupported flags");
+  if ((flags & RENAME_NOREPLACE) && (flags & RENAME_EXCHANGE))
+    return Status::Invalid("NOREPLACE with EXCHANGE");
+  DAXREF_RETURN_IF_ERROR(ValidName(newname));
+  std::lock_guard<std::mutex> g(mu_);
+  Txn t(this);
+  InodeRecord src_dir, dst_dir;
+  DAXREF_RETURN_IF_ERROR(LoadInode(t, parent, &src_dir));
+  DAXREF_RETURN_IF_ERROR(LoadInode(t, newparent, &dst_dir));
+  if (!IsDir(src_dir.mode) || !IsDir(dst_dir.mode)) return Status::Error(ENOTDIR, "not a dir");
+  DirentRecord src;
+  DAXREF_RETURN_IF_ERROR(LookupIn(t, parent, name, &src));
+  DirentRecord dst;
+  Status s = LookupIn(t, newparent, newname, &dst);
+  bool dst_exists = s.ok();
+  if (!dst_exists && s.err() != ENOENT) return s;
+  bool same_dir = parent == newparent;
+  // With one directory on both sides, src_dir and dst_dir are the same
+  // record: edit one copy and store it once.
+  InodeRecord& to_dir = same_dir ? src_dir : dst_dir;
+  Timespec now = Now();
+
+  if (flags & RENAME_EXCHANGE) {
+    if (!dst_exists) return Status::NotFound("exchange target missing");
+    if (src.ino == dst.ino) return Status::Ok();
+    InodeRecord a, b;
+    DAXREF_RETURN_IF_ERROR(LoadInode(t, src.ino, &a));
+    DAXREF_RETURN_IF_ERROR(LoadInode(t, dst.ino, &b));
+    DirentRecord na{b.ino, b.mode & S_IFMT, src.cookie}, nb{a.ino, a.mode & S_IFMT, dst.cookie};
+    t.Put(keys::Dirent(parent, name), EncodeDirent(na));
+    t.Put(keys::DirCookie(parent, src.cookie), EncodeCookie(na, name));
+    t.Put(keys::Dirent(newparent, newname), EncodeDirent(nb));
+    t.Put(keys::DirCookie(newparent, dst.cookie), EncodeCookie(nb, newname));
+    if (!same_dir) {
+      if (IsDir(a.mode)) {
+        a.parent = newparent;
+        src_dir.nlink--;
+        dst_dir.nlink++;
+      }
+      if (IsDir(b.mode)) {
+        b.parent = parent;
+        dst_dir.nlink--;
+        src_dir.nlink++;
+      }
+    }
+    a.ctime = b.ctime = now;
+    StoreInode(t, a);
+    StoreInode(t, b);
+    src_dir.mtime = src_dir.ctime = to_dir.mtime = to_dir.ctime = now;
+    StoreInode(t, src_dir);
+    if (!same_dir) StoreInode(t, dst_dir);
+    return Commit(t);
+  }
+
+  if (dst_exists) {
+    if (flags & RENAME_NOREPLACE) return Status::Error(EEXIST, "target exists");
+    if (dst.ino == src.ino) return Status::Ok();  // two links to one inode: nothing to do
+    InodeRecord victim;
+    DAXREF_RETURN_IF_ERROR(LoadInode(t, dst.ino, &victim));
+    if (IsDir(src.type)) {
+      if (!IsDir(victim.mode)) return Status::Error(ENOTDIR, "target is not a directory");
+      bool empty = false;
+      DAXREF_RETURN_IF_ERROR(DirIsEmpty(t, victim.ino, &empty));
+      if (!empty) return Status::Error(ENOTEMPTY, "target directory not empty");
+      DAXREF_RETURN_IF_ERROR(RemoveEntry(t, &to_dir, newname, dst));
+      DAXREF_RETURN_IF_ERROR(DeleteInode(t, victim));
+    } else {
+      if (IsDir(victim.mode)) return Status::Error(EISDIR, "target is a directory");
+      DAXREF_RETURN_IF_ERROR(RemoveEntry(t, &to_dir, newname, dst));
+      DropLink(t, &victim);
+      *replaced = victim;
+    }
+  }
+  InodeRecord moving;
+  DAXREF_RETURN_IF_ERROR(LoadInode(t, src.ino, &moving));
+  DAXREF_RETURN_IF_ERROR(RemoveEntry(t, &src_dir, name, src));
+  if (IsDir(moving.mode) && to_dir.nlink >= kMaxLinks && !same_dir)
+    return Status::Error(EMLINK, "too many links");
+  DAXREF_RETURN_IF_ERROR(AddEntry(t, &to_dir, newname, moving.ino, moving.mode));
+  if (IsDir(moving.mode)) moving.parent = newparent;
+  moving.ctime = now;
+  StoreInode(t, moving);
+  StoreInode(t, src_dir);
+  if (!same_dir) StoreInode(t, dst_dir);
+  return Commit(t);
+}
+
+Status Volume::SetAttr(uint64_t ino, const SetAttrRequest& req, const Caller& who,
+                       InodeRecord* out) {
+  std::lock_guard<std::mutex> g(mu_);
+  Txn t(this);
+  InodeRecord r;
+  DAXREF_RETURN_IF_ERROR(LoadInode(t, ino, &r));
+  Timespec now = Now();
+  bool changed = false;
+  if (req.size && *req.size != r.size) {
+    if (IsDir(r.mode)) return Status::Error(EISDIR, "is a directory");
+    if (!S_ISREG(r.mode)) return Status::Invalid("not a regular file");
+    if (*req.size > kMaxFileSize) return Status::Error(EFBIG, "file too large");
+    DAXREF_RETURN_IF_ERROR(Truncate(t, &r, *req.size));
+    r.mtime = now;
+    changed = true;
+  } else if (req.size) {
+    r.mtime = now;  // truncate to the same size still updates the times
+    changed = true;
+  }
+  if (req.mode) {
+    r.mode = (r.mode & S_IFMT) | (*req.mode & 07777);
+    changed = true;
+  }
+  bool owner_change = (req.uid && *req.uid != r.uid) || (req.gid && *req.gid != r.gid);
+  if (req.uid) r.uid = *req.uid;
+  if (req.gid) r.gid = *req.gid;
+  if (req.uid || req.gid) changed = true;
+  // A change of owner drops set-id bits and file capabilities of a
+  // non-directory, as the kernel does for local filesystems.
+  if (owner_change && !IsDir(r.mode)) {
+    if (!req.mode) {
+      r.mode &= ~S_ISUID;
+      if (r.mode & S_IXGRP) r.mode &= ~S_ISGID;
+    }
+    t.Delete(keys::Xattr(ino, "security.capability"));
+  }
+  if (req.size && who.uid != 0 && S_ISREG(r.mode) && !req.mode) {
+    r.mode &= ~S_ISUID;
+    if (r.mode & S_IXGRP) r.mode &= ~S_ISGID;
+  }
+  if (req.atime) r.atime = *req.atime;
+  if (req.mtime) r.mtime = *req.mtime;
+  if (changed || req.atime || req.mtime) r.ctime = req.ctime.value_or(now);
+  StoreInode(t, r);
+  DAXREF_RETURN_IF_ERROR(Commit(t));
+  *out = r;
+  return Status::Ok();
+}
+
+Status Volume::SetXattr(uint64_t ino, std::string_view name, std::string_view value, int flags) {
+  if (name.empty() || name.size() > 255) return Status::Error(ERANGE, "bad attribute name");
+  if (value.size() > kMaxXattrValue) return Status::Error(E2BIG, "attribute value too large");
+  std::lock_guard<std::mutex> g(mu_);
+  Txn t(this);
+  InodeRecord r;
+  DAXREF_RETURN_IF_ERROR(LoadInode(t, ino, &r));
+  std::string old;
+  Status s = t.Get(keys::Xattr(ino, name), &old);
+  if (!s.ok() && s.err() != ENOENT) return s;
+  if ((flags & XATTR_CREATE) && s.ok()) return Status::Error(EEXIST, "attribute exists");
+  if ((flags & XATTR_REPLACE) && !s.ok()) return Status::Error(ENODATA, "no such attribute");
+  t.Put(keys::Xattr(ino, name), std::string(value));
+  r.ctime = Now();
+  StoreInode(t, r);
+  return Commit(t);
+}
+
+Status Volume::RemoveXattr(uint64_t ino, std::string_view name) {
+  std::lock_guard<std::mutex> g(mu_);
+  Txn t(this);
+  InodeRecord r;
+  DAXREF_RETURN_IF_ERROR(LoadInode(t, ino, &r));
+  std::string old;
+  Status s = t.Get(keys::Xattr(ino, name), &old);
+  if (s.err() == ENOENT) return Status::Error(ENODATA, "no such attribute");
+  DAXREF_RETURN_IF_ERROR(s);
+  t.Delete(keys::Xattr(ino, name));
+  r.ctime = Now();
+  StoreInode(t, r);
+  return Commit(t);
+}
+
+Status Volume::Reclaim(uint64_t ino) {
+  std::lock_guard<std::mutex> g(mu_);
+  Txn t(this);
+  InodeRecord r;
+  Status s = LoadInode(t, ino, &r);
+  if (s.err() == ENOENT) {
+    t.Delete(keys::Orphan(ino));
+    return Commit(t);
+  }
+  DAXREF_RETURN_IF_ERROR(s);
+  if (r.nlink != 0) return Status::Invalid("inode still linked");
+  DAXREF_RETURN_IF_ERROR(DeleteInode(t, r));
+  return Commit(t);
+}
+
+// ---------------------------------------------------------------------------
+// Data.
+
+Status Volume::Write(uint64_t ino, uint64_t off, const void* buf, size_t len, const Caller& who,
+                     InodeRecord* out) {
+  if (off >= kMaxFileSize || len > kMaxFileSize - off) return Status::Error(EFBIG, "file too large");
+  std::lock_guard<std::mutex> g(mu_);
+  Txn t(this);
+  InodeRecord r;
+  DAXREF_RETURN_IF_ERROR(LoadInode(t, ino, &r));
+  if (IsDir(r.mode)) return Status::Error(EISDIR, "is a directory");
+  if (len > 0) {
+    uint64_t end = off + len;
+    DAXREF_RETURN_IF_ERROR(FillHoles(t, &r, BlockOf(off), BlockCeil(end), off, end));
+    // Every block of the range is mapped now; store the bytes.
+    const char* src = static_cast<const char*>(buf);
+    DAXREF_RETURN_IF_ERROR(
+        WalkExtents(t, ino, BlockOf(off), BlockCeil(end), [&](const Extent& e) {
+          uint64_t s = std::max(off, e.fblock << kBlockShift);
+          uint64_t se = std::min(end, e.fend() << kBlockShift);
+          if (se > s) data_->Write(PoolOff(e.pblock) + (s - (e.fblock << kBlockShift)), src + (s - off),
+                                   se - s);
+          return true;
+        }));
+    r.size = std::max(r.size, end);
+  }
+  // Writing drops set-id bits (unless the writer is privileged) and always
+  // drops file capabilities: the daemon clears privileges itself so that the
+  // kernel need not ask for security.capability before every write.
+  if (who.uid != 0 && (r.mode & S_ISUID || (r.mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP))) {
+    r.mode &= ~S_ISUID;
+    if (r.mode & S_IXGRP) r.mode &= ~S_ISGID;
+  }
+  std::string cap;
+  if (t.Get(keys::Xattr(ino, "security.capability"), &cap).ok())
+    t.Delete(keys::Xattr(ino, "security.capability"));
+  r.mtime = r.ctime = Now();
+  StoreInode(t, r);
+  DAXREF_RETURN_IF_ERROR(Commit(t));
+  *out = r;
+  return Status::Ok();
+}
+
+Status Volume::Fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len, InodeRecord* out) {
+  if (len == 0) return Status::Invalid("zero length");
+  if (off >= kMaxFileSize || len > kMaxFileSize - off) return Status::Error(EFBIG, "file too large");
+  const int known = kFallocKeepSize | kFallocPunchHole | kFallocZeroRange;
+  if (mode & ~known) return Status::Error(EOPNOTSUPP, "unsupported fallocate mode");
+  if ((mode & kFallocPunchHole) && !(mode & kFallocKeepSize))
+    return Status::Error(EOPNOTSUPP, "punch hole needs keep size");
+  if ((mode & kFallocPunchHole) && (mode & kFallocZeroRange))
+    return Status::Invalid("punch hole with zero range");
+  std::lock_guard<std::mutex> g(mu_);
+  Txn t(this);
+  InodeRecord r;
+  DAXREF_RETURN_IF_ERROR(LoadInode(t, ino, &r));
+  if (IsDir(r.mode)) return Status::Error(EISDIR, "is a directory");
+  if (!S_ISREG(r.mode)) return Status::Error(ENODEV, "not a regular file");
+  uint64_t end = off + len;
+  if (mode & kFallocPunchHole) {
+    // Whole blocks inside the range are unmapped; the partial blocks at
+    // either edge are zeroed in place. Past EOF there is nothing to punch.
+    uint64_t pend = std::min(end, std::max(r.size, off));
+    if (pend > off) {
+      uint64_t fb0 = BlockCeil(off), fb1 = BlockOf(pend);
+      if (fb0 < fb1) {
+        DAXREF_RETURN_IF_ERROR(UnmapRange(t, &r, fb0, fb1));
+        DAXREF_RETURN_IF_ERROR(ZeroBytes(t, ino, off, (fb0 << kBlockShift) - off));
+        DAXREF_RETURN_IF_ERROR(ZeroBytes(t, ino, fb1 << kBlockShift, pend - (fb1 << kBlockShift)));
+      } else {
+        DAXREF_RETURN_IF_ERROR(ZeroBytes(t, ino, off, pend - off));
+      }
+    }
+  } else {
+    // Default and zero-range both leave [off, end) allocated; zero range also
+    // clears what was already there. New blocks come zeroed from FillHoles.
+    DAXREF_RETURN_IF_ERROR(FillHoles(t, &r, BlockOf(off), BlockCeil(end), 0, 0));
+    if (mode & kFallocZeroRange) {
+      // FillHoles zeroed only new blocks; clear the old ones in range too.
+      DAXREF_RETURN_IF_ERROR(ZeroBytes(t, ino, off, len));
+    }
+    if (!(mode & kFallocKeepSize) && end > r.size) r.size = end;
+  }
+  r.ctime = Now();
+  if (mode & (kFallocPunchHole | kFallocZeroRange)) r.mtime = r.ctime;
+  StoreInode(t, r);
+  DAXREF_RETURN_IF_ERROR(Commit(t));
+  *out = r;
+  return Status::Ok();
+}
+
+Status Volume::Sync() {
+  rocksdb::Status s = db_->SyncWAL();
+  if (s.IsNotSupported()) s = db_->FlushWAL(true);
+  return FromRocks(s, "sync");
+}
+
+}  // namespace daxref

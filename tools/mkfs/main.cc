@@ -1,0 +1,585 @@
+// mkfs.daxref: creates a daxref filesystem in a SOURCE directory.
+//
+//   SOURCE/pool   the pool file: superblock in block 0, a copy in the last
+//                 block, file data in between. Sparse; sized with ftruncate.
+//   SOURCE/meta   the RocksDB metadata store, holding the root directory.
+//
+// How this file is laid out (after mkfs.xfs): every option is declared once,
+// in kOptions, and both getopt_long and --help are generated from that table.
+// The command line as typed goes into RawArgs; Validate() turns it into a
+// Config or a specific message. Make() does the work; its Undo guard removes
+// whatever this run created if any step fails, so a failed mkfs leaves
+// nothing half-made behind.
+//
+// Overwriting (-f) is refused while a daemon has the filesystem: the daemon
+// holds flock(LOCK_EX) on the pool file, and RocksDB holds a write lock on
+// meta/LOCK. mkfs holds flock(LOCK_EX) on the new pool until it is complete,
+// so a daemon started meanwhile finds it in use instead of half-made.
+//
+// Exit status: 0 success, 1 runtime failure, 2 usage error.
+
+#include <fcntl.h>
+#include <getopt.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <exception>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include "meta/format.h"
+#include "meta/status.h"
+#include "meta/superblock.h"
+#include "meta/volume.h"
+#include "tools/mkfs/geometry.h"
+
+#ifndef DAXREF_VERSION
+#define DAXREF_VERSION "unknown"
+#endif
+
+namespace daxref {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr const char* kProg = "mkfs.daxref";
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;
+
+// ---- limits ----------------------------------------------------------------
+constexpr uint64_t kMinPoolBytes = uint64_t{1} << 20;
+// The largest size ftruncate(2) accepts (off_t), in whole blocks.
+constexpr uint64_t kMaxPoolBytes = static_cast<uint64_t>(INT64_MAX) & ~uint64_t{kBlockSize - 1};
+static_assert(kMinPoolBytes / kBlockSize >= kMinPoolBlocks);
+
+// ---- the option table ------------------------------------------------------
+enum class Group { kSize, kOverwrite, kOutput, kGeneral };
+
+struct GroupSpec {
+  Group group;
+  const char* title;
+};
+constexpr GroupSpec kGroups[] = {
+    {Group::kSize, "Size"},
+    {Group::kOverwrite, "Overwriting"},
+    {Group::kOutput, "Output"},
+    {Group::kGeneral, "General"},
+};
+
+// Values of long-only options: past every character.
+constexpr int kOptJson = 256;
+
+struct OptionSpec {
+  const char* name;  // long name
+  int val;           // short option letter, or kOpt* for a long-only option
+  const char* arg;   // the argument's name; nullptr if it takes none
+  Group group;
+  const char* help;  // lines separated by '\n'
+};
+
+constexpr OptionSpec kOptions[] = {
+    {"size", 's', "SIZE", Group::kSize,
+     "size of the pool file (required); rounded down\n"
+     "to whole blocks; at least 1 MiB"},
+    {"force", 'f', nullptr, Group::kOverwrite,
+     "overwrite the daxref filesystem in SOURCE (its\n"
+     "pool and meta are removed), or use a non-empty\n"
+     "SOURCE; refused while the filesystem is mounted\n"
+     "or in use"},
+    {"json", kOptJson, nullptr, Group::kOutput,
+     "print the geometry as JSON on stdout (raw\n"
+     "integers)"},
+    {"quiet", 'q', nullptr, Group::kOutput, "print nothing on success"},
+    {"help", 'h', nullptr, Group::kGeneral, "show this help and exit"},
+    {"version", 'V', nullptr, Group::kGeneral, "print the version and exit"},
+};
+
+const OptionSpec* FindOption(int val) {
+  for (const OptionSpec& o : kOptions)
+    if (o.val == val) return &o;
+  return nullptr;
+}
+
+void PrintHelp(FILE* out) {
+  fprintf(out,
+          "Usage: %s [OPTIONS] -s SIZE SOURCE\n"
+          "\n"
+          "Create a daxref filesystem in the directory SOURCE, which is created if\n"
+          "missing: the pool file SOURCE/pool, holding the superblock and file data,\n"
+          "and the metadata store SOURCE/meta.\n",
+          kProg);
+  constexpr size_t kHelpColumn = 26;
+  for (const GroupSpec& g : kGroups) {
+    fprintf(out, "\n%s:\n", g.title);
+    for (const OptionSpec& o : kOptions) {
+      if (o.group != g.group) continue;
+      std::string left = o.val < 256 ? std::string("  -") + static_cast<char>(o.val) + ", --"
+                                     : std::string("      --");
+      left += o.name;
+      if (o.arg != nullptr) left += std::string(" ") + o.arg;
+      left.resize(std::max(left.size() + 2, kHelpColumn), ' ');
+      std::string_view help = o.help;
+      size_t nl;
+      while ((nl = help.find('\n')) != std::string_view::npos) {
+        fprintf(out, "%s%.*s\n", left.c_str(), static_cast<int>(nl), help.data());
+        help.remove_prefix(nl + 1);
+        left.assign(kHelpColumn, ' ');
+      }
+      fprintf(out, "%s%.*s\n", left.c_str(), static_cast<int>(help.size()), help.data());
+    }
+  }
+  fprintf(out,
+          "\n"
+          "Units:\n"
+          "  SIZE    a number of bytes, optionally followed by a binary suffix\n"
+          "          (case-insensitive, optionally followed by B or iB):\n"
+          "          K = 2^10, M = 2^20, G = 2^30, T = 2^40.\n"
+          "          Examples: 1048576, 64M, 64MiB, 2g, 1T.\n"
+          "  block   4096 bytes; the first and the last block of the pool hold\n"
+          "          the superblock and its copy, the rest hold file data.\n"
+          "\n"
+          "Exit status: 0 success, 1 failure, 2 usage error.\n");
+}
+
+// ---- the command line, as typed --------------------------------------------
+struct RawArgs {
+  std::optional<std::string> size;
+  bool force = false;
+  bool json = false;
+  bool quiet = false;
+  bool help = false;
+  bool version = false;
+  std::vector<std::string> operands;
+};
+
+// Structural errors (unknown option, missing argument or operand). The caller
+// adds the "try --help" hint.
+Status ParseArgs(int argc, char** argv, RawArgs* raw) {
+  std::string shorts = ":";  // leading ':' reports a missing argument as ':'
+  std::vector<option> longs;
+  for (const OptionSpec& o : kOptions) {
+    longs.push_back({o.name, o.arg != nullptr ? required_argument : no_argument, nullptr, o.val});
+    if (o.val < 256) {
+      shorts += static_cast<char>(o.val);
+      if (o.arg != nullptr) shorts += ':';
+    }
+  }
+  longs.push_back({nullptr, 0, nullptr, 0});
+
+  opterr = 0;
+  int c;
+  while ((c = getopt_long(argc, argv, shorts.c_str(), longs.data(), nullptr)) != -1) {
+    switch (c) {
+      case 's':
+        raw->size = optarg;
+        break;
+      case 'f':
+        raw->force = true;
+        break;
+      case kOptJson:
+        raw->json = true;
+        break;
+      case 'q':
+        raw->quiet = true;
+        break;
+      case 'h':
+        raw->help = true;
+        break;
+      case 'V':
+        raw->version = true;
+        break;
+      case ':': {
+        const OptionSpec* o = FindOption(optopt);
+        return Status::Invalid(std::string("option --") + (o ? o->name : "?") +
+                               " requires an argument");
+      }
+      default: {            // '?'
+        if (optopt == 0) {  // an unknown long option; getopt has moved past it
+          std::string_view a = argv[optind - 1];
+          return Status::Invalid("unrecognized option '" + std::string(a.substr(0, a.find('='))) +
+                                 "'");
+        }
+        if (const OptionSpec* o = FindOption(optopt); o != nullptr)
+          return Status::Invalid(std::string("option --") + o->name + " takes no argument");
+        if (optopt > ' ' && optopt < 127)
+          return Status::Invalid(std::string("invalid option -- '") + static_cast<char>(optopt) +
+                                 "'");
+        return Status::Invalid("invalid option");
+      }
+    }
+  }
+  for (int i = optind; i < argc; ++i) raw->operands.emplace_back(argv[i]);
+  if (raw->help || raw->version) return Status::Ok();
+  if (!raw->size) return Status::Invalid("missing --size (the size of the pool file)");
+  if (raw->operands.empty()) return Status::Invalid("missing SOURCE (the filesystem directory)");
+  if (raw->operands.size() > 1)
+    return Status::Invalid("unexpected argument '" + raw->operands[1] + "'");
+  return Status::Ok();
+}
+
+// ---- the validated request -------------------------------------------------
+struct Config {
+  std::string source;       // absolute, without a trailing '/'
+  uint64_t pool_bytes = 0;  // a multiple of kBlockSize, in [kMinPoolBytes, kMaxPoolBytes]
+  bool force = false;
+  bool json = false;
+  bool quiet = false;
+};
+
+// Bytes, as typed: digits, then an optional K/M/G/T (any case), then an
+// optional B or iB ("64M", "64MB", "64MiB", "64m"); or digits and a lone B.
+Result<uint64_t> ParseSize(std::string_view text) {
+  const Status invalid = Status::Invalid(
+      "invalid size '" + std::string(text) +
+      "': expected a number of bytes with an optional K, M, G or T suffix (e.g. 64M)");
+  size_t i = 0;
+  uint64_t n = 0;
+  for (; i < text.size() && text[i] >= '0' && text[i] <= '9'; ++i) {
+    const uint64_t digit = static_cast<uint64_t>(text[i] - '0');
+    if (n > (UINT64_MAX - digit) / 10)
+      return Status::Invalid("size '" + std::string(text) + "' is too large");
+    n = n * 10 + digit;
+  }
+  if (i == 0) return invalid;
+
+  std::string suffix;
+  for (char ch : text.substr(i))
+    suffix += static_cast<char>(tolower(static_cast<unsigned char>(ch)));
+  int shift = 0;
+  if (!suffix.empty() && suffix != "b") {
+    const std::string_view units = "kmgt";
+    const size_t u = units.find(suffix[0]);
+    const std::string_view rest = std::string_view(suffix).substr(1);
+    if (u == std::string_view::npos || !(rest.empty() || rest == "b" || rest == "ib"))
+      return invalid;
+    shift = 10 * static_cast<int>(u + 1);
+  }
+  if (n > (UINT64_MAX >> shift))
+    return Status::Invalid("size '" + std::string(text) + "' is too large");
+  return n << shift;
+}
+
+Result<Config> Validate(const RawArgs& raw) {
+  Config c;
+  c.force = raw.force;
+  c.json = raw.json;
+  c.quiet = raw.quiet;
+  if (c.json && c.quiet)
+    return Status::Invalid("--json and --quiet conflict: --json prints the geometry, -q nothing");
+
+  Result<uint64_t> bytes = ParseSize(*raw.size);
+  if (!bytes.ok()) return bytes.status();
+  if (*bytes > kMaxPoolBytes)
+    return Status::Invalid("size '" + *raw.size + "' is too large (at most " +
+                           std::to_string(kMaxPoolBytes) + " bytes)");
+  c.pool_bytes = *bytes & ~uint64_t{kBlockSize - 1};
+  if (c.pool_bytes < kMinPoolBytes) {
+    const std::string is = *bytes == c.pool_bytes ? " is " : " rounds down to ";
+    return Status::Invalid("size too small: " + *raw.size + is + std::to_string(c.pool_bytes) +
+                           " bytes; the minimum is 1 MiB (" + std::to_string(kMinPoolBytes) +
+                           " bytes)");
+  }
+
+  const std::string& typed = raw.operands[0];
+  if (typed.empty()) return Status::Invalid("SOURCE must not be empty");
+  std::error_code ec;
+  fs::path abs = fs::absolute(typed, ec);
+  if (ec) return Status::Error(ec.value(), typed + ": " + ec.message());
+  c.source = abs.string();
+  while (c.source.size() > 1 && c.source.back() == '/') c.source.pop_back();
+  return c;
+}
+
+// ---- plumbing ----------------------------------------------------------------
+// A file descriptor, closed when it goes out of scope.
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  Fd& operator=(Fd&& other) noexcept {
+    if (this != &other) {
+      Reset();
+      fd_ = std::exchange(other.fd_, -1);
+    }
+    return *this;
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() { Reset(); }
+
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  void Reset() {
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+// errno as a Status: "<what>: <strerror>".
+Status Errno(const std::string& what) {
+  const int err = errno;
+  return Status::Error(err, what + ": " + strerror(err));
+}
+
+Status FsError(const std::error_code& ec, const std::string& what) {
+  return Status::Error(ec.value(), what + ": " + ec.message());
+}
+
+Status PwriteAll(int fd, const char* buf, size_t len, uint64_t off, const std::string& path) {
+  while (len > 0) {
+    const ssize_t n = pwrite(fd, buf, len, static_cast<off_t>(off));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Errno(path + ": write at offset " + std::to_string(off));
+    }
+    buf += n;
+    len -= static_cast<size_t>(n);
+    off += static_cast<uint64_t>(n);
+  }
+  return Status::Ok();
+}
+
+Status SyncDir(const std::string& dir) {
+  Fd fd(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd.valid()) return Errno(dir);
+  if (fsync(fd.get()) != 0) return Errno(dir + ": fsync");
+  return Status::Ok();
+}
+
+// A random (version 4, RFC 4122) UUID.
+Status RandomUuid(Uuid* u) {
+  size_t got = 0;
+  while (got < u->size()) {
+    const ssize_t n = getrandom(u->data() + got, u->size() - got, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Errno("getrandom");
+    }
+    got += static_cast<size_t>(n);
+  }
+  (*u)[6] = static_cast<uint8_t>(((*u)[6] & 0x0f) | 0x40);  // version 4
+  (*u)[8] = static_cast<uint8_t>(((*u)[8] & 0x3f) | 0x80);  // variant 10xx
+  return Status::Ok();
+}
+
+bool IsRegularFile(const std::string& path) {
+  struct stat st {};
+  return stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+// Fails if a daemon has the filesystem in `source`. On success `*pool_lock`
+// holds the old pool's lock (if there is a pool) until the caller drops it.
+Status CheckNotInUse(const std::string& source, Fd* pool_lock) {
+  const Status in_use = Status::Error(EBUSY, source + " is mounted or in use");
+  const std::string pool = PoolPath(source);
+  if (IsRegularFile(pool)) {
+    Fd fd(open(pool.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) return Errno(pool);
+    if (flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+      if (errno == EWOULDBLOCK) return in_use;
+      return Errno(pool + ": flock");
+    }
+    *pool_lock = std::move(fd);
+  }
+  // RocksDB's own lock (fcntl, F_WRLCK) on meta/LOCK: only tested, never taken.
+  const std::string lock = MetaPath(source) + "/LOCK";
+  if (IsRegularFile(lock)) {
+    Fd fd(open(lock.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) return Errno(lock);
+    struct flock fl {};
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    if (fcntl(fd.get(), F_GETLK, &fl) != 0) return Errno(lock + ": fcntl(F_GETLK)");
+    if (fl.l_type != F_UNLCK) return in_use;
+  }
+  return Status::Ok();
+}
+
+// Removes, unless dismissed, everything this run created: the pool and the
+// metadata store, and SOURCE itself if this run made it.
+class Undo {
+ public:
+  Undo() = default;
+  Undo(const Undo&) = delete;
+  Undo& operator=(const Undo&) = delete;
+  ~Undo() {
+    if (!armed_) return;
+    for (auto it = paths_.rbegin(); it != paths_.rend(); ++it) Remove(*it, /*all=*/true);
+    if (!created_dir_.empty()) Remove(created_dir_, /*all=*/false);
+  }
+
+  void AddPath(std::string path) { paths_.push_back(std::move(path)); }
+  void SetCreatedDir(std::string dir) { created_dir_ = std::move(dir); }
+  void Dismiss() { armed_ = false; }
+
+ private:
+  static void Remove(const std::string& path, bool all) {
+    std::error_code ec;
+    if (all) {
+      fs::remove_all(path, ec);
+    } else {
+      fs::remove(path, ec);
+    }
+    if (ec)
+      fprintf(stderr, "%s: warning: could not remove %s: %s\n", kProg, path.c_str(),
+              ec.message().c_str());
+  }
+
+  bool armed_ = true;
+  std::vector<std::string> paths_;
+  std::string created_dir_;
+};
+
+// Makes SOURCE an empty-enough directory: creates it, or checks that it is
+// empty, or (with -f) clears out the old filesystem's parts.
+Status PrepareSource(const Config& c, Undo* undo) {
+  std::error_code ec;
+  const fs::file_status st = fs::status(c.source, ec);
+  if (st.type() == fs::file_type::not_found) {
+    if (mkdir(c.source.c_str(), 0700) != 0) return Errno("cannot create " + c.source);
+    undo->SetCreatedDir(c.source);
+    return Status::Ok();
+  }
+  if (ec) return FsError(ec, c.source);
+  if (!fs::is_directory(st)) return Status::Invalid(c.source + " exists and is not a directory");
+
+  const bool empty = fs::is_empty(c.source, ec);
+  if (ec) return FsError(ec, c.source);
+  if (empty) return Status::Ok();
+
+  if (!c.force) {
+    Superblock old;
+    bool used_backup = false;
+    const std::string pool = PoolPath(c.source);
+    if (IsRegularFile(pool) && ReadPoolSuperblock(pool, &old, &used_backup).ok())
+      return Status::Error(EEXIST, c.source + " already contains a daxref filesystem (uuid " +
+                                       UuidToString(old.uuid) + "); use -f to overwrite");
+    return Status::Error(EEXIST, c.source + " is not empty; use -f to overwrite");
+  }
+
+  Fd old_pool_lock;
+  DAXREF_RETURN_IF_ERROR(CheckNotInUse(c.source, &old_pool_lock));
+  for (const std::string& path : {PoolPath(c.source), MetaPath(c.source)}) {
+    fs::remove_all(path, ec);
+    if (ec) return FsError(ec, "cannot remove " + path);
+  }
+  return Status::Ok();
+}
+
+// Creates the pool file, sized and with both superblock copies written and
+// persisted. `*pool` keeps it open and flock()ed.
+Status CreatePool(const Config& c, Undo* undo, Fd* pool, Superblock* sb) {
+  const std::string path = PoolPath(c.source);
+  *pool = Fd(open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  if (!pool->valid()) return Errno("cannot create " + path);
+  undo->AddPath(path);
+  if (flock(pool->get(), LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EWOULDBLOCK) return Status::Error(EBUSY, c.source + " is mounted or in use");
+    return Errno(path + ": flock");
+  }
+  if (ftruncate(pool->get(), static_cast<off_t>(c.pool_bytes)) != 0)
+    return Errno(path + ": cannot size to " + std::to_string(c.pool_bytes) + " bytes");
+
+  Superblock s;
+  s.block_count = c.pool_bytes / kBlockSize;
+  DAXREF_RETURN_IF_ERROR(RandomUuid(&s.uuid));
+  s.created = static_cast<uint64_t>(time(nullptr));
+
+  std::vector<char> block(kBlockSize);
+  EncodeSuperblock(s, block.data());
+  DAXREF_RETURN_IF_ERROR(PwriteAll(pool->get(), block.data(), block.size(), 0, path));
+  DAXREF_RETURN_IF_ERROR(
+      PwriteAll(pool->get(), block.data(), block.size(), (s.block_count - 1) * kBlockSize, path));
+  if (fsync(pool->get()) != 0) return Errno(path + ": fsync");
+  *sb = s;
+  return Status::Ok();
+}
+
+Status Make(const Config& c, Superblock* sb) {
+  Fd pool;  // declared first: its lock is held until Undo has run
+  Undo undo;
+  DAXREF_RETURN_IF_ERROR(PrepareSource(c, &undo));
+  DAXREF_RETURN_IF_ERROR(CreatePool(c, &undo, &pool, sb));
+
+  const std::string meta = MetaPath(c.source);
+  undo.AddPath(meta);
+  // Its messages name the store already.
+  DAXREF_RETURN_IF_ERROR(Volume::Create(meta, *sb, Caller{getuid(), getgid()}, 0755));
+
+  DAXREF_RETURN_IF_ERROR(SyncDir(c.source));
+  const std::string parent = fs::path(c.source).parent_path().string();
+  if (!parent.empty()) DAXREF_RETURN_IF_ERROR(SyncDir(parent));
+  undo.Dismiss();
+  return Status::Ok();
+}
+
+int Main(int argc, char** argv) {
+  RawArgs raw;
+  if (Status s = ParseArgs(argc, argv, &raw); !s.ok()) {
+    fprintf(stderr, "%s: %s\nTry '%s --help' for more information.\n", kProg, s.message().c_str(),
+            kProg);
+    return kExitUsage;
+  }
+  if (raw.help) {
+    PrintHelp(stdout);
+    return 0;
+  }
+  if (raw.version) {
+    printf("%s %s\n", kProg, DAXREF_VERSION);
+    return 0;
+  }
+  Result<Config> config = Validate(raw);
+  if (!config.ok()) {
+    fprintf(stderr, "%s: %s\n", kProg, config.status().message().c_str());
+    return kExitUsage;
+  }
+
+  Superblock sb;
+  if (Status s = Make(*config, &sb); !s.ok()) {
+    fprintf(stderr, "%s: %s\n", kProg, s.message().c_str());
+    return kExitFailure;
+  }
+  const Geometry g = GeometryOf(config->source, sb);
+  if (config->json) {
+    fputs(FormatGeometryJson(g).c_str(), stdout);
+  } else if (!config->quiet) {
+    fputs(FormatGeometry(g).c_str(), stdout);
+  }
+  if (fflush(stdout) != 0 || ferror(stdout)) {
+    fprintf(stderr, "%s: error writing to stdout: %s\n", kProg, strerror(errno));
+    return kExitFailure;
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace daxref
+
+int main(int argc, char** argv) {
+  // Nothing below throws on purpose (std::filesystem is used through its
+  // error_code overloads); this catches what is left, such as bad_alloc.
+  try {
+    return daxref::Main(argc, argv);
+  } catch (const std::exception& e) {
+    fprintf(stderr, "mkfs.daxref: %s\n", e.what());
+    return 1;
+  }
+}
