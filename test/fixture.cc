@@ -1,0 +1,232 @@
+#include "test/fixture.h"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "meta/superblock.h"
+
+namespace daxref::test {
+
+std::string MkfsBin() { return DAXREF_TEST_MKFS; }
+std::string DaemonBin() { return DAXREF_TEST_DAEMON; }
+
+namespace {
+
+std::string Drain(int fd) {
+  std::string s;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof(buf))) > 0) s.append(buf, n);
+  return s;
+}
+
+std::vector<char*> Argv(const std::vector<std::string>& v) {
+  std::vector<char*> a;
+  for (const auto& s : v) a.push_back(const_cast<char*>(s.c_str()));
+  a.push_back(nullptr);
+  return a;
+}
+
+int ExitCode(int status) {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return -1;
+}
+
+bool IsMounted(const std::string& mnt) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream ls(line);
+    std::string id, parent, devno, root, point;
+    ls >> id >> parent >> devno >> root >> point;
+    if (point == mnt && line.find("fuse.daxref") != std::string::npos) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+RunResult Run(const std::vector<std::string>& argv) {
+  int out[2], err[2];
+  REQUIRE(pipe(out) == 0);
+  REQUIRE(pipe(err) == 0);
+  pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    dup2(out[1], 1);
+    dup2(err[1], 2);
+    close(out[0]);
+    close(err[0]);
+    int null = open("/dev/null", O_RDONLY);
+    dup2(null, 0);
+    auto a = Argv(argv);
+    execv(a[0], a.data());
+    _exit(127);
+  }
+  close(out[1]);
+  close(err[1]);
+  RunResult r;
+  // Read both pipes without deadlocking on either filling up.
+  std::thread t([&] { r.err = Drain(err[0]); });
+  r.out = Drain(out[0]);
+  t.join();
+  close(out[0]);
+  close(err[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  r.status = ExitCode(status);
+  return r;
+}
+
+TempDir::TempDir(const std::string& under) {
+  std::string tmpl = under + "/daxref-test.XXXXXX";
+  char* p = mkdtemp(tmpl.data());
+  REQUIRE(p != nullptr);
+  path_ = p;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+MountedFs::MountedFs() : MountedFs(Options{}) {}
+
+MountedFs::MountedFs(const Options& o) : opts_(o), src_parent_("/dev/shm"), mnt_("/tmp") {
+  source_ = src_parent_.path() + "/fs";
+  RunResult r = Run({MkfsBin(), "-q", "--size", std::to_string(opts_.size), source_});
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  Mount();
+}
+
+MountedFs::~MountedFs() {
+  if (pid_ > 0) {
+    Run({"/bin/fusermount3", "-u", "-z", mnt_.path()});
+    int status;
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+  }
+}
+
+void MountedFs::Mount() {
+  REQUIRE(pid_ < 0);
+  std::vector<std::string> argv = {DaemonBin(), "-f", "--log-level", "warn"};
+  for (const auto& o : opts_.mount_options) {
+    argv.push_back("-o");
+    argv.push_back(o);
+  }
+  argv.push_back(source_);
+  argv.push_back(mnt_.path());
+  pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    auto a = Argv(argv);
+    execv(a[0], a.data());
+    _exit(127);
+  }
+  pid_ = pid;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!IsMounted(mnt_.path())) {
+    int status;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      FAIL("daxref exited during mount with status " << ExitCode(status));
+    }
+    REQUIRE(std::chrono::steady_clock::now() < deadline);
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+void MountedFs::Unmount() {
+  REQUIRE(pid_ > 0);
+  RunResult r = Run({"/bin/fusermount3", "-u", mnt_.path()});
+  for (int i = 0; r.status != 0 && i < 100; ++i) {  // EBUSY while a child lingers
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    r = Run({"/bin/fusermount3", "-u", mnt_.path()});
+  }
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  int status = 0;
+  REQUIRE(waitpid(pid_, &status, 0) == pid_);
+  pid_ = -1;
+  REQUIRE(ExitCode(status) == 0);
+}
+
+void MountedFs::KillDaemon() {
+  REQUIRE(pid_ > 0);
+  kill(pid_, SIGKILL);
+  int status;
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+  Run({"/bin/fusermount3", "-u", "-z", mnt_.path()});
+  if (IsMounted(mnt_.path())) umount2(mnt_.path().c_str(), MNT_DETACH);
+}
+
+CheckReport MountedFs::Check() {
+  if (pid_ > 0) Unmount();
+  Superblock sb;
+  bool backup = false;
+  Status s = ReadPoolSuperblock(PoolPath(source_), &sb, &backup);
+  REQUIRE(s.ok());
+  std::vector<std::string> problems;
+  CheckReport report;
+  s = CheckStoreAt(MetaPath(source_), sb.block_count,
+                   [&](const std::string& p) { problems.push_back(p); }, &report);
+  INFO(s.message());
+  REQUIRE(s.ok());
+  std::string all;
+  for (size_t i = 0; i < problems.size() && i < 20; ++i) all += problems[i] + "\n";
+  INFO(all);
+  CHECK(problems.empty());
+  return report;
+}
+
+int RunAs(uid_t uid, gid_t gid, const std::function<int()>& fn) {
+  pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    if (setgroups(0, nullptr) != 0 || setresgid(gid, gid, gid) != 0 ||
+        setresuid(uid, uid, uid) != 0)
+      _exit(126);
+    _exit(fn());
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return ExitCode(status);
+}
+
+std::string ReadFile(const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY);
+  INFO(path << ": " << strerror(errno));
+  REQUIRE(fd >= 0);
+  std::string s = Drain(fd);
+  close(fd);
+  return s;
+}
+
+void WriteFile(const std::string& path, const std::string& data) {
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  INFO(path << ": " << strerror(errno));
+  REQUIRE(fd >= 0);
+  REQUIRE(write(fd, data.data(), data.size()) == static_cast<ssize_t>(data.size()));
+  REQUIRE(close(fd) == 0);
+}
+
+}  // namespace daxref::test

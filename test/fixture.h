@@ -1,0 +1,92 @@
+// Test fixture: real daxref filesystems in temporary directories.
+//
+// MountedFs runs mkfs.daxref and the daxref daemon (built binaries, paths
+// compiled in by meson) exactly as a user would: a pool under /dev/shm, a
+// mountpoint under /tmp, the daemon as a child process in the foreground so
+// a test can SIGKILL it. Unmount waits for the daemon to exit, so the store
+// can be checked right after.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "meta/checker.h"
+
+namespace daxref::test {
+
+std::string MkfsBin();
+std::string DaemonBin();
+
+struct RunResult {
+  int status = -1;  // exit code, or 128+signal
+  std::string out;
+  std::string err;
+};
+// Runs argv[0] (a path) with its arguments, capturing stdout and stderr.
+RunResult Run(const std::vector<std::string>& argv);
+
+// A directory removed (recursively) on destruction.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& under = "/tmp");
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+class MountedFs {
+ public:
+  struct Options {
+    uint64_t size = 256ull << 20;
+    std::vector<std::string> mount_options;  // each passed as -o
+  };
+  MountedFs();
+  explicit MountedFs(const Options& o);
+  ~MountedFs();
+  MountedFs(const MountedFs&) = delete;
+  MountedFs& operator=(const MountedFs&) = delete;
+
+  const std::string& source() const { return source_; }
+  const std::string& mnt() const { return mnt_.path(); }
+  std::string path(const std::string& rel) const { return mnt_.path() + "/" + rel; }
+  pid_t daemon_pid() const { return pid_; }
+  bool mounted() const { return pid_ > 0; }
+
+  void Mount();
+  // Unmounts and waits for the daemon to exit.
+  void Unmount();
+  void Remount() {
+    Unmount();
+    Mount();
+  }
+  // SIGKILLs the daemon and detaches its dead mount.
+  void KillDaemon();
+  // Checks the metadata store's invariants (unmounts first if mounted and
+  // leaves it unmounted). Fails the current test on any problem.
+  CheckReport Check();
+
+ private:
+  Options opts_;
+  TempDir src_parent_;
+  TempDir mnt_;
+  std::string source_;
+  pid_t pid_ = -1;
+};
+
+// Runs fn in a child process with the given uid/gid (and no supplementary
+// groups); returns the child's exit code. fn returns what the child exits with.
+int RunAs(uid_t uid, gid_t gid, const std::function<int()>& fn);
+
+// Reads / writes whole files with plain syscalls; REQUIRE on failure.
+std::string ReadFile(const std::string& path);
+void WriteFile(const std::string& path, const std::string& data);
+
+}  // namespace daxref::test
