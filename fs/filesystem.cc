@@ -287,15 +287,17 @@ void Flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0)
 void Release(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   Filesystem* fs = Fs(req);
   bool reclaim = fs->inodes().Release(ino);
+  Status s = fs->volume()->FlushTimes();
+  if (!s.ok()) spdlog::warn("storing file times failed: {}", s.message());
   fuse_reply_err(req, 0);
   if (reclaim) fs->ReclaimNow(ino);
 }
 
 void Fsync(fuse_req_t req, fuse_ino_t, int, fuse_file_info*) {
   Filesystem* fs = Fs(req);
-  // Data stores were persisted as they were made; on a page-granular pool
-  // persist them again wholesale (msync of dirty pages), then the log.
-  if (strcmp(fs->pool()->granularity(), "page") == 0) fs->pool()->PersistAll();
+  // Pool stores first (msync on a page-granular pool), then the metadata
+  // log, so the synced metadata never points at unsynced data.
+  fs->pool()->PersistAll();
   Status s = fs->volume()->Sync();
   if (!s.ok()) return ReplyErr(req, s);
   fuse_reply_err(req, 0);

@@ -18,6 +18,9 @@
 #include <unistd.h>
 
 #include <climits>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -96,6 +99,34 @@ void SetUpLogging(const CommandLine& cl) {
   log->set_level(spdlog::level::from_str(cl.log_level));
   spdlog::set_default_logger(log);
 }
+
+// Stores the timestamps of in-place overwrites once a second, so a daemon
+// that dies loses at most a second of them (the data itself is never lost).
+class TimeFlusher {
+ public:
+  explicit TimeFlusher(Volume* v) : thread_([this, v] { Run(v); }) {}
+  ~TimeFlusher() {
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  void Run(Volume* v) {
+    std::unique_lock<std::mutex> g(mu_);
+    while (!cv_.wait_for(g, std::chrono::seconds(1), [this] { return stop_; })) {
+      Status s = v->FlushTimes();
+      if (!s.ok()) spdlog::warn("storing file times failed: {}", s.message());
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread thread_;
+};
 
 // Owns a FUSE session from creation to destruction.
 struct SessionDeleter {
@@ -178,6 +209,7 @@ int Serve(const CommandLine& cl, StartupReport* report) {
   }
 
   int rc;
+  auto flusher = std::make_unique<TimeFlusher>(volume->get());
   if (cl.single_thread) {
     rc = fuse_session_loop(se.get());
   } else {
@@ -188,6 +220,7 @@ int Serve(const CommandLine& cl, StartupReport* report) {
     rc = fuse_session_loop_mt(se.get(), cfg);
     fuse_loop_cfg_destroy(cfg);
   }
+  flusher.reset();
   fuse_remove_signal_handlers(se.get());
   fuse_session_unmount(se.get());
   spdlog::info("unmounted {}; closing the metadata store", cl.mountpoint);

@@ -54,6 +54,8 @@ Result<std::unique_ptr<PoolMapping>> PoolMapping::Open(const std::string& path, 
   p->memcpy_ = pmem2_get_memcpy_fn(p->map_);
   p->memset_ = pmem2_get_memset_fn(p->map_);
   p->persist_ = pmem2_get_persist_fn(p->map_);
+  p->page_granular_ = pmem2_map_get_store_granularity(p->map_) == PMEM2_GRANULARITY_PAGE;
+  p->store_flags_ = p->page_granular_ ? PMEM2_F_MEM_NOFLUSH : 0;
   return p;
 }
 
@@ -65,12 +67,16 @@ PoolMapping::~PoolMapping() {
 }
 
 void PoolMapping::Write(uint64_t pool_off, const void* src, size_t len) {
-  memcpy_(base_ + pool_off, src, len, 0);
+  memcpy_(base_ + pool_off, src, len, store_flags_);
 }
 
-void PoolMapping::Zero(uint64_t pool_off, size_t len) { memset_(base_ + pool_off, 0, len, 0); }
+void PoolMapping::Zero(uint64_t pool_off, size_t len) {
+  memset_(base_ + pool_off, 0, len, store_flags_);
+}
 
-void PoolMapping::PersistAll() { persist_(base_, size_); }
+void PoolMapping::PersistAll() {
+  if (page_granular_) persist_(base_, size_);
+}
 
 const char* PoolMapping::granularity() const {
   switch (pmem2_map_get_store_granularity(map_)) {

@@ -31,7 +31,8 @@ class PoolMapping : public DataPlane {
 
   void Write(uint64_t pool_off, const void* src, size_t len) override;
   void Zero(uint64_t pool_off, size_t len) override;
-  // Makes every store to the mapping durable (for fsync on page-granular pools).
+  // Makes every store to the mapping durable (a no-op where each store
+  // already was).
   void PersistAll();
 
   const char* base() const { return base_; }
@@ -52,6 +53,12 @@ class PoolMapping : public DataPlane {
   pmem2_memcpy_fn memcpy_ = nullptr;
   pmem2_memset_fn memset_ = nullptr;
   pmem2_persist_fn persist_ = nullptr;
+  // On a page-granular pool (tmpfs, an ordinary file) "persist" is msync:
+  // stores skip it and fsync persists the whole mapping instead. A shared
+  // mapping's stores survive the daemon's death either way; only power loss
+  // needs the msync, and fsync is where applications ask for that.
+  unsigned store_flags_ = 0;
+  bool page_granular_ = true;
   Superblock sb_;
   bool used_backup_ = false;
 };

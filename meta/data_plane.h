@@ -11,9 +11,12 @@ namespace daxref {
 class DataPlane {
  public:
   virtual ~DataPlane() = default;
-  // Copies len bytes to pool byte offset pool_off; durable when it returns.
+  // Copies len bytes to pool byte offset pool_off. On byte- or
+  // cache-line-granular memory the bytes are durable when it returns; on a
+  // page-granular pool they survive the process but need a persist (fsync)
+  // to survive power loss.
   virtual void Write(uint64_t pool_off, const void* src, size_t len) = 0;
-  // Zeroes len bytes at pool byte offset pool_off; durable when it returns.
+  // Zeroes len bytes at pool byte offset pool_off, durable as Write is.
   virtual void Zero(uint64_t pool_off, size_t len) = 0;
 };
 

@@ -7,11 +7,12 @@
 // points at it commits, so a crash at any point leaves either the old state or
 // the new one, never a block that is both free and owned.
 //
-// Thread safety: all methods are safe to call concurrently. Mutations are
-// serialized by one internal lock; lookups read the store directly. Keeping a
-// block a reader is copying from from being freed and reused underneath it
-// is the caller's job (the daemon's per-inode lock): Volume frees blocks as
-// soon as the operation that unmaps them commits.
+// Thread safety: all methods are safe to call concurrently, with one rule
+// for the caller: Write, Fallocate, SetAttr with a size, and Reclaim of the
+// same inode must not overlap each other or a reader copying that inode's
+// blocks (the daemon's per-inode I/O lock). Mutations are serialized by one
+// internal lock; lookups read the store directly. Volume frees blocks as soon
+// as the operation that unmaps them commits.
 #pragma once
 
 #include <sys/types.h>
@@ -22,6 +23,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include "meta/data_plane.h"
 #include "meta/format.h"
@@ -136,7 +138,10 @@ class Volume {
                InodeRecord* out);
   Status Fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len, InodeRecord* out);
 
-  // Makes every committed operation durable (syncs the write-ahead log).
+  // Stores the timestamps that in-place overwrites left pending.
+  Status FlushTimes();
+  // Makes every committed operation durable (pending times stored, the
+  // write-ahead log synced).
   Status Sync();
 
   // ---- reverse map ----
@@ -153,6 +158,7 @@ class Volume {
   Volume(std::unique_ptr<rocksdb::DB> db, const Superblock& sb, DataPlane* data);
 
   Status LoadInode(Txn& t, uint64_t ino, InodeRecord* out);
+  void ApplyPendingTimes(InodeRecord* r);  // mu_ held
   void StoreInode(Txn& t, const InodeRecord& r);
   Status LookupIn(Txn& t, uint64_t dir, std::string_view name, DirentRecord* out);
   Status AddEntry(Txn& t, InodeRecord* dir, std::string_view name, uint64_t ino, uint32_t type);
@@ -183,6 +189,8 @@ class Volume {
   std::mutex mu_;  // serializes mutations; guards free_ and next_ino_
   FreeSpace free_;
   uint64_t next_ino_ = 0;
+  // mtime/ctime of in-place overwrites not yet stored; guarded by mu_.
+  std::unordered_map<uint64_t, Timespec> pending_times_;
 };
 
 Timespec Now();

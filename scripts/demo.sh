@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Installs what daxref needs (Debian 12 packages), builds it, and shows it
+# working: a 1 GiB filesystem in /dev/shm is made, mounted, written to,
+# unmounted, mounted again and read back. Prints "OK" at the end and exits 0
+# if everything read back matches; exits non-zero otherwise.
+#
+# Usage: scripts/demo.sh [BUILD_DIR]     (BUILD_DIR defaults to build)
+#
+# Everything it creates (the filesystem under /dev/shm and the mountpoint
+# under /tmp) is removed on exit, also on failure or Ctrl-C.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build}
+
+# The demo's defaults.
+pool_size=1G      # given to mkfs.daxref --size
+random_mib=64     # size of the random file, in MiB
+
+say() { printf '\n==> %s\n' "$*"; }
+
+say "installing dependencies (scripts/install-deps.sh)"
+scripts/install-deps.sh
+
+say "building in $build/"
+[ -f "$build/build.ninja" ] || meson setup "$build" >/dev/null
+ninja -C "$build"
+
+mkfs=$build/tools/mkfs/mkfs.daxref
+daemon=$build/fs/daxref
+
+src=$(mktemp -u /dev/shm/daxref-demo.XXXXXX)
+mnt=$(mktemp -d /tmp/daxref-demo-mnt.XXXXXX)
+
+# Unmounts if still mounted, waits for the daemon to let go of the pool (it
+# holds flock on it until it has closed everything), removes what we made.
+cleanup() {
+  local rc=$?
+  trap - EXIT
+  set +e
+  if mountpoint -q "$mnt"; then
+    fusermount3 -u "$mnt" 2>/dev/null || fusermount3 -u -z "$mnt"
+  fi
+  [ -f "$src/pool" ] && flock -w 30 "$src/pool" true
+  rm -rf "$src"
+  rmdir "$mnt" 2>/dev/null
+  if [ "$rc" -ne 0 ]; then
+    echo "demo FAILED (exit status $rc); cleaned up $src and $mnt" >&2
+  else
+    echo "cleaned up $src and $mnt"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+say "making a $pool_size filesystem: mkfs.daxref --size $pool_size $src"
+"$mkfs" --size "$pool_size" "$src"
+
+say "mounting it: daxref $src $mnt (returns once mounted; the daemon runs on)"
+"$daemon" "$src" "$mnt"
+findmnt -n -o SOURCE,TARGET,FSTYPE "$mnt"
+
+say "writing files"
+echo "hello, persistent memory" > "$mnt/hello.txt"
+mkdir "$mnt/notes"
+echo "file data lives in $src/pool, metadata in $src/meta" > "$mnt/notes/where.txt"
+echo "writing $random_mib MiB of random data to random.bin"
+want_md5=$(dd if=/dev/urandom bs=1M count="$random_mib" status=none |
+           tee "$mnt/random.bin" | md5sum | cut -d' ' -f1)
+echo "md5 of the data written: $want_md5"
+
+say "ls -l of the mount"
+ls -l "$mnt" "$mnt/notes"
+
+say "df -h of the mount"
+df -h "$mnt"
+
+say "reading the files back"
+cat "$mnt/hello.txt" "$mnt/notes/where.txt"
+md5sum "$mnt/random.bin"
+
+say "unmounting: fusermount3 -u $mnt"
+fusermount3 -u "$mnt"
+
+say "mounting again at once (the new daemon waits for the old one to finish exiting)"
+"$daemon" "$src" "$mnt"
+
+say "the files after the remount"
+ls -l "$mnt" "$mnt/notes"
+cat "$mnt/hello.txt" "$mnt/notes/where.txt"
+got_md5=$(md5sum < "$mnt/random.bin" | cut -d' ' -f1)
+echo "md5 of random.bin now:   $got_md5"
+
+say "checking"
+fail=0
+[ "$(cat "$mnt/hello.txt")" = "hello, persistent memory" ] || { echo "hello.txt differs"; fail=1; }
+[ "$got_md5" = "$want_md5" ] || { echo "random.bin differs: md5 $got_md5, wrote $want_md5"; fail=1; }
+[ "$(stat -c %s "$mnt/random.bin")" -eq $((random_mib << 20)) ] || { echo "random.bin has the wrong size"; fail=1; }
+
+say "unmounting"
+fusermount3 -u "$mnt"
+
+if [ "$fail" -ne 0 ]; then
+  echo "FAIL: the files did not survive the remount"
+  exit 1
+fi
+echo "OK: every file read back the same after unmount and remount"
