@@ -180,10 +180,9 @@ void Link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newn
 void Unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
   Filesystem* fs = Fs(req);
   InodeRecord victim;
-  Status s = fs->volume()->Unlink(parent, name, &victim);
+  Status s = fs->volume()->Unlink(parent, name, fs->LastLinkCheck(), &victim);
   if (!s.ok()) return ReplyErr(req, s);
   fuse_reply_err(req, 0);
-  fs->InodeUnlinked(victim);
 }
 
 void Rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
@@ -197,10 +196,10 @@ void Rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newp
   Filesystem* fs = Fs(req);
   if (flags & RENAME_WHITEOUT) return (void)fuse_reply_err(req, EINVAL);
   InodeRecord replaced;
-  Status s = fs->volume()->Rename(parent, name, newparent, newname, flags, &replaced);
+  Status s =
+      fs->volume()->Rename(parent, name, newparent, newname, flags, fs->LastLinkCheck(), &replaced);
   if (!s.ok()) return ReplyErr(req, s);
   fuse_reply_err(req, 0);
-  if (replaced.ino) fs->InodeUnlinked(replaced);
 }
 
 // ---- files ----
@@ -501,9 +500,10 @@ void Filesystem::ToEntry(const InodeRecord& r, fuse_entry_param* e) const {
   e->entry_timeout = opts_.entry_timeout;
 }
 
-void Filesystem::InodeUnlinked(const InodeRecord& r) {
-  if (r.nlink != 0) return;
-  if (inodes_.Unlinked(r.ino)) ReclaimNow(r.ino);
+Volume::LastLinkFn Filesystem::LastLinkCheck() {
+  // Deleting in the unlink's own batch is safe only when nothing has the
+  // inode open: then no reader can be copying its blocks.
+  return [this](uint64_t ino) { return inodes_.Unlinked(ino); };
 }
 
 void Filesystem::ReclaimNow(uint64_t ino) {

@@ -38,8 +38,9 @@ class Filesystem {
   // Fills `st` from an inode record.
   static void ToStat(const InodeRecord& r, struct stat* st);
   void ToEntry(const InodeRecord& r, fuse_entry_param* e) const;
-  // Frees an unlinked inode now, or when its last handle goes.
-  void InodeUnlinked(const InodeRecord& r);
+  // For Volume::Unlink/Rename: may an inode that lost its last name be
+  // deleted at once? (No if it is open: the last release reclaims it.)
+  Volume::LastLinkFn LastLinkCheck();
   void ReclaimNow(uint64_t ino);
 
  private:

@@ -79,8 +79,9 @@ class InodeTable {
     return reclaim;
   }
 
-  // `ino` just lost its last name. True if nothing has it open, so the caller
-  // must reclaim it now; otherwise the last Release will say so.
+  // `ino` is losing its last name. True if nothing has it open, so it may be
+  // deleted at once; otherwise it is marked doomed and the last Release will
+  // say to reclaim it.
   bool Unlinked(uint64_t ino) {
     std::lock_guard<std::mutex> g(mu_);
     auto it = map_.find(ino);

@@ -275,11 +275,15 @@ Status Volume::DirIsEmpty(Txn& t, uint64_t dir, bool* empty) {
   return FromRocks(it->status(), "scan directory");
 }
 
-void Volume::DropLink(Txn& t, InodeRecord* r) {
+Status Volume::DropLink(Txn& t, InodeRecord* r, const LastLinkFn& last_link) {
   if (r->nlink > 0) r->nlink--;
   r->ctime = Now();
-  if (r->nlink == 0) t.Put(keys::Orphan(r->ino), "");
+  if (r->nlink == 0) {
+    if (last_link && last_link(r->ino)) return DeleteInode(t, *r);
+    t.Put(keys::Orphan(r->ino), "");
+  }
   StoreInode(t, *r);
+  return Status::Ok();
 }
 
 Status Volume::DeleteInode(Txn& t, const InodeRecord& r) {
@@ -732,7 +736,8 @@ Status Volume::Link(uint64_t ino, uint64_t newparent, std::string_view newname, 
   return Status::Ok();
 }
 
-Status Volume::Unlink(uint64_t parent, std::string_view name, InodeRecord* victim) {
+Status Volume::Unlink(uint64_t parent, std::string_view name, const LastLinkFn& last_link,
+                      InodeRecord* victim) {
   std::lock_guard<std::mutex> g(mu_);
   Txn t(this);
   InodeRecord dir;
@@ -745,7 +750,7 @@ Status Volume::Unlink(uint64_t parent, std::string_view name, InodeRecord* victi
   DAXREF_RETURN_IF_ERROR(LoadInode(t, d.ino, &r));
   DAXREF_RETURN_IF_ERROR(RemoveEntry(t, &dir, name, d));
   StoreInode(t, dir);
-  DropLink(t, &r);
+  DAXREF_RETURN_IF_ERROR(DropLink(t, &r, last_link));
   DAXREF_RETURN_IF_ERROR(Commit(t));
   *victim = r;
   return Status::Ok();
@@ -773,7 +778,8 @@ Status Volume::Rmdir(uint64_t parent, std::string_view name) {
 }
 
 Status Volume::Rename(uint64_t parent, std::string_view name, uint64_t newparent,
-                      std::string_view newname, unsigned flags, InodeRecord* replaced) {
+                      std::string_view newname, unsigned flags, const LastLinkFn& last_link,
+                      InodeRecord* replaced) {
   replaced->ino = 0;
   if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) return Status::Invalid("unsupported flags");
   if ((flags & RENAME_NOREPLACE) && (flags & RENAME_EXCHANGE))
@@ -844,7 +850,7 @@ Status Volume::Rename(uint64_t parent, std::string_view name, uint64_t newparent
     } else {
       if (IsDir(victim.mode)) return Status::Error(EISDIR, "target is a directory");
       DAXREF_RETURN_IF_ERROR(RemoveEntry(t, &to_dir, newname, dst));
-      DropLink(t, &victim);
+      DAXREF_RETURN_IF_ERROR(DropLink(t, &victim, last_link));
       *replaced = victim;
     }
   }

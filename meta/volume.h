@@ -118,15 +118,21 @@ class Volume {
   Status MakeNode(uint64_t parent, std::string_view name, uint32_t mode, uint64_t rdev,
                   const Caller& who, std::string_view link_target, InodeRecord* out);
   Status Link(uint64_t ino, uint64_t newparent, std::string_view newname, InodeRecord* out);
-  // Removes a non-directory entry. `*victim` gets the inode after the change;
-  // if its nlink is now 0 it is on the orphan list and the caller must call
-  // Reclaim once nothing holds it.
-  Status Unlink(uint64_t parent, std::string_view name, InodeRecord* victim);
+  // Asked, inside an operation, when an inode loses its last name: true
+  // means nothing holds it, and it is deleted (blocks freed) in the same
+  // batch; false leaves it on the orphan list for a later Reclaim. Null means
+  // "always orphan".
+  using LastLinkFn = std::function<bool(uint64_t ino)>;
+  // Removes a non-directory entry. `*victim` gets the inode after the change
+  // (nlink 0: deleted or orphaned, as `last_link` said).
+  Status Unlink(uint64_t parent, std::string_view name, const LastLinkFn& last_link,
+                InodeRecord* victim);
   Status Rmdir(uint64_t parent, std::string_view name);
   // flags: 0, RENAME_NOREPLACE or RENAME_EXCHANGE. A replaced non-directory
-  // is reported in `*replaced` (ino 0 if none) with the same duty as Unlink.
+  // is reported in `*replaced` (ino 0 if none) and treated as by Unlink.
   Status Rename(uint64_t parent, std::string_view name, uint64_t newparent,
-                std::string_view newname, unsigned flags, InodeRecord* replaced);
+                std::string_view newname, unsigned flags, const LastLinkFn& last_link,
+                InodeRecord* replaced);
   Status SetAttr(uint64_t ino, const SetAttrRequest& req, const Caller& who, InodeRecord* out);
   Status SetXattr(uint64_t ino, std::string_view name, std::string_view value, int flags);
   Status RemoveXattr(uint64_t ino, std::string_view name);
@@ -164,8 +170,8 @@ class Volume {
   Status AddEntry(Txn& t, InodeRecord* dir, std::string_view name, uint64_t ino, uint32_t type);
   Status RemoveEntry(Txn& t, InodeRecord* dir, std::string_view name, const DirentRecord& d);
   Status DirIsEmpty(Txn& t, uint64_t dir, bool* empty);
-  // Drops one link of a non-directory, orphaning it at zero.
-  void DropLink(Txn& t, InodeRecord* r);
+  // Drops one link of a non-directory; at zero deletes or orphans it.
+  Status DropLink(Txn& t, InodeRecord* r, const LastLinkFn& last_link);
   Status DeleteInode(Txn& t, const InodeRecord& r);
 
   // Extent-map editing; each keeps the reverse map and free space in step.
