@@ -33,6 +33,7 @@ class MappedPool : public daxref::DataPlane {
   bool ok() const { return fd_ >= 0 && base_ != MAP_FAILED; }
   void Write(uint64_t off, const void* src, size_t len) override { memcpy(base_ + off, src, len); }
   void Zero(uint64_t off, size_t len) override { memset(base_ + off, 0, len); }
+  void Persist(uint64_t, size_t) override {}
 
  private:
   int fd_ = -1;

@@ -8,18 +8,19 @@ namespace daxref {
 
 namespace {
 
-// Options libfuse's mount code understands (passed through as they are).
+// Options libfuse 3.14's mount code understands (passed through as they are).
 const std::set<std::string> kFuseFlags = {
     "allow_other", "allow_root", "default_permissions", "ro", "rw", "suid", "nosuid",
     "dev", "nodev", "exec", "noexec", "async", "sync", "dirsync", "atime", "noatime",
-    "diratime", "nodiratime", "relatime", "norelatime", "strictatime", "nostrictatime",
-    "lazytime", "nolazytime", "auto_unmount", "debug"};
-const std::vector<std::string> kFuseValued = {"fsname=", "subtype=", "max_read=", "blksize=",
-                                              "context=", "fscontext=", "defcontext=",
-                                              "rootcontext="};
-// mount(8) / fstab words that mean nothing to a FUSE daemon.
-const std::set<std::string> kIgnored = {"defaults", "auto", "noauto", "user", "users", "nouser",
-                                        "owner", "group", "nofail", "_netdev"};
+    "auto_unmount", "debug"};
+const std::vector<std::string> kFuseValued = {"fsname=", "subtype=", "max_read="};
+// mount(8) / fstab words that mean nothing to a FUSE daemon, and atime
+// variants libfuse refuses although a FUSE mount has no atime policy of its
+// own to set: accepted so that ordinary fstab lines work, and ignored.
+const std::set<std::string> kIgnored = {
+    "defaults", "auto", "noauto", "user", "users", "nouser", "owner", "group", "nofail",
+    "_netdev", "diratime", "nodiratime", "relatime", "norelatime", "strictatime",
+    "nostrictatime", "lazytime", "nolazytime"};
 
 bool StartsWith(const std::string& s, const std::string& p) { return s.rfind(p, 0) == 0; }
 

@@ -206,17 +206,22 @@ void Rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newp
 
 void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Filesystem* fs = Fs(req);
+  // Registered before the inode is read, so an unlink racing with this open
+  // either sees the handle (and orphans the inode) or makes Open fail.
+  if (!fs->inodes().Open(ino)) return (void)fuse_reply_err(req, ENOENT);
   InodeRecord r;
   Status s = fs->volume()->GetInode(ino, &r);
-  if (!s.ok()) return ReplyErr(req, s);
-  if (S_ISDIR(r.mode)) return (void)fuse_reply_err(req, EISDIR);
-  fs->inodes().Open(ino);
+  if (s.ok() && S_ISDIR(r.mode)) s = Status::Error(EISDIR, "is a directory");
+  if (!s.ok()) {
+    if (fs->inodes().Release(ino)) fs->ReclaimNow(ino);
+    return ReplyErr(req, s);
+  }
   // Every change to file data passes through this daemon and the kernel, so
   // the kernel's cached pages stay valid across opens.
   fi->keep_cache = 1;
   fi->noflush = 1;
   if (fi->flags & O_DIRECT) fi->direct_io = 1;
-  if (fuse_reply_open(req, fi) != 0) fs->inodes().Release(ino);
+  if (fuse_reply_open(req, fi) != 0 && fs->inodes().Release(ino)) fs->ReclaimNow(ino);
 }
 
 void Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
@@ -227,7 +232,7 @@ void Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fu
   fuse_entry_param e;
   fs->ToEntry(r, &e);
   fs->inodes().AddLookup(r.ino);
-  fs->inodes().Open(r.ino);
+  fs->inodes().Open(r.ino);  // a new inode: nothing can have deleted it yet
   fi->keep_cache = 1;
   fi->noflush = 1;
   if (fi->flags & O_DIRECT) fi->direct_io = 1;

@@ -27,6 +27,7 @@ struct InodeState {
   uint64_t nlookup = 0;  // guarded by the table mutex
   uint32_t opens = 0;    // guarded by the table mutex
   bool doomed = false;   // unlinked while open; guarded by the table mutex
+  bool gone = false;     // deleted with its last name; guarded by the table mutex
   std::shared_mutex io;
 };
 
@@ -58,11 +59,15 @@ class InodeTable {
     if (s.nlookup == 0 && s.opens == 0) map_.erase(it);
   }
 
-  void Open(uint64_t ino) {
+  // Registers a handle. False if the inode was deleted with its last name:
+  // the open must fail (ENOENT), since its blocks may already be reused.
+  bool Open(uint64_t ino) {
     std::lock_guard<std::mutex> g(mu_);
     auto& s = map_[ino];
     if (!s) s = std::make_shared<InodeState>();
+    if (s->gone) return false;
     s->opens++;
+    return true;
   }
 
   // Drops one handle. True if that was the last handle of a doomed inode:
@@ -82,10 +87,16 @@ class InodeTable {
   // `ino` is losing its last name. True if nothing has it open, so it may be
   // deleted at once; otherwise it is marked doomed and the last Release will
   // say to reclaim it.
+  // Once this has said true, Open refuses the inode, so no handle (and so no
+  // reader) can appear between this answer and the deletion's commit.
   bool Unlinked(uint64_t ino) {
     std::lock_guard<std::mutex> g(mu_);
     auto it = map_.find(ino);
-    if (it == map_.end() || it->second->opens == 0) return true;
+    if (it == map_.end()) return true;  // the kernel cannot open what it never looked up
+    if (it->second->opens == 0) {
+      it->second->gone = true;
+      return true;
+    }
     it->second->doomed = true;
     return false;
   }

@@ -74,6 +74,10 @@ void PoolMapping::Zero(uint64_t pool_off, size_t len) {
   memset_(base_ + pool_off, 0, len, store_flags_);
 }
 
+void PoolMapping::Persist(uint64_t pool_off, size_t len) {
+  if (page_granular_) persist_(base_ + pool_off, len);
+}
+
 void PoolMapping::PersistAll() {
   if (page_granular_) persist_(base_, size_);
 }

@@ -43,6 +43,7 @@ Status CheckStore(rocksdb::DB* db, uint64_t block_count,
   std::map<uint64_t, std::vector<uint64_t>> children;
   std::set<std::pair<uint64_t, uint64_t>> cookies_from_dirents, cookies;
   std::set<uint64_t> orphans;
+  uint64_t recorded_inodes = 0;
 
   std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
@@ -85,6 +86,11 @@ Status CheckStore(rocksdb::DB* db, uint64_t block_count,
       if (s.ok()) space.push_back({keys::U64At(k, 1), len, p == prefix::kFree ? 'F' : 'B', ""});
     } else if (p == prefix::kOrphan) {
       orphans.insert(keys::U64At(k, 1));
+    } else if (p == prefix::kRefcount) {
+      // No operation shares blocks yet, so no block may have a refcount.
+      bad("refcount record at pool block " + Str(keys::U64At(k, 1)) + " but nothing is shared");
+    } else if (k == keys::Misc(kMiscInodes)) {
+      s = DecodeLength(v, &recorded_inodes);
     }
     if (!s.ok()) bad("undecodable record with prefix '" + std::string(1, p) + "': " + s.message());
   }
@@ -183,6 +189,8 @@ Status CheckStore(rocksdb::DB* db, uint64_t block_count,
       if (seen.insert(kid).second) todo.push_back(kid);
   }
   if (!inodes.count(kRootIno)) bad("root inode missing");
+  if (recorded_inodes != inodes.size())
+    bad("inode count says " + Str(recorded_inodes) + " but " + Str(inodes.size()) + " exist");
   for (const auto& [ino, r] : inodes)
     if (!seen.count(ino) && !orphans.count(ino)) bad("inode " + Str(ino) + " is unreachable");
   return Status::Ok();

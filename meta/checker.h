@@ -2,10 +2,11 @@
 // cross-referencing the indexes against each other (XFS's scrub idea):
 //   1. every data block is exactly one of free, owned, bad; reserved blocks
 //      (the superblock copies) are none of them;
-//   2. every owned block's owner count equals its extent-map references and
-//      its refcount (1 when no refcount record exists);
+//   2. every owned block has exactly one reverse-map owner and one extent-map
+//      reference (nothing is shared yet, so any refcount record is an error);
 //   3. bad blocks are neither free nor owned;
-//   4. the tree is connected, nlink matches the entries, orphans have nlink 0;
+//   4. the tree is connected, nlink matches the entries, orphans have nlink 0,
+//      the inode count matches the inodes;
 //   and every record decodes.
 // It reads a quiescent store (a closed filesystem, or a Volume no one is
 // changing) and builds in-memory indexes, so it is a tool for tests and fsck,

@@ -30,7 +30,7 @@ inline constexpr char kDirent = 'D';    // D dir name                 -> DirentR
 inline constexpr char kDirCookie = 'C'; // C dir cookie               -> DirentRecord + name
 inline constexpr char kExtent = 'E';    // E ino fileblock            -> ExtentRecord
 inline constexpr char kRmap = 'R';      // R pblock ino fileblock     -> RmapRecord
-inline constexpr char kRefcount = 'N';  // N pblock                   -> RefcountRecord
+inline constexpr char kRefcount = 'N';  // N pblock                   -> (reserved for reflink)
 inline constexpr char kFree = 'F';      // F pblock                   -> length (blocks)
 inline constexpr char kBad = 'B';       // B pblock                   -> length (blocks)
 inline constexpr char kOrphan = 'O';    // O ino                      -> (empty)
@@ -43,6 +43,7 @@ inline constexpr std::string_view kMiscUuid = "uuid";
 inline constexpr std::string_view kMiscFormat = "format";
 inline constexpr std::string_view kMiscBlocks = "blocks";
 inline constexpr std::string_view kMiscNextIno = "next_ino";
+inline constexpr std::string_view kMiscInodes = "inodes";  // inodes in use
 
 // Dirent cookies 1 and 2 are "." and ".."; real entries start here.
 inline constexpr uint64_t kFirstCookie = 3;

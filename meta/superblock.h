@@ -33,7 +33,7 @@ struct Superblock {
   Uuid uuid{};
   uint64_t created = 0;
 
-  // Data blocks are [first_data_block(), last_data_block_end()).
+  // Data blocks are [first_data_block(), data_end()).
   uint64_t first_data_block() const { return 1; }
   uint64_t data_end() const { return block_count - 1; }
   uint64_t data_blocks() const { return block_count - 2; }

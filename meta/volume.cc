@@ -98,10 +98,17 @@ class Volume::Txn {
   }
   rocksdb::WriteBatchWithIndex& batch() { return batch_; }
   void MarkDone() { done_ = true; }
+  // Newly allocated extents, persisted before the batch commits.
+  void NoteFresh(const std::vector<Extent>& f) { fresh_.insert(fresh_.end(), f.begin(), f.end()); }
+  const std::vector<Extent>& fresh() const { return fresh_; }
+  void AddInodes(int64_t n) { inode_delta_ += n; }
+  int64_t inode_delta() const { return inode_delta_; }
 
  private:
+  int64_t inode_delta_ = 0;
   Volume* v_;
   rocksdb::WriteBatchWithIndex batch_;
+  std::vector<Extent> fresh_;
   bool done_ = false;
 };
 
@@ -137,6 +144,7 @@ Status Volume::Create(const std::string& dir, const Superblock& sb, const Caller
   b.Put(keys::Misc(kMiscFormat), v);
   b.Put(keys::Misc(kMiscBlocks), EncodeLength(sb.block_count));
   b.Put(keys::Misc(kMiscNextIno), EncodeLength(kRootIno + 1));
+  b.Put(keys::Misc(kMiscInodes), EncodeLength(1));
   InodeRecord root;
   root.ino = kRootIno;
   root.mode = S_IFDIR | (root_mode & 07777);
@@ -192,8 +200,14 @@ Result<std::unique_ptr<Volume>> Volume::Open(const std::string& dir, const Super
   if (!s.ok() || !DecodeLength(v, &next_ino).ok())
     return Status::Corruption("metadata has no inode counter");
 
+  uint64_t inodes = 0;
+  s = db->Get(rocksdb::ReadOptions(), keys::Misc(kMiscInodes), &v);
+  if (!s.ok() || !DecodeLength(v, &inodes).ok())
+    return Status::Corruption("metadata has no inode count");
+
   std::unique_ptr<Volume> vol(new Volume(std::move(db), sb, data));
   vol->next_ino_ = next_ino;
+  vol->inodes_ = inodes;
   DAXREF_RETURN_IF_ERROR(vol->free_.Load(vol->db_.get()));
 
   // Nothing is open at mount: every orphan is garbage from a daemon that died.
@@ -244,6 +258,7 @@ Status Volume::LookupIn(Txn& t, uint64_t dir, std::string_view name, DirentRecor
 uint64_t Volume::NextIno(Txn& t) {
   uint64_t ino = next_ino_++;
   t.Put(keys::Misc(kMiscNextIno), EncodeLength(next_ino_));
+  t.AddInodes(1);
   return ino;
 }
 
@@ -300,13 +315,21 @@ Status Volume::DeleteInode(Txn& t, const InodeRecord& r) {
   if (S_ISLNK(r.mode)) t.Delete(keys::Symlink(r.ino));
   t.Delete(keys::Orphan(r.ino));
   t.Delete(keys::Inode(r.ino));
+  t.AddInodes(-1);
   return Status::Ok();
 }
 
 Status Volume::Commit(Txn& t) {
+  // Blocks this batch starts pointing at hold their final bytes now; make
+  // them durable first, so the committed map never points at stale data.
+  for (const Extent& e : t.fresh()) data_->Persist(PoolOff(e.pblock), e.len << kBlockShift);
   free_.EmitEdit(t.batch().GetWriteBatch());
+  if (t.inode_delta() != 0)
+    t.batch().GetWriteBatch()->Put(keys::Misc(kMiscInodes),
+                                   EncodeLength(inodes_ + t.inode_delta()));
   rocksdb::Status s = db_->Write(rocksdb::WriteOptions(), t.batch().GetWriteBatch());
   if (!s.ok()) return Status::IOError("metadata commit failed: " + s.ToString());
+  inodes_ += t.inode_delta();
   free_.Finish();
   t.MarkDone();
   return Status::Ok();
@@ -473,6 +496,7 @@ Status Volume::FillHoles(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t fb1, uin
     if (b1 > k1) data_->Zero(PoolOff(e.pblock) + (k1 - b0), b1 - k1);
   }
   for (const Extent& e : fresh) DAXREF_RETURN_IF_ERROR(MapExtent(t, r, e));
+  t.NoteFresh(fresh);
   return Status::Ok();
 }
 
@@ -630,7 +654,7 @@ VolumeStats Volume::Stats() {
   VolumeStats s;
   s.data_blocks = sb_.data_blocks();
   s.free_blocks = free_.free_blocks();
-  s.inodes = next_ino_ - 1;
+  s.inodes = inodes_;
   return s;
 }
 

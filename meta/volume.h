@@ -68,7 +68,7 @@ struct MappedSegment {
 struct VolumeStats {
   uint64_t data_blocks = 0;  // blocks a file could ever use
   uint64_t free_blocks = 0;
-  uint64_t inodes = 0;  // inodes in use (approximate between mounts)
+  uint64_t inodes = 0;  // inodes in use
 };
 
 // Mode bits for Fallocate (the Linux FALLOC_FL_* values).
@@ -195,6 +195,7 @@ class Volume {
   std::mutex mu_;  // serializes mutations; guards free_ and next_ino_
   FreeSpace free_;
   uint64_t next_ino_ = 0;
+  uint64_t inodes_ = 0;  // inodes in use, mirrored by the M "inodes" record
   // mtime/ctime of in-place overwrites not yet stored; guarded by mu_.
   std::unordered_map<uint64_t, Timespec> pending_times_;
 };

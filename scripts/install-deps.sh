@@ -2,7 +2,7 @@
 # Installs the Debian 12 packages daxref builds, tests and benchmarks with.
 # Idempotent: does nothing when every package is already there.
 set -euo pipefail
-pkgs=(build-essential pkg-config meson ninja-build
+pkgs=(build-essential pkg-config meson ninja-build python3
       libfuse3-dev fuse3 libpmem2-dev librocksdb-dev libspdlog-dev catch2
       fio xfsprogs util-linux coreutils procps)
 missing=()
