@@ -212,6 +212,15 @@ void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   InodeRecord r;
   Status s = fs->volume()->GetInode(ino, &r);
   if (s.ok() && S_ISDIR(r.mode)) s = Status::Error(EISDIR, "is a directory");
+  if (s.ok() && (fi->flags & O_TRUNC)) {
+    // The kernel uses atomic O_TRUNC (libfuse asks for it): the truncation
+    // is this open's to do, with the same rules as a size change by setattr.
+    auto state = fs->inodes().Get(ino);
+    std::unique_lock<std::shared_mutex> io(state->io);
+    SetAttrRequest trunc;
+    trunc.size = 0;
+    s = fs->volume()->SetAttr(ino, trunc, CallerOf(req), &r);
+  }
   if (!s.ok()) {
     if (fs->inodes().Release(ino)) fs->ReclaimNow(ino);
     return ReplyErr(req, s);

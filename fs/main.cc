@@ -54,11 +54,11 @@ class StartupReport {
 
  private:
   void Send(char code, const std::string& msg) {
-    if (code == 'E') spdlog::error("{}", msg);
     if (fd_ < 0) {
       if (code == 'E') fprintf(stderr, "daxref: %s\n", msg.c_str());
       return;
     }
+    if (code == 'E') spdlog::error("{}", msg);
     std::string m(1, code);
     m += msg;
     ssize_t ignored = write(fd_, m.data(), m.size());

@@ -346,7 +346,8 @@ Status Volume::WalkExtents(Txn& t, uint64_t ino, uint64_t fb0, uint64_t fb1,
   rocksdb::Slice upper(hi);
   auto it = t.Iter(&upper);
   it->Seek(keys::Extent(ino, fb0));
-  bool at_first = it->Valid() && keys::U64At(it->key().ToStringView(), 9) == fb0;
+  bool at_first = it->Valid() && it->key().starts_with(lo) &&
+                  keys::U64At(it->key().ToStringView(), 9) == fb0;
   if (!at_first) {
     if (it->Valid())
       it->Prev();
