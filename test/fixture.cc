@@ -60,9 +60,8 @@ bool IsMounted(const std::string& mnt) {
   return false;
 }
 
-}  // namespace
-
-RunResult Run(const std::vector<std::string>& argv) {
+// Run and RunWithEnv: `env` null means the test's own environment.
+RunResult RunImpl(const std::vector<std::string>& argv, const std::vector<std::string>* env) {
   int out[2], err[2];
   REQUIRE(pipe(out) == 0);
   REQUIRE(pipe(err) == 0);
@@ -71,12 +70,22 @@ RunResult Run(const std::vector<std::string>& argv) {
   if (pid == 0) {
     dup2(out[1], 1);
     dup2(err[1], 2);
+    // Only 1 and 2 may keep the pipes open: a daemon that outlives its
+    // parent would otherwise hold them and Drain would never see EOF.
     close(out[0]);
     close(err[0]);
+    close(out[1]);
+    close(err[1]);
     int null = open("/dev/null", O_RDONLY);
     dup2(null, 0);
+    if (null > 2) close(null);
     auto a = Argv(argv);
-    execv(a[0], a.data());
+    if (env) {
+      auto e = Argv(*env);
+      execve(a[0], a.data(), e.data());
+    } else {
+      execv(a[0], a.data());
+    }
     _exit(127);
   }
   close(out[1]);
@@ -92,6 +101,16 @@ RunResult Run(const std::vector<std::string>& argv) {
   waitpid(pid, &status, 0);
   r.status = ExitCode(status);
   return r;
+}
+
+}  // namespace
+
+RunResult Run(const std::vector<std::string>& argv) {
+  return RunImpl(argv, nullptr);
+}
+
+RunResult RunWithEnv(const std::vector<std::string>& argv, const std::vector<std::string>& env) {
+  return RunImpl(argv, &env);
 }
 
 TempDir::TempDir(const std::string& under) {

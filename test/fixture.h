@@ -28,6 +28,9 @@ struct RunResult {
 };
 // Runs argv[0] (a path) with its arguments, capturing stdout and stderr.
 RunResult Run(const std::vector<std::string>& argv);
+// As Run, with exactly the environment `env` ("NAME=value" strings) instead
+// of the test's own.
+RunResult RunWithEnv(const std::vector<std::string>& argv, const std::vector<std::string>& env);
 
 // A directory removed (recursively) on destruction.
 class TempDir {
