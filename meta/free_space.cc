@@ -51,7 +51,7 @@ std::optional<Extent> FreeSpace::Allocate(uint64_t goal, uint64_t want) {
     --it;
     at = goal;
   } else {
-    if (it == extents_.end()) it = extents_.upper_bound(cursor_);
+    if (it == extents_.end()) it = extents_.lower_bound(cursor_);
     if (it == extents_.end()) it = extents_.begin();
     at = it->first;
   }

@@ -458,22 +458,38 @@ Status Volume::FillHoles(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t fb1, uin
     uint64_t fb, len, goal;
   };
   std::vector<Hole> holes;
-  uint64_t pos = fb0;
-  uint64_t goal = 0;
+  // Each hole is placed in line with the extent before it (for the first
+  // hole, the file's last extent before the range), as if the gap between
+  // them were filled too, so that filling the gap later can merge it all
+  // into one extent. `anchor` is a file block and `goal` its pool block.
+  uint64_t anchor = fb0, goal = 0;
   bool have_goal = false;
-  DAXREF_RETURN_IF_ERROR(WalkExtents(t, r->ino, fb0 > 0 ? fb0 - 1 : 0, fb1, [&](const Extent& e) {
-    if (e.fend() <= fb0) {  // the extent just before the range: a goal only
-      goal = e.pend() + (fb0 - e.fend());
-      have_goal = true;
-      return true;
+  {
+    std::string lo = keys::ExtentPrefix(r->ino), hi = keys::Successor(lo);
+    rocksdb::Slice upper(hi);
+    auto it = t.Iter(&upper);
+    it->SeekForPrev(keys::Extent(r->ino, fb0));
+    if (it->Valid() && it->key().starts_with(lo)) {
+      Extent e;
+      DAXREF_RETURN_IF_ERROR(DecodeExtent(it->key().ToStringView(), it->value().ToStringView(), &e));
+      if (e.fend() <= fb0) {
+        anchor = e.fend();
+        goal = e.pend();
+        have_goal = true;
+      }
     }
-    if (e.fblock > pos) holes.push_back({pos, e.fblock - pos, have_goal ? goal : 0});
+  }
+  auto goal_for = [&](uint64_t fb) { return have_goal ? goal + (fb - anchor) : 0; };
+  uint64_t pos = fb0;
+  DAXREF_RETURN_IF_ERROR(WalkExtents(t, r->ino, fb0, fb1, [&](const Extent& e) {
+    if (e.fblock > pos) holes.push_back({pos, e.fblock - pos, goal_for(pos)});
     pos = std::max(pos, e.fend());
+    anchor = e.fend();
     goal = e.pend();
     have_goal = true;
     return true;
   }));
-  if (pos < fb1) holes.push_back({pos, fb1 - pos, have_goal ? goal + 0 : 0});
+  if (pos < fb1) holes.push_back({pos, fb1 - pos, goal_for(pos)});
   if (holes.empty()) return Status::Ok();
 
   std::vector<Extent> fresh;
@@ -1110,17 +1126,15 @@ Status Volume::Fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len, Ino
   uint64_t end = off + len;
   if (mode & kFallocPunchHole) {
     // Whole blocks inside the range are unmapped; the partial blocks at
-    // either edge are zeroed in place. Past EOF there is nothing to punch.
-    uint64_t pend = std::min(end, std::max(r.size, off));
-    if (pend > off) {
-      uint64_t fb0 = BlockCeil(off), fb1 = BlockOf(pend);
-      if (fb0 < fb1) {
-        DAXREF_RETURN_IF_ERROR(UnmapRange(t, &r, fb0, fb1));
-        DAXREF_RETURN_IF_ERROR(ZeroBytes(t, ino, off, (fb0 << kBlockShift) - off));
-        DAXREF_RETURN_IF_ERROR(ZeroBytes(t, ino, fb1 << kBlockShift, pend - (fb1 << kBlockShift)));
-      } else {
-        DAXREF_RETURN_IF_ERROR(ZeroBytes(t, ino, off, pend - off));
-      }
+    // either edge are zeroed in place. Blocks past EOF are punched too:
+    // KEEP_SIZE may have preallocated them.
+    uint64_t fb0 = BlockCeil(off), fb1 = BlockOf(end);
+    if (fb0 < fb1) {
+      DAXREF_RETURN_IF_ERROR(UnmapRange(t, &r, fb0, fb1));
+      DAXREF_RETURN_IF_ERROR(ZeroBytes(t, ino, off, (fb0 << kBlockShift) - off));
+      DAXREF_RETURN_IF_ERROR(ZeroBytes(t, ino, fb1 << kBlockShift, end - (fb1 << kBlockShift)));
+    } else {
+      DAXREF_RETURN_IF_ERROR(ZeroBytes(t, ino, off, end - off));
     }
   } else {
     // Default and zero-range both leave [off, end) allocated; zero range also
