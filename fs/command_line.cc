@@ -39,6 +39,18 @@ Status AddMountOptions(const std::string& list, CommandLine* cl) {
       long v = strtol(o.c_str() + 10, &end, 10);
       if (*end || v < 0 || v > 3600) return Status::Invalid("bad lock_wait '" + o.substr(10) + "'");
       cl->lock_wait_ms = static_cast<int>(v * 1000);
+    } else if (StartsWith(o, "attr_timeout=") || StartsWith(o, "entry_timeout=")) {
+      size_t eq = o.find('=');
+      char* end = nullptr;
+      double v = strtod(o.c_str() + eq + 1, &end);
+      if (*end || eq + 1 == o.size() || v < 0 || v > 86400)
+        return Status::Invalid("bad " + o.substr(0, eq) + " '" + o.substr(eq + 1) + "' (0 to 86400 seconds)");
+      (o[0] == 'a' ? cl->attr_timeout : cl->entry_timeout) = v;
+    } else if (StartsWith(o, "threads=")) {
+      char* end = nullptr;
+      long v = strtol(o.c_str() + 8, &end, 10);
+      if (*end || v < 1 || v > 64) return Status::Invalid("bad threads '" + o.substr(8) + "' (1 to 64)");
+      cl->threads = static_cast<int>(v);
     } else if (kFuseFlags.count(o)) {
       cl->fuse_options.push_back(o);
     } else {
@@ -61,13 +73,17 @@ std::string Usage(const char* prog) {
     << "Daemon:\n"
     << "  -f, --foreground        stay in the foreground (log to stderr)\n"
     << "  -d, --debug             foreground, FUSE request tracing, log level debug\n"
-    << "  -s                      serve requests on one thread\n"
+    << "  -s                      serve requests on one thread (the default)\n"
     << "      --log-level LEVEL   trace, debug, info, warn, error (default info)\n\n"
     << "Mount options (-o OPT[,OPT...]):\n"
     << "  allow_other, ro, rw, nosuid, nodev, noexec, noatime, fsname=NAME, ...\n"
     << "                          standard FUSE/mount options, passed to the kernel\n"
     << "  source=PATH             SOURCE, for fstab entries that put it here\n"
     << "  log_level=LEVEL         as --log-level\n"
+    << "  threads=N               request threads, 1 to 64 (default 1)\n"
+    << "  attr_timeout=S, entry_timeout=S\n"
+    << "                          how long the kernel caches attributes and names\n"
+    << "                          (seconds, default 60)\n"
     << "  lock_wait=SECONDS       how long to wait for a previous daemon of this\n"
     << "                          SOURCE to finish exiting (default 30)\n"
     << "  default_permissions is always on: the kernel checks permissions.\n\n"
@@ -95,7 +111,7 @@ Result<CommandLine> ParseCommandLine(int argc, char** argv) {
       cl.debug = cl.foreground = true;
       cl.log_level = "debug";
     } else if (a == "-s") {
-      cl.single_thread = true;
+      cl.threads = 1;
     } else if (a == "--log-level" || StartsWith(a, "--log-level=")) {
       if (a.size() > 11) {
         cl.log_level = a.substr(12);

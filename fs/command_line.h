@@ -15,7 +15,9 @@ struct CommandLine {
   std::string mountpoint;
   bool foreground = false;
   bool debug = false;
-  bool single_thread = false;
+  int threads = 1;  // request threads
+  double attr_timeout = 60.0;
+  double entry_timeout = 60.0;
   bool help = false;
   bool version = false;
   std::string log_level = "info";

@@ -17,9 +17,14 @@
 
 namespace daxref {
 
+// How long the kernel may trust what it was told. Every change to this
+// filesystem passes through this kernel mount and this daemon, and the kernel
+// updates or drops what it caches for the changes it makes, so the only
+// limit is what the daemon changes behind its back, which it must announce
+// (notify_inval_*) rather than wait out a timeout.
 struct FilesystemOptions {
-  double attr_timeout = 1.0;
-  double entry_timeout = 1.0;
+  double attr_timeout = 60.0;
+  double entry_timeout = 60.0;
 };
 
 class Filesystem {

@@ -164,7 +164,10 @@ int Serve(const CommandLine& cl, StartupReport* report) {
     report->Fail(volume.status().message());
     return 1;
   }
-  Filesystem fs(pool->get(), volume->get(), FilesystemOptions{});
+  FilesystemOptions fs_opts;
+  fs_opts.attr_timeout = cl.attr_timeout;
+  fs_opts.entry_timeout = cl.entry_timeout;
+  Filesystem fs(pool->get(), volume->get(), fs_opts);
 
   std::vector<std::string> args_s = {"daxref"};
   if (cl.debug) args_s.push_back("-d");
@@ -210,13 +213,18 @@ int Serve(const CommandLine& cl, StartupReport* report) {
 
   int rc;
   auto flusher = std::make_unique<TimeFlusher>(volume->get());
-  if (cl.single_thread) {
+  // One request thread by default: on a small machine the kernel wakes a
+  // lone reader on the requester's CPU, while a pool of readers is woken in
+  // turn across CPUs, and each cross-CPU wake-up costs more than the request
+  // (4 KiB random writes, 2 vCPUs: 64k/s with one thread, 44k/s with the
+  // libfuse default pool; docs/design.md). -o threads=N for more.
+  if (cl.threads <= 1) {
     rc = fuse_session_loop(se.get());
   } else {
     fuse_loop_config* cfg = fuse_loop_cfg_create();
     fuse_loop_cfg_set_clone_fd(cfg, 0);
-    fuse_loop_cfg_set_idle_threads(cfg, 8);
-    fuse_loop_cfg_set_max_threads(cfg, 16);
+    fuse_loop_cfg_set_idle_threads(cfg, cl.threads);
+    fuse_loop_cfg_set_max_threads(cfg, cl.threads);
     rc = fuse_session_loop_mt(se.get(), cfg);
     fuse_loop_cfg_destroy(cfg);
   }

@@ -32,6 +32,7 @@ class PoolMapping : public DataPlane {
   void Write(uint64_t pool_off, const void* src, size_t len) override;
   void Zero(uint64_t pool_off, size_t len) override;
   void Persist(uint64_t pool_off, size_t len) override;
+  void WillWrite(uint64_t pool_off, size_t len) override;
   // Makes every store to the mapping durable (a no-op where each store
   // already was).
   void PersistAll();

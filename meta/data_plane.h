@@ -18,6 +18,9 @@ class DataPlane {
   virtual void Write(uint64_t pool_off, const void* src, size_t len) = 0;
   // Zeroes len bytes at pool byte offset pool_off, durable as Write is.
   virtual void Zero(uint64_t pool_off, size_t len) = 0;
+  // A hint that [pool_off, pool_off+len) (newly allocated blocks) is about
+  // to be written in full, so the backing memory can be readied in one go.
+  virtual void WillWrite(uint64_t pool_off, size_t len) {}
   // Makes earlier stores to [pool_off, pool_off+len) survive power loss too.
   // Called before a batch that points at newly allocated blocks commits.
   virtual void Persist(uint64_t pool_off, size_t len) = 0;

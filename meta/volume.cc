@@ -507,6 +507,7 @@ Status Volume::FillHoles(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t fb1, uin
   // New blocks hold whatever an earlier owner left: zero all but the bytes
   // the caller is about to write.
   for (const Extent& e : fresh) {
+    data_->WillWrite(PoolOff(e.pblock), e.len << kBlockShift);
     uint64_t b0 = e.fblock << kBlockShift, b1 = e.fend() << kBlockShift;
     uint64_t k0 = std::clamp(keep_off, b0, b1), k1 = std::clamp(keep_end, k0, b1);
     if (k0 > b0) data_->Zero(PoolOff(e.pblock), k0 - b0);
