@@ -46,8 +46,7 @@ void cleanup(const std::vector<std::string>& paths) {
 
 [[noreturn]] void fail(const char* what, const std::string& path, int err,
                        const std::vector<std::string>& paths) {
-  std::fprintf(stderr, "daxref-bench-fileops: %s %s: %s\n", what, path.c_str(),
-               std::strerror(err));
+  std::fprintf(stderr, "daxref-bench-fileops: %s %s: %s\n", what, path.c_str(), std::strerror(err));
   cleanup(paths);
   std::exit(1);
 }

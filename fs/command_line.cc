@@ -9,20 +9,24 @@ namespace daxref {
 namespace {
 
 // Options libfuse 3.14's mount code understands (passed through as they are).
-const std::set<std::string> kFuseFlags = {
-    "allow_other", "allow_root", "default_permissions", "ro", "rw", "suid", "nosuid",
-    "dev", "nodev", "exec", "noexec", "async", "sync", "dirsync", "atime", "noatime",
-    "auto_unmount", "debug"};
+const std::set<std::string> kFuseFlags = {"allow_other", "allow_root",   "default_permissions",
+                                          "ro",          "rw",           "suid",
+                                          "nosuid",      "dev",          "nodev",
+                                          "exec",        "noexec",       "async",
+                                          "sync",        "dirsync",      "atime",
+                                          "noatime",     "auto_unmount", "debug"};
 const std::vector<std::string> kFuseValued = {"fsname=", "subtype=", "max_read="};
 // mount(8) / fstab words that mean nothing to a FUSE daemon, and atime
 // variants libfuse refuses although a FUSE mount has no atime policy of its
 // own to set: accepted so that ordinary fstab lines work, and ignored.
 const std::set<std::string> kIgnored = {
-    "defaults", "auto", "noauto", "user", "users", "nouser", "owner", "group", "nofail",
-    "_netdev", "diratime", "nodiratime", "relatime", "norelatime", "strictatime",
-    "nostrictatime", "lazytime", "nolazytime"};
+    "defaults", "auto",       "noauto",      "user",          "users",    "nouser",
+    "owner",    "group",      "nofail",      "_netdev",       "diratime", "nodiratime",
+    "relatime", "norelatime", "strictatime", "nostrictatime", "lazytime", "nolazytime"};
 
-bool StartsWith(const std::string& s, const std::string& p) { return s.rfind(p, 0) == 0; }
+bool StartsWith(const std::string& s, const std::string& p) {
+  return s.rfind(p, 0) == 0;
+}
 
 Status AddMountOptions(const std::string& list, CommandLine* cl) {
   std::stringstream ss(list);
@@ -44,12 +48,14 @@ Status AddMountOptions(const std::string& list, CommandLine* cl) {
       char* end = nullptr;
       double v = strtod(o.c_str() + eq + 1, &end);
       if (*end || eq + 1 == o.size() || v < 0 || v > 86400)
-        return Status::Invalid("bad " + o.substr(0, eq) + " '" + o.substr(eq + 1) + "' (0 to 86400 seconds)");
+        return Status::Invalid("bad " + o.substr(0, eq) + " '" + o.substr(eq + 1) +
+                               "' (0 to 86400 seconds)");
       (o[0] == 'a' ? cl->attr_timeout : cl->entry_timeout) = v;
     } else if (StartsWith(o, "threads=")) {
       char* end = nullptr;
       long v = strtol(o.c_str() + 8, &end, 10);
-      if (*end || v < 1 || v > 64) return Status::Invalid("bad threads '" + o.substr(8) + "' (1 to 64)");
+      if (*end || v < 1 || v > 64)
+        return Status::Invalid("bad threads '" + o.substr(8) + "' (1 to 64)");
       cl->threads = static_cast<int>(v);
     } else if (kFuseFlags.count(o)) {
       cl->fuse_options.push_back(o);
@@ -140,7 +146,8 @@ Result<CommandLine> ParseCommandLine(int argc, char** argv) {
   }
   if (cl.help || cl.version) return cl;
   static const std::set<std::string> kLevels = {"trace", "debug", "info", "warn", "error", "off"};
-  if (!kLevels.count(cl.log_level)) return Status::Invalid("unknown log level '" + cl.log_level + "'");
+  if (!kLevels.count(cl.log_level))
+    return Status::Invalid("unknown log level '" + cl.log_level + "'");
   // With source= in the options, mount(8)'s first argument is a placeholder.
   if (positional.size() == 2) {
     if (cl.source.empty()) cl.source = positional[0];

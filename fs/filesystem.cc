@@ -17,7 +17,9 @@ namespace daxref {
 
 namespace {
 
-Filesystem* Fs(fuse_req_t req) { return static_cast<Filesystem*>(fuse_req_userdata(req)); }
+Filesystem* Fs(fuse_req_t req) {
+  return static_cast<Filesystem*>(fuse_req_userdata(req));
+}
 
 Caller CallerOf(fuse_req_t req) {
   const fuse_ctx* c = fuse_req_ctx(req);
@@ -236,7 +238,8 @@ void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 void Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
   Filesystem* fs = Fs(req);
   InodeRecord r;
-  Status s = fs->volume()->MakeNode(parent, name, S_IFREG | (mode & 07777), 0, CallerOf(req), "", &r);
+  Status s =
+      fs->volume()->MakeNode(parent, name, S_IFREG | (mode & 07777), 0, CallerOf(req), "", &r);
   if (!s.ok()) return ReplyErr(req, s);
   fuse_entry_param e;
   fs->ToEntry(r, &e);
@@ -295,7 +298,9 @@ void Write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t o
   fuse_reply_write(req, size);
 }
 
-void Flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
+void Flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
+  fuse_reply_err(req, 0);
+}
 
 void Release(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   Filesystem* fs = Fs(req);
@@ -408,7 +413,9 @@ void ReadDirPlus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fi
   DoReadDir(req, ino, size, off, true);
 }
 
-void ReleaseDir(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
+void ReleaseDir(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
+  fuse_reply_err(req, 0);
+}
 
 void StatFs(fuse_req_t req, fuse_ino_t) {
   VolumeStats v = Fs(req)->volume()->Stats();
@@ -429,7 +436,9 @@ void StatFs(fuse_req_t req, fuse_ino_t) {
 
 // ---- extended attributes ----
 
-bool IsPosixAcl(const char* name) { return strncmp(name, "system.posix_acl_", 17) == 0; }
+bool IsPosixAcl(const char* name) {
+  return strncmp(name, "system.posix_acl_", 17) == 0;
+}
 
 void SetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
               int flags) {

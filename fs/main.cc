@@ -19,13 +19,13 @@
 
 #include <climits>
 #include <condition_variable>
-#include <mutex>
-#include <thread>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 
 #include "fs/command_line.h"
 #include "fs/filesystem.h"
@@ -79,8 +79,10 @@ int WaitForChild(int fd, pid_t child) {
   if (!msg.empty() && msg[0] == 'K') return 0;
   int status = 0;
   waitpid(child, &status, 0);
-  if (msg.size() > 1) fprintf(stderr, "daxref: %s\n", msg.c_str() + 1);
-  else if (msg.empty()) fprintf(stderr, "daxref: daemon exited during start-up\n");
+  if (msg.size() > 1)
+    fprintf(stderr, "daxref: %s\n", msg.c_str() + 1);
+  else if (msg.empty())
+    fprintf(stderr, "daxref: daemon exited during start-up\n");
   return 1;
 }
 
@@ -149,7 +151,8 @@ int Serve(const CommandLine& cl, StartupReport* report) {
     return 1;
   }
   if (!S_ISDIR(st.st_mode)) {
-    report->Fail(cl.source + " is not a daxref filesystem (expected a directory made by mkfs.daxref)");
+    report->Fail(cl.source +
+                 " is not a daxref filesystem (expected a directory made by mkfs.daxref)");
     return 1;
   }
   auto pool = PoolMapping::Open(PoolPath(cl.source), cl.lock_wait_ms);

@@ -12,7 +12,9 @@
 namespace daxref {
 
 namespace {
-std::string Pmem2Error(const char* what) { return std::string(what) + ": " + pmem2_errormsg(); }
+std::string Pmem2Error(const char* what) {
+  return std::string(what) + ": " + pmem2_errormsg();
+}
 }  // namespace
 
 Result<std::unique_ptr<PoolMapping>> PoolMapping::Open(const std::string& path, int lock_wait_ms) {

@@ -1,8 +1,7 @@
 #include "meta/checker.h"
 
-#include <sys/stat.h>
-
 #include <rocksdb/db.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <map>
@@ -23,7 +22,9 @@ struct Interval {
   std::string who;
 };
 
-std::string Str(uint64_t v) { return std::to_string(v); }
+std::string Str(uint64_t v) {
+  return std::to_string(v);
+}
 
 }  // namespace
 
@@ -35,7 +36,7 @@ Status CheckStore(rocksdb::DB* db, uint64_t block_count,
     problem(s);
   };
   std::map<uint64_t, InodeRecord> inodes;
-  std::map<std::pair<uint64_t, uint64_t>, Extent> extents;       // (ino, fblock)
+  std::map<std::pair<uint64_t, uint64_t>, Extent> extents;            // (ino, fblock)
   std::map<std::tuple<uint64_t, uint64_t, uint64_t>, uint64_t> rmap;  // (pb, ino, fb) -> len
   std::vector<Interval> space;
   std::unordered_map<uint64_t, uint32_t> links;    // ino -> dirents naming it
@@ -108,8 +109,8 @@ Status CheckStore(rocksdb::DB* db, uint64_t block_count,
       bad("blocks [" + Str(iv.start) + ", " + Str(iv.start + iv.len) + ") (" +
           std::string(1, iv.kind) + ") reach reserved blocks or past the pool");
     if (iv.start < pos)
-      bad("block " + Str(iv.start) + " is claimed twice (" + std::string(1, iv.kind) + " " + iv.who +
-          ")");
+      bad("block " + Str(iv.start) + " is claimed twice (" + std::string(1, iv.kind) + " " +
+          iv.who + ")");
     else if (iv.start > pos)
       bad("blocks [" + Str(pos) + ", " + Str(iv.start) + ") are neither free, owned nor bad");
     pos = std::max(pos, iv.start + iv.len);

@@ -26,8 +26,12 @@ inline void PutU32(std::string* dst, uint32_t v) {
   }
   dst->append(b, 4);
 }
-inline void PutU8(std::string* dst, uint8_t v) { dst->push_back(static_cast<char>(v)); }
-inline void PutI64(std::string* dst, int64_t v) { PutU64(dst, static_cast<uint64_t>(v)); }
+inline void PutU8(std::string* dst, uint8_t v) {
+  dst->push_back(static_cast<char>(v));
+}
+inline void PutI64(std::string* dst, int64_t v) {
+  PutU64(dst, static_cast<uint64_t>(v));
+}
 
 inline uint64_t LoadU64(const char* p) {
   uint64_t v = 0;

@@ -11,9 +11,9 @@ using codec::PutU64;
 
 std::string UuidToString(const Uuid& u) {
   char buf[40];
-  snprintf(buf, sizeof(buf),
-           "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0], u[1],
-           u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]);
+  snprintf(buf, sizeof(buf), "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+           u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13],
+           u[14], u[15]);
   return buf;
 }
 
@@ -26,38 +26,58 @@ std::string WithIno(char p, uint64_t ino) {
 }
 }  // namespace
 
-std::string Misc(std::string_view name) { return std::string(1, prefix::kMisc).append(name); }
-std::string Inode(uint64_t ino) { return WithIno(prefix::kInode, ino); }
+std::string Misc(std::string_view name) {
+  return std::string(1, prefix::kMisc).append(name);
+}
+std::string Inode(uint64_t ino) {
+  return WithIno(prefix::kInode, ino);
+}
 std::string Dirent(uint64_t dir, std::string_view name) {
   return WithIno(prefix::kDirent, dir).append(name);
 }
-std::string DirentPrefix(uint64_t dir) { return WithIno(prefix::kDirent, dir); }
+std::string DirentPrefix(uint64_t dir) {
+  return WithIno(prefix::kDirent, dir);
+}
 std::string DirCookie(uint64_t dir, uint64_t cookie) {
   std::string k = WithIno(prefix::kDirCookie, dir);
   PutU64(&k, cookie);
   return k;
 }
-std::string DirCookiePrefix(uint64_t dir) { return WithIno(prefix::kDirCookie, dir); }
+std::string DirCookiePrefix(uint64_t dir) {
+  return WithIno(prefix::kDirCookie, dir);
+}
 std::string Extent(uint64_t ino, uint64_t fblock) {
   std::string k = WithIno(prefix::kExtent, ino);
   PutU64(&k, fblock);
   return k;
 }
-std::string ExtentPrefix(uint64_t ino) { return WithIno(prefix::kExtent, ino); }
+std::string ExtentPrefix(uint64_t ino) {
+  return WithIno(prefix::kExtent, ino);
+}
 std::string Rmap(uint64_t pblock, uint64_t ino, uint64_t fblock) {
   std::string k = WithIno(prefix::kRmap, pblock);
   PutU64(&k, ino);
   PutU64(&k, fblock);
   return k;
 }
-std::string Free(uint64_t pblock) { return WithIno(prefix::kFree, pblock); }
-std::string Bad(uint64_t pblock) { return WithIno(prefix::kBad, pblock); }
-std::string Orphan(uint64_t ino) { return WithIno(prefix::kOrphan, ino); }
+std::string Free(uint64_t pblock) {
+  return WithIno(prefix::kFree, pblock);
+}
+std::string Bad(uint64_t pblock) {
+  return WithIno(prefix::kBad, pblock);
+}
+std::string Orphan(uint64_t ino) {
+  return WithIno(prefix::kOrphan, ino);
+}
 std::string Xattr(uint64_t ino, std::string_view name) {
   return WithIno(prefix::kXattr, ino).append(name);
 }
-std::string XattrPrefix(uint64_t ino) { return WithIno(prefix::kXattr, ino); }
-std::string Symlink(uint64_t ino) { return WithIno(prefix::kSymlink, ino); }
+std::string XattrPrefix(uint64_t ino) {
+  return WithIno(prefix::kXattr, ino);
+}
+std::string Symlink(uint64_t ino) {
+  return WithIno(prefix::kSymlink, ino);
+}
 
 std::string Successor(std::string p) {
   while (!p.empty()) {
@@ -115,7 +135,8 @@ std::string EncodeInode(const InodeRecord& r) {
 
 Status DecodeInode(uint64_t ino, std::string_view v, InodeRecord* out) {
   codec::Reader r(v);
-  if (r.U8() != kInodeV1) return Status::Corruption("inode " + std::to_string(ino) + ": bad version");
+  if (r.U8() != kInodeV1)
+    return Status::Corruption("inode " + std::to_string(ino) + ": bad version");
   out->ino = ino;
   out->mode = r.U32();
   out->uid = r.U32();
@@ -131,7 +152,8 @@ Status DecodeInode(uint64_t ino, std::string_view v, InodeRecord* out) {
   out->parent = r.U64();
   out->next_cookie = r.U64();
   out->flags = r.U32();
-  if (!r.ok() || !r.done()) return Status::Corruption("inode " + std::to_string(ino) + ": bad length");
+  if (!r.ok() || !r.done())
+    return Status::Corruption("inode " + std::to_string(ino) + ": bad length");
   return Status::Ok();
 }
 
@@ -180,7 +202,9 @@ Status DecodeExtent(std::string_view key, std::string_view v, Extent* out) {
   return Status::Ok();
 }
 
-std::string EncodeRmap(const RmapRecord& rec) { return EncodeLength(rec.len); }
+std::string EncodeRmap(const RmapRecord& rec) {
+  return EncodeLength(rec.len);
+}
 
 Status DecodeRmap(std::string_view key, std::string_view v, RmapRecord* out) {
   if (key.size() != 25) return Status::Corruption("bad rmap key");

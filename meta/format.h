@@ -24,18 +24,18 @@ inline constexpr uint32_t kBlockShift = 12;
 inline constexpr uint64_t kRootIno = 1;
 
 namespace prefix {
-inline constexpr char kMisc = 'M';      // M name                     -> misc value
-inline constexpr char kInode = 'I';     // I ino                      -> InodeRecord
-inline constexpr char kDirent = 'D';    // D dir name                 -> DirentRecord
-inline constexpr char kDirCookie = 'C'; // C dir cookie               -> DirentRecord + name
-inline constexpr char kExtent = 'E';    // E ino fileblock            -> ExtentRecord
-inline constexpr char kRmap = 'R';      // R pblock ino fileblock     -> RmapRecord
-inline constexpr char kRefcount = 'N';  // N pblock                   -> (reserved for reflink)
-inline constexpr char kFree = 'F';      // F pblock                   -> length (blocks)
-inline constexpr char kBad = 'B';       // B pblock                   -> length (blocks)
-inline constexpr char kOrphan = 'O';    // O ino                      -> (empty)
-inline constexpr char kXattr = 'X';     // X ino name                 -> value bytes
-inline constexpr char kSymlink = 'L';   // L ino                      -> target bytes
+inline constexpr char kMisc = 'M';       // M name                     -> misc value
+inline constexpr char kInode = 'I';      // I ino                      -> InodeRecord
+inline constexpr char kDirent = 'D';     // D dir name                 -> DirentRecord
+inline constexpr char kDirCookie = 'C';  // C dir cookie               -> DirentRecord + name
+inline constexpr char kExtent = 'E';     // E ino fileblock            -> Extent
+inline constexpr char kRmap = 'R';       // R pblock ino fileblock     -> RmapRecord
+inline constexpr char kRefcount = 'N';   // N pblock                   -> (reserved for reflink)
+inline constexpr char kFree = 'F';       // F pblock                   -> length (blocks)
+inline constexpr char kBad = 'B';        // B pblock                   -> length (blocks)
+inline constexpr char kOrphan = 'O';     // O ino                      -> (empty)
+inline constexpr char kXattr = 'X';      // X ino name                 -> value bytes
+inline constexpr char kSymlink = 'L';    // L ino                      -> target bytes
 }  // namespace prefix
 
 // Names under prefix::kMisc.

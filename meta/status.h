@@ -38,7 +38,7 @@ class [[nodiscard]] Status {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : value_(std::move(value)) {}           // NOLINT: implicit by design
+  Result(T value) : value_(std::move(value)) {}          // NOLINT: implicit by design
   Result(Status status) : status_(std::move(status)) {}  // NOLINT
   bool ok() const { return status_.ok(); }
   const Status& status() const { return status_; }
@@ -52,10 +52,10 @@ class [[nodiscard]] Result {
   Status status_;
 };
 
-#define DAXREF_RETURN_IF_ERROR(expr)     \
-  do {                                   \
-    ::daxref::Status _s = (expr);        \
-    if (!_s.ok()) return _s;             \
+#define DAXREF_RETURN_IF_ERROR(expr) \
+  do {                               \
+    ::daxref::Status _s = (expr);    \
+    if (!_s.ok()) return _s;         \
   } while (0)
 
 }  // namespace daxref

@@ -57,7 +57,8 @@ Status DecodeSuperblock(const char* block, Superblock* out) {
   if (out->version != kPoolFormatVersion)
     return Status::Error(EINVAL, "unsupported pool format version " + std::to_string(out->version));
   if (out->block_size != kBlockSize)
-    return Status::Corruption("pool block size " + std::to_string(out->block_size) + " is not 4096");
+    return Status::Corruption("pool block size " + std::to_string(out->block_size) +
+                              " is not 4096");
   if (out->block_count < kMinPoolBlocks) return Status::Corruption("pool block count too small");
   return Status::Ok();
 }
@@ -99,7 +100,11 @@ Status ReadPoolSuperblock(const std::string& path, Superblock* out, bool* used_b
   return Status::Error(primary.err(), path + ": " + primary.message());
 }
 
-std::string PoolPath(const std::string& source) { return source + "/pool"; }
-std::string MetaPath(const std::string& source) { return source + "/meta"; }
+std::string PoolPath(const std::string& source) {
+  return source + "/pool";
+}
+std::string MetaPath(const std::string& source) {
+  return source + "/meta";
+}
 
 }  // namespace daxref

@@ -2,14 +2,13 @@
 
 #include <fcntl.h>
 #include <linux/fs.h>
-#include <sys/stat.h>
-#include <sys/xattr.h>
-#include <unistd.h>
-
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/table.h>
 #include <rocksdb/utilities/write_batch_with_index.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -36,11 +35,19 @@ Status FromRocks(const rocksdb::Status& s, const char* what) {
   return Status::IOError(std::string(what) + ": " + s.ToString());
 }
 
-uint64_t BlockOf(uint64_t off) { return off >> kBlockShift; }
-uint64_t BlockCeil(uint64_t off) { return (off + kBlockSize - 1) >> kBlockShift; }
-uint64_t PoolOff(uint64_t pblock) { return pblock << kBlockShift; }
+uint64_t BlockOf(uint64_t off) {
+  return off >> kBlockShift;
+}
+uint64_t BlockCeil(uint64_t off) {
+  return (off + kBlockSize - 1) >> kBlockShift;
+}
+uint64_t PoolOff(uint64_t pblock) {
+  return pblock << kBlockShift;
+}
 
-bool IsDir(uint32_t mode) { return S_ISDIR(mode); }
+bool IsDir(uint32_t mode) {
+  return S_ISDIR(mode);
+}
 
 rocksdb::Options StoreOptions(size_t cache_bytes) {
   rocksdb::Options o;
@@ -93,8 +100,7 @@ class Volume::Txn {
   std::unique_ptr<rocksdb::Iterator> Iter(const rocksdb::Slice* upper) {
     rocksdb::ReadOptions ro;
     ro.iterate_upper_bound = upper;
-    return std::unique_ptr<rocksdb::Iterator>(
-        batch_.NewIteratorWithBase(v_->db_->NewIterator(ro)));
+    return std::unique_ptr<rocksdb::Iterator>(batch_.NewIteratorWithBase(v_->db_->NewIterator(ro)));
   }
   rocksdb::WriteBatchWithIndex& batch() { return batch_; }
   void MarkDone() { done_ = true; }
@@ -272,8 +278,7 @@ Status Volume::AddEntry(Txn& t, InodeRecord* dir, std::string_view name, uint64_
   return Status::Ok();
 }
 
-Status Volume::RemoveEntry(Txn& t, InodeRecord* dir, std::string_view name,
-                           const DirentRecord& d) {
+Status Volume::RemoveEntry(Txn& t, InodeRecord* dir, std::string_view name, const DirentRecord& d) {
   t.Delete(keys::Dirent(dir->ino, name));
   t.Delete(keys::DirCookie(dir->ino, d.cookie));
   dir->mtime = dir->ctime = Now();
@@ -309,7 +314,8 @@ Status Volume::DeleteInode(Txn& t, const InodeRecord& r) {
   std::vector<std::string> names;
   {
     auto it = t.Iter(&upper);
-    for (it->Seek(lo); it->Valid() && it->key().starts_with(lo); it->Next()) names.push_back(it->key().ToString());
+    for (it->Seek(lo); it->Valid() && it->key().starts_with(lo); it->Next())
+      names.push_back(it->key().ToString());
   }
   for (const auto& k : names) t.Delete(k);
   if (S_ISLNK(r.mode)) t.Delete(keys::Symlink(r.ino));
@@ -340,14 +346,13 @@ Status Volume::Commit(Txn& t) {
 // overlap [fb0, fb1) are the one at or before fb0 (if it reaches past fb0)
 // and those starting inside the range.
 
-Status Volume::WalkExtents(Txn& t, uint64_t ino, uint64_t fb0, uint64_t fb1,
-                           const ExtentFn& fn) {
+Status Volume::WalkExtents(Txn& t, uint64_t ino, uint64_t fb0, uint64_t fb1, const ExtentFn& fn) {
   std::string lo = keys::ExtentPrefix(ino), hi = keys::Successor(lo);
   rocksdb::Slice upper(hi);
   auto it = t.Iter(&upper);
   it->Seek(keys::Extent(ino, fb0));
-  bool at_first = it->Valid() && it->key().starts_with(lo) &&
-                  keys::U64At(it->key().ToStringView(), 9) == fb0;
+  bool at_first =
+      it->Valid() && it->key().starts_with(lo) && keys::U64At(it->key().ToStringView(), 9) == fb0;
   if (!at_first) {
     if (it->Valid())
       it->Prev();
@@ -355,7 +360,8 @@ Status Volume::WalkExtents(Txn& t, uint64_t ino, uint64_t fb0, uint64_t fb1,
       it->SeekToLast();
     if (it->Valid() && it->key().starts_with(lo)) {
       Extent e;
-      DAXREF_RETURN_IF_ERROR(DecodeExtent(it->key().ToStringView(), it->value().ToStringView(), &e));
+      DAXREF_RETURN_IF_ERROR(
+          DecodeExtent(it->key().ToStringView(), it->value().ToStringView(), &e));
       if (e.fend() > fb0 && !fn(e)) return Status::Ok();
     }
     it->Seek(keys::Extent(ino, fb0));
@@ -471,7 +477,8 @@ Status Volume::FillHoles(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t fb1, uin
     it->SeekForPrev(keys::Extent(r->ino, fb0));
     if (it->Valid() && it->key().starts_with(lo)) {
       Extent e;
-      DAXREF_RETURN_IF_ERROR(DecodeExtent(it->key().ToStringView(), it->value().ToStringView(), &e));
+      DAXREF_RETURN_IF_ERROR(
+          DecodeExtent(it->key().ToStringView(), it->value().ToStringView(), &e));
       if (e.fend() <= fb0) {
         anchor = e.fend();
         goal = e.pend();
@@ -1018,7 +1025,8 @@ Status Volume::Reclaim(uint64_t ino) {
 // in between keeps the data and loses only those timestamps.
 Status Volume::Write(uint64_t ino, uint64_t off, const void* buf, size_t len, const Caller& who,
                      InodeRecord* out) {
-  if (off >= kMaxFileSize || len > kMaxFileSize - off) return Status::Error(EFBIG, "file too large");
+  if (off >= kMaxFileSize || len > kMaxFileSize - off)
+    return Status::Error(EFBIG, "file too large");
   const char* src = static_cast<const char*>(buf);
   uint64_t end = off + len;
   InodeRecord r;
@@ -1046,7 +1054,8 @@ Status Volume::Write(uint64_t ino, uint64_t off, const void* buf, size_t len, co
       }));
     }
     if (mapped) {
-      for (size_t i = 0; i < n; ++i) data_->Write(pieces[i].pool_off, src + pieces[i].src_off, pieces[i].len);
+      for (size_t i = 0; i < n; ++i)
+        data_->Write(pieces[i].pool_off, src + pieces[i].src_off, pieces[i].len);
       Timespec now = Now();
       std::lock_guard<std::mutex> g(mu_);
       pending_times_[ino] = now;
@@ -1062,15 +1071,13 @@ Status Volume::Write(uint64_t ino, uint64_t off, const void* buf, size_t len, co
   if (len > 0) {
     DAXREF_RETURN_IF_ERROR(FillHoles(t, &r, BlockOf(off), BlockCeil(end), off, end));
     // Every block of the range is mapped now; store the bytes.
-    DAXREF_RETURN_IF_ERROR(
-        WalkExtents(t, ino, BlockOf(off), BlockCeil(end), [&](const Extent& e) {
-          uint64_t s = std::max(off, e.fblock << kBlockShift);
-          uint64_t se = std::min(end, e.fend() << kBlockShift);
-          if (se > s)
-            data_->Write(PoolOff(e.pblock) + (s - (e.fblock << kBlockShift)), src + (s - off),
-                         se - s);
-          return true;
-        }));
+    DAXREF_RETURN_IF_ERROR(WalkExtents(t, ino, BlockOf(off), BlockCeil(end), [&](const Extent& e) {
+      uint64_t s = std::max(off, e.fblock << kBlockShift);
+      uint64_t se = std::min(end, e.fend() << kBlockShift);
+      if (se > s)
+        data_->Write(PoolOff(e.pblock) + (s - (e.fblock << kBlockShift)), src + (s - off), se - s);
+      return true;
+    }));
     r.size = std::max(r.size, end);
   }
   // Writing drops set-id bits (unless the writer is privileged) and always
@@ -1111,7 +1118,8 @@ Status Volume::FlushTimes() {
 
 Status Volume::Fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len, InodeRecord* out) {
   if (len == 0) return Status::Invalid("zero length");
-  if (off >= kMaxFileSize || len > kMaxFileSize - off) return Status::Error(EFBIG, "file too large");
+  if (off >= kMaxFileSize || len > kMaxFileSize - off)
+    return Status::Error(EFBIG, "file too large");
   const int known = kFallocKeepSize | kFallocPunchHole | kFallocZeroRange;
   if (mode & ~known) return Status::Error(EOPNOTSUPP, "unsupported fallocate mode");
   if ((mode & kFallocPunchHole) && !(mode & kFallocKeepSize))

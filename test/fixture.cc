@@ -22,8 +22,12 @@
 
 namespace daxref::test {
 
-std::string MkfsBin() { return DAXREF_TEST_MKFS; }
-std::string DaemonBin() { return DAXREF_TEST_DAEMON; }
+std::string MkfsBin() {
+  return DAXREF_TEST_MKFS;
+}
+std::string DaemonBin() {
+  return DAXREF_TEST_DAEMON;
+}
 
 namespace {
 
@@ -206,8 +210,9 @@ CheckReport MountedFs::Check() {
   REQUIRE(s.ok());
   std::vector<std::string> problems;
   CheckReport report;
-  s = CheckStoreAt(MetaPath(source_), sb.block_count,
-                   [&](const std::string& p) { problems.push_back(p); }, &report);
+  s = CheckStoreAt(
+      MetaPath(source_), sb.block_count, [&](const std::string& p) { problems.push_back(p); },
+      &report);
   INFO(s.message());
   REQUIRE(s.ok());
   std::string all;

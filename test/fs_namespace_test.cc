@@ -231,8 +231,7 @@ TEST_CASE("create, open, close and reopen regular files", "[fs][namespace]") {
 
 // The kernel negotiates atomic O_TRUNC with the daemon, so it sends no
 // separate truncate: the daemon's open must empty the file itself.
-TEST_CASE("open with O_TRUNC empties an existing file and frees its blocks",
-          "[fs][namespace]") {
+TEST_CASE("open with O_TRUNC empties an existing file and frees its blocks", "[fs][namespace]") {
   MountedFs fs;
   const std::string p = fs.path("file");
   const uint64_t free0 = Vfs(fs).f_bfree;
