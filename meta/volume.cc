@@ -69,6 +69,29 @@ Status ValidName(std::string_view name) {
   return Status::Ok();
 }
 
+// The bounds of a scan over the keys that start with one prefix. Both
+// bounds matter: without the lower one, a backward seek (SeekForPrev) walks
+// every deleted key before the prefix one by one, and after a directory's
+// worth of unlinks that is thousands of tombstones per call.
+class PrefixScan {
+ public:
+  explicit PrefixScan(std::string prefix)
+      : lo_(std::move(prefix)), hi_(keys::Successor(lo_)), lo_s_(lo_), hi_s_(hi_) {}
+  PrefixScan(const PrefixScan&) = delete;
+  PrefixScan& operator=(const PrefixScan&) = delete;
+  rocksdb::ReadOptions Options() const {
+    rocksdb::ReadOptions ro;
+    ro.iterate_lower_bound = &lo_s_;
+    ro.iterate_upper_bound = &hi_s_;
+    return ro;
+  }
+  const std::string& prefix() const { return lo_; }
+
+ private:
+  std::string lo_, hi_;
+  rocksdb::Slice lo_s_, hi_s_;
+};
+
 }  // namespace
 
 Timespec Now() {
@@ -94,13 +117,12 @@ class Volume::Txn {
   }
   void Put(const std::string& k, const std::string& v) { batch_.Put(k, v); }
   void Delete(const std::string& k) { batch_.Delete(k); }
-  // An iterator over the store as this batch would leave it. The bound
-  // applies to the store only, not to the batch's own keys: callers check
+  // An iterator over the store as this batch would leave it. The bounds
+  // apply to the store only, not to the batch's own keys: callers check
   // their prefix on every step.
-  std::unique_ptr<rocksdb::Iterator> Iter(const rocksdb::Slice* upper) {
-    rocksdb::ReadOptions ro;
-    ro.iterate_upper_bound = upper;
-    return std::unique_ptr<rocksdb::Iterator>(batch_.NewIteratorWithBase(v_->db_->NewIterator(ro)));
+  std::unique_ptr<rocksdb::Iterator> Iter(const PrefixScan& scan) {
+    return std::unique_ptr<rocksdb::Iterator>(
+        batch_.NewIteratorWithBase(v_->db_->NewIterator(scan.Options())));
   }
   rocksdb::WriteBatchWithIndex& batch() { return batch_; }
   void MarkDone() { done_ = true; }
@@ -219,12 +241,9 @@ Result<std::unique_ptr<Volume>> Volume::Open(const std::string& dir, const Super
   // Nothing is open at mount: every orphan is garbage from a daemon that died.
   std::vector<uint64_t> orphans;
   {
-    std::string lo(1, prefix::kOrphan), hi(1, prefix::kOrphan + 1);
-    rocksdb::Slice upper(hi);
-    rocksdb::ReadOptions ro;
-    ro.iterate_upper_bound = &upper;
-    std::unique_ptr<rocksdb::Iterator> it(vol->db_->NewIterator(ro));
-    for (it->Seek(lo); it->Valid(); it->Next())
+    PrefixScan scan(std::string(1, prefix::kOrphan));
+    std::unique_ptr<rocksdb::Iterator> it(vol->db_->NewIterator(scan.Options()));
+    for (it->Seek(scan.prefix()); it->Valid(); it->Next())
       orphans.push_back(keys::U64At(it->key().ToStringView(), 1));
   }
   for (uint64_t ino : orphans) DAXREF_RETURN_IF_ERROR(vol->Reclaim(ino));
@@ -287,11 +306,10 @@ Status Volume::RemoveEntry(Txn& t, InodeRecord* dir, std::string_view name, cons
 }
 
 Status Volume::DirIsEmpty(Txn& t, uint64_t dir, bool* empty) {
-  std::string lo = keys::DirentPrefix(dir), hi = keys::Successor(lo);
-  rocksdb::Slice upper(hi);
-  auto it = t.Iter(&upper);
-  it->Seek(lo);
-  *empty = !(it->Valid() && it->key().starts_with(lo));
+  PrefixScan scan(keys::DirentPrefix(dir));
+  auto it = t.Iter(scan);
+  it->Seek(scan.prefix());
+  *empty = !(it->Valid() && it->key().starts_with(scan.prefix()));
   return FromRocks(it->status(), "scan directory");
 }
 
@@ -309,12 +327,11 @@ Status Volume::DropLink(Txn& t, InodeRecord* r, const LastLinkFn& last_link) {
 Status Volume::DeleteInode(Txn& t, const InodeRecord& r) {
   InodeRecord copy = r;
   DAXREF_RETURN_IF_ERROR(UnmapRange(t, &copy, 0, UINT64_MAX));
-  std::string lo = keys::XattrPrefix(r.ino), hi = keys::Successor(lo);
-  rocksdb::Slice upper(hi);
+  PrefixScan scan(keys::XattrPrefix(r.ino));
   std::vector<std::string> names;
   {
-    auto it = t.Iter(&upper);
-    for (it->Seek(lo); it->Valid() && it->key().starts_with(lo); it->Next())
+    auto it = t.Iter(scan);
+    for (it->Seek(scan.prefix()); it->Valid() && it->key().starts_with(scan.prefix()); it->Next())
       names.push_back(it->key().ToString());
   }
   for (const auto& k : names) t.Delete(k);
@@ -347,26 +364,17 @@ Status Volume::Commit(Txn& t) {
 // and those starting inside the range.
 
 Status Volume::WalkExtents(Txn& t, uint64_t ino, uint64_t fb0, uint64_t fb1, const ExtentFn& fn) {
-  std::string lo = keys::ExtentPrefix(ino), hi = keys::Successor(lo);
-  rocksdb::Slice upper(hi);
-  auto it = t.Iter(&upper);
-  it->Seek(keys::Extent(ino, fb0));
-  bool at_first =
-      it->Valid() && it->key().starts_with(lo) && keys::U64At(it->key().ToStringView(), 9) == fb0;
-  if (!at_first) {
-    if (it->Valid())
-      it->Prev();
-    else
-      it->SeekToLast();
-    if (it->Valid() && it->key().starts_with(lo)) {
-      Extent e;
-      DAXREF_RETURN_IF_ERROR(
-          DecodeExtent(it->key().ToStringView(), it->value().ToStringView(), &e));
-      if (e.fend() > fb0 && !fn(e)) return Status::Ok();
-    }
-    it->Seek(keys::Extent(ino, fb0));
+  PrefixScan scan(keys::ExtentPrefix(ino));
+  const std::string& lo = scan.prefix();
+  auto it = t.Iter(scan);
+  // An extent starting before fb0 may reach into the range.
+  it->SeekForPrev(keys::Extent(ino, fb0));
+  if (it->Valid() && it->key().starts_with(lo)) {
+    Extent e;
+    DAXREF_RETURN_IF_ERROR(DecodeExtent(it->key().ToStringView(), it->value().ToStringView(), &e));
+    if (e.fblock < fb0 && e.fend() > fb0 && !fn(e)) return Status::Ok();
   }
-  for (; it->Valid() && it->key().starts_with(lo); it->Next()) {
+  for (it->Seek(keys::Extent(ino, fb0)); it->Valid() && it->key().starts_with(lo); it->Next()) {
     Extent e;
     DAXREF_RETURN_IF_ERROR(DecodeExtent(it->key().ToStringView(), it->value().ToStringView(), &e));
     if (e.fblock >= fb1) break;
@@ -471,11 +479,10 @@ Status Volume::FillHoles(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t fb1, uin
   uint64_t anchor = fb0, goal = 0;
   bool have_goal = false;
   {
-    std::string lo = keys::ExtentPrefix(r->ino), hi = keys::Successor(lo);
-    rocksdb::Slice upper(hi);
-    auto it = t.Iter(&upper);
+    PrefixScan scan(keys::ExtentPrefix(r->ino));
+    auto it = t.Iter(scan);
     it->SeekForPrev(keys::Extent(r->ino, fb0));
-    if (it->Valid() && it->key().starts_with(lo)) {
+    if (it->Valid() && it->key().starts_with(scan.prefix())) {
       Extent e;
       DAXREF_RETURN_IF_ERROR(
           DecodeExtent(it->key().ToStringView(), it->value().ToStringView(), &e));
@@ -584,13 +591,10 @@ Status Volume::ReadDir(uint64_t dir, uint64_t cookie, const DirentFn& fn) {
   if (!IsDir(d.mode)) return Status::Error(ENOTDIR, "not a directory");
   if (cookie < 1 && !fn(".", dir, S_IFDIR, 1)) return Status::Ok();
   if (cookie < 2 && !fn("..", d.parent, S_IFDIR, 2)) return Status::Ok();
-  std::string lo = keys::DirCookie(dir, std::max<uint64_t>(cookie + 1, kFirstCookie));
-  std::string hi = keys::Successor(keys::DirCookiePrefix(dir));
-  rocksdb::Slice upper(hi);
-  rocksdb::ReadOptions ro;
-  ro.iterate_upper_bound = &upper;
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
-  for (it->Seek(lo); it->Valid(); it->Next()) {
+  PrefixScan scan(keys::DirCookiePrefix(dir));
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(scan.Options()));
+  for (it->Seek(keys::DirCookie(dir, std::max<uint64_t>(cookie + 1, kFirstCookie))); it->Valid();
+       it->Next()) {
     DirentRecord e;
     std::string name;
     DAXREF_RETURN_IF_ERROR(DecodeCookie(it->value().ToStringView(), &e, &name));
@@ -604,14 +608,11 @@ Status Volume::MapRange(uint64_t ino, uint64_t off, uint64_t len, const SegmentF
   uint64_t end = off + len;
   uint64_t pos = off;
   bool stop = false;
-  std::string lo = keys::ExtentPrefix(ino), hi = keys::Successor(lo);
-  rocksdb::Slice upper(hi);
-  rocksdb::ReadOptions ro;
-  ro.iterate_upper_bound = &upper;
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  PrefixScan scan(keys::ExtentPrefix(ino));
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(scan.Options()));
   // The extent that may cover `off` starts at or before its block.
   it->SeekForPrev(keys::Extent(ino, BlockOf(off)));
-  if (!it->Valid() || !it->key().starts_with(lo)) it->Seek(keys::Extent(ino, BlockOf(off)));
+  if (!it->Valid()) it->Seek(keys::Extent(ino, BlockOf(off)));
   for (; it->Valid() && !stop && pos < end; it->Next()) {
     Extent e;
     DAXREF_RETURN_IF_ERROR(DecodeExtent(it->key().ToStringView(), it->value().ToStringView(), &e));
@@ -661,14 +662,11 @@ Status Volume::GetXattr(uint64_t ino, std::string_view name, std::string* value)
 }
 
 Status Volume::ListXattr(uint64_t ino, std::string* names) {
-  std::string lo = keys::XattrPrefix(ino), hi = keys::Successor(lo);
-  rocksdb::Slice upper(hi);
-  rocksdb::ReadOptions ro;
-  ro.iterate_upper_bound = &upper;
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  PrefixScan scan(keys::XattrPrefix(ino));
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(scan.Options()));
   names->clear();
-  for (it->Seek(lo); it->Valid(); it->Next()) {
-    names->append(it->key().ToStringView().substr(lo.size()));
+  for (it->Seek(scan.prefix()); it->Valid(); it->Next()) {
+    names->append(it->key().ToStringView().substr(scan.prefix().size()));
     names->push_back('\0');
   }
   return FromRocks(it->status(), "listxattr");
@@ -685,11 +683,9 @@ VolumeStats Volume::Stats() {
 
 Status Volume::QueryOwners(uint64_t pb0, uint64_t pb1, const RmapFn& fn) {
   if (pb1 <= pb0) return Status::Ok();
-  std::string lo(1, prefix::kRmap), hi(1, prefix::kRmap + 1);
-  rocksdb::Slice upper(hi);
-  rocksdb::ReadOptions ro;
-  ro.iterate_upper_bound = &upper;
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  PrefixScan scan(std::string(1, prefix::kRmap));
+  const std::string& lo = scan.prefix();
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(scan.Options()));
   // Records never overlap one another's pool ranges except where they
   // describe the very same blocks, so the only record starting before pb0
   // that can reach into the range is the last one before it; start from its
