@@ -2,7 +2,7 @@
 # bench/run.sh — run the same workloads on a fresh daxref mount and on a tmpfs
 # directory, and print a table: workload | daxref | tmpfs | daxref/tmpfs.
 #
-# usage: bench/run.sh [--size 4G] [--build-dir build] [--quick] [--tmpfs-only]
+# usage: bench/run.sh [--size 4G] [--build-dir build] [--quick] [--pin CPU] [--tmpfs-only]
 #
 #   --size SIZE       size of the daxref pool given to mkfs.daxref (default 4G)
 #   --build-dir DIR   meson build directory (default: <repo>/build). Created
@@ -10,6 +10,11 @@
 #                     brought up to date with `ninja -C DIR`.
 #   --quick           smoke-test sizes: 64 MiB files, 3 s random runs,
 #                     2,000 files. The figures are then not meaningful.
+#   --pin CPU         run the daemon and every workload on that one CPU
+#                     (taskset), for both targets. On a VM whose idle vCPUs
+#                     halt, a wake-up across CPUs costs more than a FUSE
+#                     request; pinning shows what the filesystem costs
+#                     without that (see docs/design.md, "Request threads").
 #   --tmpfs-only      skip daxref entirely (no build, no mkfs, no mount); only
 #                     useful to test this script.
 #
@@ -59,6 +64,7 @@ REPO=$(cd "$SCRIPT_DIR/.." && pwd)
 SIZE=4G
 BUILD="$REPO/build"
 QUICK=0
+PIN=()
 TMPFS_ONLY=0
 TMPFS_SIZE=6G
 FIO_TIMEOUT=1800   # seconds; guards against a hung daemon
@@ -78,6 +84,8 @@ while [[ $# -gt 0 ]]; do
     --build-dir) [[ $# -ge 2 ]] || usage 2; BUILD=$2; shift 2 ;;
     --build-dir=*) BUILD=${1#*=}; shift ;;
     --quick) QUICK=1; shift ;;
+    --pin) [[ $# -ge 2 ]] || usage 2; PIN=(taskset -c "$2"); shift 2 ;;
+    --pin=*) PIN=(taskset -c "${1#*=}"); shift ;;
     --tmpfs-only) TMPFS_ONLY=1; shift ;;
     -h|--help) usage 0 ;;
     *) echo "run.sh: unknown argument: $1" >&2; usage 2 ;;
@@ -217,7 +225,7 @@ if [[ $TMPFS_ONLY -eq 0 ]]; then
   DAX_MNT="$WORK/daxref"
   mkdir "$DAX_MNT"
   note "mounting daxref on $DAX_MNT"
-  "$DAXREF" "$POOL" "$DAX_MNT" >"$WORK/daxref.log" 2>&1 ||
+  "${PIN[@]}" "$DAXREF" "$POOL" "$DAX_MNT" >"$WORK/daxref.log" 2>&1 ||
     { cat "$WORK/daxref.log" >&2; die "daxref $POOL $DAX_MNT failed"; }
   for ((i = 0; i < 50; i++)); do mountpoint -q "$DAX_MNT" && break; sleep 0.1; done
   mountpoint -q "$DAX_MNT" || { cat "$WORK/daxref.log" >&2; die "daxref returned but $DAX_MNT is not mounted"; }
@@ -265,7 +273,7 @@ PY
 run_fio() {
   local target=$1 wl=$2 rw=$3 key=$4; shift 4
   local out="$WORK/$target-$wl.json" err="$WORK/$target-$wl.err" v
-  if timeout --kill-after=30 "$FIO_TIMEOUT" fio --name="$wl" --directory="${DIR[$target]}" \
+  if timeout --kill-after=30 "$FIO_TIMEOUT" "${PIN[@]}" fio --name="$wl" --directory="${DIR[$target]}" \
       --ioengine=psync --numjobs=1 --iodepth=1 --invalidate=1 --fallocate=none \
       --output-format=json --output="$out" "$@" >"$err" 2>&1 &&
      v=$(fio_json_metric "$out" "$rw" "$key" 2>>"$err"); then
@@ -280,7 +288,7 @@ run_fio() {
 run_fileops() {
   local target=$1 d="${DIR[$1]}/fileops" out="$WORK/$1-fileops.out" phase ops secs
   : >"$out"
-  if mkdir "$d" 2>"$out.err" && "$FILEOPS" "$d" "$NFILES" >"$out" 2>"$out.err"; then
+  if mkdir "$d" 2>"$out.err" && "${PIN[@]}" "$FILEOPS" "$d" "$NFILES" >"$out" 2>"$out.err"; then
     for phase in create stat unlink; do
       read -r _ ops secs < <(grep "^$phase " "$out")
       RES[$target,$phase]=$(awk -v n="$ops" -v s="$secs" 'BEGIN { printf "%.0f", (s > 0 ? n / s : 0) }')
@@ -349,6 +357,7 @@ echo
 echo "daxref benchmark — $(date -u '+%Y-%m-%d %H:%M:%S UTC'), kernel $(uname -r), $(fio --version)," \
   "git $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')$([[ $QUICK -eq 1 ]] && echo ', QUICK (smoke test, figures not meaningful)')"
 echo "files ${FILE_SIZE}iB, random runs ${RUNTIME}s, $NFILES files; pool $SIZE in /dev/shm; tmpfs size=$TMPFS_SIZE"
+if [[ ${#PIN[@]} -gt 0 ]]; then echo "daemon and workloads pinned: ${PIN[*]}"; else echo "not pinned: the scheduler places daemon and workloads"; fi
 echo
 FMT="%-22s | %12s | %12s | %8s\n"
 printf "$FMT" "workload" "daxref" "tmpfs" "ratio"
