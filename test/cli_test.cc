@@ -148,6 +148,21 @@ void ExpectUsageError(const RunResult& r, const std::string& prog, const std::st
   CHECK(lines[1] == "Try '" + prog + " --help' for more information.");
 }
 
+// A --help answer: exit 0, the usage on stdout, nothing on stderr.
+void ExpectHelp(const RunResult& r, const std::string& prog) {
+  CHECK(r.status == 0);
+  CHECK(r.err.empty());
+  CHECK(r.out.rfind("Usage: " + prog, 0) == 0);
+}
+
+// A --version answer: exit 0, one line "PROG ..." on stdout, nothing on stderr.
+void ExpectVersion(const RunResult& r, const std::string& prog) {
+  CHECK(r.status == 0);
+  CHECK(r.err.empty());
+  CHECK(r.out.rfind(prog + " ", 0) == 0);
+  CHECK(Lines(r.out).size() == 1);
+}
+
 // Runs the daemon (in the background mode unless argv says otherwise).
 RunResult Daxref(std::vector<std::string> args) {
   args.insert(args.begin(), DaemonBin());
@@ -175,7 +190,7 @@ int Spawn(const std::vector<std::string>& argv) {
   }
   int status = 0;
   if (waitpid(pid, &status, 0) != pid) return -1;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return ExitCode(status);
 }
 
 // Runs fn in a child process that has a mount namespace of its own, in
@@ -199,7 +214,7 @@ int InMountNamespace(const std::string& bin_dir, const std::string& log,
   }
   int status = 0;
   REQUIRE(waitpid(pid, &status, 0) == pid);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return ExitCode(status);
 }
 
 }  // namespace
@@ -263,18 +278,10 @@ TEST_CASE("mkfs.daxref: bad command lines are usage errors and create nothing", 
 TEST_CASE("mkfs.daxref: --help and --version", "[cli]") {
   for (const char* opt : {"--help", "-h"}) {
     RunResult r = Run({MkfsBin(), opt});
-    CHECK(r.status == 0);
-    CHECK(r.err.empty());
-    CHECK(r.out.rfind("Usage: mkfs.daxref", 0) == 0);
+    ExpectHelp(r, "mkfs.daxref");
     CHECK(r.out.find("--size") != std::string::npos);
   }
-  for (const char* opt : {"--version", "-V"}) {
-    RunResult r = Run({MkfsBin(), opt});
-    CHECK(r.status == 0);
-    CHECK(r.err.empty());
-    CHECK(r.out.rfind("mkfs.daxref ", 0) == 0);
-    CHECK(Lines(r.out).size() == 1);
-  }
+  for (const char* opt : {"--version", "-V"}) ExpectVersion(Run({MkfsBin(), opt}), "mkfs.daxref");
 }
 
 TEST_CASE("mkfs.daxref: an existing filesystem is refused without -f and left intact", "[cli]") {
@@ -323,19 +330,8 @@ TEST_CASE("mkfs.daxref: an existing filesystem is refused without -f and left in
 // daxref: refusals
 
 TEST_CASE("daxref: --help and --version", "[cli]") {
-  for (const char* opt : {"--help", "-h"}) {
-    RunResult r = Daxref({opt});
-    CHECK(r.status == 0);
-    CHECK(r.err.empty());
-    CHECK(r.out.rfind("Usage: daxref", 0) == 0);
-  }
-  for (const char* opt : {"--version", "-V"}) {
-    RunResult r = Daxref({opt});
-    CHECK(r.status == 0);
-    CHECK(r.err.empty());
-    CHECK(r.out.rfind("daxref ", 0) == 0);
-    CHECK(Lines(r.out).size() == 1);
-  }
+  for (const char* opt : {"--help", "-h"}) ExpectHelp(Daxref({opt}), "daxref");
+  for (const char* opt : {"--version", "-V"}) ExpectVersion(Daxref({opt}), "daxref");
 }
 
 TEST_CASE("daxref: usage errors print the message and a hint, and mount nothing", "[cli]") {

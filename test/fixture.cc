@@ -46,12 +46,6 @@ std::vector<char*> Argv(const std::vector<std::string>& v) {
   return a;
 }
 
-int ExitCode(int status) {
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return -1;
-}
-
 bool IsMounted(const std::string& mnt) {
   std::ifstream in("/proc/self/mountinfo");
   std::string line;
@@ -108,6 +102,12 @@ RunResult RunImpl(const std::vector<std::string>& argv, const std::vector<std::s
 }
 
 }  // namespace
+
+int ExitCode(int status) {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return -1;
+}
 
 RunResult Run(const std::vector<std::string>& argv) {
   return RunImpl(argv, nullptr);

@@ -21,6 +21,10 @@ namespace daxref::test {
 std::string MkfsBin();
 std::string DaemonBin();
 
+// A child's exit code from its wait status: the code it exited with, or
+// 128 + the signal that killed it (as a shell reports it); -1 otherwise.
+int ExitCode(int status);
+
 struct RunResult {
   int status = -1;  // exit code, or 128+signal
   std::string out;

@@ -11,7 +11,6 @@
 #include <linux/falloc.h>
 #include <signal.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -27,35 +26,12 @@
 #include <vector>
 
 #include "test/fixture.h"
+#include "test/fs_helpers.h"
 
 using namespace daxref;
 using namespace daxref::test;
 
 namespace {
-
-constexpr uint64_t kKiB = 1024;
-constexpr uint64_t kMiB = 1024 * kKiB;
-constexpr uint64_t kBlock = 4096;
-
-std::string RandomBytes(uint64_t seed, size_t n) {
-  std::mt19937_64 rng(seed);
-  std::string s(n, '\0');
-  for (auto& c : s) c = static_cast<char>(rng() | 1);
-  return s;
-}
-
-uint64_t FreeBlocks(const MountedFs& fs) {
-  struct statvfs v;
-  REQUIRE(statvfs(fs.mnt().c_str(), &v) == 0);
-  return v.f_bfree;
-}
-
-int64_t FirstDiff(const std::string& a, const std::string& b) {
-  size_t n = std::min(a.size(), b.size());
-  for (size_t i = 0; i < n; ++i)
-    if (a[i] != b[i]) return static_cast<int64_t>(i);
-  return a.size() == b.size() ? -1 : static_cast<int64_t>(n);
-}
 
 // ---- the namespace and contents a workload expects ----
 
@@ -82,7 +58,7 @@ struct Op {
   uint64_t off = 0, len = 0;
   uint64_t seed = 0;  // of the bytes a write stores
   bool fsync = false;
-  std::string data() const { return RandomBytes(seed, len); }
+  std::string data() const { return NonZeroBytes(seed, len); }
   std::string Describe() const {
     static const char* const names[] = {"create", "write", "truncate", "punch",     "rename",
                                         "unlink", "mkdir", "rmdir",    "rename-dir"};
@@ -354,10 +330,10 @@ TEST_CASE("data that was written (and fsynced) survives SIGKILL of the daemon", 
   REQUIRE(mkdir(fs.path("dir").c_str(), 0755) == 0);
   for (int i = 0; i < 24; ++i) {
     std::string name = (i % 3 == 0 ? "dir/" : "") + std::string("file") + std::to_string(i);
-    std::string data = RandomBytes(100 + i, (i * 37 * kKiB) % (3 * kMiB) + i);
+    std::string data = NonZeroBytes(100 + i, (i * 37 * kKiB) % (3 * kMiB) + i);
     int fd = open(fs.path(name).c_str(), O_RDWR | O_CREAT | O_TRUNC, 0644);
     REQUIRE(fd >= 0);
-    REQUIRE(pwrite(fd, data.data(), data.size(), 0) == static_cast<ssize_t>(data.size()));
+    PwriteExact(fd, data, 0);
     if (i % 2 == 0) REQUIRE(fsync(fd) == 0);  // the odd ones rely on write() alone
     REQUIRE(close(fd) == 0);
     want[name] = data;
@@ -383,8 +359,7 @@ TEST_CASE("data that was written (and fsynced) survives SIGKILL of the daemon", 
   for (const auto& [name, data] : want) {
     INFO(name);
     REQUIRE(got.files.count(name) == 1);
-    INFO("first difference at " << FirstDiff(got.files[name], data));
-    REQUIRE(FirstDiff(got.files[name], data) == -1);
+    REQUIRE_SAME(got.files[name], data);
   }
   CheckReport r = fs.Check();
   REQUIRE(r.orphans == 0);
@@ -474,8 +449,7 @@ TEST_CASE("every completed operation survives SIGKILL at a random moment", "[fs]
         if (path == pending.a) {
           REQUIRE(PlausibleMix(got.files[path], content, after.files.at(path)));
         } else {
-          INFO("first difference at " << FirstDiff(got.files[path], content));
-          REQUIRE(FirstDiff(got.files[path], content) == -1);
+          REQUIRE_SAME(got.files[path], content);
         }
       }
     } else {
@@ -493,7 +467,7 @@ TEST_CASE("an unlinked file still open when the daemon dies is reclaimed at moun
   MountedFs fs;
   const uint64_t free0 = FreeBlocks(fs);
   // A file that stays, so that "reclaimed" is not "everything was freed".
-  std::string kept = RandomBytes(1, 3 * kBlock);
+  std::string kept = NonZeroBytes(1, 3 * kBlock);
   WriteFile(fs.path("kept"), kept);
   const uint64_t free_kept = FreeBlocks(fs);
   REQUIRE(free_kept == free0 - 3);
@@ -503,14 +477,12 @@ TEST_CASE("an unlinked file still open when the daemon dies is reclaimed at moun
     std::string name = fs.path("doomed" + std::to_string(i));
     fds[i] = open(name.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0644);
     REQUIRE(fds[i] >= 0);
-    std::string data = RandomBytes(10 + i, (i + 1) * kMiB + 5);
-    REQUIRE(pwrite(fds[i], data.data(), data.size(), 0) == static_cast<ssize_t>(data.size()));
+    std::string data = NonZeroBytes(10 + i, (i + 1) * kMiB + 5);
+    PwriteExact(fds[i], data, 0);
     REQUIRE(fsync(fds[i]) == 0);
     REQUIRE(unlink(name.c_str()) == 0);
     // Still readable through the open descriptor: the blocks are held.
-    std::string back(data.size(), '\0');
-    REQUIRE(pread(fds[i], back.data(), back.size(), 0) == static_cast<ssize_t>(back.size()));
-    REQUIRE(FirstDiff(back, data) == -1);
+    REQUIRE_SAME(PreadExact(fds[i], 0, data.size()), data);
   }
   const uint64_t held = (kMiB / kBlock + 1) + (2 * kMiB / kBlock + 1);
   REQUIRE(FreeBlocks(fs) == free_kept - held);

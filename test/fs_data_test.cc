@@ -7,54 +7,29 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <catch2/catch.hpp>
-#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <random>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "meta/superblock.h"
 #include "test/fixture.h"
+#include "test/fs_helpers.h"
 
 using namespace daxref;
 using namespace daxref::test;
 
 namespace {
 
-constexpr uint64_t kKiB = 1024;
-constexpr uint64_t kMiB = 1024 * kKiB;
 constexpr uint64_t kTiB = kMiB * kMiB;
-constexpr uint64_t kBlock = 4096;
 
-// A file descriptor closed on destruction.
-class Fd {
- public:
-  Fd(const std::string& path, int flags, mode_t mode = 0644)
-      : fd_(open(path.c_str(), flags, mode)) {
-    INFO(path << ": " << strerror(errno));
-    REQUIRE(fd_ >= 0);
-  }
-  ~Fd() { Close(); }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  void Close() {
-    if (fd_ >= 0) close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-};
-
+// Random bytes, zeros included (for data no test expects to read as zero).
 std::string RandomBytes(std::mt19937_64& rng, size_t n) {
   std::string s(n, '\0');
   size_t i = 0;
@@ -66,102 +41,11 @@ std::string RandomBytes(std::mt19937_64& rng, size_t n) {
   return s;
 }
 
-void PwriteAll(int fd, const std::string& data, uint64_t off) {
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = pwrite(fd, data.data() + done, data.size() - done, off + done);
-    INFO("pwrite at " << off + done << ": " << strerror(errno));
-    REQUIRE(n > 0);
-    done += n;
-  }
-}
-
-// Reads up to len bytes at off (fewer only at EOF).
-std::string PreadAll(int fd, uint64_t off, size_t len) {
-  std::string s(len, '\0');
-  size_t done = 0;
-  while (done < len) {
-    ssize_t n = pread(fd, s.data() + done, len - done, off + done);
-    INFO("pread at " << off + done << ": " << strerror(errno));
-    REQUIRE(n >= 0);
-    if (n == 0) break;
-    done += n;
-  }
-  s.resize(done);
-  return s;
-}
-
-struct stat StatOf(int fd) {
-  struct stat st;
-  REQUIRE(fstat(fd, &st) == 0);
-  return st;
-}
-
-struct stat StatOf(const std::string& path) {
-  struct stat st;
-  int rc = stat(path.c_str(), &st);
-  INFO(path << ": " << strerror(errno));
-  REQUIRE(rc == 0);
-  return st;
-}
-
-uint64_t FreeBlocks(const MountedFs& fs) {
-  struct statvfs v;
-  REQUIRE(statvfs(fs.mnt().c_str(), &v) == 0);
-  return v.f_bfree;
-}
-
-// The kernel sends RELEASE asynchronously, so blocks of a file that was
-// closed and then unlinked may come back a moment after unlink returned.
-// Waits (bounded) for the free count to reach `want`, then returns it.
-uint64_t FreeBlocksSettled(const MountedFs& fs, uint64_t want) {
-  uint64_t got = FreeBlocks(fs);
-  for (int i = 0; got != want && i < 200; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(25));
-    got = FreeBlocks(fs);
-  }
-  return got;
-}
-
 bool AllZero(const std::string& s) {
   return std::all_of(s.begin(), s.end(), [](char c) { return c == 0; });
 }
 
-// Index of the first differing byte, or -1: a readable failure message for
-// large buffers.
-int64_t FirstDiff(const std::string& a, const std::string& b) {
-  size_t n = std::min(a.size(), b.size());
-  for (size_t i = 0; i < n; ++i)
-    if (a[i] != b[i]) return static_cast<int64_t>(i);
-  return a.size() == b.size() ? -1 : static_cast<int64_t>(n);
-}
-
-// Byte-string comparisons that report where two buffers part instead of
-// printing them (they are megabytes of random bytes).
-#define BYTES_SAME_(macro, got, want)                                                    \
-  do {                                                                                   \
-    const std::string& g_ = (got);                                                       \
-    const std::string& w_ = (want);                                                      \
-    INFO("got " << g_.size() << " bytes, want " << w_.size() << "; first difference at " \
-                << FirstDiff(g_, w_));                                                   \
-    macro(FirstDiff(g_, w_) == -1);                                                      \
-  } while (0)
-#define REQUIRE_SAME(got, want) BYTES_SAME_(REQUIRE, got, want)
-#define CHECK_SAME(got, want) BYTES_SAME_(CHECK, got, want)
-
-// Leaves the pool's free blocks full of non-zero bytes, so that a later
-// check that "new space reads zero" cannot pass by luck of a fresh pool.
-void DirtyFreeSpace(const MountedFs& fs, uint64_t bytes) {
-  std::string junk(bytes, '\xee');
-  uint64_t free0 = FreeBlocks(fs);
-  {
-    Fd fd(fs.path(".dirty"), O_WRONLY | O_CREAT | O_TRUNC);
-    PwriteAll(fd.get(), junk, 0);
-  }
-  REQUIRE(unlink(fs.path(".dirty").c_str()) == 0);
-  REQUIRE(FreeBlocksSettled(fs, free0) == free0);
-}
-
+// The whole file, read to its end; a read error fails the test.
 std::string SlurpFile(const std::string& path) {
   Fd fd(path, O_RDONLY);
   std::string s;
@@ -402,7 +286,7 @@ TEST_CASE("truncate down to an unaligned size, then extend: the cut bytes read z
     REQUIRE(StatOf(fd.get()).st_blocks == 2 * 8);
     // Extend by truncate: the old bytes past 5000 must not come back.
     REQUIRE(ftruncate(fd.get(), 5 * kBlock) == 0);
-    want = data.substr(0, 5000) + std::string(5 * kBlock - 5000, '\0');
+    want = ZeroedFrom(data, 5000, 5 * kBlock);
     REQUIRE_SAME(PreadAll(fd.get(), 0, 10 * kBlock), want);
     Fd direct(file, O_RDONLY | O_DIRECT);
     REQUIRE_SAME(PreadAll(direct.get(), 0, 10 * kBlock), want);
@@ -411,7 +295,7 @@ TEST_CASE("truncate down to an unaligned size, then extend: the cut bytes read z
     // Cut again and extend by writing past EOF instead.
     REQUIRE(ftruncate(fd.get(), 777) == 0);
     PwriteAll(fd.get(), "tail", 4 * kBlock);
-    want = data.substr(0, 777) + std::string(4 * kBlock - 777, '\0') + "tail";
+    want = ZeroedFrom(data, 777, 4 * kBlock) + "tail";
     REQUIRE_SAME(PreadAll(direct.get(), 0, 10 * kBlock), want);
   }
   fs.Remount();
@@ -441,7 +325,7 @@ TEST_CASE("truncate to an unaligned size in each block of a file, then extend", 
     REQUIRE(ftruncate(fd.get(), cut) == 0);
     REQUIRE(StatOf(fd.get()).st_blocks == static_cast<blkcnt_t>((k + 1) * 8));
     REQUIRE(ftruncate(fd.get(), kBlocks * kBlock) == 0);
-    std::string want = data.substr(0, cut) + std::string(kBlocks * kBlock - cut, '\0');
+    std::string want = ZeroedFrom(data, cut, kBlocks * kBlock);
     REQUIRE_SAME(PreadAll(direct.get(), 0, 2 * kBlocks * kBlock), want);
   }
 }

@@ -6,124 +6,23 @@
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <catch2/catch.hpp>
-#include <chrono>
-#include <cstring>
 #include <random>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "test/fixture.h"
+#include "test/fs_helpers.h"
 
 using namespace daxref;
 using namespace daxref::test;
 
 namespace {
 
-constexpr uint64_t kKiB = 1024;
-constexpr uint64_t kMiB = 1024 * kKiB;
-constexpr uint64_t kBlock = 4096;
 const char* const kXfsIo = "/usr/sbin/xfs_io";
-
-class Fd {
- public:
-  Fd(const std::string& path, int flags, mode_t mode = 0644)
-      : fd_(open(path.c_str(), flags, mode)) {
-    INFO(path << ": " << strerror(errno));
-    REQUIRE(fd_ >= 0);
-  }
-  ~Fd() { Close(); }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  void Close() {
-    if (fd_ >= 0) close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-};
-
-std::string RandomBytes(std::mt19937_64& rng, size_t n) {
-  std::string s(n, '\0');
-  for (auto& c : s) c = static_cast<char>(rng() | 1);  // never zero: zeros must mean "cleared"
-  return s;
-}
-
-void PwriteAll(int fd, const std::string& data, uint64_t off) {
-  REQUIRE(pwrite(fd, data.data(), data.size(), off) == static_cast<ssize_t>(data.size()));
-}
-
-std::string PreadAll(int fd, uint64_t off, size_t len) {
-  std::string s(len, '\0');
-  size_t done = 0;
-  while (done < len) {
-    ssize_t n = pread(fd, s.data() + done, len - done, off + done);
-    INFO("pread at " << off + done << ": " << strerror(errno));
-    REQUIRE(n >= 0);
-    if (n == 0) break;
-    done += n;
-  }
-  s.resize(done);
-  return s;
-}
-
-struct stat StatOf(int fd) {
-  struct stat st;
-  REQUIRE(fstat(fd, &st) == 0);
-  return st;
-}
-
-uint64_t FreeBlocks(const MountedFs& fs) {
-  struct statvfs v;
-  REQUIRE(statvfs(fs.mnt().c_str(), &v) == 0);
-  return v.f_bfree;
-}
-
-// RELEASE reaches the daemon asynchronously after close(): blocks of a file
-// closed and unlinked come back a moment later. Bounded wait for `want`.
-uint64_t FreeBlocksSettled(const MountedFs& fs, uint64_t want) {
-  uint64_t got = FreeBlocks(fs);
-  for (int i = 0; got != want && i < 200; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(25));
-    got = FreeBlocks(fs);
-  }
-  return got;
-}
-
-int64_t FirstDiff(const std::string& a, const std::string& b) {
-  size_t n = std::min(a.size(), b.size());
-  for (size_t i = 0; i < n; ++i)
-    if (a[i] != b[i]) return static_cast<int64_t>(i);
-  return a.size() == b.size() ? -1 : static_cast<int64_t>(n);
-}
-
-#define REQUIRE_SAME(got, want)                                                          \
-  do {                                                                                   \
-    const std::string& g_ = (got);                                                       \
-    const std::string& w_ = (want);                                                      \
-    INFO("got " << g_.size() << " bytes, want " << w_.size() << "; first difference at " \
-                << FirstDiff(g_, w_));                                                   \
-    REQUIRE(FirstDiff(g_, w_) == -1);                                                    \
-  } while (0)
-
-// Fills the pool's free space with non-zero bytes and frees it again, so
-// that "reads zero" is not a gift of a fresh pool.
-void DirtyFreeSpace(const MountedFs& fs, uint64_t bytes) {
-  uint64_t free0 = FreeBlocks(fs);
-  {
-    Fd fd(fs.path(".dirty"), O_WRONLY | O_CREAT | O_TRUNC);
-    PwriteAll(fd.get(), std::string(bytes, '\xee'), 0);
-  }
-  REQUIRE(unlink(fs.path(".dirty").c_str()) == 0);
-  REQUIRE(FreeBlocksSettled(fs, free0) == free0);
-}
 
 // The whole file as the daemon has it.
 std::string DirectContents(const std::string& path) {
@@ -160,8 +59,8 @@ TEST_CASE("fallocate default mode allocates zeroed blocks and grows the size", "
 
     // Over data: the data stays, only holes get blocks.
     std::mt19937_64 rng(1);
-    std::string data = RandomBytes(rng, 3 * kBlock);
-    PwriteAll(fd.get(), data, 0);
+    std::string data = NonZeroBytes(rng, 3 * kBlock);
+    PwriteExact(fd.get(), data, 0);
     REQUIRE(fallocate(fd.get(), 0, 0, kMiB + 2 * kBlock) == 0);
     st = StatOf(fd.get());
     REQUIRE(st.st_size == static_cast<off_t>(kMiB + 2 * kBlock));
@@ -178,8 +77,7 @@ TEST_CASE("fallocate default mode allocates zeroed blocks and grows the size", "
     REQUIRE(StatOf(g.get()).st_size == 5100);
   }
   fs.Remount();
-  struct stat st;
-  REQUIRE(stat(file.c_str(), &st) == 0);
+  struct stat st = StatOf(file);
   REQUIRE(st.st_blocks == static_cast<blkcnt_t>((kMiB + 2 * kBlock) / 512));
   REQUIRE_SAME(ReadFile(fs.path("g")), std::string(5100, '\0'));
   fs.Check();
@@ -192,7 +90,7 @@ TEST_CASE("fallocate KEEP_SIZE allocates without changing the size", "[fs][fallo
   const std::string file = fs.path("k");
   {
     Fd fd(file, O_RDWR | O_CREAT | O_TRUNC);
-    PwriteAll(fd.get(), std::string(100, 'a'), 0);
+    PwriteExact(fd.get(), std::string(100, 'a'), 0);
     REQUIRE(fallocate(fd.get(), FALLOC_FL_KEEP_SIZE, 0, kMiB) == 0);
     struct stat st = StatOf(fd.get());
     REQUIRE(st.st_size == 100);
@@ -233,9 +131,9 @@ TEST_CASE("fallocate PUNCH_HOLE frees whole blocks and zeroes the edges", "[fs][
   std::mt19937_64 rng(2);
   const std::string file = fs.path("p");
   const uint64_t size = 16 * kBlock;
-  std::string want = RandomBytes(rng, size);
+  std::string want = NonZeroBytes(rng, size);
   Fd fd(file, O_RDWR | O_CREAT | O_TRUNC);
-  PwriteAll(fd.get(), want, 0);
+  PwriteExact(fd.get(), want, 0);
   REQUIRE(StatOf(fd.get()).st_blocks == 16 * 8);
   uint64_t free0 = FreeBlocks(fs);
 
@@ -296,15 +194,14 @@ TEST_CASE("fallocate PUNCH_HOLE from an unaligned offset in each block to EOF", 
   Fd fd(file, O_RDWR | O_CREAT | O_TRUNC);
   INFO("inode " << StatOf(fd.get()).st_ino);
   for (uint64_t k = 0; k < kBlocks; ++k) {
-    std::string data = RandomBytes(rng, kBlocks * kBlock);
-    PwriteAll(fd.get(), data, 0);
+    std::string data = NonZeroBytes(rng, kBlocks * kBlock);
+    PwriteExact(fd.get(), data, 0);
     const uint64_t off = k * kBlock + 100;
     INFO("punch from " << off);
     REQUIRE(fallocate(fd.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off,
                       kBlocks * kBlock - off) == 0);
     REQUIRE(StatOf(fd.get()).st_blocks == static_cast<blkcnt_t>((k + 1) * 8));
-    REQUIRE_SAME(DirectContents(file),
-                 data.substr(0, off) + std::string(kBlocks * kBlock - off, '\0'));
+    REQUIRE_SAME(DirectContents(file), ZeroedFrom(data, off, kBlocks * kBlock));
   }
 }
 
@@ -314,10 +211,10 @@ TEST_CASE("fallocate ZERO_RANGE zeroes bytes and grows the size unless KEEP_SIZE
   DirtyFreeSpace(fs, 8 * kMiB);
   std::mt19937_64 rng(4);
   const std::string file = fs.path("z");
-  std::string want = RandomBytes(rng, 16 * kBlock);
+  std::string want = NonZeroBytes(rng, 16 * kBlock);
   {
     Fd fd(file, O_RDWR | O_CREAT | O_TRUNC);
-    PwriteAll(fd.get(), want, 0);
+    PwriteExact(fd.get(), want, 0);
     uint64_t free0 = FreeBlocks(fs);
 
     REQUIRE(fallocate(fd.get(), FALLOC_FL_ZERO_RANGE, 1000, 8000) == 0);
@@ -366,15 +263,14 @@ TEST_CASE("fallocate ZERO_RANGE over data and holes, from each block", "[fs][fal
   INFO("inode " << StatOf(fd.get()).st_ino);
   for (uint64_t k = 0; k < kBlocks; ++k) {
     REQUIRE(ftruncate(fd.get(), 0) == 0);
-    std::string data = RandomBytes(rng, (k + 1) * kBlock);
-    PwriteAll(fd.get(), data, 0);
+    std::string data = NonZeroBytes(rng, (k + 1) * kBlock);
+    PwriteExact(fd.get(), data, 0);
     REQUIRE(ftruncate(fd.get(), kBlocks * kBlock) == 0);
     const uint64_t off = k * kBlock + 100;
     INFO("zero from " << off);
     REQUIRE(fallocate(fd.get(), FALLOC_FL_ZERO_RANGE, off, kBlocks * kBlock - off) == 0);
     REQUIRE(StatOf(fd.get()).st_blocks == static_cast<blkcnt_t>(kBlocks * 8));
-    REQUIRE_SAME(DirectContents(file),
-                 data.substr(0, off) + std::string(kBlocks * kBlock - off, '\0'));
+    REQUIRE_SAME(DirectContents(file), ZeroedFrom(data, off, kBlocks * kBlock));
   }
 }
 
@@ -383,9 +279,9 @@ TEST_CASE("unsupported fallocate modes fail with EOPNOTSUPP and change nothing",
   MountedFs fs;
   std::mt19937_64 rng(6);
   const std::string file = fs.path("u");
-  std::string data = RandomBytes(rng, 16 * kBlock);
+  std::string data = NonZeroBytes(rng, 16 * kBlock);
   Fd fd(file, O_RDWR | O_CREAT | O_TRUNC);
-  PwriteAll(fd.get(), data, 0);
+  PwriteExact(fd.get(), data, 0);
   const uint64_t free0 = FreeBlocks(fs);
   struct Mode {
     const char* name;
@@ -419,7 +315,7 @@ TEST_CASE("fallocate past the free space fails with ENOSPC and changes nothing",
   const uint64_t free0 = FreeBlocks(fs);
   const std::string file = fs.path("big");
   Fd fd(file, O_RDWR | O_CREAT | O_TRUNC);
-  PwriteAll(fd.get(), "x", 0);
+  PwriteExact(fd.get(), "x", 0);
   errno = 0;
   REQUIRE(fallocate(fd.get(), 0, 0, (free0 + 10) * kBlock) == -1);
   REQUIRE(errno == ENOSPC);
@@ -444,13 +340,13 @@ TEST_CASE("SEEK_DATA and SEEK_HOLE report exact 4 KiB boundaries", "[fs][falloca
   {
     // a: data [0, 8K) hole [8K, 20K) data [20K, 24K) hole [24K, 40K)
     Fd fd(a, O_RDWR | O_CREAT | O_TRUNC);
-    PwriteAll(fd.get(), RandomBytes(rng, 8 * kKiB), 0);
-    PwriteAll(fd.get(), RandomBytes(rng, 4 * kKiB), 20 * kKiB);
+    PwriteExact(fd.get(), NonZeroBytes(rng, 8 * kKiB), 0);
+    PwriteExact(fd.get(), NonZeroBytes(rng, 4 * kKiB), 20 * kKiB);
     REQUIRE(ftruncate(fd.get(), 40 * kKiB) == 0);
     // b: hole [0, 12K) data [12K, 16K) hole [16K, 32K) data [32K, 34000 = EOF)
     Fd fb(b, O_RDWR | O_CREAT | O_TRUNC);
-    PwriteAll(fb.get(), RandomBytes(rng, 4 * kKiB), 12 * kKiB);
-    PwriteAll(fb.get(), RandomBytes(rng, 34000 - 32 * kKiB), 32 * kKiB);
+    PwriteExact(fb.get(), NonZeroBytes(rng, 4 * kKiB), 12 * kKiB);
+    PwriteExact(fb.get(), NonZeroBytes(rng, 34000 - 32 * kKiB), 32 * kKiB);
   }
   fs.Remount();  // answers come from the daemon's extent map, not from memory
 
@@ -522,8 +418,7 @@ TEST_CASE("xfs_io falloc, fpunch and fzero", "[fs][fallocate]") {
   // 256 blocks written, 2 + 1 punched whole (the 6k punch frees one block),
   // 256 preallocated past EOF.
   const blkcnt_t blocks = (256 - 3 + 256) * 8;
-  struct stat st;
-  REQUIRE(stat(file.c_str(), &st) == 0);
+  struct stat st = StatOf(file);
   REQUIRE(st.st_size == static_cast<off_t>(kMiB));
   REQUIRE(st.st_blocks == blocks);
   REQUIRE_SAME(DirectContents(file), want);
@@ -534,7 +429,7 @@ TEST_CASE("xfs_io falloc, fpunch and fzero", "[fs][fallocate]") {
         "Whence\tResult\nDATA\t0\nHOLE\t4096\nDATA\t12288\nHOLE\t204800\nDATA\t208896\n"
         "HOLE\t1048576\n");
   fs.Remount();
-  REQUIRE(stat(file.c_str(), &st) == 0);
+  st = StatOf(file);
   REQUIRE(st.st_blocks == blocks);
   REQUIRE_SAME(ReadFile(file), want);
   fs.Check();

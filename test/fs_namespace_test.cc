@@ -13,7 +13,6 @@
 
 #include <algorithm>
 #include <catch2/catch.hpp>
-#include <chrono>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -21,46 +20,15 @@
 #include <set>
 #include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "test/fixture.h"
+#include "test/fs_helpers.h"
 
 using namespace daxref;
 using namespace daxref::test;
 
 namespace {
-
-// 0 if a syscall succeeded, else its errno.
-int ErrnoOf(long rc) {
-  return rc >= 0 ? 0 : errno;
-}
-
-struct stat Lstat(const std::string& path) {
-  struct stat st {};
-  INFO(path << ": " << strerror(errno));
-  REQUIRE(lstat(path.c_str(), &st) == 0);
-  return st;
-}
-
-struct statvfs Vfs(const MountedFs& fs) {
-  struct statvfs v {};
-  REQUIRE(statvfs(fs.mnt().c_str(), &v) == 0);
-  return v;
-}
-
-// Free blocks as statvfs reports them, polled until they equal `want` (the
-// kernel releases files asynchronously after the last close) or a few
-// seconds have passed. Returns the last value seen.
-uint64_t WaitForFreeBlocks(const MountedFs& fs, uint64_t want) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  uint64_t got = Vfs(fs).f_bfree;
-  while (got != want && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    got = Vfs(fs).f_bfree;
-  }
-  return got;
-}
 
 // Deterministic, non-repeating bytes (so a misplaced block shows).
 std::string Pattern(size_t n, uint32_t seed) {
@@ -68,15 +36,6 @@ std::string Pattern(size_t n, uint32_t seed) {
   std::mt19937 rng(seed);
   for (auto& c : s) c = static_cast<char>(rng());
   return s;
-}
-
-// Where two byte strings first differ; -1 if they are equal. (Comparing
-// megabytes with == would print them all on a failure.)
-long FirstDiff(const std::string& a, const std::string& b) {
-  size_t n = std::min(a.size(), b.size());
-  for (size_t i = 0; i < n; ++i)
-    if (a[i] != b[i]) return static_cast<long>(i);
-  return a.size() == b.size() ? -1 : static_cast<long>(n);
 }
 
 uint64_t Fnv1a(const std::string& s) {
@@ -201,8 +160,7 @@ TEST_CASE("create, open, close and reopen regular files", "[fs][namespace]") {
   const std::string p = fs.path("file");
   int fd = open(p.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
   REQUIRE(fd >= 0);
-  struct stat st {};
-  REQUIRE(fstat(fd, &st) == 0);
+  struct stat st = StatOf(fd);
   CHECK(S_ISREG(st.st_mode));
   CHECK((st.st_mode & 07777) == 0640);
   CHECK(st.st_size == 0);
@@ -234,15 +192,15 @@ TEST_CASE("create, open, close and reopen regular files", "[fs][namespace]") {
 TEST_CASE("open with O_TRUNC empties an existing file and frees its blocks", "[fs][namespace]") {
   MountedFs fs;
   const std::string p = fs.path("file");
-  const uint64_t free0 = Vfs(fs).f_bfree;
+  const uint64_t free0 = FreeBlocks(fs);
   WriteFile(p, Pattern(1 << 20, 5));
-  CHECK(Vfs(fs).f_bfree == free0 - 256);
+  CHECK(FreeBlocks(fs) == free0 - 256);
   int fd = open(p.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC);
   REQUIRE(fd >= 0);
   REQUIRE(close(fd) == 0);
   CHECK(Lstat(p).st_size == 0);
   CHECK(ReadFile(p).size() == 0);
-  CHECK(Vfs(fs).f_bfree == free0);
+  CHECK(FreeBlocks(fs) == free0);
   // The shell's '>' is the everyday case.
   RunResult r = Run({"/bin/sh", "-c", "printf new > '" + p + "'"});
   REQUIRE(r.status == 0);
@@ -467,12 +425,12 @@ TEST_CASE("rename of a file within and across directories", "[fs][namespace]") {
 TEST_CASE("rename over an existing file drops the old file and returns its space",
           "[fs][namespace]") {
   MountedFs fs;
-  const uint64_t free0 = Vfs(fs).f_bfree;
+  const uint64_t free0 = FreeBlocks(fs);
   WriteFile(fs.path("src"), "new contents");          // 1 block
   WriteFile(fs.path("victim"), Pattern(1 << 20, 7));  // 256 blocks
   ino_t victim_ino = Lstat(fs.path("victim")).st_ino;
   ino_t src_ino = Lstat(fs.path("src")).st_ino;
-  CHECK(Vfs(fs).f_bfree == free0 - 257);
+  CHECK(FreeBlocks(fs) == free0 - 257);
 
   REQUIRE(rename(fs.path("src").c_str(), fs.path("victim").c_str()) == 0);
   CHECK(ErrnoOf(access(fs.path("src").c_str(), F_OK)) == ENOENT);
@@ -480,7 +438,7 @@ TEST_CASE("rename over an existing file drops the old file and returns its space
   CHECK(st.st_ino == src_ino);
   CHECK(st.st_ino != victim_ino);
   CHECK(ReadFile(fs.path("victim")) == "new contents");
-  CHECK(WaitForFreeBlocks(fs, free0 - 1) == free0 - 1);
+  CHECK(FreeBlocksSettled(fs, free0 - 1) == free0 - 1);
 
   // Replacing one name of a file with two keeps the file under the other.
   WriteFile(fs.path("linked"), "still here");
@@ -492,7 +450,7 @@ TEST_CASE("rename over an existing file drops the old file and returns its space
   CHECK(Lstat(fs.path("alias")).st_nlink == 1);
   REQUIRE(unlink(fs.path("linked").c_str()) == 0);
   REQUIRE(unlink(fs.path("alias").c_str()) == 0);
-  CHECK(WaitForFreeBlocks(fs, free0 - 1) == free0 - 1);
+  CHECK(FreeBlocksSettled(fs, free0 - 1) == free0 - 1);
 
   // Replacing a file that is still open keeps its data until the close.
   WriteFile(fs.path("held"), Pattern(64 << 10, 9));  // 16 blocks
@@ -500,13 +458,11 @@ TEST_CASE("rename over an existing file drops the old file and returns its space
   REQUIRE(fd >= 0);
   WriteFile(fs.path("newer"), "x");
   REQUIRE(rename(fs.path("newer").c_str(), fs.path("held").c_str()) == 0);
-  CHECK(Vfs(fs).f_bfree == free0 - 1 - 16 - 1);
-  std::string back(64 << 10, '\0');
+  CHECK(FreeBlocks(fs) == free0 - 1 - 16 - 1);
   posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);  // make the daemon serve it
-  REQUIRE(pread(fd, back.data(), back.size(), 0) == static_cast<ssize_t>(back.size()));
-  CHECK(FirstDiff(back, Pattern(64 << 10, 9)) == -1);
+  CHECK_SAME(PreadExact(fd, 0, 64 << 10), Pattern(64 << 10, 9));
   REQUIRE(close(fd) == 0);
-  CHECK(WaitForFreeBlocks(fs, free0 - 2) == free0 - 2);
+  CHECK(FreeBlocksSettled(fs, free0 - 2) == free0 - 2);
   fs.Check();
 }
 
@@ -936,15 +892,15 @@ TEST_CASE("statvfs: block size, total blocks from mkfs, free blocks follow write
   REQUIRE(fd >= 0);
   REQUIRE(pwrite(fd, "z", 1, 10 << 20) == 1);
   REQUIRE(close(fd) == 0);
-  CHECK(Vfs(fs).f_bfree == free0 - 258);
+  CHECK(FreeBlocks(fs) == free0 - 258);
 
   REQUIRE(truncate(fs.path("f").c_str(), 4096) == 0);
-  CHECK(Vfs(fs).f_bfree == free0 - 2);
+  CHECK(FreeBlocks(fs) == free0 - 2);
   fs.Remount();
-  CHECK(Vfs(fs).f_bfree == free0 - 2);
+  CHECK(FreeBlocks(fs) == free0 - 2);
   REQUIRE(unlink(fs.path("f").c_str()) == 0);
   REQUIRE(unlink(fs.path("sparse").c_str()) == 0);
-  CHECK(WaitForFreeBlocks(fs, free0) == free0);
+  CHECK(FreeBlocksSettled(fs, free0) == free0);
   fs.Check();
 }
 
@@ -969,43 +925,38 @@ TEST_CASE("statvfs counts the inodes in use", "[fs][namespace]") {
 TEST_CASE("an unlinked file stays readable while open and frees its space on close",
           "[fs][namespace]") {
   MountedFs fs;
-  const uint64_t free0 = Vfs(fs).f_bfree;
+  const uint64_t free0 = FreeBlocks(fs);
   const std::string data = Pattern(2 << 20, 11);  // 512 blocks
   WriteFile(fs.path("doomed"), data);
-  CHECK(Vfs(fs).f_bfree == free0 - 512);
+  CHECK(FreeBlocks(fs) == free0 - 512);
   int fd = open(fs.path("doomed").c_str(), O_RDWR | O_CLOEXEC);
   REQUIRE(fd >= 0);
   REQUIRE(unlink(fs.path("doomed").c_str()) == 0);
   CHECK(ErrnoOf(access(fs.path("doomed").c_str(), F_OK)) == ENOENT);
   CHECK(ListDir(fs.mnt()).size() == 2);
 
-  struct stat st {};
-  REQUIRE(fstat(fd, &st) == 0);
+  struct stat st = StatOf(fd);
   CHECK(st.st_nlink == 0);
   CHECK(st.st_size == static_cast<off_t>(data.size()));
 
   // Drop the kernel's cached pages so that the daemon serves the reads.
   REQUIRE(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0);
-  std::string back(data.size(), '\0');
-  REQUIRE(pread(fd, back.data(), back.size(), 0) == static_cast<ssize_t>(back.size()));
-  CHECK(FirstDiff(back, data) == -1);
+  CHECK_SAME(PreadExact(fd, 0, data.size()), data);
   // A second handle through /proc, opened with O_DIRECT, reads it too.
   int fd2 = open(("/proc/self/fd/" + std::to_string(fd)).c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC);
   REQUIRE(fd2 >= 0);
-  std::string back2(data.size(), '\0');
-  REQUIRE(pread(fd2, back2.data(), back2.size(), 0) == static_cast<ssize_t>(back2.size()));
-  CHECK(FirstDiff(back2, data) == -1);
+  CHECK_SAME(PreadExact(fd2, 0, data.size()), data);
   // Space stays taken, and the file still takes writes.
-  CHECK(Vfs(fs).f_bfree == free0 - 512);
+  CHECK(FreeBlocks(fs) == free0 - 512);
   REQUIRE(pwrite(fd, "tail", 4, data.size()) == 4);
-  REQUIRE(fstat(fd, &st) == 0);
+  st = StatOf(fd);
   CHECK(st.st_size == static_cast<off_t>(data.size() + 4));
-  CHECK(Vfs(fs).f_bfree == free0 - 513);
+  CHECK(FreeBlocks(fs) == free0 - 513);
 
   REQUIRE(close(fd2) == 0);
-  CHECK(Vfs(fs).f_bfree == free0 - 513);  // one handle still open
+  CHECK(FreeBlocks(fs) == free0 - 513);  // one handle still open
   REQUIRE(close(fd) == 0);
-  CHECK(WaitForFreeBlocks(fs, free0) == free0);
+  CHECK(FreeBlocksSettled(fs, free0) == free0);
   CheckReport r = fs.Check();
   CHECK(r.orphans == 0);
   CHECK(r.inodes == 1);
@@ -1039,10 +990,10 @@ TEST_CASE("the whole tree survives a remount unchanged", "[fs][namespace]") {
   std::map<std::string, std::string> before, after;
   Walk(fs.mnt(), "", &before);
   REQUIRE(before.size() == 65);
-  const uint64_t free_before = Vfs(fs).f_bfree;
+  const uint64_t free_before = FreeBlocks(fs);
   fs.Remount();
   Walk(fs.mnt(), "", &after);
-  CHECK(Vfs(fs).f_bfree == free_before);
+  CHECK(FreeBlocks(fs) == free_before);
   for (const auto& [path, desc] : before) {
     INFO(path);
     CHECK(after.count(path) == 1);

@@ -8,10 +8,10 @@
 
 #include <catch2/catch.hpp>
 #include <cerrno>
-#include <cstring>
 #include <string>
 
 #include "test/fixture.h"
+#include "test/fs_helpers.h"
 
 using namespace daxref;
 using namespace daxref::test;
@@ -21,22 +21,10 @@ namespace {
 constexpr uid_t kAlice = 1001, kBob = 1002;
 constexpr gid_t kAliceGroup = 1001, kBobGroup = 1002, kOtherGroup = 4242;
 
-// 0 if a syscall succeeded, else its errno.
-int ErrnoOf(long rc) {
-  return rc >= 0 ? 0 : errno;
-}
-
 MountedFs::Options AllowOther() {
   MountedFs::Options o;
   o.mount_options = {"allow_other"};
   return o;
-}
-
-struct stat Lstat(const std::string& path) {
-  struct stat st {};
-  INFO(path << ": " << strerror(errno));
-  REQUIRE(lstat(path.c_str(), &st) == 0);
-  return st;
 }
 
 mode_t Mode(const std::string& path) {

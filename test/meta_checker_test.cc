@@ -70,6 +70,15 @@ struct CleanStore {
     return d;
   }
   CheckOutcome Check() { return RunChecker(db(), st.sb().block_count); }
+  // Closes the store and checks it on disk with CheckStoreAt.
+  CheckOutcome CheckClosed() {
+    st.Close();
+    CheckOutcome out;
+    DAXREF_REQUIRE_OK(CheckStoreAt(
+        st.meta_dir(), st.sb().block_count,
+        [&](const std::string& p) { out.problems.push_back(p); }, &out.report));
+    return out;
+  }
 };
 
 TEST_CASE("The checker finds nothing wrong with a clean store", "[checker]") {
@@ -100,15 +109,10 @@ TEST_CASE("The checker finds nothing wrong with a clean store", "[checker]") {
     REQUIRE(c2.report.inodes == 6);
   }
   SECTION("CheckStoreAt on the closed store agrees") {
-    cs.st.Close();
-    std::vector<std::string> problems;
-    CheckReport rep;
-    DAXREF_REQUIRE_OK(CheckStoreAt(
-        cs.st.meta_dir(), cs.st.sb().block_count,
-        [&](const std::string& p) { problems.push_back(p); }, &rep));
-    REQUIRE(problems.empty());
-    REQUIRE(rep.problems == 0);
-    REQUIRE(rep.inodes == 7);
+    CheckOutcome c2 = cs.CheckClosed();
+    REQUIRE(c2.problems.empty());
+    REQUIRE(c2.report.problems == 0);
+    REQUIRE(c2.report.inodes == 7);
   }
 }
 
@@ -252,16 +256,12 @@ TEST_CASE("CheckStoreAt reports damage in a closed store, and a missing one", "[
   auto ext = ExtentRecords(cs.db(), cs.small);
   REQUIRE(ext.size() == 1);
   cs.Delete(keys::Rmap(ext[0].pblock, cs.small, 0));
-  cs.st.Close();
-  std::vector<std::string> problems;
-  CheckReport rep;
-  DAXREF_REQUIRE_OK(CheckStoreAt(
-      cs.st.meta_dir(), cs.st.sb().block_count,
-      [&](const std::string& p) { problems.push_back(p); }, &rep));
-  REQUIRE(rep.problems >= 1);
-  REQUIRE(rep.problems == problems.size());
+  CheckOutcome c = cs.CheckClosed();
+  REQUIRE(c.report.problems >= 1);
+  REQUIRE(c.report.problems == c.problems.size());
 
   testing::TempDir empty;
+  CheckReport rep;
   REQUIRE_FALSE(CheckStoreAt(
                     empty.path() + "/none", 64, [](const std::string&) {}, &rep)
                     .ok());

@@ -4,6 +4,7 @@
 #include <rocksdb/write_batch.h>
 
 #include <catch2/catch.hpp>
+#include <functional>
 #include <map>
 #include <random>
 #include <vector>
@@ -17,10 +18,13 @@ namespace {
 using testing::FreeRecords;
 using testing::TempDir;
 
+using Map = std::map<uint64_t, uint64_t>;
+
 // A bare RocksDB holding nothing but the F records a test puts there.
 class FreeStore {
  public:
-  FreeStore() {
+  // Starts with an F record for each start -> length in `extents`.
+  explicit FreeStore(const Map& extents = {}) {
     rocksdb::Options o;
     o.create_if_missing = true;
     rocksdb::DB* raw = nullptr;
@@ -28,6 +32,7 @@ class FreeStore {
     INFO(s.ToString());
     REQUIRE(s.ok());
     db_.reset(raw);
+    for (const auto& [start, len] : extents) PutFree(start, len);
   }
   rocksdb::DB* db() { return db_.get(); }
   void PutFree(uint64_t start, uint64_t len) {
@@ -55,13 +60,19 @@ std::map<uint64_t, uint64_t> Extents(const FreeSpace& fs) {
   return m;
 }
 
-using Map = std::map<uint64_t, uint64_t>;
+// Runs `changes` as one edit of `fs` (BeginEdit to Finish) and returns the
+// F-record writes the edit emitted.
+rocksdb::WriteBatch Edit(FreeSpace& fs, const std::function<void()>& changes) {
+  fs.BeginEdit();
+  changes();
+  rocksdb::WriteBatch b;
+  fs.EmitEdit(&b);
+  fs.Finish();
+  return b;
+}
 
 TEST_CASE("FreeSpace::Load reads every F record", "[free_space]") {
-  FreeStore st;
-  st.PutFree(1, 100);
-  st.PutFree(200, 50);
-  st.PutFree(300, 1);
+  FreeStore st(Map{{1, 100}, {200, 50}, {300, 1}});
   FreeSpace fs = st.Loaded();
   REQUIRE(fs.free_blocks() == 151);
   REQUIRE(fs.extent_count() == 3);
@@ -107,10 +118,7 @@ TEST_CASE("FreeSpace::Load rejects damaged F records", "[free_space]") {
 }
 
 TEST_CASE("FreeSpace::Allocate honours the goal", "[free_space]") {
-  FreeStore st;
-  st.PutFree(10, 10);   // [10, 20)
-  st.PutFree(30, 10);   // [30, 40)
-  st.PutFree(100, 50);  // [100, 150)
+  FreeStore st(Map{{10, 10}, {30, 10}, {100, 50}});  // [10, 20), [30, 40), [100, 150)
   FreeSpace fs = st.Loaded();
 
   SECTION("goal inside a free extent: taken from the goal, the extent split") {
@@ -166,9 +174,7 @@ TEST_CASE("FreeSpace::Allocate honours the goal", "[free_space]") {
 // split. (Regression test: upper_bound(cursor_) used to skip that remainder
 // and jump to the next extent; fixed in 128602c.)
 TEST_CASE("FreeSpace::Allocate next-fit resumes where the last allocation ended", "[free_space]") {
-  FreeStore st;
-  st.PutFree(10, 10);  // [10, 20)
-  st.PutFree(30, 10);  // [30, 40)
+  FreeStore st(Map{{10, 10}, {30, 10}});  // [10, 20), [30, 40)
   FreeSpace fs = st.Loaded();
   auto a = fs.Allocate(1000, 4);
   REQUIRE(a);
@@ -179,10 +185,7 @@ TEST_CASE("FreeSpace::Allocate next-fit resumes where the last allocation ended"
 }
 
 TEST_CASE("FreeSpace::Allocate from fragmented space is partial", "[free_space]") {
-  FreeStore st;
-  st.PutFree(10, 2);   // [10, 12)
-  st.PutFree(20, 3);   // [20, 23)
-  st.PutFree(40, 10);  // [40, 50)
+  FreeStore st(Map{{10, 2}, {20, 3}, {40, 10}});  // [10, 12), [20, 23), [40, 50)
   FreeSpace fs = st.Loaded();
 
   // One call gives at most one contiguous piece, from the goal's extent.
@@ -220,9 +223,7 @@ TEST_CASE("FreeSpace::Allocate from fragmented space is partial", "[free_space]"
 }
 
 TEST_CASE("FreeSpace::Release merges with its neighbours", "[free_space]") {
-  FreeStore st;
-  st.PutFree(10, 10);  // [10, 20)
-  st.PutFree(30, 10);  // [30, 40)
+  FreeStore st(Map{{10, 10}, {30, 10}});  // [10, 20), [30, 40)
   FreeSpace fs = st.Loaded();
 
   SECTION("touching neither") {
@@ -257,8 +258,7 @@ TEST_CASE("FreeSpace::Release merges with its neighbours", "[free_space]") {
 }
 
 TEST_CASE("FreeSpace::Claim removes a specific free range", "[free_space]") {
-  FreeStore st;
-  st.PutFree(10, 10);  // [10, 20)
+  FreeStore st(Map{{10, 10}});  // [10, 20)
   FreeSpace fs = st.Loaded();
 
   SECTION("from the middle: splits") {
@@ -292,19 +292,11 @@ TEST_CASE("FreeSpace::Claim removes a specific free range", "[free_space]") {
 }
 
 TEST_CASE("FreeSpace edits emit exactly the F records they changed", "[free_space]") {
-  FreeStore st;
-  st.PutFree(10, 10);   // [10, 20)
-  st.PutFree(30, 10);   // [30, 40)
-  st.PutFree(100, 50);  // [100, 150)
+  FreeStore st(Map{{10, 10}, {30, 10}, {100, 50}});  // [10, 20), [30, 40), [100, 150)
   FreeSpace fs = st.Loaded();
 
   SECTION("allocation from the middle: the shortened extent and the new remainder") {
-    fs.BeginEdit();
-    auto e = fs.Allocate(110, 5);
-    REQUIRE(e);
-    rocksdb::WriteBatch b;
-    fs.EmitEdit(&b);
-    fs.Finish();
+    rocksdb::WriteBatch b = Edit(fs, [&] { REQUIRE(fs.Allocate(110, 5)); });
     REQUIRE(b.Count() == 2);  // F(100) shortened, F(115) created
     st.Apply(&b);
     REQUIRE(FreeRecords(st.db()) == Map{{10, 10}, {30, 10}, {100, 10}, {115, 35}});
@@ -312,46 +304,31 @@ TEST_CASE("FreeSpace edits emit exactly the F records they changed", "[free_spac
     REQUIRE(st.Loaded().free_blocks() == fs.free_blocks());
   }
   SECTION("a whole extent taken: one delete") {
-    fs.BeginEdit();
-    auto e = fs.Allocate(30, 10);
-    REQUIRE(e);
-    rocksdb::WriteBatch b;
-    fs.EmitEdit(&b);
-    fs.Finish();
+    rocksdb::WriteBatch b = Edit(fs, [&] { REQUIRE(fs.Allocate(30, 10)); });
     REQUIRE(b.Count() == 1);
     st.Apply(&b);
     REQUIRE(FreeRecords(st.db()) == Map{{10, 10}, {100, 50}});
   }
   SECTION("a release that joins two extents: one grown, one deleted") {
-    fs.BeginEdit();
-    fs.Release(20, 10);
-    rocksdb::WriteBatch b;
-    fs.EmitEdit(&b);
-    fs.Finish();
+    rocksdb::WriteBatch b = Edit(fs, [&] { fs.Release(20, 10); });
     REQUIRE(b.Count() == 2);
     st.Apply(&b);
     REQUIRE(FreeRecords(st.db()) == Map{{10, 30}, {100, 50}});
     REQUIRE(st.Loaded().free_blocks() == 80);
   }
   SECTION("allocate and give back in one edit: nothing to write") {
-    fs.BeginEdit();
-    auto e = fs.Allocate(105, 7);
-    REQUIRE(e);
-    fs.Release(e->pblock, e->len);
-    rocksdb::WriteBatch b;
-    fs.EmitEdit(&b);
-    fs.Finish();
+    rocksdb::WriteBatch b = Edit(fs, [&] {
+      auto e = fs.Allocate(105, 7);
+      REQUIRE(e);
+      fs.Release(e->pblock, e->len);
+    });
     st.Apply(&b);
     REQUIRE(b.Count() == 0);
     REQUIRE(FreeRecords(st.db()) == Map{{10, 10}, {30, 10}, {100, 50}});
     REQUIRE(fs.free_blocks() == 70);
   }
   SECTION("a claim") {
-    fs.BeginEdit();
-    DAXREF_REQUIRE_OK(fs.Claim(12, 3));
-    rocksdb::WriteBatch b;
-    fs.EmitEdit(&b);
-    fs.Finish();
+    rocksdb::WriteBatch b = Edit(fs, [&] { DAXREF_REQUIRE_OK(fs.Claim(12, 3)); });
     st.Apply(&b);
     REQUIRE(FreeRecords(st.db()) == Map{{10, 2}, {15, 5}, {30, 10}, {100, 50}});
   }
@@ -377,10 +354,7 @@ TEST_CASE("FreeSpace edits emit exactly the F records they changed", "[free_spac
 }
 
 TEST_CASE("FreeSpace::Rollback undoes an edit", "[free_space]") {
-  FreeStore st;
-  st.PutFree(10, 10);
-  st.PutFree(30, 10);
-  st.PutFree(100, 50);
+  FreeStore st(Map{{10, 10}, {30, 10}, {100, 50}});  // [10, 20), [30, 40), [100, 150)
   FreeSpace fs = st.Loaded();
   const Map before = Extents(fs);
 
@@ -402,12 +376,7 @@ TEST_CASE("FreeSpace::Rollback undoes an edit", "[free_space]") {
   REQUIRE(Extents(st.Loaded()) == before);
 
   SECTION("an edit after a rollback is recorded normally") {
-    fs.BeginEdit();
-    auto e = fs.Allocate(30, 1);
-    REQUIRE(e);
-    rocksdb::WriteBatch b2;
-    fs.EmitEdit(&b2);
-    fs.Finish();
+    rocksdb::WriteBatch b2 = Edit(fs, [&] { REQUIRE(fs.Allocate(30, 1)); });
     st.Apply(&b2);
     REQUIRE(FreeRecords(st.db()) == Map{{10, 10}, {31, 9}, {100, 50}});
   }

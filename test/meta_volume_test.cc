@@ -39,6 +39,14 @@ std::vector<std::string> DirNames(Volume& v, uint64_t dir, uint64_t cookie = 0) 
   return names;
 }
 
+// The inode number `name` in `dir` stands for; the lookup must succeed.
+uint64_t LookupIno(Volume& v, uint64_t dir, const std::string& name) {
+  INFO("lookup of " << name << " in " << dir);
+  InodeRecord r;
+  DAXREF_REQUIRE_OK(v.Lookup(dir, name, &r));
+  return r.ino;
+}
+
 uint64_t DotDot(Volume& v, uint64_t dir) {
   uint64_t parent = 0;
   DAXREF_REQUIRE_OK(v.ReadDir(dir, 0, [&](std::string_view n, uint64_t ino, uint32_t, uint64_t) {
@@ -362,8 +370,7 @@ TEST_CASE("Rename", "[volume][namespace]") {
   SECTION("plain, across directories") {
     DAXREF_REQUIRE_OK(v.Rename(d1, "a", d2, "a", 0, nullptr, &rep));
     DAXREF_REQUIRE_ERR(v.Lookup(d1, "a", &r), ENOENT);
-    DAXREF_REQUIRE_OK(v.Lookup(d2, "a", &r));
-    REQUIRE(r.ino == a);
+    REQUIRE(LookupIno(v, d2, "a") == a);
     REQUIRE(st.Inode(d1).nlink == 2);
     REQUIRE(st.Inode(d2).nlink == 2);
   }
@@ -377,21 +384,16 @@ TEST_CASE("Rename", "[volume][namespace]") {
   }
   SECTION("NOREPLACE") {
     DAXREF_REQUIRE_ERR(v.Rename(d1, "a", d1, "b", RENAME_NOREPLACE, nullptr, &rep), EEXIST);
-    DAXREF_REQUIRE_OK(v.Lookup(d1, "a", &r));
-    REQUIRE(r.ino == a);
-    DAXREF_REQUIRE_OK(v.Lookup(d1, "b", &r));
-    REQUIRE(r.ino == b);
+    REQUIRE(LookupIno(v, d1, "a") == a);
+    REQUIRE(LookupIno(v, d1, "b") == b);
     DAXREF_REQUIRE_OK(v.Rename(d1, "a", d2, "new", RENAME_NOREPLACE, nullptr, &rep));
-    DAXREF_REQUIRE_OK(v.Lookup(d2, "new", &r));
-    REQUIRE(r.ino == a);
+    REQUIRE(LookupIno(v, d2, "new") == a);
   }
   SECTION("EXCHANGE of two files") {
     DAXREF_REQUIRE_OK(v.Rename(d1, "a", d1, "b", RENAME_EXCHANGE, nullptr, &rep));
     REQUIRE(rep.ino == 0);
-    DAXREF_REQUIRE_OK(v.Lookup(d1, "a", &r));
-    REQUIRE(r.ino == b);
-    DAXREF_REQUIRE_OK(v.Lookup(d1, "b", &r));
-    REQUIRE(r.ino == a);
+    REQUIRE(LookupIno(v, d1, "a") == b);
+    REQUIRE(LookupIno(v, d1, "b") == a);
     REQUIRE(st.Inode(a).nlink == 1);
     REQUIRE(st.Inode(b).nlink == 1);
     DAXREF_REQUIRE_ERR(v.Rename(d1, "a", d1, "missing", RENAME_EXCHANGE, nullptr, &rep), ENOENT);
@@ -400,18 +402,15 @@ TEST_CASE("Rename", "[volume][namespace]") {
     uint64_t sub = st.MakeDir(d2, "sub");
     REQUIRE(st.Inode(d2).nlink == 3);
     DAXREF_REQUIRE_OK(v.Rename(d1, "a", d2, "sub", RENAME_EXCHANGE, nullptr, &rep));
-    DAXREF_REQUIRE_OK(v.Lookup(d1, "a", &r));
-    REQUIRE(r.ino == sub);
-    DAXREF_REQUIRE_OK(v.Lookup(d2, "sub", &r));
-    REQUIRE(r.ino == a);
+    REQUIRE(LookupIno(v, d1, "a") == sub);
+    REQUIRE(LookupIno(v, d2, "sub") == a);
     REQUIRE(st.Inode(d1).nlink == 3);
     REQUIRE(st.Inode(d2).nlink == 2);
     REQUIRE(st.Inode(sub).parent == d1);
     REQUIRE(DotDot(v, sub) == d1);
     // And back, with the directory on the source side this time.
     DAXREF_REQUIRE_OK(v.Rename(d1, "a", d2, "sub", RENAME_EXCHANGE, nullptr, &rep));
-    DAXREF_REQUIRE_OK(v.Lookup(d2, "sub", &r));
-    REQUIRE(r.ino == sub);
+    REQUIRE(LookupIno(v, d2, "sub") == sub);
     REQUIRE(st.Inode(d1).nlink == 2);
     REQUIRE(st.Inode(d2).nlink == 3);
     REQUIRE(DotDot(v, sub) == d2);
@@ -422,8 +421,7 @@ TEST_CASE("Rename", "[volume][namespace]") {
     REQUIRE(rep.ino == b);
     REQUIRE(rep.nlink == 0);
     REQUIRE(HasKey(st.db(), keys::Orphan(b)));
-    DAXREF_REQUIRE_OK(v.Lookup(d1, "b", &r));
-    REQUIRE(r.ino == a);
+    REQUIRE(LookupIno(v, d1, "b") == a);
     DAXREF_REQUIRE_ERR(v.Lookup(d1, "a", &r), ENOENT);
     DAXREF_REQUIRE_VOLUME_CLEAN(st);
     DAXREF_REQUIRE_OK(v.Reclaim(b));
@@ -455,8 +453,7 @@ TEST_CASE("Rename", "[volume][namespace]") {
     REQUIRE(st.Inode(kRootIno).nlink == 2 + 2);  // d1, d2
     REQUIRE(st.Inode(sub).parent == d2);
     REQUIRE(DotDot(v, sub) == d2);
-    DAXREF_REQUIRE_OK(v.Lookup(d2, "moved", &r));
-    REQUIRE(r.ino == sub);
+    REQUIRE(LookupIno(v, d2, "moved") == sub);
     DAXREF_REQUIRE_OK(v.Lookup(sub, "inside", &r));
   }
   SECTION("a directory within its parent keeps the parent's nlink") {
@@ -471,8 +468,7 @@ TEST_CASE("Rename", "[volume][namespace]") {
     DAXREF_REQUIRE_OK(v.Rename(d1, "sub", d2, "empty", 0, nullptr, &rep));
     REQUIRE(rep.ino == 0);  // directories are removed at once, not orphaned
     DAXREF_REQUIRE_ERR(v.GetInode(empty, &r), ENOENT);
-    DAXREF_REQUIRE_OK(v.Lookup(d2, "empty", &r));
-    REQUIRE(r.ino == sub);
+    REQUIRE(LookupIno(v, d2, "empty") == sub);
     REQUIRE(st.Inode(d1).nlink == 2);
     REQUIRE(st.Inode(d2).nlink == 3);
   }
@@ -482,15 +478,13 @@ TEST_CASE("Rename", "[volume][namespace]") {
     st.MakeFile(full, "x");
     DAXREF_REQUIRE_ERR(v.Rename(d1, "sub", d2, "full", 0, nullptr, &rep), ENOTEMPTY);
     DAXREF_REQUIRE_OK(v.Lookup(d1, "sub", &r));
-    DAXREF_REQUIRE_OK(v.Lookup(d2, "full", &r));
-    REQUIRE(r.ino == full);
+    REQUIRE(LookupIno(v, d2, "full") == full);
   }
   SECTION("a directory over a file is ENOTDIR, a file over a directory EISDIR") {
     st.MakeDir(d1, "sub");
     DAXREF_REQUIRE_ERR(v.Rename(d1, "sub", d1, "a", 0, nullptr, &rep), ENOTDIR);
     DAXREF_REQUIRE_ERR(v.Rename(d1, "a", d1, "sub", 0, nullptr, &rep), EISDIR);
-    DAXREF_REQUIRE_OK(v.Lookup(d1, "a", &r));
-    REQUIRE(r.ino == a);
+    REQUIRE(LookupIno(v, d1, "a") == a);
   }
   DAXREF_REQUIRE_VOLUME_CLEAN(st);
 }
@@ -1066,8 +1060,7 @@ TEST_CASE("An unheld last link is deleted in the same operation", "[volume][name
     REQUIRE(victim.nlink == 0);
     require_gone(f);
     REQUIRE(st.free_blocks() == free0 - 1);
-    DAXREF_REQUIRE_OK(v.Lookup(kRootIno, "f", &r));
-    REQUIRE(r.ino == g);
+    REQUIRE(LookupIno(v, kRootIno, "f") == g);
     DAXREF_REQUIRE_BYTES(st.ReadFile(g, 0, 1), "g");
   }
   SECTION("Rename that replaces nothing, or exchanges, asks nothing") {
@@ -1075,10 +1068,8 @@ TEST_CASE("An unheld last link is deleted in the same operation", "[volume][name
     DAXREF_REQUIRE_OK(v.Rename(kRootIno, "g", kRootIno, "h", 0, unheld, &victim));
     DAXREF_REQUIRE_OK(v.Rename(kRootIno, "h", kRootIno, "f", RENAME_EXCHANGE, unheld, &victim));
     REQUIRE(asked.empty());
-    DAXREF_REQUIRE_OK(v.Lookup(kRootIno, "h", &r));
-    REQUIRE(r.ino == f);
-    DAXREF_REQUIRE_OK(v.Lookup(kRootIno, "f", &r));
-    REQUIRE(r.ino == g);
+    REQUIRE(LookupIno(v, kRootIno, "h") == f);
+    REQUIRE(LookupIno(v, kRootIno, "f") == g);
   }
   DAXREF_REQUIRE_VOLUME_CLEAN(st);
 }

@@ -1,0 +1,139 @@
+#include "test/fs_helpers.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+namespace daxref::test {
+
+Fd::Fd(const std::string& path, int flags, mode_t mode) : fd_(open(path.c_str(), flags, mode)) {
+  INFO(path << ": " << strerror(errno));
+  REQUIRE(fd_ >= 0);
+}
+
+Fd& Fd::operator=(Fd&& o) noexcept {
+  if (this != &o) {
+    Close();
+    fd_ = o.fd_;
+    o.fd_ = -1;
+  }
+  return *this;
+}
+
+void Fd::Close() {
+  if (fd_ >= 0) close(fd_);
+  fd_ = -1;
+}
+
+void PwriteAll(int fd, const std::string& data, uint64_t off) {
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = pwrite(fd, data.data() + done, data.size() - done, off + done);
+    INFO("pwrite at " << off + done << ": " << strerror(errno));
+    REQUIRE(n > 0);
+    done += n;
+  }
+}
+
+void PwriteExact(int fd, const std::string& data, uint64_t off) {
+  REQUIRE(pwrite(fd, data.data(), data.size(), off) == static_cast<ssize_t>(data.size()));
+}
+
+std::string PreadAll(int fd, uint64_t off, size_t len) {
+  std::string s(len, '\0');
+  size_t done = 0;
+  while (done < len) {
+    ssize_t n = pread(fd, s.data() + done, len - done, off + done);
+    INFO("pread at " << off + done << ": " << strerror(errno));
+    REQUIRE(n >= 0);
+    if (n == 0) break;
+    done += n;
+  }
+  s.resize(done);
+  return s;
+}
+
+std::string PreadExact(int fd, uint64_t off, size_t len) {
+  std::string s(len, '\0');
+  REQUIRE(pread(fd, s.data(), s.size(), off) == static_cast<ssize_t>(s.size()));
+  return s;
+}
+
+struct stat StatOf(int fd) {
+  struct stat st;
+  REQUIRE(fstat(fd, &st) == 0);
+  return st;
+}
+
+struct stat StatOf(const std::string& path) {
+  struct stat st;
+  int rc = stat(path.c_str(), &st);
+  INFO(path << ": " << strerror(errno));
+  REQUIRE(rc == 0);
+  return st;
+}
+
+struct stat Lstat(const std::string& path) {
+  struct stat st {};
+  int rc = lstat(path.c_str(), &st);
+  INFO(path << ": " << strerror(errno));
+  REQUIRE(rc == 0);
+  return st;
+}
+
+struct statvfs Vfs(const MountedFs& fs) {
+  struct statvfs v {};
+  REQUIRE(statvfs(fs.mnt().c_str(), &v) == 0);
+  return v;
+}
+
+uint64_t FreeBlocks(const MountedFs& fs) {
+  return Vfs(fs).f_bfree;
+}
+
+uint64_t FreeBlocksSettled(const MountedFs& fs, uint64_t want) {
+  uint64_t got = FreeBlocks(fs);
+  for (int i = 0; got != want && i < 200; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    got = FreeBlocks(fs);
+  }
+  return got;
+}
+
+void DirtyFreeSpace(const MountedFs& fs, uint64_t bytes) {
+  uint64_t free0 = FreeBlocks(fs);
+  {
+    Fd fd(fs.path(".dirty"), O_WRONLY | O_CREAT | O_TRUNC);
+    PwriteExact(fd.get(), std::string(bytes, '\xee'), 0);
+  }
+  REQUIRE(unlink(fs.path(".dirty").c_str()) == 0);
+  REQUIRE(FreeBlocksSettled(fs, free0) == free0);
+}
+
+std::string NonZeroBytes(std::mt19937_64& rng, size_t n) {
+  std::string s(n, '\0');
+  for (auto& c : s) c = static_cast<char>(rng() | 1);
+  return s;
+}
+
+std::string NonZeroBytes(uint64_t seed, size_t n) {
+  std::mt19937_64 rng(seed);
+  return NonZeroBytes(rng, n);
+}
+
+std::string ZeroedFrom(const std::string& data, uint64_t keep, uint64_t size) {
+  return data.substr(0, keep) + std::string(size - keep, '\0');
+}
+
+int64_t FirstDiff(const std::string& a, const std::string& b) {
+  size_t n = std::min(a.size(), b.size());
+  for (size_t i = 0; i < n; ++i)
+    if (a[i] != b[i]) return static_cast<int64_t>(i);
+  return a.size() == b.size() ? -1 : static_cast<int64_t>(n);
+}
+
+}  // namespace daxref::test
