@@ -130,10 +130,20 @@ class Volume::Txn {
   void NoteFresh(const std::vector<Extent>& f) { fresh_.insert(fresh_.end(), f.begin(), f.end()); }
   const std::vector<Extent>& fresh() const { return fresh_; }
   void AddInodes(int64_t n) { inode_delta_ += n; }
+  // Inodes whose extent records this batch edits: their cached extents are
+  // dropped at commit, and this batch reads their extents from itself.
+  void TouchExtents(uint64_t ino) {
+    if (!ExtentsTouched(ino)) touched_.push_back(ino);
+  }
+  bool ExtentsTouched(uint64_t ino) const {
+    return std::find(touched_.begin(), touched_.end(), ino) != touched_.end();
+  }
+  const std::vector<uint64_t>& touched() const { return touched_; }
   int64_t inode_delta() const { return inode_delta_; }
 
  private:
   int64_t inode_delta_ = 0;
+  std::vector<uint64_t> touched_;
   Volume* v_;
   rocksdb::WriteBatchWithIndex batch_;
   std::vector<Extent> fresh_;
@@ -350,7 +360,11 @@ Status Volume::Commit(Txn& t) {
   if (t.inode_delta() != 0)
     t.batch().GetWriteBatch()->Put(keys::Misc(kMiscInodes),
                                    EncodeLength(inodes_ + t.inode_delta()));
+  // Dropped before and after the write: a load racing with the commit is
+  // either refused by the generation check or dropped by the second call.
+  for (uint64_t ino : t.touched()) extent_cache_.Drop(ino);
   rocksdb::Status s = db_->Write(rocksdb::WriteOptions(), t.batch().GetWriteBatch());
+  for (uint64_t ino : t.touched()) extent_cache_.Drop(ino);
   if (!s.ok()) return Status::IOError("metadata commit failed: " + s.ToString());
   inodes_ += t.inode_delta();
   free_.Finish();
@@ -363,7 +377,42 @@ Status Volume::Commit(Txn& t) {
 // overlap [fb0, fb1) are the one at or before fb0 (if it reaches past fb0)
 // and those starting inside the range.
 
+ExtentCache::Map Volume::CommittedExtents(uint64_t ino) {
+  if (ExtentCache::Map m = extent_cache_.Get(ino)) return m;
+  uint64_t gen = extent_cache_.generation();
+  auto v = std::make_shared<std::vector<Extent>>();
+  PrefixScan scan(keys::ExtentPrefix(ino));
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(scan.Options()));
+  for (it->Seek(scan.prefix()); it->Valid(); it->Next()) {
+    if (v->size() == ExtentCache::kMaxPerFile) return nullptr;
+    Extent e;
+    if (!DecodeExtent(it->key().ToStringView(), it->value().ToStringView(), &e).ok()) return nullptr;
+    v->push_back(e);
+  }
+  if (!it->status().ok()) return nullptr;
+  ExtentCache::Map m = std::move(v);
+  extent_cache_.Put(ino, m, gen);
+  return m;
+}
+
+namespace {
+// The first extent of a sorted map that ends after fblock.
+std::vector<Extent>::const_iterator FirstEndingAfter(const std::vector<Extent>& m, uint64_t fb) {
+  auto it = std::upper_bound(m.begin(), m.end(), fb,
+                             [](uint64_t b, const Extent& e) { return b < e.fblock; });
+  if (it != m.begin() && std::prev(it)->fend() > fb) --it;
+  return it;
+}
+}  // namespace
+
 Status Volume::WalkExtents(Txn& t, uint64_t ino, uint64_t fb0, uint64_t fb1, const ExtentFn& fn) {
+  if (!t.ExtentsTouched(ino)) {
+    if (ExtentCache::Map m = CommittedExtents(ino)) {
+      for (auto it = FirstEndingAfter(*m, fb0); it != m->end() && it->fblock < fb1; ++it)
+        if (!fn(*it)) break;
+      return Status::Ok();
+    }
+  }
   PrefixScan scan(keys::ExtentPrefix(ino));
   const std::string& lo = scan.prefix();
   auto it = t.Iter(scan);
@@ -402,6 +451,7 @@ Status Volume::UnmapRange(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t fb1) {
       return chunk.size() < kChunk;
     }));
     if (chunk.empty()) return Status::Ok();
+    t.TouchExtents(r->ino);
     for (const Extent& e : chunk) {
       uint64_t cut0 = std::max(e.fblock, fb0), cut1 = std::min(e.fend(), fb1);
       t.Delete(keys::Rmap(e.pblock, r->ino, e.fblock));
@@ -448,6 +498,7 @@ Status Volume::MapExtent(Txn& t, InodeRecord* r, const Extent& e) {
   } else if (s.err() != ENOENT) {
     return s;
   }
+  t.TouchExtents(r->ino);
   if (left) {
     merged.fblock = left->fblock;
     merged.pblock = left->pblock;
@@ -478,7 +529,13 @@ Status Volume::FillHoles(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t fb1, uin
   // into one extent. `anchor` is a file block and `goal` its pool block.
   uint64_t anchor = fb0, goal = 0;
   bool have_goal = false;
-  {
+  std::optional<Extent> before;
+  ExtentCache::Map m = t.ExtentsTouched(r->ino) ? nullptr : CommittedExtents(r->ino);
+  if (m) {
+    auto it = std::upper_bound(m->begin(), m->end(), fb0,
+                               [](uint64_t b, const Extent& e) { return b < e.fblock; });
+    if (it != m->begin()) before = *std::prev(it);
+  } else {
     PrefixScan scan(keys::ExtentPrefix(r->ino));
     auto it = t.Iter(scan);
     it->SeekForPrev(keys::Extent(r->ino, fb0));
@@ -486,12 +543,13 @@ Status Volume::FillHoles(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t fb1, uin
       Extent e;
       DAXREF_RETURN_IF_ERROR(
           DecodeExtent(it->key().ToStringView(), it->value().ToStringView(), &e));
-      if (e.fend() <= fb0) {
-        anchor = e.fend();
-        goal = e.pend();
-        have_goal = true;
-      }
+      before = e;
     }
+  }
+  if (before && before->fend() <= fb0) {
+    anchor = before->fend();
+    goal = before->pend();
+    have_goal = true;
   }
   auto goal_for = [&](uint64_t fb) { return have_goal ? goal + (fb - anchor) : 0; };
   uint64_t pos = fb0;
@@ -608,6 +666,22 @@ Status Volume::MapRange(uint64_t ino, uint64_t off, uint64_t len, const SegmentF
   uint64_t end = off + len;
   uint64_t pos = off;
   bool stop = false;
+  if (ExtentCache::Map m = CommittedExtents(ino)) {
+    for (auto it = FirstEndingAfter(*m, BlockOf(off)); it != m->end() && pos < end; ++it) {
+      uint64_t es = it->fblock << kBlockShift, ee = it->fend() << kBlockShift;
+      if (es >= end) break;
+      if (es > pos) {
+        if (!fn(MappedSegment{pos, es - pos, true, 0})) return Status::Ok();
+        pos = es;
+      }
+      uint64_t seg_end = std::min(ee, end);
+      if (!fn(MappedSegment{pos, seg_end - pos, false, PoolOff(it->pblock) + (pos - es)}))
+        return Status::Ok();
+      pos = seg_end;
+    }
+    if (pos < end) fn(MappedSegment{pos, end - pos, true, 0});
+    return Status::Ok();
+  }
   PrefixScan scan(keys::ExtentPrefix(ino));
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(scan.Options()));
   // The extent that may cover `off` starts at or before its block.

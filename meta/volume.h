@@ -26,6 +26,7 @@
 #include <unordered_map>
 
 #include "meta/data_plane.h"
+#include "meta/extent_cache.h"
 #include "meta/format.h"
 #include "meta/free_space.h"
 #include "meta/status.h"
@@ -174,6 +175,9 @@ class Volume {
   Status DropLink(Txn& t, InodeRecord* r, const LastLinkFn& last_link);
   Status DeleteInode(Txn& t, const InodeRecord& r);
 
+  // The committed extents of `ino` from the cache (loading them if needed),
+  // or null when the file has too many to cache: then read the store.
+  ExtentCache::Map CommittedExtents(uint64_t ino);
   // Extent-map editing; each keeps the reverse map and free space in step.
   using ExtentFn = std::function<bool(const Extent&)>;
   Status WalkExtents(Txn& t, uint64_t ino, uint64_t fb0, uint64_t fb1, const ExtentFn& fn);
@@ -196,6 +200,7 @@ class Volume {
   FreeSpace free_;
   uint64_t next_ino_ = 0;
   uint64_t inodes_ = 0;  // inodes in use, mirrored by the M "inodes" record
+  ExtentCache extent_cache_;
   // mtime/ctime of in-place overwrites not yet stored; guarded by mu_.
   std::unordered_map<uint64_t, Timespec> pending_times_;
 };
