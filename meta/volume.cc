@@ -386,7 +386,8 @@ ExtentCache::Map Volume::CommittedExtents(uint64_t ino) {
   for (it->Seek(scan.prefix()); it->Valid(); it->Next()) {
     if (v->size() == ExtentCache::kMaxPerFile) return nullptr;
     Extent e;
-    if (!DecodeExtent(it->key().ToStringView(), it->value().ToStringView(), &e).ok()) return nullptr;
+    if (!DecodeExtent(it->key().ToStringView(), it->value().ToStringView(), &e).ok())
+      return nullptr;
     v->push_back(e);
   }
   if (!it->status().ok()) return nullptr;
