@@ -45,6 +45,7 @@ Status CheckStore(rocksdb::DB* db, uint64_t block_count,
   std::set<std::pair<uint64_t, uint64_t>> cookies_from_dirents, cookies;
   std::set<uint64_t> orphans;
   uint64_t recorded_inodes = 0;
+  std::set<uint64_t> xattr_owners, symlink_owners;
 
   std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
@@ -87,6 +88,10 @@ Status CheckStore(rocksdb::DB* db, uint64_t block_count,
       if (s.ok()) space.push_back({keys::U64At(k, 1), len, p == prefix::kFree ? 'F' : 'B', ""});
     } else if (p == prefix::kOrphan) {
       orphans.insert(keys::U64At(k, 1));
+    } else if (p == prefix::kXattr) {
+      xattr_owners.insert(keys::U64At(k, 1));
+    } else if (p == prefix::kSymlink) {
+      symlink_owners.insert(keys::U64At(k, 1));
     } else if (p == prefix::kRefcount) {
       // No operation shares blocks yet, so no block may have a refcount.
       bad("refcount record at pool block " + Str(keys::U64At(k, 1)) + " but nothing is shared");
@@ -190,6 +195,18 @@ Status CheckStore(rocksdb::DB* db, uint64_t block_count,
       if (seen.insert(kid).second) todo.push_back(kid);
   }
   if (!inodes.count(kRootIno)) bad("root inode missing");
+  for (uint64_t ino : xattr_owners) {
+    auto r = inodes.find(ino);
+    if (r == inodes.end())
+      bad("extended attributes of missing inode " + Str(ino));
+    else if (!(r->second.flags & kInodeHasXattrs))
+      bad("inode " + Str(ino) + " has extended attributes but not the flag that says so");
+  }
+  for (uint64_t ino : symlink_owners) {
+    auto r = inodes.find(ino);
+    if (r == inodes.end() || !S_ISLNK(r->second.mode))
+      bad("symlink target of " + Str(ino) + ", which is not a symlink");
+  }
   if (recorded_inodes != inodes.size())
     bad("inode count says " + Str(recorded_inodes) + " but " + Str(inodes.size()) + " exist");
   for (const auto& [ino, r] : inodes)

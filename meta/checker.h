@@ -6,7 +6,8 @@
 //      reference (nothing is shared yet, so any refcount record is an error);
 //   3. bad blocks are neither free nor owned;
 //   4. the tree is connected, nlink matches the entries, orphans have nlink 0,
-//      the inode count matches the inodes;
+//      the inode count matches the inodes, extended attributes and symlink
+//      targets belong to inodes that exist (and say so);
 //   and every record decodes.
 // It reads a quiescent store (a closed filesystem, or a Volume no one is
 // changing) and builds in-memory indexes, so it is a tool for tests and fsck,

@@ -45,6 +45,9 @@ inline constexpr std::string_view kMiscBlocks = "blocks";
 inline constexpr std::string_view kMiscNextIno = "next_ino";
 inline constexpr std::string_view kMiscInodes = "inodes";  // inodes in use
 
+// InodeRecord::flags bits.
+inline constexpr uint32_t kInodeHasXattrs = 1u << 0;  // X records may exist
+
 // Dirent cookies 1 and 2 are "." and ".."; real entries start here.
 inline constexpr uint64_t kFirstCookie = 3;
 // ---- end of on-disk constants. ---------------------------------------------

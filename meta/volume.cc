@@ -327,26 +327,30 @@ Status Volume::DropLink(Txn& t, InodeRecord* r, const LastLinkFn& last_link) {
   if (r->nlink > 0) r->nlink--;
   r->ctime = Now();
   if (r->nlink == 0) {
-    if (last_link && last_link(r->ino)) return DeleteInode(t, *r);
+    if (last_link && last_link(r->ino)) return DeleteInode(t, *r, false);
     t.Put(keys::Orphan(r->ino), "");
   }
   StoreInode(t, *r);
   return Status::Ok();
 }
 
-Status Volume::DeleteInode(Txn& t, const InodeRecord& r) {
+// Deletes only the records that can exist, so that removing an empty file
+// scans nothing and leaves no tombstones for keys that were never written.
+Status Volume::DeleteInode(Txn& t, const InodeRecord& r, bool orphaned) {
   InodeRecord copy = r;
-  DAXREF_RETURN_IF_ERROR(UnmapRange(t, &copy, 0, UINT64_MAX));
-  PrefixScan scan(keys::XattrPrefix(r.ino));
-  std::vector<std::string> names;
-  {
-    auto it = t.Iter(scan);
-    for (it->Seek(scan.prefix()); it->Valid() && it->key().starts_with(scan.prefix()); it->Next())
-      names.push_back(it->key().ToString());
+  if (r.blocks > 0) DAXREF_RETURN_IF_ERROR(UnmapRange(t, &copy, 0, UINT64_MAX));
+  if (r.flags & kInodeHasXattrs) {
+    PrefixScan scan(keys::XattrPrefix(r.ino));
+    std::vector<std::string> names;
+    {
+      auto it = t.Iter(scan);
+      for (it->Seek(scan.prefix()); it->Valid() && it->key().starts_with(scan.prefix()); it->Next())
+        names.push_back(it->key().ToString());
+    }
+    for (const auto& k : names) t.Delete(k);
   }
-  for (const auto& k : names) t.Delete(k);
   if (S_ISLNK(r.mode)) t.Delete(keys::Symlink(r.ino));
-  t.Delete(keys::Orphan(r.ino));
+  if (orphaned) t.Delete(keys::Orphan(r.ino));
   t.Delete(keys::Inode(r.ino));
   t.AddInodes(-1);
   return Status::Ok();
@@ -893,7 +897,7 @@ Status Volume::Rmdir(uint64_t parent, std::string_view name) {
   DAXREF_RETURN_IF_ERROR(LoadInode(t, d.ino, &r));
   DAXREF_RETURN_IF_ERROR(RemoveEntry(t, &dir, name, d));
   StoreInode(t, dir);
-  DAXREF_RETURN_IF_ERROR(DeleteInode(t, r));
+  DAXREF_RETURN_IF_ERROR(DeleteInode(t, r, false));
   return Commit(t);
 }
 
@@ -966,7 +970,7 @@ Status Volume::Rename(uint64_t parent, std::string_view name, uint64_t newparent
       DAXREF_RETURN_IF_ERROR(DirIsEmpty(t, victim.ino, &empty));
       if (!empty) return Status::Error(ENOTEMPTY, "target directory not empty");
       DAXREF_RETURN_IF_ERROR(RemoveEntry(t, &to_dir, newname, dst));
-      DAXREF_RETURN_IF_ERROR(DeleteInode(t, victim));
+      DAXREF_RETURN_IF_ERROR(DeleteInode(t, victim, false));
     } else {
       if (IsDir(victim.mode)) return Status::Error(EISDIR, "target is a directory");
       DAXREF_RETURN_IF_ERROR(RemoveEntry(t, &to_dir, newname, dst));
@@ -1022,7 +1026,7 @@ Status Volume::SetAttr(uint64_t ino, const SetAttrRequest& req, const Caller& wh
       r.mode &= ~S_ISUID;
       if (r.mode & S_IXGRP) r.mode &= ~S_ISGID;
     }
-    t.Delete(keys::Xattr(ino, "security.capability"));
+    if (r.flags & kInodeHasXattrs) t.Delete(keys::Xattr(ino, "security.capability"));
   }
   if (req.size && who.uid != 0 && S_ISREG(r.mode) && !req.mode) {
     r.mode &= ~S_ISUID;
@@ -1050,6 +1054,7 @@ Status Volume::SetXattr(uint64_t ino, std::string_view name, std::string_view va
   if ((flags & XATTR_CREATE) && s.ok()) return Status::Error(EEXIST, "attribute exists");
   if ((flags & XATTR_REPLACE) && !s.ok()) return Status::Error(ENODATA, "no such attribute");
   t.Put(keys::Xattr(ino, name), std::string(value));
+  r.flags |= kInodeHasXattrs;
   r.ctime = Now();
   StoreInode(t, r);
   return Commit(t);
@@ -1081,7 +1086,7 @@ Status Volume::Reclaim(uint64_t ino) {
   }
   DAXREF_RETURN_IF_ERROR(s);
   if (r.nlink != 0) return Status::Invalid("inode still linked");
-  DAXREF_RETURN_IF_ERROR(DeleteInode(t, r));
+  DAXREF_RETURN_IF_ERROR(DeleteInode(t, r, true));
   return Commit(t);
 }
 
@@ -1105,26 +1110,30 @@ Status Volume::Write(uint64_t ino, uint64_t off, const void* buf, size_t len, co
   if (IsDir(r.mode)) return Status::Error(EISDIR, "is a directory");
   bool privileged_bits = r.mode & S_ISUID || (r.mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP);
   if (len > 0 && end <= r.size && (who.uid == 0 || !privileged_bits)) {
-    std::string cap;
-    rocksdb::Status cs =
-        db_->Get(rocksdb::ReadOptions(), keys::Xattr(ino, "security.capability"), &cap);
-    bool mapped = cs.IsNotFound();
+    // A file capability must be dropped by the write: that needs a batch.
+    bool fast = true;
+    if (r.flags & kInodeHasXattrs) {
+      std::string cap;
+      fast = db_->Get(rocksdb::ReadOptions(), keys::Xattr(ino, "security.capability"), &cap)
+                 .IsNotFound();
+    }
     struct Piece {
       uint64_t pool_off, src_off, len;
     };
     Piece pieces[16];
     size_t n = 0;
-    if (mapped) {
+    if (fast) {
+      // Every block must already be mapped (and the range in few pieces).
       DAXREF_RETURN_IF_ERROR(MapRange(ino, off, len, [&](const MappedSegment& seg) {
         if (seg.hole || n == 16) {
-          mapped = false;
+          fast = false;
           return false;
         }
         pieces[n++] = Piece{seg.pool_off, seg.off - off, seg.len};
         return true;
       }));
     }
-    if (mapped) {
+    if (fast) {
       for (size_t i = 0; i < n; ++i)
         data_->Write(pieces[i].pool_off, src + pieces[i].src_off, pieces[i].len);
       Timespec now = Now();
@@ -1159,7 +1168,7 @@ Status Volume::Write(uint64_t ino, uint64_t off, const void* buf, size_t len, co
     if (r.mode & S_IXGRP) r.mode &= ~S_ISGID;
   }
   std::string cap;
-  if (t.Get(keys::Xattr(ino, "security.capability"), &cap).ok())
+  if ((r.flags & kInodeHasXattrs) && t.Get(keys::Xattr(ino, "security.capability"), &cap).ok())
     t.Delete(keys::Xattr(ino, "security.capability"));
   r.mtime = r.ctime = Now();
   StoreInode(t, r);

@@ -173,7 +173,8 @@ class Volume {
   Status DirIsEmpty(Txn& t, uint64_t dir, bool* empty);
   // Drops one link of a non-directory; at zero deletes or orphans it.
   Status DropLink(Txn& t, InodeRecord* r, const LastLinkFn& last_link);
-  Status DeleteInode(Txn& t, const InodeRecord& r);
+  // `orphaned`: the inode has an O record to delete too.
+  Status DeleteInode(Txn& t, const InodeRecord& r, bool orphaned);
 
   // The committed extents of `ino` from the cache (loading them if needed),
   // or null when the file has too many to cache: then read the store.

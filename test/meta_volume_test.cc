@@ -1275,6 +1275,25 @@ TEST_CASE("Rmdir takes the directory's xattrs with it", "[volume][namespace][xat
   DAXREF_REQUIRE_VOLUME_CLEAN(st);
 }
 
+TEST_CASE("Deleting a file takes its xattrs and leaves no stray records",
+          "[volume][namespace][xattr]") {
+  TestStore st;
+  uint64_t with = st.MakeFile(kRootIno, "with");
+  uint64_t without = st.MakeFile(kRootIno, "without");
+  DAXREF_REQUIRE_OK(st.vol().SetXattr(with, "user.a", "1", 0));
+  st.WriteFile(with, 0, Pattern(2 * kB, 1));
+  REQUIRE(st.Inode(with).flags & kInodeHasXattrs);
+  REQUIRE_FALSE(st.Inode(without).flags & kInodeHasXattrs);
+  auto now = [](uint64_t) { return true; };  // nothing holds them: delete in the batch
+  InodeRecord v;
+  DAXREF_REQUIRE_OK(st.vol().Unlink(kRootIno, "with", now, &v));
+  DAXREF_REQUIRE_OK(st.vol().Unlink(kRootIno, "without", now, &v));
+  REQUIRE(ScanPrefix(st.db(), keys::XattrPrefix(with)).empty());
+  REQUIRE(ScanPrefix(st.db(), keys::ExtentPrefix(with)).empty());
+  REQUIRE(ScanPrefix(st.db(), std::string(1, prefix::kOrphan)).empty());
+  DAXREF_REQUIRE_VOLUME_CLEAN(st);
+}
+
 TEST_CASE("An overwrite across many extents stores every byte", "[volume][data]") {
   TestStore st;
   uint64_t f = st.MakeFile(kRootIno, "f");
