@@ -19,6 +19,7 @@
 #include <memory>
 #include <mutex>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "meta/format.h"
@@ -29,15 +30,26 @@ class ExtentCache {
  public:
   using Map = std::shared_ptr<const std::vector<Extent>>;  // sorted by fblock
 
-  // Files with more extents than this are not cached; the total is bounded
-  // by kMaxTotal (everything is dropped when it would be exceeded).
-  static constexpr size_t kMaxPerFile = 1 << 16;
+  // Files with more extents than this are not cached (loading one costs a
+  // scan of its extents, and every extent edit drops it again); the total is
+  // bounded by kMaxTotal (everything is dropped when it would be exceeded).
+  static constexpr size_t kMaxPerFile = 1024;
   static constexpr size_t kMaxTotal = 1 << 20;
 
   Map Get(uint64_t ino) const {
     std::lock_guard<std::mutex> g(mu_);
     auto it = maps_.find(ino);
     return it == maps_.end() ? nullptr : it->second;
+  }
+  // Whether `ino` was found to have more than kMaxPerFile extents (since its
+  // extents last changed): then do not try to load it.
+  bool TooBig(uint64_t ino) const {
+    std::lock_guard<std::mutex> g(mu_);
+    return too_big_.count(ino) != 0;
+  }
+  void MarkTooBig(uint64_t ino, uint64_t generation) {
+    std::lock_guard<std::mutex> g(mu_);
+    if (generation == generation_) too_big_.insert(ino);
   }
   // A value to pass to Put, taken before reading the store.
   uint64_t generation() const {
@@ -59,6 +71,7 @@ class ExtentCache {
   void Drop(uint64_t ino) {
     std::lock_guard<std::mutex> g(mu_);
     generation_++;
+    too_big_.erase(ino);
     auto it = maps_.find(ino);
     if (it == maps_.end()) return;
     total_ -= it->second->size();
@@ -68,6 +81,7 @@ class ExtentCache {
  private:
   mutable std::mutex mu_;
   std::unordered_map<uint64_t, Map> maps_;
+  std::unordered_set<uint64_t> too_big_;
   size_t total_ = 0;
   uint64_t generation_ = 0;
 };

@@ -381,14 +381,18 @@ Status Volume::Commit(Txn& t) {
 // overlap [fb0, fb1) are the one at or before fb0 (if it reaches past fb0)
 // and those starting inside the range.
 
-ExtentCache::Map Volume::CommittedExtents(uint64_t ino) {
+ExtentCache::Map Volume::CommittedExtents(uint64_t ino, bool load) {
   if (ExtentCache::Map m = extent_cache_.Get(ino)) return m;
+  if (!load || extent_cache_.TooBig(ino)) return nullptr;
   uint64_t gen = extent_cache_.generation();
   auto v = std::make_shared<std::vector<Extent>>();
   PrefixScan scan(keys::ExtentPrefix(ino));
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(scan.Options()));
   for (it->Seek(scan.prefix()); it->Valid(); it->Next()) {
-    if (v->size() == ExtentCache::kMaxPerFile) return nullptr;
+    if (v->size() == ExtentCache::kMaxPerFile) {
+      extent_cache_.MarkTooBig(ino, gen);
+      return nullptr;
+    }
     Extent e;
     if (!DecodeExtent(it->key().ToStringView(), it->value().ToStringView(), &e).ok())
       return nullptr;
@@ -412,7 +416,7 @@ std::vector<Extent>::const_iterator FirstEndingAfter(const std::vector<Extent>& 
 
 Status Volume::WalkExtents(Txn& t, uint64_t ino, uint64_t fb0, uint64_t fb1, const ExtentFn& fn) {
   if (!t.ExtentsTouched(ino)) {
-    if (ExtentCache::Map m = CommittedExtents(ino)) {
+    if (ExtentCache::Map m = CommittedExtents(ino, false)) {
       for (auto it = FirstEndingAfter(*m, fb0); it != m->end() && it->fblock < fb1; ++it)
         if (!fn(*it)) break;
       return Status::Ok();
@@ -535,7 +539,7 @@ Status Volume::FillHoles(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t fb1, uin
   uint64_t anchor = fb0, goal = 0;
   bool have_goal = false;
   std::optional<Extent> before;
-  ExtentCache::Map m = t.ExtentsTouched(r->ino) ? nullptr : CommittedExtents(r->ino);
+  ExtentCache::Map m = t.ExtentsTouched(r->ino) ? nullptr : CommittedExtents(r->ino, false);
   if (m) {
     auto it = std::upper_bound(m->begin(), m->end(), fb0,
                                [](uint64_t b, const Extent& e) { return b < e.fblock; });
@@ -671,7 +675,7 @@ Status Volume::MapRange(uint64_t ino, uint64_t off, uint64_t len, const SegmentF
   uint64_t end = off + len;
   uint64_t pos = off;
   bool stop = false;
-  if (ExtentCache::Map m = CommittedExtents(ino)) {
+  if (ExtentCache::Map m = CommittedExtents(ino, true)) {
     for (auto it = FirstEndingAfter(*m, BlockOf(off)); it != m->end() && pos < end; ++it) {
       uint64_t es = it->fblock << kBlockShift, ee = it->fend() << kBlockShift;
       if (es >= end) break;

@@ -176,9 +176,10 @@ class Volume {
   // `orphaned`: the inode has an O record to delete too.
   Status DeleteInode(Txn& t, const InodeRecord& r, bool orphaned);
 
-  // The committed extents of `ino` from the cache (loading them if needed),
-  // or null when the file has too many to cache: then read the store.
-  ExtentCache::Map CommittedExtents(uint64_t ino);
+  // The committed extents of `ino` from the cache, or null: then read the
+  // store. Only reads (MapRange) `load` a missing entry; operations that are
+  // about to edit the extents, and so drop the entry again, do not.
+  ExtentCache::Map CommittedExtents(uint64_t ino, bool load);
   // Extent-map editing; each keeps the reverse map and free space in step.
   using ExtentFn = std::function<bool(const Extent&)>;
   Status WalkExtents(Txn& t, uint64_t ino, uint64_t fb0, uint64_t fb1, const ExtentFn& fn);
