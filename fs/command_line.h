@@ -15,7 +15,7 @@ struct CommandLine {
   std::string mountpoint;
   bool foreground = false;
   bool debug = false;
-  int threads = 1;  // request threads
+  int threads = 4;  // request threads (docs/design.md)
   double attr_timeout = 60.0;
   double entry_timeout = 60.0;
   bool help = false;

@@ -216,11 +216,8 @@ int Serve(const CommandLine& cl, StartupReport* report) {
 
   int rc;
   auto flusher = std::make_unique<TimeFlusher>(volume->get());
-  // One request thread by default: on a small machine the kernel wakes a
-  // lone reader on the requester's CPU, while a pool of readers is woken in
-  // turn across CPUs, and each cross-CPU wake-up costs more than the request
-  // (4 KiB random writes, 2 vCPUs: 64k/s with one thread, 44k/s with the
-  // libfuse default pool; docs/design.md). -o threads=N for more.
+  // Four request threads by default; docs/design.md ("Request threads")
+  // has the measurements behind the number. -s or -o threads=1 for one.
   if (cl.threads <= 1) {
     rc = fuse_session_loop(se.get());
   } else {
