@@ -49,6 +49,13 @@ bool IsDir(uint32_t mode) {
   return S_ISDIR(mode);
 }
 
+// The set-id bits a write, truncate or chown takes away: set-user-id, and
+// set-group-id where it means "run as group" (with group execute; without
+// it the bit marks mandatory locking and stays).
+uint32_t KilledSetIdBits(uint32_t mode) {
+  return (mode & S_ISUID) | ((mode & S_IXGRP) ? (mode & S_ISGID) : 0);
+}
+
 rocksdb::Options StoreOptions(size_t cache_bytes) {
   rocksdb::Options o;
   rocksdb::BlockBasedTableOptions t;
@@ -1026,16 +1033,10 @@ Status Volume::SetAttr(uint64_t ino, const SetAttrRequest& req, const Caller& wh
   // A change of owner drops set-id bits and file capabilities of a
   // non-directory, as the kernel does for local filesystems.
   if (owner_change && !IsDir(r.mode)) {
-    if (!req.mode) {
-      r.mode &= ~S_ISUID;
-      if (r.mode & S_IXGRP) r.mode &= ~S_ISGID;
-    }
+    if (!req.mode) r.mode &= ~KilledSetIdBits(r.mode);
     if (r.flags & kInodeHasXattrs) t.Delete(keys::Xattr(ino, "security.capability"));
   }
-  if (req.size && who.uid != 0 && S_ISREG(r.mode) && !req.mode) {
-    r.mode &= ~S_ISUID;
-    if (r.mode & S_IXGRP) r.mode &= ~S_ISGID;
-  }
+  if (req.size && who.uid != 0 && S_ISREG(r.mode) && !req.mode) r.mode &= ~KilledSetIdBits(r.mode);
   if (req.atime) r.atime = *req.atime;
   if (req.mtime) r.mtime = *req.mtime;
   if (changed || req.atime || req.mtime) r.ctime = req.ctime.value_or(now);
@@ -1112,8 +1113,7 @@ Status Volume::Write(uint64_t ino, uint64_t off, const void* buf, size_t len, co
   InodeRecord r;
   DAXREF_RETURN_IF_ERROR(GetInode(ino, &r));
   if (IsDir(r.mode)) return Status::Error(EISDIR, "is a directory");
-  bool privileged_bits = r.mode & S_ISUID || (r.mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP);
-  if (len > 0 && end <= r.size && (who.uid == 0 || !privileged_bits)) {
+  if (len > 0 && end <= r.size && (who.uid == 0 || KilledSetIdBits(r.mode) == 0)) {
     // A file capability must be dropped by the write: that needs a batch.
     bool fast = true;
     if (r.flags & kInodeHasXattrs) {
@@ -1167,10 +1167,7 @@ Status Volume::Write(uint64_t ino, uint64_t off, const void* buf, size_t len, co
   // Writing drops set-id bits (unless the writer is privileged) and always
   // drops file capabilities: the daemon clears privileges itself so that the
   // kernel need not ask for security.capability before every write.
-  if (who.uid != 0 && (r.mode & S_ISUID || (r.mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP))) {
-    r.mode &= ~S_ISUID;
-    if (r.mode & S_IXGRP) r.mode &= ~S_ISGID;
-  }
+  if (who.uid != 0) r.mode &= ~KilledSetIdBits(r.mode);
   std::string cap;
   if ((r.flags & kInodeHasXattrs) && t.Get(keys::Xattr(ino, "security.capability"), &cap).ok())
     t.Delete(keys::Xattr(ino, "security.capability"));
