@@ -343,6 +343,11 @@ TEST_CASE("daxref: usage errors print the message and a hint, and mount nothing"
   ExpectUsageError(Daxref({"-o", "frobnicate", src, mnt}), "daxref", "frobnicate");
   ExpectUsageError(Daxref({"-o", "allow_other,frobnicate=1", src, mnt}), "daxref", "frobnicate");
   ExpectUsageError(Daxref({"-o", "lock_wait=soon", src, mnt}), "daxref", "lock_wait");
+  ExpectUsageError(Daxref({"-o", "threads=0", src, mnt}), "daxref", "threads");
+  ExpectUsageError(Daxref({"-o", "threads=65", src, mnt}), "daxref", "threads");
+  ExpectUsageError(Daxref({"-o", "attr_timeout=-1", src, mnt}), "daxref", "attr_timeout");
+  ExpectUsageError(Daxref({"-o", "entry_timeout=", src, mnt}), "daxref", "entry_timeout");
+  ExpectUsageError(Daxref({"-o", "blksize=4096", src, mnt}), "daxref", "blksize");
   ExpectUsageError(Daxref({"--log-level", "loud", src, mnt}), "daxref", "loud");
   ExpectUsageError(Daxref({src}), "daxref", "SOURCE and MOUNTPOINT");
   ExpectUsageError(Daxref({}), "daxref", "SOURCE and MOUNTPOINT");
