@@ -281,13 +281,19 @@ Status Volume::LoadInode(Txn& t, uint64_t ino, InodeRecord* out) {
 }
 
 void Volume::ApplyPendingTimes(InodeRecord* r) {
+  std::lock_guard<std::mutex> g(times_mu_);
   auto it = pending_times_.find(r->ino);
   if (it != pending_times_.end()) r->mtime = r->ctime = it->second;
 }
 
 void Volume::StoreInode(Txn& t, const InodeRecord& r) {
   t.Put(keys::Inode(r.ino), EncodeInode(r));
-  pending_times_.erase(r.ino);
+  // A fast-path write may have left a newer time meanwhile: keep that one.
+  std::lock_guard<std::mutex> g(times_mu_);
+  auto it = pending_times_.find(r.ino);
+  if (it != pending_times_.end() && it->second.sec == r.mtime.sec &&
+      it->second.nsec == r.mtime.nsec)
+    pending_times_.erase(it);
 }
 
 Status Volume::LookupIn(Txn& t, uint64_t dir, std::string_view name, DirentRecord* out) {
@@ -637,7 +643,6 @@ Status Volume::GetInode(uint64_t ino, InodeRecord* out) {
   if (s.IsNotFound()) return Status::NotFound("no inode " + std::to_string(ino));
   DAXREF_RETURN_IF_ERROR(FromRocks(s, "read inode"));
   DAXREF_RETURN_IF_ERROR(DecodeInode(ino, v, out));
-  std::lock_guard<std::mutex> g(mu_);
   ApplyPendingTimes(out);
   return Status::Ok();
 }
@@ -1141,7 +1146,7 @@ Status Volume::Write(uint64_t ino, uint64_t off, const void* buf, size_t len, co
       for (size_t i = 0; i < n; ++i)
         data_->Write(pieces[i].pool_off, src + pieces[i].src_off, pieces[i].len);
       Timespec now = Now();
-      std::lock_guard<std::mutex> g(mu_);
+      std::lock_guard<std::mutex> g(times_mu_);
       pending_times_[ino] = now;
       r.mtime = r.ctime = now;
       *out = r;
@@ -1179,15 +1184,19 @@ Status Volume::Write(uint64_t ino, uint64_t off, const void* buf, size_t len, co
 }
 
 Status Volume::FlushTimes() {
-  std::lock_guard<std::mutex> g(mu_);
-  if (pending_times_.empty()) return Status::Ok();
-  Txn t(this);
   std::vector<uint64_t> inos;
-  for (const auto& [ino, ts] : pending_times_) inos.push_back(ino);
+  {
+    std::lock_guard<std::mutex> g(times_mu_);
+    for (const auto& [ino, ts] : pending_times_) inos.push_back(ino);
+  }
+  if (inos.empty()) return Status::Ok();
+  std::lock_guard<std::mutex> g(mu_);
+  Txn t(this);
   for (uint64_t ino : inos) {
     InodeRecord r;
     Status s = LoadInode(t, ino, &r);
     if (s.err() == ENOENT) {
+      std::lock_guard<std::mutex> tg(times_mu_);
       pending_times_.erase(ino);
       continue;
     }

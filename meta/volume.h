@@ -165,7 +165,7 @@ class Volume {
   Volume(std::unique_ptr<rocksdb::DB> db, const Superblock& sb, DataPlane* data);
 
   Status LoadInode(Txn& t, uint64_t ino, InodeRecord* out);
-  void ApplyPendingTimes(InodeRecord* r);  // mu_ held
+  void ApplyPendingTimes(InodeRecord* r);
   void StoreInode(Txn& t, const InodeRecord& r);
   Status LookupIn(Txn& t, uint64_t dir, std::string_view name, DirentRecord* out);
   Status AddEntry(Txn& t, InodeRecord* dir, std::string_view name, uint64_t ino, uint32_t type);
@@ -203,8 +203,11 @@ class Volume {
   uint64_t next_ino_ = 0;
   uint64_t inodes_ = 0;  // inodes in use, mirrored by the M "inodes" record
   ExtentCache extent_cache_;
-  // mtime/ctime of in-place overwrites not yet stored; guarded by mu_.
-  std::unordered_map<uint64_t, Timespec> pending_times_;
+  // mtime/ctime of in-place overwrites not yet stored. Its own lock, a leaf
+  // (taken inside mu_, never the other way round), so that reads and
+  // fast-path writes never wait behind a batch being built.
+  std::mutex times_mu_;
+  std::unordered_map<uint64_t, Timespec> pending_times_;  // guarded by times_mu_
 };
 
 Timespec Now();
