@@ -682,25 +682,50 @@ Status Volume::ReadDir(uint64_t dir, uint64_t cookie, const DirentFn& fn) {
   return FromRocks(it->status(), "readdir");
 }
 
+namespace {
+// Turns the extents that overlap [pos, end), met in file order, into the
+// segments MapRange reports: holes between them included. Add returns false
+// when the walk should stop (the range is covered or the caller said stop).
+class SegmentEmitter {
+ public:
+  SegmentEmitter(uint64_t off, uint64_t len, const Volume::SegmentFn& fn)
+      : pos_(off), end_(off + len), fn_(fn) {}
+  bool Add(const Extent& e) {
+    uint64_t es = e.fblock << kBlockShift, ee = e.fend() << kBlockShift;
+    if (ee <= pos_) return true;
+    if (es >= end_) return false;
+    if (es > pos_) {
+      if (!Emit(MappedSegment{pos_, es - pos_, true, 0}, es)) return false;
+    }
+    uint64_t seg_end = std::min(ee, end_);
+    return Emit(MappedSegment{pos_, seg_end - pos_, false, PoolOff(e.pblock) + (pos_ - es)},
+                seg_end) &&
+           pos_ < end_;
+  }
+  // The hole after the last extent, if any.
+  void Finish() {
+    if (!stopped_ && pos_ < end_) fn_(MappedSegment{pos_, end_ - pos_, true, 0});
+  }
+
+ private:
+  bool Emit(const MappedSegment& s, uint64_t next) {
+    pos_ = next;
+    stopped_ = !fn_(s);
+    return !stopped_;
+  }
+  uint64_t pos_, end_;
+  const Volume::SegmentFn& fn_;
+  bool stopped_ = false;
+};
+}  // namespace
+
 Status Volume::MapRange(uint64_t ino, uint64_t off, uint64_t len, const SegmentFn& fn) {
   if (len == 0) return Status::Ok();
-  uint64_t end = off + len;
-  uint64_t pos = off;
-  bool stop = false;
+  SegmentEmitter out(off, len, fn);
   if (ExtentCache::Map m = CommittedExtents(ino, true)) {
-    for (auto it = FirstEndingAfter(*m, BlockOf(off)); it != m->end() && pos < end; ++it) {
-      uint64_t es = it->fblock << kBlockShift, ee = it->fend() << kBlockShift;
-      if (es >= end) break;
-      if (es > pos) {
-        if (!fn(MappedSegment{pos, es - pos, true, 0})) return Status::Ok();
-        pos = es;
-      }
-      uint64_t seg_end = std::min(ee, end);
-      if (!fn(MappedSegment{pos, seg_end - pos, false, PoolOff(it->pblock) + (pos - es)}))
-        return Status::Ok();
-      pos = seg_end;
-    }
-    if (pos < end) fn(MappedSegment{pos, end - pos, true, 0});
+    for (auto it = FirstEndingAfter(*m, BlockOf(off)); it != m->end(); ++it)
+      if (!out.Add(*it)) break;
+    out.Finish();
     return Status::Ok();
   }
   PrefixScan scan(keys::ExtentPrefix(ino));
@@ -708,23 +733,13 @@ Status Volume::MapRange(uint64_t ino, uint64_t off, uint64_t len, const SegmentF
   // The extent that may cover `off` starts at or before its block.
   it->SeekForPrev(keys::Extent(ino, BlockOf(off)));
   if (!it->Valid()) it->Seek(keys::Extent(ino, BlockOf(off)));
-  for (; it->Valid() && !stop && pos < end; it->Next()) {
+  for (; it->Valid(); it->Next()) {
     Extent e;
     DAXREF_RETURN_IF_ERROR(DecodeExtent(it->key().ToStringView(), it->value().ToStringView(), &e));
-    uint64_t es = e.fblock << kBlockShift, ee = e.fend() << kBlockShift;
-    if (ee <= pos) continue;
-    if (es >= end) break;
-    if (es > pos) {
-      stop = !fn(MappedSegment{pos, es - pos, true, 0});
-      pos = es;
-      if (stop) break;
-    }
-    uint64_t seg_end = std::min(ee, end);
-    stop = !fn(MappedSegment{pos, seg_end - pos, false, PoolOff(e.pblock) + (pos - es)});
-    pos = seg_end;
+    if (!out.Add(e)) break;
   }
   DAXREF_RETURN_IF_ERROR(FromRocks(it->status(), "map range"));
-  if (!stop && pos < end) fn(MappedSegment{pos, end - pos, true, 0});
+  out.Finish();
   return Status::Ok();
 }
 
