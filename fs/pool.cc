@@ -73,6 +73,14 @@ void PoolMapping::Write(uint64_t pool_off, const void* src, size_t len) {
   memcpy_(base_ + pool_off, src, len, store_flags_);
 }
 
+void PoolMapping::Load(uint64_t pool_off, void* dst, size_t len) {
+  memcpy(dst, base_ + pool_off, len);
+}
+
+void PoolMapping::Copy(uint64_t dst_pool_off, uint64_t src_pool_off, size_t len) {
+  memcpy_(base_ + dst_pool_off, base_ + src_pool_off, len, store_flags_);
+}
+
 void PoolMapping::Zero(uint64_t pool_off, size_t len) {
   memset_(base_ + pool_off, 0, len, store_flags_);
 }

@@ -30,6 +30,8 @@ class PoolMapping : public DataPlane {
   PoolMapping& operator=(const PoolMapping&) = delete;
 
   void Write(uint64_t pool_off, const void* src, size_t len) override;
+  void Load(uint64_t pool_off, void* dst, size_t len) override;
+  void Copy(uint64_t dst_pool_off, uint64_t src_pool_off, size_t len) override;
   void Zero(uint64_t pool_off, size_t len) override;
   void Persist(uint64_t pool_off, size_t len) override;
   void WillWrite(uint64_t pool_off, size_t len) override;

@@ -16,10 +16,12 @@ namespace daxref {
 
 namespace {
 
-struct Interval {
-  uint64_t start, len;
-  char kind;  // 'F' free, 'O' owned, 'B' bad
-  std::string who;
+// Changes of coverage at one pool block, for a sweep over the pool.
+struct Edge {
+  int64_t owners = 0;    // reverse-map records starting (+) or ending (-)
+  int64_t refs = 0;      // refcount value starting (+) or ending (-)
+  int64_t counted = 0;   // refcount records starting or ending
+  int64_t free_bad = 0;  // free or bad records starting or ending
 };
 
 std::string Str(uint64_t v) {
@@ -38,7 +40,14 @@ Status CheckStore(rocksdb::DB* db, uint64_t block_count,
   std::map<uint64_t, InodeRecord> inodes;
   std::map<std::pair<uint64_t, uint64_t>, Extent> extents;            // (ino, fblock)
   std::map<std::tuple<uint64_t, uint64_t, uint64_t>, uint64_t> rmap;  // (pb, ino, fb) -> len
-  std::vector<Interval> space;
+  std::map<uint64_t, Edge> edges;
+  auto cover = [&](uint64_t start, uint64_t len, Edge e) {
+    Edge& a = edges[start];
+    a.owners += e.owners, a.refs += e.refs, a.counted += e.counted, a.free_bad += e.free_bad;
+    Edge& b = edges[start + len];
+    b.owners -= e.owners, b.refs -= e.refs, b.counted -= e.counted, b.free_bad -= e.free_bad;
+  };
+  std::set<std::tuple<uint64_t, uint64_t, std::string>> names_from_dirents, parent_pointers;
   std::unordered_map<uint64_t, uint32_t> links;    // ino -> dirents naming it
   std::unordered_map<uint64_t, uint32_t> subdirs;  // dir -> subdirectory entries
   std::map<uint64_t, std::vector<uint64_t>> children;
@@ -62,6 +71,7 @@ Status CheckStore(rocksdb::DB* db, uint64_t block_count,
       if (s.ok()) {
         uint64_t dir = keys::U64At(k, 1);
         links[d.ino]++;
+        names_from_dirents.insert({d.ino, dir, std::string(k.substr(9))});
         if (S_ISDIR(d.type)) subdirs[dir]++;
         children[dir].push_back(d.ino);
         cookies_from_dirents.insert({dir, d.cookie});
@@ -80,12 +90,15 @@ Status CheckStore(rocksdb::DB* db, uint64_t block_count,
       s = DecodeRmap(k, v, &r);
       if (s.ok()) {
         rmap[{r.pblock, r.ino, r.fblock}] = r.len;
-        space.push_back({r.pblock, r.len, 'O', "inode " + Str(r.ino)});
+        cover(r.pblock, r.len, Edge{1, 0, 0, 0});
       }
     } else if (p == prefix::kFree || p == prefix::kBad) {
       uint64_t len = 0;
       s = DecodeLength(v, &len);
-      if (s.ok()) space.push_back({keys::U64At(k, 1), len, p == prefix::kFree ? 'F' : 'B', ""});
+      if (s.ok()) {
+        cover(keys::U64At(k, 1), len, Edge{0, 0, 0, 1});
+        (p == prefix::kFree ? report->free_blocks : report->bad_blocks) += len;
+      }
     } else if (p == prefix::kOrphan) {
       orphans.insert(keys::U64At(k, 1));
     } else if (p == prefix::kXattr) {
@@ -93,8 +106,13 @@ Status CheckStore(rocksdb::DB* db, uint64_t block_count,
     } else if (p == prefix::kSymlink) {
       symlink_owners.insert(keys::U64At(k, 1));
     } else if (p == prefix::kRefcount) {
-      // No operation shares blocks yet, so no block may have a refcount.
-      bad("refcount record at pool block " + Str(keys::U64At(k, 1)) + " but nothing is shared");
+      RefcountRecord r;
+      s = DecodeRefcount(k, v, &r);
+      if (s.ok()) cover(r.pblock, r.len, Edge{0, static_cast<int64_t>(r.refs), 1, 0});
+    } else if (p == prefix::kParent) {
+      ParentRecord r;
+      s = DecodeParent(k, &r);
+      if (s.ok()) parent_pointers.insert({r.ino, r.parent, r.name});
     } else if (k == keys::Misc(kMiscInodes)) {
       s = DecodeLength(v, &recorded_inodes);
     }
@@ -102,25 +120,58 @@ Status CheckStore(rocksdb::DB* db, uint64_t block_count,
   }
   if (!it->status().ok()) return Status::IOError(it->status().ToString());
 
-  // 1-3: pool space. Sort every interval and walk the data area once.
-  std::sort(space.begin(), space.end(),
-            [](const Interval& a, const Interval& b) { return a.start < b.start; });
-  uint64_t pos = 1, data_end = block_count - 1;
-  for (const Interval& iv : space) {
-    if (iv.kind == 'F') report->free_blocks += iv.len;
-    if (iv.kind == 'O') report->owned_blocks += iv.len;
-    if (iv.kind == 'B') report->bad_blocks += iv.len;
-    if (iv.start < 1 || iv.start + iv.len > data_end)
-      bad("blocks [" + Str(iv.start) + ", " + Str(iv.start + iv.len) + ") (" +
-          std::string(1, iv.kind) + ") reach reserved blocks or past the pool");
-    if (iv.start < pos)
-      bad("block " + Str(iv.start) + " is claimed twice (" + std::string(1, iv.kind) + " " +
-          iv.who + ")");
-    else if (iv.start > pos)
-      bad("blocks [" + Str(pos) + ", " + Str(iv.start) + ") are neither free, owned nor bad");
-    pos = std::max(pos, iv.start + iv.len);
+  // 1-3: pool space. Sweep the pool once: between two consecutive edges
+  // the coverage is constant, and each such run must be exactly one of free,
+  // bad, or owned; an owned run has a refcount record exactly when it has
+  // two or more owners, and then its count equals the owners. With E and R
+  // in one-to-one correspondence (below), owners are also extent references.
+  uint64_t data_end = block_count - 1;
+  Edge cur;
+  uint64_t pos = 0;
+  auto check_run = [&](uint64_t a, uint64_t b) {
+    std::string where = "blocks [" + Str(a) + ", " + Str(b) + ")";
+    bool any = cur.owners > 0 || cur.free_bad > 0 || cur.counted > 0;
+    if (a < 1 || b > data_end) {
+      if (any) bad(where + " reach reserved blocks or past the pool");
+      return;
+    }
+    if (cur.owners > 0) report->owned_blocks += b - a;
+    if (cur.owners >= 2) report->shared_blocks += b - a;
+    if (!any) {
+      bad(where + " are neither free, owned nor bad (unaccounted)");
+    } else if (cur.free_bad > 1 || (cur.free_bad > 0 && cur.owners > 0)) {
+      bad("block " + Str(a) + " is claimed twice (" + Str(cur.owners) + " owners, " +
+          Str(cur.free_bad) + " free or bad records)");
+    } else if (cur.counted > 1) {
+      bad(where + " are in overlapping refcount records");
+    } else if (cur.owners == 0 && cur.counted > 0) {
+      bad(where + " have a refcount record but no owner");
+    } else if (cur.owners == 1 && cur.counted > 0) {
+      bad(where + ": refcount " + Str(cur.refs) + " but 1 owner");
+    } else if (cur.owners >= 2 && (cur.counted == 0 || cur.refs != cur.owners)) {
+      bad(where + ": refcount " + Str(cur.counted ? cur.refs : 1) + " but " + Str(cur.owners) +
+          " owners");
+    }
+  };
+  // A run with constant coverage, split where the data area begins and ends.
+  auto run = [&](uint64_t a, uint64_t b) {
+    for (uint64_t cut : {uint64_t{1}, data_end}) {
+      if (a < cut && cut < b) {
+        check_run(a, cut);
+        a = cut;
+      }
+    }
+    if (a < b) check_run(a, b);
+  };
+  for (const auto& [at, e] : edges) {
+    run(pos, at);
+    cur.owners += e.owners, cur.refs += e.refs, cur.counted += e.counted,
+        cur.free_bad += e.free_bad;
+    pos = at;
   }
-  if (pos < data_end) bad("blocks [" + Str(pos) + ", " + Str(data_end) + ") are unaccounted");
+  run(pos, std::max(pos, block_count));
+  if (names_from_dirents != parent_pointers)
+    bad("parent pointers do not match the directory entries");
 
   // Extent map and reverse map describe the same mappings.
   std::map<uint64_t, uint64_t> blocks_of;

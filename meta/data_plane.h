@@ -16,6 +16,11 @@ class DataPlane {
   // page-granular pool they survive the process but need a persist (fsync)
   // to survive power loss.
   virtual void Write(uint64_t pool_off, const void* src, size_t len) = 0;
+  // Copies len bytes out of the pool at pool_off.
+  virtual void Load(uint64_t pool_off, void* dst, size_t len) = 0;
+  // Copies len bytes inside the pool (copy-on-write), durable as Write is.
+  // The ranges do not overlap.
+  virtual void Copy(uint64_t dst_pool_off, uint64_t src_pool_off, size_t len) = 0;
   // Zeroes len bytes at pool byte offset pool_off, durable as Write is.
   virtual void Zero(uint64_t pool_off, size_t len) = 0;
   // A hint that [pool_off, pool_off+len) (newly allocated blocks) is about

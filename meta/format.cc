@@ -54,11 +54,35 @@ std::string Extent(uint64_t ino, uint64_t fblock) {
 std::string ExtentPrefix(uint64_t ino) {
   return WithIno(prefix::kExtent, ino);
 }
-std::string Rmap(uint64_t pblock, uint64_t ino, uint64_t fblock) {
-  std::string k = WithIno(prefix::kRmap, pblock);
+unsigned RmapClass(uint64_t len) {
+  return len == 0 ? 0 : 63 - static_cast<unsigned>(__builtin_clzll(len));
+}
+std::string RmapClassPrefix(unsigned cls) {
+  std::string k(1, prefix::kRmap);
+  codec::PutU8(&k, static_cast<uint8_t>(cls));
+  return k;
+}
+std::string RmapClassAt(unsigned cls, uint64_t pblock) {
+  std::string k = RmapClassPrefix(cls);
+  PutU64(&k, pblock);
+  return k;
+}
+std::string Rmap(uint64_t pblock, uint64_t len, uint64_t ino, uint64_t fblock) {
+  std::string k = RmapClassAt(RmapClass(len), pblock);
   PutU64(&k, ino);
   PutU64(&k, fblock);
   return k;
+}
+std::string Refcount(uint64_t pblock) {
+  return WithIno(prefix::kRefcount, pblock);
+}
+std::string Parent(uint64_t ino, uint64_t parent, std::string_view name) {
+  std::string k = WithIno(prefix::kParent, ino);
+  PutU64(&k, parent);
+  return k.append(name);
+}
+std::string ParentPrefix(uint64_t ino) {
+  return WithIno(prefix::kParent, ino);
 }
 std::string Free(uint64_t pblock) {
   return WithIno(prefix::kFree, pblock);
@@ -207,11 +231,39 @@ std::string EncodeRmap(const RmapRecord& rec) {
 }
 
 Status DecodeRmap(std::string_view key, std::string_view v, RmapRecord* out) {
-  if (key.size() != 25) return Status::Corruption("bad rmap key");
+  if (key.size() != 26) return Status::Corruption("bad rmap key");
+  out->pblock = keys::U64At(key, 2);
+  out->ino = keys::U64At(key, 10);
+  out->fblock = keys::U64At(key, 18);
+  DAXREF_RETURN_IF_ERROR(DecodeLength(v, &out->len));
+  if (keys::RmapClass(out->len) != static_cast<uint8_t>(key[1]))
+    return Status::Corruption("rmap record filed under the wrong length class");
+  return Status::Ok();
+}
+
+std::string EncodeRefcount(const RefcountRecord& r) {
+  std::string v;
+  PutU64(&v, r.len);
+  PutU64(&v, r.refs);
+  return v;
+}
+
+Status DecodeRefcount(std::string_view key, std::string_view v, RefcountRecord* out) {
+  codec::Reader r(v);
   out->pblock = keys::U64At(key, 1);
-  out->ino = keys::U64At(key, 9);
-  out->fblock = keys::U64At(key, 17);
-  return DecodeLength(v, &out->len);
+  out->len = r.U64();
+  out->refs = r.U64();
+  if (key.size() != 9 || !r.ok() || !r.done() || out->len == 0 || out->refs < 2)
+    return Status::Corruption("bad refcount record");
+  return Status::Ok();
+}
+
+Status DecodeParent(std::string_view key, ParentRecord* out) {
+  if (key.size() < 18) return Status::Corruption("bad parent record");
+  out->ino = keys::U64At(key, 1);
+  out->parent = keys::U64At(key, 9);
+  out->name.assign(key.substr(17));
+  return Status::Ok();
 }
 
 std::string EncodeLength(uint64_t len) {

@@ -18,7 +18,7 @@
 namespace daxref {
 
 // ---- On-disk constants: do not change these values. -----------------------
-inline constexpr uint32_t kMetaFormatVersion = 1;
+inline constexpr uint32_t kMetaFormatVersion = 2;
 inline constexpr uint32_t kBlockSize = 4096;
 inline constexpr uint32_t kBlockShift = 12;
 inline constexpr uint64_t kRootIno = 1;
@@ -29,13 +29,14 @@ inline constexpr char kInode = 'I';      // I ino                      -> InodeR
 inline constexpr char kDirent = 'D';     // D dir name                 -> DirentRecord
 inline constexpr char kDirCookie = 'C';  // C dir cookie               -> DirentRecord + name
 inline constexpr char kExtent = 'E';     // E ino fileblock            -> Extent
-inline constexpr char kRmap = 'R';       // R pblock ino fileblock     -> RmapRecord
-inline constexpr char kRefcount = 'N';   // N pblock                   -> (reserved for reflink)
+inline constexpr char kRmap = 'R';       // R class pblock ino fblock  -> length (blocks)
+inline constexpr char kRefcount = 'N';   // N pblock                   -> length, refcount
 inline constexpr char kFree = 'F';       // F pblock                   -> length (blocks)
 inline constexpr char kBad = 'B';        // B pblock                   -> length (blocks)
 inline constexpr char kOrphan = 'O';     // O ino                      -> (empty)
 inline constexpr char kXattr = 'X';      // X ino name                 -> value bytes
 inline constexpr char kSymlink = 'L';    // L ino                      -> target bytes
+inline constexpr char kParent = 'P';     // P ino parent name          -> (empty)
 }  // namespace prefix
 
 // Names under prefix::kMisc.
@@ -47,9 +48,15 @@ inline constexpr std::string_view kMiscInodes = "inodes";  // inodes in use
 
 // InodeRecord::flags bits.
 inline constexpr uint32_t kInodeHasXattrs = 1u << 0;  // X records may exist
+inline constexpr uint32_t kInodeReflinked = 1u << 1;  // extents may be shared (N records)
 
 // Dirent cookies 1 and 2 are "." and ".."; real entries start here.
 inline constexpr uint64_t kFirstCookie = 3;
+// Reverse-map records are filed under a length class, floor(log2(len)), so
+// that the records overlapping a pool block can be found: in class c every
+// record is at least 2^c and less than 2^(c+1) blocks long, so one that
+// covers block b starts no earlier than b - 2^(c+1) + 1 (docs/format.md).
+inline constexpr unsigned kRmapClasses = 64;
 // ---- end of on-disk constants. ---------------------------------------------
 
 using Uuid = std::array<uint8_t, 16>;
@@ -92,12 +99,32 @@ struct Extent {
 };
 
 // Reverse-map record: pool blocks [pblock, pblock+len) are owned by inode ino
-// at file block fblock.
+// at file block fblock. Records of different owners may overlap in any way
+// once blocks are shared.
 struct RmapRecord {
   uint64_t pblock = 0;
   uint64_t ino = 0;
   uint64_t fblock = 0;
   uint64_t len = 0;
+  uint64_t pend() const { return pblock + len; }
+};
+
+// Refcount record: each of pool blocks [pblock, pblock+len) is referenced by
+// `refs` extents (always >= 2). Only shared blocks have one: an owned block
+// with no refcount record is referenced once. Refcount records never overlap.
+struct RefcountRecord {
+  uint64_t pblock = 0;
+  uint64_t len = 0;
+  uint64_t refs = 0;
+  uint64_t pend() const { return pblock + len; }
+};
+
+// Parent pointer: inode `ino` is named `name` in directory `parent`. One per
+// directory entry; lets the daemon turn an inode into its paths.
+struct ParentRecord {
+  uint64_t ino = 0;
+  uint64_t parent = 0;
+  std::string name;
 };
 
 namespace keys {
@@ -109,7 +136,14 @@ std::string DirCookie(uint64_t dir, uint64_t cookie);
 std::string DirCookiePrefix(uint64_t dir);
 std::string Extent(uint64_t ino, uint64_t fblock);
 std::string ExtentPrefix(uint64_t ino);
-std::string Rmap(uint64_t pblock, uint64_t ino, uint64_t fblock);
+unsigned RmapClass(uint64_t len);
+std::string Rmap(uint64_t pblock, uint64_t len, uint64_t ino, uint64_t fblock);
+// Where class `cls` starts, and its first key at or after pool block pblock.
+std::string RmapClassPrefix(unsigned cls);
+std::string RmapClassAt(unsigned cls, uint64_t pblock);
+std::string Refcount(uint64_t pblock);
+std::string Parent(uint64_t ino, uint64_t parent, std::string_view name);
+std::string ParentPrefix(uint64_t ino);
 std::string Free(uint64_t pblock);
 std::string Bad(uint64_t pblock);
 std::string Orphan(uint64_t ino);
@@ -131,8 +165,11 @@ std::string EncodeCookie(const DirentRecord& r, std::string_view name);
 Status DecodeCookie(std::string_view v, DirentRecord* out, std::string* name);
 std::string EncodeExtent(const Extent& e);  // key carries fblock
 Status DecodeExtent(std::string_view key, std::string_view v, Extent* out);
-std::string EncodeRmap(const RmapRecord& r);  // key carries pblock/ino/fblock
+std::string EncodeRmap(const RmapRecord& r);  // key carries class/pblock/ino/fblock
 Status DecodeRmap(std::string_view key, std::string_view v, RmapRecord* out);
+std::string EncodeRefcount(const RefcountRecord& r);  // key carries pblock
+Status DecodeRefcount(std::string_view key, std::string_view v, RefcountRecord* out);
+Status DecodeParent(std::string_view key, ParentRecord* out);
 std::string EncodeLength(uint64_t len);
 Status DecodeLength(std::string_view v, uint64_t* len);
 

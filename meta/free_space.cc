@@ -66,6 +66,14 @@ std::optional<Extent> FreeSpace::Allocate(uint64_t goal, uint64_t want) {
 }
 
 void FreeSpace::Release(uint64_t pblock, uint64_t len) {
+  if (editing_) {
+    busy_.push_back(Extent{0, pblock, len});
+    return;
+  }
+  ReleaseNow(pblock, len);
+}
+
+void FreeSpace::ReleaseNow(uint64_t pblock, uint64_t len) {
   uint64_t start = pblock, end = pblock + len;
   auto next = extents_.lower_bound(pblock);
   if (next != extents_.begin()) {
@@ -107,7 +115,9 @@ void FreeSpace::BeginEdit() {
   free_before_ = free_;
 }
 
-void FreeSpace::EmitEdit(rocksdb::WriteBatchBase* batch) const {
+void FreeSpace::EmitEdit(rocksdb::WriteBatchBase* batch) {
+  for (const Extent& e : busy_) ReleaseNow(e.pblock, e.len);
+  busy_.clear();
   for (const auto& [key, old] : before_) {
     auto it = extents_.find(key);
     if (it == extents_.end()) {
@@ -126,11 +136,13 @@ void FreeSpace::Rollback() {
       extents_.erase(key);
   }
   free_ = free_before_;
+  busy_.clear();
   Finish();
 }
 
 void FreeSpace::Finish() {
   editing_ = false;
+  busy_.clear();
   before_.clear();
 }
 

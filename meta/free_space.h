@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <vector>
 
 #include "meta/format.h"
 #include "meta/status.h"
@@ -32,6 +33,9 @@ class FreeSpace {
   // is full.
   std::optional<Extent> Allocate(uint64_t goal, uint64_t want);
   // Returns [pblock, pblock+len) to the pool. The range must not be free.
+  // Inside an edit the blocks stay busy until EmitEdit: the committed store
+  // still points at them, so an allocation in the same batch, whose data
+  // would be written before the batch commits, must not get them.
   void Release(uint64_t pblock, uint64_t len);
   // Removes a specific range (it must be free) from free space.
   Status Claim(uint64_t pblock, uint64_t len);
@@ -39,8 +43,10 @@ class FreeSpace {
 
   // Starts remembering changes. EmitEdit writes the F-record changes since
   // BeginEdit into `batch`; Rollback undoes them; Finish forgets them.
+  // EmitEdit is the last step before the batch is written: it frees the
+  // busy blocks, after which nothing may be allocated in this edit.
   void BeginEdit();
-  void EmitEdit(rocksdb::WriteBatchBase* batch) const;
+  void EmitEdit(rocksdb::WriteBatchBase* batch);
   void Rollback();
   void Finish();
 
@@ -55,6 +61,7 @@ class FreeSpace {
   void Touch(uint64_t key);
   void Set(uint64_t key, uint64_t len);
   void Erase(uint64_t key);
+  void ReleaseNow(uint64_t pblock, uint64_t len);
 
   std::map<uint64_t, uint64_t> extents_;  // start -> length, never adjacent
   uint64_t free_ = 0;
@@ -62,6 +69,7 @@ class FreeSpace {
   bool editing_ = false;
   std::map<uint64_t, std::optional<uint64_t>> before_;  // key -> length at BeginEdit
   uint64_t free_before_ = 0;
+  std::vector<Extent> busy_;  // released in this edit, freed at EmitEdit
 };
 
 }  // namespace daxref

@@ -16,8 +16,15 @@
 #include <vector>
 
 #include "meta/codec.h"
+#include "meta/volume_txn.h"
 
 namespace daxref {
+
+using internal::BlockCeil;
+using internal::BlockOf;
+using internal::FromRocks;
+using internal::PoolOff;
+using internal::PrefixScan;
 
 namespace {
 
@@ -27,23 +34,6 @@ constexpr size_t kMaxXattrValue = 65536;
 // Largest file offset (exclusive): keeps every byte offset and block number
 // in a signed 64-bit off_t.
 constexpr uint64_t kMaxFileSize = uint64_t{1} << 62;
-
-Status FromRocks(const rocksdb::Status& s, const char* what) {
-  if (s.ok()) return Status::Ok();
-  if (s.IsNotFound()) return Status::NotFound(what);
-  if (s.IsCorruption()) return Status::Corruption(std::string(what) + ": " + s.ToString());
-  return Status::IOError(std::string(what) + ": " + s.ToString());
-}
-
-uint64_t BlockOf(uint64_t off) {
-  return off >> kBlockShift;
-}
-uint64_t BlockCeil(uint64_t off) {
-  return (off + kBlockSize - 1) >> kBlockShift;
-}
-uint64_t PoolOff(uint64_t pblock) {
-  return pblock << kBlockShift;
-}
 
 bool IsDir(uint32_t mode) {
   return S_ISDIR(mode);
@@ -76,29 +66,6 @@ Status ValidName(std::string_view name) {
   return Status::Ok();
 }
 
-// The bounds of a scan over the keys that start with one prefix. Both
-// bounds matter: without the lower one, a backward seek (SeekForPrev) walks
-// every deleted key before the prefix one by one, and after a directory's
-// worth of unlinks that is thousands of tombstones per call.
-class PrefixScan {
- public:
-  explicit PrefixScan(std::string prefix)
-      : lo_(std::move(prefix)), hi_(keys::Successor(lo_)), lo_s_(lo_), hi_s_(hi_) {}
-  PrefixScan(const PrefixScan&) = delete;
-  PrefixScan& operator=(const PrefixScan&) = delete;
-  rocksdb::ReadOptions Options() const {
-    rocksdb::ReadOptions ro;
-    ro.iterate_lower_bound = &lo_s_;
-    ro.iterate_upper_bound = &hi_s_;
-    return ro;
-  }
-  const std::string& prefix() const { return lo_; }
-
- private:
-  std::string lo_, hi_;
-  rocksdb::Slice lo_s_, hi_s_;
-};
-
 }  // namespace
 
 Timespec Now() {
@@ -106,56 +73,6 @@ Timespec Now() {
   clock_gettime(CLOCK_REALTIME, &ts);
   return Timespec{ts.tv_sec, static_cast<uint32_t>(ts.tv_nsec)};
 }
-
-// One operation's batch, read-your-writes (a WriteBatchWithIndex), plus the
-// free-space edit that commits or rolls back with it.
-class Volume::Txn {
- public:
-  explicit Txn(Volume* v) : v_(v), batch_(rocksdb::BytewiseComparator(), 0, true) {
-    v_->free_.BeginEdit();
-  }
-  ~Txn() {
-    if (!done_) v_->free_.Rollback();
-  }
-  Status Get(const std::string& key, std::string* value) {
-    rocksdb::Status s = batch_.GetFromBatchAndDB(v_->db_.get(), rocksdb::ReadOptions(), key, value);
-    if (s.IsNotFound()) return Status::NotFound("");
-    return FromRocks(s, "read");
-  }
-  void Put(const std::string& k, const std::string& v) { batch_.Put(k, v); }
-  void Delete(const std::string& k) { batch_.Delete(k); }
-  // An iterator over the store as this batch would leave it. The bounds
-  // apply to the store only, not to the batch's own keys: callers check
-  // their prefix on every step.
-  std::unique_ptr<rocksdb::Iterator> Iter(const PrefixScan& scan) {
-    return std::unique_ptr<rocksdb::Iterator>(
-        batch_.NewIteratorWithBase(v_->db_->NewIterator(scan.Options())));
-  }
-  rocksdb::WriteBatchWithIndex& batch() { return batch_; }
-  void MarkDone() { done_ = true; }
-  // Newly allocated extents, persisted before the batch commits.
-  void NoteFresh(const std::vector<Extent>& f) { fresh_.insert(fresh_.end(), f.begin(), f.end()); }
-  const std::vector<Extent>& fresh() const { return fresh_; }
-  void AddInodes(int64_t n) { inode_delta_ += n; }
-  // Inodes whose extent records this batch edits: their cached extents are
-  // dropped at commit, and this batch reads their extents from itself.
-  void TouchExtents(uint64_t ino) {
-    if (!ExtentsTouched(ino)) touched_.push_back(ino);
-  }
-  bool ExtentsTouched(uint64_t ino) const {
-    return std::find(touched_.begin(), touched_.end(), ino) != touched_.end();
-  }
-  const std::vector<uint64_t>& touched() const { return touched_; }
-  int64_t inode_delta() const { return inode_delta_; }
-
- private:
-  int64_t inode_delta_ = 0;
-  std::vector<uint64_t> touched_;
-  Volume* v_;
-  rocksdb::WriteBatchWithIndex batch_;
-  std::vector<Extent> fresh_;
-  bool done_ = false;
-};
 
 Volume::Volume(std::unique_ptr<rocksdb::DB> db, const Superblock& sb, DataPlane* data)
     : db_(std::move(db)), sb_(sb), data_(data) {}
@@ -254,6 +171,21 @@ Result<std::unique_ptr<Volume>> Volume::Open(const std::string& dir, const Super
   vol->next_ino_ = next_ino;
   vol->inodes_ = inodes;
   DAXREF_RETURN_IF_ERROR(vol->free_.Load(vol->db_.get()));
+  {
+    PrefixScan scan(std::string(1, prefix::kRmap));
+    std::unique_ptr<rocksdb::Iterator> it(vol->db_->NewIterator(scan.Options()));
+    uint64_t mask = 0;
+    for (unsigned c = 0; c < kRmapClasses; ++c) {
+      it->Seek(keys::RmapClassPrefix(c));
+      if (!it->Valid()) break;
+      unsigned got = static_cast<uint8_t>(it->key()[1]);
+      if (got >= kRmapClasses) break;
+      mask |= uint64_t{1} << got;
+      c = got;
+    }
+    if (!it->status().ok()) return Status::IOError("scan reverse map: " + it->status().ToString());
+    vol->rmap_classes_ = mask;
+  }
 
   // Nothing is open at mount: every orphan is garbage from a daemon that died.
   std::vector<uint64_t> orphans;
@@ -315,6 +247,7 @@ Status Volume::AddEntry(Txn& t, InodeRecord* dir, std::string_view name, uint64_
   DirentRecord d{ino, type & S_IFMT, dir->next_cookie++};
   t.Put(keys::Dirent(dir->ino, name), EncodeDirent(d));
   t.Put(keys::DirCookie(dir->ino, d.cookie), EncodeCookie(d, name));
+  t.Put(keys::Parent(ino, dir->ino, name), "");
   dir->mtime = dir->ctime = Now();
   if (IsDir(type)) dir->nlink++;
   return Status::Ok();
@@ -323,6 +256,7 @@ Status Volume::AddEntry(Txn& t, InodeRecord* dir, std::string_view name, uint64_
 Status Volume::RemoveEntry(Txn& t, InodeRecord* dir, std::string_view name, const DirentRecord& d) {
   t.Delete(keys::Dirent(dir->ino, name));
   t.Delete(keys::DirCookie(dir->ino, d.cookie));
+  t.Delete(keys::Parent(d.ino, dir->ino, name));
   dir->mtime = dir->ctime = Now();
   if (IsDir(d.type)) dir->nlink--;
   return Status::Ok();
@@ -476,21 +410,21 @@ Status Volume::UnmapRange(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t fb1) {
     t.TouchExtents(r->ino);
     for (const Extent& e : chunk) {
       uint64_t cut0 = std::max(e.fblock, fb0), cut1 = std::min(e.fend(), fb1);
-      t.Delete(keys::Rmap(e.pblock, r->ino, e.fblock));
+      t.Delete(keys::Rmap(e.pblock, e.len, r->ino, e.fblock));
       if (e.fblock < cut0) {
         Extent left{e.fblock, e.pblock, cut0 - e.fblock};
         t.Put(keys::Extent(r->ino, left.fblock), EncodeExtent(left));
-        t.Put(keys::Rmap(left.pblock, r->ino, left.fblock), EncodeLength(left.len));
+        PutRmap(t, left.pblock, left.len, r->ino, left.fblock);
       } else {
         t.Delete(keys::Extent(r->ino, e.fblock));
       }
       if (cut1 < e.fend()) {
         Extent right{cut1, e.pblock + (cut1 - e.fblock), e.fend() - cut1};
         t.Put(keys::Extent(r->ino, right.fblock), EncodeExtent(right));
-        t.Put(keys::Rmap(right.pblock, r->ino, right.fblock), EncodeLength(right.len));
+        PutRmap(t, right.pblock, right.len, r->ino, right.fblock);
       }
       uint64_t n = cut1 - cut0;
-      free_.Release(e.pblock + (cut0 - e.fblock), n);
+      DAXREF_RETURN_IF_ERROR(DropBlocks(t, *r, e.pblock + (cut0 - e.fblock), n));
       r->blocks -= std::min(r->blocks, n);
     }
     if (chunk.size() < kChunk) return Status::Ok();
@@ -529,10 +463,11 @@ Status Volume::MapExtent(Txn& t, InodeRecord* r, const Extent& e) {
   if (right) {
     merged.len += right->len;
     t.Delete(keys::Extent(r->ino, right->fblock));
-    t.Delete(keys::Rmap(right->pblock, r->ino, right->fblock));
+    t.Delete(keys::Rmap(right->pblock, right->len, r->ino, right->fblock));
   }
+  if (left) t.Delete(keys::Rmap(left->pblock, left->len, r->ino, left->fblock));
   t.Put(keys::Extent(r->ino, merged.fblock), EncodeExtent(merged));
-  t.Put(keys::Rmap(merged.pblock, r->ino, merged.fblock), EncodeLength(merged.len));
+  PutRmap(t, merged.pblock, merged.len, r->ino, merged.fblock);
   r->blocks += e.len;
   return Status::Ok();
 }
@@ -627,8 +562,11 @@ Status Volume::ZeroBytes(Txn& t, uint64_t ino, uint64_t off, uint64_t len) {
 Status Volume::Truncate(Txn& t, InodeRecord* r, uint64_t size) {
   if (size < r->size) {
     DAXREF_RETURN_IF_ERROR(UnmapRange(t, r, BlockCeil(size), UINT64_MAX));
-    if (size % kBlockSize)
-      DAXREF_RETURN_IF_ERROR(ZeroBytes(t, r->ino, size, kBlockSize - size % kBlockSize));
+    if (size % kBlockSize) {
+      uint64_t block_end = BlockCeil(size) << kBlockShift;
+      DAXREF_RETURN_IF_ERROR(Unshare(t, r, BlockOf(size), BlockCeil(size), size, block_end));
+      DAXREF_RETURN_IF_ERROR(ZeroBytes(t, r->ino, size, block_end - size));
+    }
   }
   r->size = size;
   return Status::Ok();
@@ -791,31 +729,6 @@ VolumeStats Volume::Stats() {
   return s;
 }
 
-Status Volume::QueryOwners(uint64_t pb0, uint64_t pb1, const RmapFn& fn) {
-  if (pb1 <= pb0) return Status::Ok();
-  PrefixScan scan(std::string(1, prefix::kRmap));
-  const std::string& lo = scan.prefix();
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(scan.Options()));
-  // Records never overlap one another's pool ranges except where they
-  // describe the very same blocks, so the only record starting before pb0
-  // that can reach into the range is the last one before it; start from its
-  // pool block and take every owner recorded there.
-  it->SeekForPrev(keys::Rmap(pb0, UINT64_MAX, UINT64_MAX));
-  if (it->Valid() && it->key().starts_with(lo)) {
-    it->Seek(keys::Rmap(keys::U64At(it->key().ToStringView(), 1), 0, 0));
-  } else {
-    it->Seek(keys::Rmap(pb0, 0, 0));
-  }
-  for (; it->Valid(); it->Next()) {
-    RmapRecord r;
-    DAXREF_RETURN_IF_ERROR(DecodeRmap(it->key().ToStringView(), it->value().ToStringView(), &r));
-    if (r.pblock >= pb1) break;
-    if (r.pblock + r.len <= pb0) continue;
-    if (!fn(r)) break;
-  }
-  return FromRocks(it->status(), "rmap query");
-}
-
 // ---------------------------------------------------------------------------
 // Namespace operations.
 
@@ -969,6 +882,10 @@ Status Volume::Rename(uint64_t parent, std::string_view name, uint64_t newparent
     t.Put(keys::DirCookie(parent, src.cookie), EncodeCookie(na, name));
     t.Put(keys::Dirent(newparent, newname), EncodeDirent(nb));
     t.Put(keys::DirCookie(newparent, dst.cookie), EncodeCookie(nb, newname));
+    t.Delete(keys::Parent(a.ino, parent, name));
+    t.Delete(keys::Parent(b.ino, newparent, newname));
+    t.Put(keys::Parent(b.ino, parent, name), "");
+    t.Put(keys::Parent(a.ino, newparent, newname), "");
     if (!same_dir) {
       if (IsDir(a.mode)) {
         a.parent = newparent;
@@ -1157,6 +1074,15 @@ Status Volume::Write(uint64_t ino, uint64_t off, const void* buf, size_t len, co
         return true;
       }));
     }
+    // Blocks another file shares take the slow path, which unshares them.
+    if (fast && (r.flags & kInodeReflinked)) {
+      for (size_t i = 0; i < n && fast; ++i) {
+        bool shared = false;
+        DAXREF_RETURN_IF_ERROR(SharedInStore(
+            BlockOf(pieces[i].pool_off), BlockCeil(pieces[i].pool_off + pieces[i].len), &shared));
+        fast = !shared;
+      }
+    }
     if (fast) {
       for (size_t i = 0; i < n; ++i)
         data_->Write(pieces[i].pool_off, src + pieces[i].src_off, pieces[i].len);
@@ -1172,18 +1098,8 @@ Status Volume::Write(uint64_t ino, uint64_t off, const void* buf, size_t len, co
   std::lock_guard<std::mutex> g(mu_);
   Txn t(this);
   DAXREF_RETURN_IF_ERROR(LoadInode(t, ino, &r));
-  if (len > 0) {
-    DAXREF_RETURN_IF_ERROR(FillHoles(t, &r, BlockOf(off), BlockCeil(end), off, end));
-    // Every block of the range is mapped now; store the bytes.
-    DAXREF_RETURN_IF_ERROR(WalkExtents(t, ino, BlockOf(off), BlockCeil(end), [&](const Extent& e) {
-      uint64_t s = std::max(off, e.fblock << kBlockShift);
-      uint64_t se = std::min(end, e.fend() << kBlockShift);
-      if (se > s)
-        data_->Write(PoolOff(e.pblock) + (s - (e.fblock << kBlockShift)), src + (s - off), se - s);
-      return true;
-    }));
-    r.size = std::max(r.size, end);
-  }
+  if (IsDir(r.mode)) return Status::Error(EISDIR, "is a directory");
+  DAXREF_RETURN_IF_ERROR(WriteIn(t, &r, off, src, len));
   // Writing drops set-id bits (unless the writer is privileged) and always
   // drops file capabilities: the daemon clears privileges itself so that the
   // kernel need not ask for security.capability before every write.
@@ -1196,6 +1112,35 @@ Status Volume::Write(uint64_t ino, uint64_t off, const void* buf, size_t len, co
   DAXREF_RETURN_IF_ERROR(Commit(t));
   *out = r;
   return Status::Ok();
+}
+
+Status Volume::WriteIn(Txn& t, InodeRecord* r, uint64_t off, const char* src, uint64_t len) {
+  if (len == 0) return Status::Ok();
+  uint64_t end = off + len;
+  DAXREF_RETURN_IF_ERROR(FillHoles(t, r, BlockOf(off), BlockCeil(end), off, end));
+  DAXREF_RETURN_IF_ERROR(Unshare(t, r, BlockOf(off), BlockCeil(end), off, end));
+  // Every block of the range is mapped and r's own now; store the bytes.
+  DAXREF_RETURN_IF_ERROR(WalkExtents(t, r->ino, BlockOf(off), BlockCeil(end), [&](const Extent& e) {
+    uint64_t s = std::max(off, e.fblock << kBlockShift);
+    uint64_t se = std::min(end, e.fend() << kBlockShift);
+    if (se > s)
+      data_->Write(PoolOff(e.pblock) + (s - (e.fblock << kBlockShift)), src + (s - off), se - s);
+    return true;
+  }));
+  r->size = std::max(r->size, end);
+  return Status::Ok();
+}
+
+Status Volume::ReadIn(Txn& t, uint64_t ino, uint64_t off, uint64_t len, char* dst) {
+  if (len == 0) return Status::Ok();
+  memset(dst, 0, len);
+  uint64_t end = off + len;
+  return WalkExtents(t, ino, BlockOf(off), BlockCeil(end), [&](const Extent& e) {
+    uint64_t s = std::max(off, e.fblock << kBlockShift);
+    uint64_t se = std::min(end, e.fend() << kBlockShift);
+    if (se > s) data_->Load(PoolOff(e.pblock) + (s - (e.fblock << kBlockShift)), dst + (s - off), se - s);
+    return true;
+  });
 }
 
 Status Volume::FlushTimes() {
@@ -1225,8 +1170,10 @@ Status Volume::Fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len, Ino
   if (len == 0) return Status::Invalid("zero length");
   if (off >= kMaxFileSize || len > kMaxFileSize - off)
     return Status::Error(EFBIG, "file too large");
-  const int known = kFallocKeepSize | kFallocPunchHole | kFallocZeroRange;
+  const int known = kFallocKeepSize | kFallocPunchHole | kFallocZeroRange | kFallocUnshareRange;
   if (mode & ~known) return Status::Error(EOPNOTSUPP, "unsupported fallocate mode");
+  if ((mode & kFallocUnshareRange) && (mode & ~(kFallocUnshareRange | kFallocKeepSize)))
+    return Status::Invalid("unshare range takes only keep size");
   if ((mode & kFallocPunchHole) && !(mode & kFallocKeepSize))
     return Status::Error(EOPNOTSUPP, "punch hole needs keep size");
   if ((mode & kFallocPunchHole) && (mode & kFallocZeroRange))
@@ -1243,8 +1190,11 @@ Status Volume::Fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len, Ino
     // either edge are zeroed in place. Blocks past EOF are punched too:
     // KEEP_SIZE may have preallocated them.
     uint64_t fb0 = BlockCeil(off), fb1 = BlockOf(end);
+    if (fb0 < fb1) DAXREF_RETURN_IF_ERROR(UnmapRange(t, &r, fb0, fb1));
+    // What is left mapped in the range is the partial blocks at the edges:
+    // they are zeroed in place, so this file needs its own copy first.
+    DAXREF_RETURN_IF_ERROR(Unshare(t, &r, BlockOf(off), BlockCeil(end), off, end));
     if (fb0 < fb1) {
-      DAXREF_RETURN_IF_ERROR(UnmapRange(t, &r, fb0, fb1));
       DAXREF_RETURN_IF_ERROR(ZeroBytes(t, ino, off, (fb0 << kBlockShift) - off));
       DAXREF_RETURN_IF_ERROR(ZeroBytes(t, ino, fb1 << kBlockShift, end - (fb1 << kBlockShift)));
     } else {
@@ -1253,6 +1203,12 @@ Status Volume::Fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len, Ino
   } else {
     // Default and zero-range both leave [off, end) allocated; zero range also
     // clears what was already there. New blocks come zeroed from FillHoles.
+    // Unsharing gives zero range private blocks to clear (only the bytes
+    // outside the range are copied) and unshare range a private copy of all.
+    if (mode & kFallocZeroRange)
+      DAXREF_RETURN_IF_ERROR(Unshare(t, &r, BlockOf(off), BlockCeil(end), off, end));
+    if (mode & kFallocUnshareRange)
+      DAXREF_RETURN_IF_ERROR(Unshare(t, &r, BlockOf(off), BlockCeil(end), 0, 0));
     DAXREF_RETURN_IF_ERROR(FillHoles(t, &r, BlockOf(off), BlockCeil(end), 0, 0));
     if (mode & kFallocZeroRange) {
       // FillHoles zeroed only new blocks; clear the old ones in range too.

@@ -17,6 +17,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -76,6 +77,24 @@ struct VolumeStats {
 inline constexpr int kFallocKeepSize = 0x01;
 inline constexpr int kFallocPunchHole = 0x02;
 inline constexpr int kFallocZeroRange = 0x10;
+inline constexpr int kFallocUnshareRange = 0x40;
+
+// A piece of a file's extent map with the refcount of its blocks: file
+// blocks [fblock, fblock+len) at pool blocks [pblock, pblock+len), each
+// referenced `refs` times (1: this file's own; 2 or more: shared).
+struct SharedExtent {
+  uint64_t fblock = 0;
+  uint64_t pblock = 0;
+  uint64_t len = 0;
+  uint64_t refs = 1;
+};
+
+// The outcome of a dedupe: whether the ranges held the same bytes, and how
+// many bytes now share blocks.
+struct DedupeResult {
+  bool same = false;
+  uint64_t bytes = 0;
+};
 
 class Volume {
  public:
@@ -151,11 +170,41 @@ class Volume {
   // write-ahead log synced).
   Status Sync();
 
+  // ---- sharing (reflink) ----
+  // Makes dst's bytes [dst_off, dst_off+len) share src's blocks at
+  // [src_off, src_off+len), with the checks and semantics of FICLONERANGE
+  // (ioctl_ficlone(2)): block-aligned offsets, len aligned unless it ends at
+  // src's EOF, len 0 meaning "to src's EOF", no overlap within one file.
+  // Whatever dst had in the range is released. One batch.
+  Status Clone(uint64_t src, uint64_t src_off, uint64_t dst, uint64_t dst_off, uint64_t len,
+               const Caller& who, InodeRecord* dst_out);
+  // FIDEDUPERANGE for one destination: shares the range only if both hold
+  // the same bytes now. Both ranges must lie within EOF; len is rounded
+  // down to whole blocks unless both ranges end at their files' EOF.
+  Status Dedupe(uint64_t src, uint64_t src_off, uint64_t dst, uint64_t dst_off, uint64_t len,
+                DedupeResult* result);
+  // copy_file_range(2): shares what can be shared (whole blocks at the same
+  // offset within a block on both sides), copies the rest. May copy less
+  // than asked (*copied), as copy_file_range may; 0 at src's EOF.
+  Status CopyRange(uint64_t src, uint64_t src_off, uint64_t dst, uint64_t dst_off, uint64_t len,
+                   const Caller& who, uint64_t* copied, InodeRecord* dst_out);
+  // Walks ino's extents overlapping file blocks [fb0, fb1), split where the
+  // refcount changes, in file order. fn returns false to stop.
+  using SharedExtentFn = std::function<bool(const SharedExtent&)>;
+  Status WalkSharing(uint64_t ino, uint64_t fb0, uint64_t fb1, const SharedExtentFn& fn);
+
   // ---- reverse map ----
-  // Walks every reverse-map record that overlaps pool blocks [pb0, pb1), in
-  // pool order, acting on each as it is met. fn returns false to stop.
+  // Walks every reverse-map record that overlaps pool blocks [pb0, pb1),
+  // acting on each as it is met; fn returns false to stop. Records come
+  // grouped by length class, each group in pool order. A walk resumes after
+  // the record `after` when it is given (a cursor for callers that page).
   using RmapFn = std::function<bool(const RmapRecord&)>;
-  Status QueryOwners(uint64_t pb0, uint64_t pb1, const RmapFn& fn);
+  Status QueryOwners(uint64_t pb0, uint64_t pb1, const RmapFn& fn,
+                     const RmapRecord* after = nullptr);
+  // Walks the paths (from the root, "/a/b") that name ino. fn returns false
+  // to stop. An unlinked inode has none.
+  using PathFn = std::function<bool(const std::string& path)>;
+  Status Paths(uint64_t ino, const PathFn& fn);
 
   const Superblock& superblock() const { return sb_; }
   rocksdb::DB* db() { return db_.get(); }
@@ -191,6 +240,34 @@ class Volume {
   Status FillHoles(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t fb1, uint64_t keep_off,
                    uint64_t keep_end);
   Status ZeroBytes(Txn& t, uint64_t ino, uint64_t off, uint64_t len);
+  // Stores len bytes at off, allocating holes and unsharing shared blocks
+  // first; grows the size. Privileges and times are the caller's business.
+  Status WriteIn(Txn& t, InodeRecord* r, uint64_t off, const char* src, uint64_t len);
+  // Copies [off, off+len) of ino, as this batch sees it, into dst.
+  Status ReadIn(Txn& t, uint64_t ino, uint64_t off, uint64_t len, char* dst);
+
+  // Refcounts (volume_share.cc). Walks the refcount records overlapping
+  // pool blocks [pb0, pb1) in pool order, as the batch sees them.
+  using RefcountFn = std::function<bool(const RefcountRecord&)>;
+  Status WalkRefcounts(Txn& t, uint64_t pb0, uint64_t pb1, const RefcountFn& fn);
+  // Adds delta (+1 or -1) to the refcount of each block of [pb0, pb1), all
+  // owned. Blocks left with no reference are released.
+  Status AdjustRefs(Txn& t, uint64_t pb0, uint64_t pb1, int delta);
+  // One reference of r's to [pb0, pb0+len) goes away.
+  Status DropBlocks(Txn& t, const InodeRecord& r, uint64_t pb0, uint64_t len);
+  // Gives r its own blocks for every shared block in file blocks [fb0, fb1),
+  // copying the old bytes except those in [keep_off, keep_end), which the
+  // caller is about to overwrite.
+  Status Unshare(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t fb1, uint64_t keep_off,
+                 uint64_t keep_end);
+  // Maps n blocks of src at file block sfb into dst at dfb, sharing them;
+  // dst's range must be a hole.
+  Status ShareBlocks(Txn& t, InodeRecord* src, uint64_t sfb, InodeRecord* dst, uint64_t dfb,
+                     uint64_t n);
+  // Does any block of [pb0, pb1) have a refcount record in the store?
+  Status SharedInStore(uint64_t pb0, uint64_t pb1, bool* shared);
+  void PutRmap(Txn& t, uint64_t pblock, uint64_t len, uint64_t ino, uint64_t fblock);
+
   Status Truncate(Txn& t, InodeRecord* r, uint64_t size);
   Status Commit(Txn& t);
   uint64_t NextIno(Txn& t);
@@ -203,6 +280,10 @@ class Volume {
   uint64_t next_ino_ = 0;
   uint64_t inodes_ = 0;  // inodes in use, mirrored by the M "inodes" record
   ExtentCache extent_cache_;
+  // Length classes that hold reverse-map records (bit c: class c). Bits are
+  // only ever set while mounted: a stale bit costs a seek, a missing one
+  // would hide owners.
+  std::atomic<uint64_t> rmap_classes_{0};
   // mtime/ctime of in-place overwrites not yet stored. Its own lock, a leaf
   // (taken inside mu_, never the other way round), so that reads and
   // fast-path writes never wait behind a batch being built.

@@ -130,12 +130,12 @@ TEST_CASE("The checker reports each kind of damage", "[checker]") {
   std::vector<std::string> expect;
 
   SECTION("a reverse-map record deleted") {
-    cs.Delete(keys::Rmap(e.pblock, cs.data, e.fblock));
+    cs.Delete(keys::Rmap(e.pblock, e.len, cs.data, e.fblock));
     expect = {"no matching reverse-map record"};
   }
   SECTION("a reverse-map record naming an inode that does not map the block") {
-    cs.Delete(keys::Rmap(e.pblock, cs.data, e.fblock));
-    cs.Put(keys::Rmap(e.pblock, cs.small, e.fblock), EncodeLength(e.len));
+    cs.Delete(keys::Rmap(e.pblock, e.len, cs.data, e.fblock));
+    cs.Put(keys::Rmap(e.pblock, e.len, cs.small, e.fblock), EncodeLength(e.len));
     expect = {"no matching reverse-map record", "does not map it"};
   }
   SECTION("a stray free record over an owned extent") {
@@ -180,7 +180,7 @@ TEST_CASE("The checker reports each kind of damage", "[checker]") {
     cs.Put(keys::Free(start), EncodeLength(len - 1));
     constexpr uint64_t kGhost = 999999;
     cs.Put(keys::Extent(kGhost, 0), EncodeExtent(Extent{0, pb, 1}));
-    cs.Put(keys::Rmap(pb, kGhost, 0), EncodeLength(1));
+    cs.Put(keys::Rmap(pb, 1, kGhost, 0), EncodeLength(1));
     expect = {"extent of missing inode " + std::to_string(kGhost)};
   }
   SECTION("an inode's block count wrong") {
@@ -227,11 +227,9 @@ TEST_CASE("The checker reports each kind of damage", "[checker]") {
     cs.Put(keys::Free(start), EncodeLength(len + 1));
     expect = {"reserved"};
   }
-  SECTION("a refcount record, while nothing is shared") {
-    std::string k(1, prefix::kRefcount);
-    k += keys::Free(e.pblock).substr(1);  // the same big-endian block number
-    cs.Put(k, EncodeLength(2));
-    expect = {"refcount record at pool block " + std::to_string(e.pblock)};
+  SECTION("a refcount record on blocks only one file owns") {
+    cs.Put(keys::Refcount(e.pblock), EncodeRefcount(RefcountRecord{e.pblock, e.len, 2}));
+    expect = {"refcount 2 but 1 owner"};
   }
   SECTION("the inode count off by one") {
     cs.Put(keys::Misc(kMiscInodes), EncodeLength(cs.st.vol().Stats().inodes + 1));
@@ -255,7 +253,7 @@ TEST_CASE("CheckStoreAt reports damage in a closed store, and a missing one", "[
   CleanStore cs;
   auto ext = ExtentRecords(cs.db(), cs.small);
   REQUIRE(ext.size() == 1);
-  cs.Delete(keys::Rmap(ext[0].pblock, cs.small, 0));
+  cs.Delete(keys::Rmap(ext[0].pblock, ext[0].len, cs.small, 0));
   CheckOutcome c = cs.CheckClosed();
   REQUIRE(c.report.problems >= 1);
   REQUIRE(c.report.problems == c.problems.size());

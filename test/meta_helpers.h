@@ -105,6 +105,15 @@ class MemData : public DataPlane {
     memcpy(bytes_.data() + pool_off, src, len);
     writes_++;
   }
+  void Load(uint64_t pool_off, void* dst, size_t len) override {
+    REQUIRE(pool_off + len <= bytes_.size());
+    memcpy(dst, bytes_.data() + pool_off, len);
+  }
+  void Copy(uint64_t dst_pool_off, uint64_t src_pool_off, size_t len) override {
+    if (!InDataArea(dst_pool_off, len) || !InDataArea(src_pool_off, len)) return;
+    memcpy(bytes_.data() + dst_pool_off, bytes_.data() + src_pool_off, len);
+    writes_++;
+  }
   void Zero(uint64_t pool_off, size_t len) override {
     if (!InDataArea(pool_off, len)) return;
     memset(bytes_.data() + pool_off, 0, len);

@@ -1,0 +1,101 @@
+// Who owns a pool block: the reverse-map query and inode-to-path resolution
+// (docs/design.md, "Reverse map"). Both read the committed store only and
+// act on each record as they meet it; nothing here builds a list of owners.
+#include <rocksdb/db.h>
+
+#include <algorithm>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "meta/volume.h"
+#include "meta/volume_txn.h"
+
+namespace daxref {
+
+using internal::FromRocks;
+using internal::PrefixScan;
+
+// Records of different owners overlap freely once blocks are shared, so no
+// single backward seek finds every record covering pb0. The length classes
+// bound how far back one can start: in class c a record is shorter than
+// 2^(c+1) blocks, so one covering pb0 starts after pb0 - 2^(c+1). Each class
+// in use costs one seek; the records met in the window before pb0 that end
+// short of it are skipped.
+Status Volume::QueryOwners(uint64_t pb0, uint64_t pb1, const RmapFn& fn, const RmapRecord* after) {
+  if (pb1 <= pb0) return Status::Ok();
+  uint64_t mask = rmap_classes_.load(std::memory_order_relaxed);
+  unsigned first = after ? keys::RmapClass(after->len) : 0;
+  for (unsigned c = first; c < kRmapClasses; ++c) {
+    if (!(mask & (uint64_t{1} << c))) continue;
+    PrefixScan scan(keys::RmapClassPrefix(c));
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(scan.Options()));
+    uint64_t reach = c >= 63 ? UINT64_MAX : (uint64_t{2} << c) - 1;
+    uint64_t lo = pb0 > reach ? pb0 - reach : 0;
+    if (after && c == first) {
+      std::string k = keys::Rmap(after->pblock, after->len, after->ino, after->fblock);
+      it->Seek(k);
+      if (it->Valid() && it->key().ToStringView() == k) it->Next();
+    } else {
+      it->Seek(keys::RmapClassAt(c, lo));
+    }
+    for (; it->Valid(); it->Next()) {
+      RmapRecord r;
+      DAXREF_RETURN_IF_ERROR(DecodeRmap(it->key().ToStringView(), it->value().ToStringView(), &r));
+      if (r.pblock >= pb1) break;
+      if (r.pend() <= pb0) continue;
+      if (!fn(r)) return Status::Ok();
+    }
+    DAXREF_RETURN_IF_ERROR(FromRocks(it->status(), "rmap query"));
+  }
+  return Status::Ok();
+}
+
+// A path is built leaf first from parent pointers: the inode's own (one per
+// name), then each directory's single one, up to the root. All reads come
+// from one snapshot, so a concurrent rename cannot splice two trees.
+Status Volume::Paths(uint64_t ino, const PathFn& fn) {
+  if (ino == kRootIno) {
+    fn("/");
+    return Status::Ok();
+  }
+  rocksdb::ManagedSnapshot snap(db_.get());
+  // Deeper than any path the kernel can hand us (PATH_MAX is 4096 bytes).
+  constexpr int kMaxDepth = 4096;
+  auto parent_of = [&](uint64_t dir, ParentRecord* out) -> Status {
+    PrefixScan scan(keys::ParentPrefix(dir));
+    rocksdb::ReadOptions ro = scan.Options();
+    ro.snapshot = snap.snapshot();
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+    it->Seek(scan.prefix());
+    if (!it->Valid()) {
+      DAXREF_RETURN_IF_ERROR(FromRocks(it->status(), "parent lookup"));
+      return Status::NotFound("directory " + std::to_string(dir) + " has no name");
+    }
+    return DecodeParent(it->key().ToStringView(), out);
+  };
+  PrefixScan scan(keys::ParentPrefix(ino));
+  rocksdb::ReadOptions ro = scan.Options();
+  ro.snapshot = snap.snapshot();
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  for (it->Seek(scan.prefix()); it->Valid(); it->Next()) {
+    ParentRecord p;
+    DAXREF_RETURN_IF_ERROR(DecodeParent(it->key().ToStringView(), &p));
+    std::vector<std::string> parts{p.name};
+    uint64_t dir = p.parent;
+    int depth = 0;
+    while (dir != kRootIno) {
+      if (++depth > kMaxDepth) return Status::Corruption("parent pointers form a loop");
+      ParentRecord up;
+      DAXREF_RETURN_IF_ERROR(parent_of(dir, &up));
+      parts.push_back(up.name);
+      dir = up.parent;
+    }
+    std::string path;
+    for (auto part = parts.rbegin(); part != parts.rend(); ++part) path.append("/").append(*part);
+    if (!fn(path)) return Status::Ok();
+  }
+  return FromRocks(it->status(), "path walk");
+}
+
+}  // namespace daxref

@@ -1,0 +1,468 @@
+// Sharing blocks between files (reflink): refcounts, copy-on-write, clone,
+// dedupe and copy_file_range. See docs/design.md, "Reflink".
+//
+// Refcount records (N) exist only for shared blocks, as in XFS: an owned
+// block with no record is referenced once. Every operation that adds or
+// drops a reference to a block goes through AdjustRefs or DropBlocks, in the
+// same batch as the extent and reverse-map records that make the reference.
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <vector>
+
+#include "meta/volume.h"
+#include "meta/volume_txn.h"
+
+namespace daxref {
+
+using internal::BlockCeil;
+using internal::BlockOf;
+using internal::FromRocks;
+using internal::PoolOff;
+using internal::PrefixScan;
+
+namespace {
+
+constexpr uint64_t kMaxFileSize = uint64_t{1} << 62;
+// A copy_file_range that cannot share moves at most this many bytes per
+// call; the caller (the kernel, cp) asks again for the rest.
+constexpr uint64_t kMaxByteCopy = 64 << 20;
+// Bytes compared (and copied between files) at a time.
+constexpr size_t kChunkBytes = 1 << 20;
+
+uint32_t KilledSetIdBits(uint32_t mode) {
+  return (mode & S_ISUID) | ((mode & S_IXGRP) ? (mode & S_ISGID) : 0);
+}
+
+bool Aligned(uint64_t v) {
+  return (v & (kBlockSize - 1)) == 0;
+}
+
+}  // namespace
+
+void Volume::PutRmap(Txn& t, uint64_t pblock, uint64_t len, uint64_t ino, uint64_t fblock) {
+  t.Put(keys::Rmap(pblock, len, ino, fblock), EncodeLength(len));
+  rmap_classes_.fetch_or(uint64_t{1} << keys::RmapClass(len), std::memory_order_relaxed);
+}
+
+// Refcount records never overlap, so the only one starting before pb0 that
+// can reach into the range is the last one before it.
+Status Volume::WalkRefcounts(Txn& t, uint64_t pb0, uint64_t pb1, const RefcountFn& fn) {
+  if (pb1 <= pb0) return Status::Ok();
+  PrefixScan scan(std::string(1, prefix::kRefcount));
+  const std::string& lo = scan.prefix();
+  auto it = t.Iter(scan);
+  it->SeekForPrev(keys::Refcount(pb0));
+  if (it->Valid() && it->key().starts_with(lo)) {
+    RefcountRecord r;
+    DAXREF_RETURN_IF_ERROR(
+        DecodeRefcount(it->key().ToStringView(), it->value().ToStringView(), &r));
+    if (r.pblock < pb0 && r.pend() > pb0 && !fn(r)) return Status::Ok();
+  }
+  for (it->Seek(keys::Refcount(pb0)); it->Valid() && it->key().starts_with(lo); it->Next()) {
+    RefcountRecord r;
+    DAXREF_RETURN_IF_ERROR(
+        DecodeRefcount(it->key().ToStringView(), it->value().ToStringView(), &r));
+    if (r.pblock >= pb1) break;
+    if (!fn(r)) break;
+  }
+  return FromRocks(it->status(), "scan refcounts");
+}
+
+Status Volume::SharedInStore(uint64_t pb0, uint64_t pb1, bool* shared) {
+  *shared = false;
+  PrefixScan scan(std::string(1, prefix::kRefcount));
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(scan.Options()));
+  it->SeekForPrev(keys::Refcount(pb0));
+  if (it->Valid()) {
+    RefcountRecord r;
+    DAXREF_RETURN_IF_ERROR(
+        DecodeRefcount(it->key().ToStringView(), it->value().ToStringView(), &r));
+    if (r.pend() > pb0) *shared = true;
+  }
+  if (!*shared) {
+    it->Seek(keys::Refcount(pb0));
+    if (it->Valid() && keys::U64At(it->key().ToStringView(), 1) < pb1) *shared = true;
+  }
+  return FromRocks(it->status(), "scan refcounts");
+}
+
+//   The records in the window (those overlapping [pb0, pb1) and the ones
+//   that merely touch it, which may merge with the result) are rebuilt:
+//
+//      old:  |--3--|     |----2----|          (gaps: referenced once)
+//      +1 on      [==================)
+//      new:  |--3--|-2-|-----3-----|--2--)
+//
+//   Pieces keep their count outside the range, change by delta inside it;
+//   adjacent pieces with equal counts merge; counts below 2 get no record,
+//   and blocks whose count reaches 0 are released.
+Status Volume::AdjustRefs(Txn& t, uint64_t pb0, uint64_t pb1, int delta) {
+  if (pb1 <= pb0) return Status::Ok();
+  std::vector<RefcountRecord> old;
+  DAXREF_RETURN_IF_ERROR(
+      WalkRefcounts(t, pb0 > 0 ? pb0 - 1 : 0, pb1 + 1, [&](const RefcountRecord& r) {
+        old.push_back(r);
+        return true;
+      }));
+  struct Piece {
+    uint64_t start, end, refs;
+  };
+  std::vector<Piece> pieces;
+  uint64_t pos = old.empty() ? pb0 : std::min(pb0, old.front().pblock);
+  auto add = [&](uint64_t s, uint64_t e, uint64_t refs) {
+    if (e <= s) return;
+    if (!pieces.empty() && pieces.back().end == s && pieces.back().refs == refs)
+      pieces.back().end = e;
+    else
+      pieces.push_back({s, e, refs});
+  };
+  // Splits [s, e), counted `refs`, at the range edges and applies delta
+  // to the part inside.
+  auto emit = [&](uint64_t s, uint64_t e, uint64_t refs) {
+    uint64_t in0 = std::clamp(pb0, s, e), in1 = std::clamp(pb1, in0, e);
+    add(s, in0, refs);
+    add(in0, in1, refs + delta);
+    add(in1, e, refs);
+  };
+  for (const RefcountRecord& r : old) {
+    emit(pos, r.pblock, 1);  // a gap: blocks referenced once
+    emit(r.pblock, r.pend(), r.refs);
+    pos = r.pend();
+  }
+  emit(pos, std::max(pos, pb1), 1);
+
+  std::map<uint64_t, RefcountRecord> before;
+  for (const RefcountRecord& r : old) before[r.pblock] = r;
+  for (const Piece& p : pieces) {
+    if (p.refs == 0) {
+      free_.Release(p.start, p.end - p.start);
+      continue;
+    }
+    if (p.refs < 2) continue;
+    RefcountRecord n{p.start, p.end - p.start, p.refs};
+    auto b = before.find(p.start);
+    if (b != before.end()) {
+      bool same = b->second.len == n.len && b->second.refs == n.refs;
+      before.erase(b);
+      if (same) continue;
+    }
+    t.Put(keys::Refcount(n.pblock), EncodeRefcount(n));
+  }
+  for (const auto& [start, r] : before) t.Delete(keys::Refcount(start));
+  return Status::Ok();
+}
+
+Status Volume::DropBlocks(Txn& t, const InodeRecord& r, uint64_t pb0, uint64_t len) {
+  // An inode that never took part in a clone has no shared block: no
+  // refcount record to look for.
+  if (!(r.flags & kInodeReflinked)) {
+    free_.Release(pb0, len);
+    return Status::Ok();
+  }
+  return AdjustRefs(t, pb0, pb0 + len, -1);
+}
+
+Status Volume::Unshare(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t fb1, uint64_t keep_off,
+                       uint64_t keep_end) {
+  if (!(r->flags & kInodeReflinked) || fb1 <= fb0) return Status::Ok();
+  // First the shared pieces (file block, pool block, length), then the
+  // edits: the batch is not changed under a live iterator.
+  std::vector<Extent> shared;
+  Status inner;
+  DAXREF_RETURN_IF_ERROR(WalkExtents(t, r->ino, fb0, fb1, [&](const Extent& e) {
+    uint64_t f0 = std::max(e.fblock, fb0), f1 = std::min(e.fend(), fb1);
+    uint64_t p0 = e.pblock + (f0 - e.fblock), p1 = p0 + (f1 - f0);
+    inner = WalkRefcounts(t, p0, p1, [&](const RefcountRecord& n) {
+      uint64_t s = std::max(n.pblock, p0), x = std::min(n.pend(), p1);
+      shared.push_back(Extent{f0 + (s - p0), s, x - s});
+      return true;
+    });
+    return inner.ok();
+  }));
+  DAXREF_RETURN_IF_ERROR(inner);
+  if (shared.empty()) return Status::Ok();
+
+  // Take every new block before writing any, so ENOSPC changes nothing.
+  struct Move {
+    Extent from, to;  // to.fblock == from.fblock
+  };
+  std::vector<Move> moves;
+  for (const Extent& s : shared) {
+    uint64_t done = 0, goal = s.pblock;
+    while (done < s.len) {
+      std::optional<Extent> got = free_.Allocate(goal, s.len - done);
+      if (!got) return Status::NoSpace("pool is full");
+      moves.push_back(Move{Extent{s.fblock + done, s.pblock + done, got->len},
+                           Extent{s.fblock + done, got->pblock, got->len}});
+      done += got->len;
+      goal = got->pend();
+    }
+  }
+  std::vector<Extent> fresh;
+  for (const Move& m : moves) {
+    // Copy the old bytes but those the caller is about to overwrite.
+    uint64_t b0 = m.from.fblock << kBlockShift, b1 = m.from.fend() << kBlockShift;
+    uint64_t k0 = std::clamp(keep_off, b0, b1), k1 = std::clamp(keep_end, k0, b1);
+    data_->WillWrite(PoolOff(m.to.pblock), m.to.len << kBlockShift);
+    if (k0 > b0) data_->Copy(PoolOff(m.to.pblock), PoolOff(m.from.pblock), k0 - b0);
+    if (b1 > k1)
+      data_->Copy(PoolOff(m.to.pblock) + (k1 - b0), PoolOff(m.from.pblock) + (k1 - b0), b1 - k1);
+    DAXREF_RETURN_IF_ERROR(UnmapRange(t, r, m.from.fblock, m.from.fend()));
+    DAXREF_RETURN_IF_ERROR(MapExtent(t, r, m.to));
+    fresh.push_back(m.to);
+  }
+  t.NoteFresh(fresh);
+  return Status::Ok();
+}
+
+Status Volume::ShareBlocks(Txn& t, InodeRecord* src, uint64_t sfb, InodeRecord* dst, uint64_t dfb,
+                           uint64_t n) {
+  // The source's extents are taken a chunk at a time, then shared: the
+  // batch is edited between scans, never under a live iterator. When src
+  // and dst are one file the ranges do not overlap, so mapping the
+  // destination never changes what the next scan of the source finds.
+  constexpr size_t kChunk = 512;
+  uint64_t from = sfb, end = sfb + n;
+  while (from < end) {
+    std::vector<Extent> chunk;
+    DAXREF_RETURN_IF_ERROR(WalkExtents(t, src->ino, from, end, [&](const Extent& e) {
+      chunk.push_back(e);
+      return chunk.size() < kChunk;
+    }));
+    for (const Extent& e : chunk) {
+      uint64_t f0 = std::max(e.fblock, from), f1 = std::min(e.fend(), end);
+      if (f1 <= f0) continue;
+      Extent piece{dfb + (f0 - sfb), e.pblock + (f0 - e.fblock), f1 - f0};
+      DAXREF_RETURN_IF_ERROR(AdjustRefs(t, piece.pblock, piece.pend(), +1));
+      DAXREF_RETURN_IF_ERROR(MapExtent(t, dst, piece));
+    }
+    if (chunk.size() < kChunk) break;
+    from = std::min(chunk.back().fend(), end);
+  }
+  src->flags |= kInodeReflinked;
+  dst->flags |= kInodeReflinked;
+  return Status::Ok();
+}
+
+namespace {
+
+// The checks FICLONERANGE and FIDEDUPERANGE share (after the kernel's
+// generic_remap_checks). On success *len is the byte count to report and
+// *blocks the whole blocks to remap (the source's partial EOF block counts
+// as a whole one: the bytes past EOF in it are zero).
+Status CheckRemap(const InodeRecord& src, uint64_t src_off, const InodeRecord& dst,
+                  uint64_t dst_off, bool dedupe, uint64_t* len, uint64_t* blocks) {
+  if (S_ISDIR(src.mode) || S_ISDIR(dst.mode)) return Status::Error(EISDIR, "is a directory");
+  if (!S_ISREG(src.mode) || !S_ISREG(dst.mode)) return Status::Invalid("not a regular file");
+  if (!Aligned(src_off) || !Aligned(dst_off))
+    return Status::Invalid("offsets must be multiples of the block size (4096)");
+  if (src_off + *len < src_off || dst_off + *len < dst_off)
+    return Status::Invalid("range wraps around");
+  if (dedupe && (src_off >= src.size || src_off + *len > src.size || dst_off >= dst.size ||
+                 dst_off + *len > dst.size))
+    return Status::Invalid("dedupe ranges must lie within both files");
+  if (src_off >= src.size) return Status::Invalid("source offset at or past end of file");
+  uint64_t count = std::min(*len, src.size - src_off);
+  if (dst_off >= kMaxFileSize || count > kMaxFileSize - dst_off)
+    return Status::Error(EFBIG, "file too large");
+  uint64_t bcount;
+  if (src_off + count == src.size && (!dedupe || dst_off + count == dst.size)) {
+    bcount = (BlockCeil(src.size) << kBlockShift) - src_off;
+  } else {
+    count &= ~uint64_t{kBlockSize - 1};
+    bcount = count;
+  }
+  if (src.ino == dst.ino && dst_off + bcount > src_off && dst_off < src_off + bcount)
+    return Status::Invalid("source and destination ranges overlap");
+  if (count != *len && !dedupe)
+    return Status::Invalid("length must be a multiple of the block size unless it ends at EOF");
+  *len = count;
+  *blocks = bcount >> kBlockShift;
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status Volume::Clone(uint64_t src_ino, uint64_t src_off, uint64_t dst_ino, uint64_t dst_off,
+                     uint64_t len, const Caller& who, InodeRecord* dst_out) {
+  std::lock_guard<std::mutex> g(mu_);
+  Txn t(this);
+  InodeRecord src, dst;
+  DAXREF_RETURN_IF_ERROR(LoadInode(t, src_ino, &src));
+  DAXREF_RETURN_IF_ERROR(LoadInode(t, dst_ino, &dst));
+  if (len == 0) {
+    if (S_ISDIR(src.mode) || S_ISDIR(dst.mode)) return Status::Error(EISDIR, "is a directory");
+    if (src_off > src.size) return Status::Invalid("source offset past end of file");
+    len = src.size - src_off;
+    if (len == 0) {
+      *dst_out = dst;
+      return Status::Ok();
+    }
+  }
+  uint64_t blocks = 0;
+  DAXREF_RETURN_IF_ERROR(CheckRemap(src, src_off, dst, dst_off, false, &len, &blocks));
+  InodeRecord& to = src_ino == dst_ino ? src : dst;
+  uint64_t dfb = BlockOf(dst_off);
+  DAXREF_RETURN_IF_ERROR(UnmapRange(t, &to, dfb, dfb + blocks));
+  DAXREF_RETURN_IF_ERROR(ShareBlocks(t, &src, BlockOf(src_off), &to, dfb, blocks));
+  to.size = std::max(to.size, dst_off + len);
+  // The destination's contents changed: what a write drops, a clone drops.
+  if (who.uid != 0) to.mode &= ~KilledSetIdBits(to.mode);
+  std::string cap;
+  if ((to.flags & kInodeHasXattrs) && t.Get(keys::Xattr(to.ino, "security.capability"), &cap).ok())
+    t.Delete(keys::Xattr(to.ino, "security.capability"));
+  to.mtime = to.ctime = Now();
+  if (src_ino != dst_ino) StoreInode(t, src);
+  StoreInode(t, to);
+  DAXREF_RETURN_IF_ERROR(Commit(t));
+  *dst_out = to;
+  return Status::Ok();
+}
+
+Status Volume::Dedupe(uint64_t src_ino, uint64_t src_off, uint64_t dst_ino, uint64_t dst_off,
+                      uint64_t len, DedupeResult* result) {
+  *result = DedupeResult{};
+  std::lock_guard<std::mutex> g(mu_);
+  Txn t(this);
+  InodeRecord src, dst;
+  DAXREF_RETURN_IF_ERROR(LoadInode(t, src_ino, &src));
+  DAXREF_RETURN_IF_ERROR(LoadInode(t, dst_ino, &dst));
+  if (S_ISDIR(src.mode) || S_ISDIR(dst.mode)) return Status::Error(EISDIR, "is a directory");
+  if (len == 0) {
+    result->same = true;
+    return Status::Ok();
+  }
+  uint64_t blocks = 0;
+  DAXREF_RETURN_IF_ERROR(CheckRemap(src, src_off, dst, dst_off, true, &len, &blocks));
+  if (blocks == 0) {
+    result->same = true;
+    return Status::Ok();
+  }
+  // Compare what both files hold now (the caller holds both files' I/O
+  // locks, so nothing changes between the comparison and the commit).
+  std::vector<char> a(kChunkBytes), b(kChunkBytes);
+  for (uint64_t done = 0; done < len; done += kChunkBytes) {
+    uint64_t n = std::min<uint64_t>(kChunkBytes, len - done);
+    DAXREF_RETURN_IF_ERROR(ReadIn(t, src_ino, src_off + done, n, a.data()));
+    DAXREF_RETURN_IF_ERROR(ReadIn(t, dst_ino, dst_off + done, n, b.data()));
+    if (memcmp(a.data(), b.data(), n) != 0) return Status::Ok();  // differs: nothing changes
+  }
+  InodeRecord& to = src_ino == dst_ino ? src : dst;
+  uint64_t dfb = BlockOf(dst_off);
+  DAXREF_RETURN_IF_ERROR(UnmapRange(t, &to, dfb, dfb + blocks));
+  DAXREF_RETURN_IF_ERROR(ShareBlocks(t, &src, BlockOf(src_off), &to, dfb, blocks));
+  // The bytes are the same: no time changes (as on XFS), only the map.
+  if (src_ino != dst_ino) StoreInode(t, src);
+  StoreInode(t, to);
+  DAXREF_RETURN_IF_ERROR(Commit(t));
+  result->same = true;
+  result->bytes = len;
+  return Status::Ok();
+}
+
+Status Volume::CopyRange(uint64_t src_ino, uint64_t src_off, uint64_t dst_ino, uint64_t dst_off,
+                         uint64_t len, const Caller& who, uint64_t* copied,
+                         InodeRecord* dst_out) {
+  *copied = 0;
+  std::lock_guard<std::mutex> g(mu_);
+  Txn t(this);
+  InodeRecord src, dst;
+  DAXREF_RETURN_IF_ERROR(LoadInode(t, src_ino, &src));
+  DAXREF_RETURN_IF_ERROR(LoadInode(t, dst_ino, &dst));
+  if (S_ISDIR(src.mode) || S_ISDIR(dst.mode)) return Status::Error(EISDIR, "is a directory");
+  if (!S_ISREG(src.mode) || !S_ISREG(dst.mode)) return Status::Invalid("not a regular file");
+  if (src_off >= src.size || len == 0) {
+    *dst_out = dst;
+    return Status::Ok();
+  }
+  len = std::min(len, src.size - src_off);
+  if (dst_off >= kMaxFileSize || len > kMaxFileSize - dst_off)
+    return Status::Error(EFBIG, "file too large");
+  if (src_ino == dst_ino && dst_off + len > src_off && dst_off < src_off + len)
+    return Status::Invalid("source and destination ranges overlap");
+  InodeRecord& to = src_ino == dst_ino ? src : dst;
+
+  // Bytes go through a bounded buffer; whole blocks at matching offsets
+  // are shared instead.
+  std::vector<char> buf;
+  auto copy_bytes = [&](uint64_t s, uint64_t d, uint64_t n) -> Status {
+    buf.resize(std::min<uint64_t>(n, kChunkBytes));
+    for (uint64_t done = 0; done < n; done += buf.size()) {
+      uint64_t k = std::min<uint64_t>(buf.size(), n - done);
+      DAXREF_RETURN_IF_ERROR(ReadIn(t, src_ino, s + done, k, buf.data()));
+      DAXREF_RETURN_IF_ERROR(WriteIn(t, &to, d + done, buf.data(), k));
+    }
+    return Status::Ok();
+  };
+  if ((src_off & (kBlockSize - 1)) == (dst_off & (kBlockSize - 1))) {
+    uint64_t head = std::min(len, (kBlockSize - (src_off & (kBlockSize - 1))) & (kBlockSize - 1));
+    uint64_t body = (len - head) & ~uint64_t{kBlockSize - 1};
+    uint64_t tail = len - head - body;
+    // The source's partial EOF block can be shared too when the copy ends
+    // at or past the destination's EOF: its bytes past EOF are zero.
+    if (tail > 0 && src_off + len == src.size && dst_off + len >= to.size) {
+      body += kBlockSize;
+      tail = 0;
+    }
+    DAXREF_RETURN_IF_ERROR(copy_bytes(src_off, dst_off, head));
+    if (body > 0) {
+      uint64_t dfb = BlockOf(dst_off + head), n = body >> kBlockShift;
+      DAXREF_RETURN_IF_ERROR(UnmapRange(t, &to, dfb, dfb + n));
+      DAXREF_RETURN_IF_ERROR(ShareBlocks(t, &src, BlockOf(src_off + head), &to, dfb, n));
+    }
+    if (tail > 0) {
+      uint64_t at = head + body;
+      DAXREF_RETURN_IF_ERROR(copy_bytes(src_off + at, dst_off + at, tail));
+    }
+  } else {
+    len = std::min(len, kMaxByteCopy);
+    DAXREF_RETURN_IF_ERROR(copy_bytes(src_off, dst_off, len));
+  }
+  to.size = std::max(to.size, dst_off + len);
+  if (who.uid != 0) to.mode &= ~KilledSetIdBits(to.mode);
+  std::string cap;
+  if ((to.flags & kInodeHasXattrs) && t.Get(keys::Xattr(to.ino, "security.capability"), &cap).ok())
+    t.Delete(keys::Xattr(to.ino, "security.capability"));
+  to.mtime = to.ctime = Now();
+  if (src_ino != dst_ino) StoreInode(t, src);
+  StoreInode(t, to);
+  DAXREF_RETURN_IF_ERROR(Commit(t));
+  *copied = len;
+  *dst_out = to;
+  return Status::Ok();
+}
+
+Status Volume::WalkSharing(uint64_t ino, uint64_t fb0, uint64_t fb1, const SharedExtentFn& fn) {
+  // A read-only walk of the committed store, through an empty batch.
+  std::lock_guard<std::mutex> g(mu_);
+  Txn t(this);
+  InodeRecord r;
+  DAXREF_RETURN_IF_ERROR(LoadInode(t, ino, &r));
+  bool stop = false;
+  Status inner;
+  DAXREF_RETURN_IF_ERROR(WalkExtents(t, ino, fb0, fb1, [&](const Extent& e) {
+    uint64_t f0 = std::max(e.fblock, fb0), f1 = std::min(e.fend(), fb1);
+    uint64_t p0 = e.pblock + (f0 - e.fblock), p1 = p0 + (f1 - f0), pos = p0;
+    auto out = [&](uint64_t s, uint64_t x, uint64_t refs) {
+      if (x > s && !stop) stop = !fn(SharedExtent{f0 + (s - p0), s, x - s, refs});
+    };
+    if (r.flags & kInodeReflinked) {
+      inner = WalkRefcounts(t, p0, p1, [&](const RefcountRecord& n) {
+        uint64_t s = std::max(n.pblock, p0), x = std::min(n.pend(), p1);
+        out(pos, s, 1);
+        out(s, x, n.refs);
+        pos = x;
+        return !stop;
+      });
+    }
+    out(pos, p1, 1);
+    return inner.ok() && !stop;
+  }));
+  return inner;
+}
+
+}  // namespace daxref

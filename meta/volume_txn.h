@@ -1,0 +1,113 @@
+// Pieces of Volume's implementation shared by its source files (volume.cc,
+// volume_share.cc, volume_owners.cc): the per-operation transaction and
+// bounded prefix scans. Not part of meta/'s interface.
+#pragma once
+
+#include <rocksdb/db.h>
+#include <rocksdb/utilities/write_batch_with_index.h>
+
+#include <algorithm>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "meta/volume.h"
+
+namespace daxref {
+namespace internal {
+
+inline Status FromRocks(const rocksdb::Status& s, const char* what) {
+  if (s.ok()) return Status::Ok();
+  if (s.IsNotFound()) return Status::NotFound(what);
+  if (s.IsCorruption()) return Status::Corruption(std::string(what) + ": " + s.ToString());
+  return Status::IOError(std::string(what) + ": " + s.ToString());
+}
+
+inline uint64_t BlockOf(uint64_t off) {
+  return off >> kBlockShift;
+}
+inline uint64_t BlockCeil(uint64_t off) {
+  return (off + kBlockSize - 1) >> kBlockShift;
+}
+inline uint64_t PoolOff(uint64_t pblock) {
+  return pblock << kBlockShift;
+}
+
+// The bounds of a scan over the keys that start with one prefix. Both
+// bounds matter: without the lower one, a backward seek (SeekForPrev) walks
+// every deleted key before the prefix one by one, and after a directory's
+// worth of unlinks that is thousands of tombstones per call.
+class PrefixScan {
+ public:
+  explicit PrefixScan(std::string prefix)
+      : lo_(std::move(prefix)), hi_(keys::Successor(lo_)), lo_s_(lo_), hi_s_(hi_) {}
+  PrefixScan(const PrefixScan&) = delete;
+  PrefixScan& operator=(const PrefixScan&) = delete;
+  rocksdb::ReadOptions Options() const {
+    rocksdb::ReadOptions ro;
+    ro.iterate_lower_bound = &lo_s_;
+    ro.iterate_upper_bound = &hi_s_;
+    return ro;
+  }
+  const std::string& prefix() const { return lo_; }
+
+ private:
+  std::string lo_, hi_;
+  rocksdb::Slice lo_s_, hi_s_;
+};
+
+}  // namespace internal
+
+// One operation's batch, read-your-writes (a WriteBatchWithIndex), plus the
+// free-space edit that commits or rolls back with it.
+class Volume::Txn {
+  using PrefixScan = internal::PrefixScan;
+
+ public:
+  explicit Txn(Volume* v) : v_(v), batch_(rocksdb::BytewiseComparator(), 0, true) {
+    v_->free_.BeginEdit();
+  }
+  ~Txn() {
+    if (!done_) v_->free_.Rollback();
+  }
+  Status Get(const std::string& key, std::string* value) {
+    rocksdb::Status s = batch_.GetFromBatchAndDB(v_->db_.get(), rocksdb::ReadOptions(), key, value);
+    if (s.IsNotFound()) return Status::NotFound("");
+    return internal::FromRocks(s, "read");
+  }
+  void Put(const std::string& k, const std::string& v) { batch_.Put(k, v); }
+  void Delete(const std::string& k) { batch_.Delete(k); }
+  // An iterator over the store as this batch would leave it. The bounds
+  // apply to the store only, not to the batch's own keys: callers check
+  // their prefix on every step.
+  std::unique_ptr<rocksdb::Iterator> Iter(const PrefixScan& scan) {
+    return std::unique_ptr<rocksdb::Iterator>(
+        batch_.NewIteratorWithBase(v_->db_->NewIterator(scan.Options())));
+  }
+  rocksdb::WriteBatchWithIndex& batch() { return batch_; }
+  void MarkDone() { done_ = true; }
+  // Newly allocated extents, persisted before the batch commits.
+  void NoteFresh(const std::vector<Extent>& f) { fresh_.insert(fresh_.end(), f.begin(), f.end()); }
+  const std::vector<Extent>& fresh() const { return fresh_; }
+  void AddInodes(int64_t n) { inode_delta_ += n; }
+  // Inodes whose extent records this batch edits: their cached extents are
+  // dropped at commit, and this batch reads their extents from itself.
+  void TouchExtents(uint64_t ino) {
+    if (!ExtentsTouched(ino)) touched_.push_back(ino);
+  }
+  bool ExtentsTouched(uint64_t ino) const {
+    return std::find(touched_.begin(), touched_.end(), ino) != touched_.end();
+  }
+  const std::vector<uint64_t>& touched() const { return touched_; }
+  int64_t inode_delta() const { return inode_delta_; }
+
+ private:
+  int64_t inode_delta_ = 0;
+  std::vector<uint64_t> touched_;
+  Volume* v_;
+  rocksdb::WriteBatchWithIndex batch_;
+  std::vector<Extent> fresh_;
+  bool done_ = false;
+};
+
+}  // namespace daxref
