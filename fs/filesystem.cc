@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "fs/ioctl_handler.h"
+
 namespace daxref {
 
 namespace {
@@ -232,7 +234,11 @@ void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   fi->keep_cache = 1;
   fi->noflush = 1;
   if (fi->flags & O_DIRECT) fi->direct_io = 1;
-  if (fuse_reply_open(req, fi) != 0 && fs->inodes().Release(ino)) fs->ReclaimNow(ino);
+  fi->fh = fs->handles().Add(ino, fi->flags);
+  if (fuse_reply_open(req, fi) != 0) {
+    fs->handles().Remove(fi->fh);
+    if (fs->inodes().Release(ino)) fs->ReclaimNow(ino);
+  }
 }
 
 void Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
@@ -248,7 +254,9 @@ void Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fu
   fi->keep_cache = 1;
   fi->noflush = 1;
   if (fi->flags & O_DIRECT) fi->direct_io = 1;
+  fi->fh = fs->handles().Add(r.ino, fi->flags);
   if (fuse_reply_create(req, &e, fi) != 0) {
+    fs->handles().Remove(fi->fh);
     fs->inodes().Release(r.ino);
     fs->inodes().Forget(r.ino, 1);
   }
@@ -302,8 +310,9 @@ void Flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
   fuse_reply_err(req, 0);
 }
 
-void Release(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+void Release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Filesystem* fs = Fs(req);
+  fs->handles().Remove(fi->fh);
   bool reclaim = fs->inodes().Release(ino);
   Status s = fs->volume()->FlushTimes();
   if (!s.ok()) spdlog::warn("storing file times failed: {}", s.message());
@@ -348,10 +357,30 @@ void Lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info
   fuse_reply_lseek(req, out);
 }
 
-// No daxref ioctls exist yet; ENOTTY is how callers learn that.
-void Ioctl(fuse_req_t req, fuse_ino_t, unsigned int, void*, fuse_file_info*, unsigned, const void*,
-           size_t, size_t) {
-  fuse_reply_err(req, ENOTTY);
+void Ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void*, fuse_file_info* fi,
+           unsigned flags, const void* in_buf, size_t in_bufsz, size_t out_bufsz) {
+  HandleIoctl(Fs(req), req, ino, cmd, fi, flags, in_buf, in_bufsz, out_bufsz);
+}
+
+// The kernel holds the destination's inode lock, and drops the pages it
+// cached for the destination range itself once this returns: nothing to
+// notify. A reply carries a 32-bit count, so one call moves less than 2 GiB
+// (callers loop, as for any short copy).
+void CopyFileRange(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_file_info*,
+                   fuse_ino_t ino_out, off_t off_out, fuse_file_info*, size_t len, int flags) {
+  Filesystem* fs = Fs(req);
+  if (flags != 0 || off_in < 0 || off_out < 0) return (void)fuse_reply_err(req, EINVAL);
+  constexpr size_t kMaxPerCall = 0x7ffff000;  // the kernel's MAX_RW_COUNT
+  uint64_t copied = 0;
+  InodeRecord out;
+  Status s;
+  {
+    SourceDestLock locks(fs->inodes(), ino_in, ino_out);
+    s = fs->volume()->CopyRange(ino_in, off_in, ino_out, off_out, std::min(len, kMaxPerCall),
+                                CallerOf(req), &copied, &out);
+  }
+  if (!s.ok()) return ReplyErr(req, s);
+  fuse_reply_write(req, copied);
 }
 
 // ---- directories ----
@@ -538,6 +567,15 @@ void Filesystem::ReclaimNow(uint64_t ino) {
   inodes_.Forget(ino, 0);
 }
 
+void Filesystem::InvalidateCache(uint64_t ino, uint64_t off, uint64_t len) {
+  if (!session_) return;
+  int rc = fuse_lowlevel_notify_inval_inode(session_, ino, static_cast<off_t>(off),
+                                            static_cast<off_t>(len));
+  // ENOENT: the kernel holds nothing of this inode, so nothing is stale.
+  if (rc != 0 && rc != -ENOENT)
+    spdlog::warn("invalidating the kernel's cache of inode {} failed: {}", ino, strerror(-rc));
+}
+
 const fuse_lowlevel_ops& Filesystem::Ops() {
   static const fuse_lowlevel_ops ops = [] {
     fuse_lowlevel_ops o{};
@@ -576,6 +614,7 @@ const fuse_lowlevel_ops& Filesystem::Ops() {
     o.fallocate = Fallocate;
     o.lseek = Lseek;
     o.ioctl = Ioctl;
+    o.copy_file_range = CopyFileRange;
     return o;
   }();
   return ops;

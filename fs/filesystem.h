@@ -11,6 +11,7 @@
 
 #include <memory>
 
+#include "fs/handle_table.h"
 #include "fs/inode_table.h"
 #include "fs/pool.h"
 #include "meta/volume.h"
@@ -38,6 +39,13 @@ class Filesystem {
   PoolMapping* pool() { return pool_; }
   Volume* volume() { return volume_; }
   InodeTable& inodes() { return inodes_; }
+  HandleTable& handles() { return handles_; }
+  // The session, for notifications to the kernel; set once it exists.
+  void set_session(fuse_session* se) { session_ = se; }
+  // Tells the kernel to drop what it caches of ino: attributes, and pages
+  // from byte off on (len 0: to the end). For changes the kernel did not
+  // make itself. Call with no daemon lock held (see the brief's rules).
+  void InvalidateCache(uint64_t ino, uint64_t off, uint64_t len);
   const FilesystemOptions& options() const { return opts_; }
 
   // Fills `st` from an inode record.
@@ -53,6 +61,8 @@ class Filesystem {
   Volume* volume_;
   FilesystemOptions opts_;
   InodeTable inodes_;
+  HandleTable handles_;
+  fuse_session* session_ = nullptr;
 };
 
 }  // namespace daxref

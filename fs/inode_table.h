@@ -106,4 +106,39 @@ class InodeTable {
   std::unordered_map<uint64_t, std::shared_ptr<InodeState>> map_;
 };
 
+// The io locks of an operation on two files: the source shared (its blocks
+// are read or shared, not changed), the destination exclusive. Taken in
+// inode order, so two such operations in opposite directions cannot
+// deadlock; with one file for both, its lock is taken once, exclusive.
+class SourceDestLock {
+ public:
+  SourceDestLock(InodeTable& table, uint64_t src, uint64_t dst)
+      : src_(table.Get(src)), dst_(table.Get(dst)), same_(src == dst) {
+    if (same_) {
+      dst_->io.lock();
+    } else if (src < dst) {
+      src_->io.lock_shared();
+      dst_->io.lock();
+    } else {
+      dst_->io.lock();
+      src_->io.lock_shared();
+    }
+    held_ = true;
+  }
+  ~SourceDestLock() { Unlock(); }
+  SourceDestLock(const SourceDestLock&) = delete;
+  SourceDestLock& operator=(const SourceDestLock&) = delete;
+  void Unlock() {
+    if (!held_) return;
+    held_ = false;
+    dst_->io.unlock();
+    if (!same_) src_->io.unlock_shared();
+  }
+
+ private:
+  std::shared_ptr<InodeState> src_, dst_;
+  bool same_;
+  bool held_ = false;
+};
+
 }  // namespace daxref

@@ -186,6 +186,7 @@ int Serve(const CommandLine& cl, StartupReport* report) {
     report->Fail("invalid mount options: " + opts);
     return 1;
   }
+  fs.set_session(se.get());
   if (fuse_session_mount(se.get(), cl.mountpoint.c_str()) != 0) {
     report->Fail("cannot mount on " + cl.mountpoint);
     return 1;

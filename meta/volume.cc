@@ -1138,7 +1138,8 @@ Status Volume::ReadIn(Txn& t, uint64_t ino, uint64_t off, uint64_t len, char* ds
   return WalkExtents(t, ino, BlockOf(off), BlockCeil(end), [&](const Extent& e) {
     uint64_t s = std::max(off, e.fblock << kBlockShift);
     uint64_t se = std::min(end, e.fend() << kBlockShift);
-    if (se > s) data_->Load(PoolOff(e.pblock) + (s - (e.fblock << kBlockShift)), dst + (s - off), se - s);
+    if (se > s)
+      data_->Load(PoolOff(e.pblock) + (s - (e.fblock << kBlockShift)), dst + (s - off), se - s);
     return true;
   });
 }

@@ -365,8 +365,7 @@ Status Volume::Dedupe(uint64_t src_ino, uint64_t src_off, uint64_t dst_ino, uint
 }
 
 Status Volume::CopyRange(uint64_t src_ino, uint64_t src_off, uint64_t dst_ino, uint64_t dst_off,
-                         uint64_t len, const Caller& who, uint64_t* copied,
-                         InodeRecord* dst_out) {
+                         uint64_t len, const Caller& who, uint64_t* copied, InodeRecord* dst_out) {
   *copied = 0;
   std::lock_guard<std::mutex> g(mu_);
   Txn t(this);

@@ -1,0 +1,113 @@
+// HandleTable: the file handles the daemon hands out (fi->fh), what each was
+// opened for, and the one-time tokens issued on them.
+//
+// The daemon never sees a caller's file descriptors, only the handle a
+// request arrives on. A clone names its source with a token that the caller
+// got by an ioctl on the source's own handle (include/daxref/ioctl.h), and
+// the token is only issued on a handle opened for reading, so a caller can
+// clone only what it could read. A token is used up by the request that
+// presents it and dies with its handle or after DAXREF_TOKEN_LIFETIME_SEC.
+#pragma once
+
+#include <fcntl.h>
+#include <sys/random.h>
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <unordered_map>
+
+namespace daxref {
+
+using Token = std::array<uint64_t, 2>;
+
+struct Handle {
+  uint64_t ino = 0;
+  int flags = 0;  // open(2) flags
+  bool readable() const { return (flags & O_ACCMODE) != O_WRONLY; }
+  bool writable() const { return (flags & O_ACCMODE) != O_RDONLY; }
+  bool append() const { return flags & O_APPEND; }
+};
+
+class HandleTable {
+ public:
+  // Handle ids start at 1: 0 is what a directory handle carries.
+  uint64_t Add(uint64_t ino, int flags) {
+    std::lock_guard<std::mutex> g(mu_);
+    uint64_t fh = next_++;
+    handles_[fh] = Handle{ino, flags};
+    return fh;
+  }
+
+  // Forgets the handle and revokes its tokens.
+  void Remove(uint64_t fh) {
+    std::lock_guard<std::mutex> g(mu_);
+    handles_.erase(fh);
+    for (auto it = tokens_.begin(); it != tokens_.end();)
+      it = it->second.fh == fh ? tokens_.erase(it) : std::next(it);
+  }
+
+  bool Find(uint64_t fh, Handle* out) {
+    std::lock_guard<std::mutex> g(mu_);
+    auto it = handles_.find(fh);
+    if (it == handles_.end()) return false;
+    *out = it->second;
+    return true;
+  }
+
+  // A fresh token for handle fh; false if there is no such handle or the
+  // system has no randomness to give.
+  bool Issue(uint64_t fh, Token* out) {
+    Token t;
+    if (getrandom(t.data(), sizeof(t), 0) != sizeof(t)) return false;
+    std::lock_guard<std::mutex> g(mu_);
+    auto h = handles_.find(fh);
+    if (h == handles_.end()) return false;
+    Clock::time_point now = Clock::now();
+    if (tokens_.size() >= kMaxTokens) Expire(now);
+    if (tokens_.size() >= kMaxTokens) {
+      // Still full of live tokens: the oldest goes (its holder can ask again).
+      auto oldest = tokens_.begin();
+      for (auto it = tokens_.begin(); it != tokens_.end(); ++it)
+        if (it->second.expires < oldest->second.expires) oldest = it;
+      tokens_.erase(oldest);
+    }
+    tokens_[t] = Issued{fh, h->second.ino, now + kLifetime};
+    *out = t;
+    return true;
+  }
+
+  // Uses up a token: the inode it stands for, if it is live.
+  bool Redeem(const Token& t, uint64_t* ino) {
+    std::lock_guard<std::mutex> g(mu_);
+    auto it = tokens_.find(t);
+    if (it == tokens_.end()) return false;
+    bool live = it->second.expires > Clock::now();
+    *ino = it->second.ino;
+    tokens_.erase(it);
+    return live;
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  static constexpr size_t kMaxTokens = 4096;
+  static constexpr std::chrono::seconds kLifetime{60};  // DAXREF_TOKEN_LIFETIME_SEC
+  struct Issued {
+    uint64_t fh;
+    uint64_t ino;
+    Clock::time_point expires;
+  };
+  void Expire(Clock::time_point now) {
+    for (auto it = tokens_.begin(); it != tokens_.end();)
+      it = it->second.expires <= now ? tokens_.erase(it) : std::next(it);
+  }
+
+  std::mutex mu_;
+  uint64_t next_ = 1;
+  std::unordered_map<uint64_t, Handle> handles_;
+  std::map<Token, Issued> tokens_;
+};
+
+}  // namespace daxref
