@@ -171,6 +171,7 @@ Result<std::unique_ptr<Volume>> Volume::Open(const std::string& dir, const Super
   vol->next_ino_ = next_ino;
   vol->inodes_ = inodes;
   DAXREF_RETURN_IF_ERROR(vol->free_.Load(vol->db_.get()));
+  DAXREF_RETURN_IF_ERROR(vol->refs_.Load(vol->db_.get()));
   {
     PrefixScan scan(std::string(1, prefix::kRmap));
     std::unique_ptr<rocksdb::Iterator> it(vol->db_->NewIterator(scan.Options()));
@@ -308,6 +309,7 @@ Status Volume::Commit(Txn& t) {
   // them durable first, so the committed map never points at stale data.
   for (const Extent& e : t.fresh()) data_->Persist(PoolOff(e.pblock), e.len << kBlockShift);
   free_.EmitEdit(t.batch().GetWriteBatch());
+  refs_.EmitEdit(t.batch().GetWriteBatch());
   if (t.inode_delta() != 0)
     t.batch().GetWriteBatch()->Put(keys::Misc(kMiscInodes),
                                    EncodeLength(inodes_ + t.inode_delta()));
@@ -319,6 +321,7 @@ Status Volume::Commit(Txn& t) {
   if (!s.ok()) return Status::IOError("metadata commit failed: " + s.ToString());
   inodes_ += t.inode_delta();
   free_.Finish();
+  refs_.Finish();
   t.MarkDone();
   return Status::Ok();
 }
@@ -1076,12 +1079,9 @@ Status Volume::Write(uint64_t ino, uint64_t off, const void* buf, size_t len, co
     }
     // Blocks another file shares take the slow path, which unshares them.
     if (fast && (r.flags & kInodeReflinked)) {
-      for (size_t i = 0; i < n && fast; ++i) {
-        bool shared = false;
-        DAXREF_RETURN_IF_ERROR(SharedInStore(
-            BlockOf(pieces[i].pool_off), BlockCeil(pieces[i].pool_off + pieces[i].len), &shared));
-        fast = !shared;
-      }
+      for (size_t i = 0; i < n && fast; ++i)
+        fast =
+            !SharedNow(BlockOf(pieces[i].pool_off), BlockCeil(pieces[i].pool_off + pieces[i].len));
     }
     if (fast) {
       for (size_t i = 0; i < n; ++i)
@@ -1115,11 +1115,21 @@ Status Volume::Write(uint64_t ino, uint64_t off, const void* buf, size_t len, co
 }
 
 Status Volume::WriteIn(Txn& t, InodeRecord* r, uint64_t off, const char* src, uint64_t len) {
+  DAXREF_RETURN_IF_ERROR(PrepareWrite(t, r, off, len));
+  return StoreBytes(t, r, off, src, len);
+}
+
+Status Volume::PrepareWrite(Txn& t, InodeRecord* r, uint64_t off, uint64_t len) {
   if (len == 0) return Status::Ok();
   uint64_t end = off + len;
   DAXREF_RETURN_IF_ERROR(FillHoles(t, r, BlockOf(off), BlockCeil(end), off, end));
-  DAXREF_RETURN_IF_ERROR(Unshare(t, r, BlockOf(off), BlockCeil(end), off, end));
-  // Every block of the range is mapped and r's own now; store the bytes.
+  return Unshare(t, r, BlockOf(off), BlockCeil(end), off, end);
+}
+
+Status Volume::StoreBytes(Txn& t, InodeRecord* r, uint64_t off, const char* src, uint64_t len) {
+  if (len == 0) return Status::Ok();
+  uint64_t end = off + len;
+  // Every block of the range is mapped and r's own (PrepareWrite).
   DAXREF_RETURN_IF_ERROR(WalkExtents(t, r->ino, BlockOf(off), BlockCeil(end), [&](const Extent& e) {
     uint64_t s = std::max(off, e.fblock << kBlockShift);
     uint64_t se = std::min(end, e.fend() << kBlockShift);

@@ -22,6 +22,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -30,6 +31,7 @@
 #include "meta/extent_cache.h"
 #include "meta/format.h"
 #include "meta/free_space.h"
+#include "meta/refcount_map.h"
 #include "meta/status.h"
 #include "meta/superblock.h"
 
@@ -243,11 +245,17 @@ class Volume {
   // Stores len bytes at off, allocating holes and unsharing shared blocks
   // first; grows the size. Privileges and times are the caller's business.
   Status WriteIn(Txn& t, InodeRecord* r, uint64_t off, const char* src, uint64_t len);
+  // WriteIn's two halves: every allocation and copy-on-write the range
+  // needs, then the bytes. Nothing that can fail for lack of space comes
+  // after bytes are stored in place, so a failed batch leaves data as it was.
+  Status PrepareWrite(Txn& t, InodeRecord* r, uint64_t off, uint64_t len);
+  Status StoreBytes(Txn& t, InodeRecord* r, uint64_t off, const char* src, uint64_t len);
   // Copies [off, off+len) of ino, as this batch sees it, into dst.
   Status ReadIn(Txn& t, uint64_t ino, uint64_t off, uint64_t len, char* dst);
 
   // Refcounts (volume_share.cc). Walks the refcount records overlapping
-  // pool blocks [pb0, pb1) in pool order, as the batch sees them.
+  // pool blocks [pb0, pb1) in pool order, as the batch sees them (edits
+  // apply to the in-memory map at once; the caller holds mu_).
   using RefcountFn = std::function<bool(const RefcountRecord&)>;
   Status WalkRefcounts(Txn& t, uint64_t pb0, uint64_t pb1, const RefcountFn& fn);
   // Adds delta (+1 or -1) to the refcount of each block of [pb0, pb1), all
@@ -264,8 +272,8 @@ class Volume {
   // dst's range must be a hole.
   Status ShareBlocks(Txn& t, InodeRecord* src, uint64_t sfb, InodeRecord* dst, uint64_t dfb,
                      uint64_t n);
-  // Does any block of [pb0, pb1) have a refcount record in the store?
-  Status SharedInStore(uint64_t pb0, uint64_t pb1, bool* shared);
+  // Is any block of [pb0, pb1) shared, as committed? For callers outside mu_.
+  bool SharedNow(uint64_t pb0, uint64_t pb1);
   void PutRmap(Txn& t, uint64_t pblock, uint64_t len, uint64_t ino, uint64_t fblock);
 
   Status Truncate(Txn& t, InodeRecord* r, uint64_t size);
@@ -277,6 +285,11 @@ class Volume {
   DataPlane* data_;
   std::mutex mu_;  // serializes mutations; guards free_ and next_ino_
   FreeSpace free_;
+  // Refcounts of shared blocks. Edited under mu_; an operation that edits
+  // them holds refs_mu_ exclusive from its first edit until it commits or
+  // rolls back, so readers outside mu_ (shared) see committed state only.
+  RefcountMap refs_;
+  std::shared_mutex refs_mu_;
   uint64_t next_ino_ = 0;
   uint64_t inodes_ = 0;  // inodes in use, mirrored by the M "inodes" record
   ExtentCache extent_cache_;

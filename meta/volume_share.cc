@@ -48,46 +48,17 @@ void Volume::PutRmap(Txn& t, uint64_t pblock, uint64_t len, uint64_t ino, uint64
   rmap_classes_.fetch_or(uint64_t{1} << keys::RmapClass(len), std::memory_order_relaxed);
 }
 
-// Refcount records never overlap, so the only one starting before pb0 that
-// can reach into the range is the last one before it.
 Status Volume::WalkRefcounts(Txn& t, uint64_t pb0, uint64_t pb1, const RefcountFn& fn) {
-  if (pb1 <= pb0) return Status::Ok();
-  PrefixScan scan(std::string(1, prefix::kRefcount));
-  const std::string& lo = scan.prefix();
-  auto it = t.Iter(scan);
-  it->SeekForPrev(keys::Refcount(pb0));
-  if (it->Valid() && it->key().starts_with(lo)) {
-    RefcountRecord r;
-    DAXREF_RETURN_IF_ERROR(
-        DecodeRefcount(it->key().ToStringView(), it->value().ToStringView(), &r));
-    if (r.pblock < pb0 && r.pend() > pb0 && !fn(r)) return Status::Ok();
-  }
-  for (it->Seek(keys::Refcount(pb0)); it->Valid() && it->key().starts_with(lo); it->Next()) {
-    RefcountRecord r;
-    DAXREF_RETURN_IF_ERROR(
-        DecodeRefcount(it->key().ToStringView(), it->value().ToStringView(), &r));
-    if (r.pblock >= pb1) break;
-    if (!fn(r)) break;
-  }
-  return FromRocks(it->status(), "scan refcounts");
+  refs_.ForEachOverlap(pb0, pb1, fn);
+  return Status::Ok();
 }
 
-Status Volume::SharedInStore(uint64_t pb0, uint64_t pb1, bool* shared) {
-  *shared = false;
-  PrefixScan scan(std::string(1, prefix::kRefcount));
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(scan.Options()));
-  it->SeekForPrev(keys::Refcount(pb0));
-  if (it->Valid()) {
-    RefcountRecord r;
-    DAXREF_RETURN_IF_ERROR(
-        DecodeRefcount(it->key().ToStringView(), it->value().ToStringView(), &r));
-    if (r.pend() > pb0) *shared = true;
-  }
-  if (!*shared) {
-    it->Seek(keys::Refcount(pb0));
-    if (it->Valid() && keys::U64At(it->key().ToStringView(), 1) < pb1) *shared = true;
-  }
-  return FromRocks(it->status(), "scan refcounts");
+// Blocks can only stop being shared behind the caller's back, never start
+// (that takes the caller's own I/O lock): an answer of "not shared" stays
+// true after the lock is dropped.
+bool Volume::SharedNow(uint64_t pb0, uint64_t pb1) {
+  std::shared_lock<std::shared_mutex> g(refs_mu_);
+  return refs_.AnyShared(pb0, pb1);
 }
 
 //   The records in the window (those overlapping [pb0, pb1) and the ones
@@ -135,6 +106,7 @@ Status Volume::AdjustRefs(Txn& t, uint64_t pb0, uint64_t pb1, int delta) {
   }
   emit(pos, std::max(pos, pb1), 1);
 
+  t.LockRefcounts();
   std::map<uint64_t, RefcountRecord> before;
   for (const RefcountRecord& r : old) before[r.pblock] = r;
   for (const Piece& p : pieces) {
@@ -150,9 +122,9 @@ Status Volume::AdjustRefs(Txn& t, uint64_t pb0, uint64_t pb1, int delta) {
       before.erase(b);
       if (same) continue;
     }
-    t.Put(keys::Refcount(n.pblock), EncodeRefcount(n));
+    refs_.Put(n);
   }
-  for (const auto& [start, r] : before) t.Delete(keys::Refcount(start));
+  for (const auto& [start, r] : before) refs_.Erase(start);
   return Status::Ok();
 }
 
@@ -278,6 +250,12 @@ Status CheckRemap(const InodeRecord& src, uint64_t src_off, const InodeRecord& d
   }
   if (src.ino == dst.ino && dst_off + bcount > src_off && dst_off < src_off + bcount)
     return Status::Invalid("source and destination ranges overlap");
+  // The source's partial EOF block may land only at or past the
+  // destination's EOF: in the middle of the file it would replace the
+  // destination's bytes after the range with zeros (the kernel's
+  // generic_remap_check_len).
+  if (!Aligned(count) && dst_off + count < dst.size)
+    return Status::Invalid("the source's partial last block cannot go inside the destination");
   if (count != *len && !dedupe)
     return Status::Invalid("length must be a multiple of the block size unless it ends at EOF");
   *len = count;
@@ -385,41 +363,47 @@ Status Volume::CopyRange(uint64_t src_ino, uint64_t src_off, uint64_t dst_ino, u
     return Status::Invalid("source and destination ranges overlap");
   InodeRecord& to = src_ino == dst_ino ? src : dst;
 
-  // Bytes go through a bounded buffer; whole blocks at matching offsets
-  // are shared instead.
-  std::vector<char> buf;
-  auto copy_bytes = [&](uint64_t s, uint64_t d, uint64_t n) -> Status {
-    buf.resize(std::min<uint64_t>(n, kChunkBytes));
-    for (uint64_t done = 0; done < n; done += buf.size()) {
-      uint64_t k = std::min<uint64_t>(buf.size(), n - done);
-      DAXREF_RETURN_IF_ERROR(ReadIn(t, src_ino, s + done, k, buf.data()));
-      DAXREF_RETURN_IF_ERROR(WriteIn(t, &to, d + done, buf.data(), k));
-    }
-    return Status::Ok();
+  // Which bytes are copied and which blocks shared. Every block the copy
+  // needs is allocated (and unshared) before any byte is stored in place,
+  // so an ENOSPC leaves the destination as it was.
+  struct Piece {
+    uint64_t src, dst, len;
   };
+  Piece head{0, 0, 0}, tail{0, 0, 0};
+  uint64_t body = 0;  // bytes shared, after the head
   if ((src_off & (kBlockSize - 1)) == (dst_off & (kBlockSize - 1))) {
-    uint64_t head = std::min(len, (kBlockSize - (src_off & (kBlockSize - 1))) & (kBlockSize - 1));
-    uint64_t body = (len - head) & ~uint64_t{kBlockSize - 1};
-    uint64_t tail = len - head - body;
+    uint64_t h = std::min(len, (kBlockSize - (src_off & (kBlockSize - 1))) & (kBlockSize - 1));
+    body = (len - h) & ~uint64_t{kBlockSize - 1};
+    uint64_t tl = len - h - body;
     // The source's partial EOF block can be shared too when the copy ends
-    // at or past the destination's EOF: its bytes past EOF are zero.
-    if (tail > 0 && src_off + len == src.size && dst_off + len >= to.size) {
+    // at or past the destination's EOF: its bytes past EOF are zero. Not
+    // within one file, where the head may just have written past EOF in
+    // that very block.
+    if (tl > 0 && src_ino != dst_ino && src_off + len == src.size && dst_off + len >= to.size) {
       body += kBlockSize;
-      tail = 0;
+      tl = 0;
     }
-    DAXREF_RETURN_IF_ERROR(copy_bytes(src_off, dst_off, head));
-    if (body > 0) {
-      uint64_t dfb = BlockOf(dst_off + head), n = body >> kBlockShift;
-      DAXREF_RETURN_IF_ERROR(UnmapRange(t, &to, dfb, dfb + n));
-      DAXREF_RETURN_IF_ERROR(ShareBlocks(t, &src, BlockOf(src_off + head), &to, dfb, n));
-    }
-    if (tail > 0) {
-      uint64_t at = head + body;
-      DAXREF_RETURN_IF_ERROR(copy_bytes(src_off + at, dst_off + at, tail));
-    }
+    head = Piece{src_off, dst_off, h};
+    tail = Piece{src_off + h + body, dst_off + h + body, tl};
   } else {
     len = std::min(len, kMaxByteCopy);
-    DAXREF_RETURN_IF_ERROR(copy_bytes(src_off, dst_off, len));
+    head = Piece{src_off, dst_off, len};
+  }
+  for (const Piece& p : {head, tail}) DAXREF_RETURN_IF_ERROR(PrepareWrite(t, &to, p.dst, p.len));
+  if (body > 0) {
+    uint64_t dfb = BlockOf(dst_off + head.len), n = body >> kBlockShift;
+    DAXREF_RETURN_IF_ERROR(UnmapRange(t, &to, dfb, dfb + n));
+    DAXREF_RETURN_IF_ERROR(ShareBlocks(t, &src, BlockOf(src_off + head.len), &to, dfb, n));
+  }
+  // Bytes go through a bounded buffer.
+  std::vector<char> buf;
+  for (const Piece& p : {head, tail}) {
+    buf.resize(std::min<uint64_t>(p.len, kChunkBytes));
+    for (uint64_t done = 0; done < p.len; done += buf.size()) {
+      uint64_t k = std::min<uint64_t>(buf.size(), p.len - done);
+      DAXREF_RETURN_IF_ERROR(ReadIn(t, src_ino, p.src + done, k, buf.data()));
+      DAXREF_RETURN_IF_ERROR(StoreBytes(t, &to, p.dst + done, buf.data(), k));
+    }
   }
   to.size = std::max(to.size, dst_off + len);
   if (who.uid != 0) to.mode &= ~KilledSetIdBits(to.mode);

@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <memory>
+#include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <vector>
 
@@ -66,9 +68,18 @@ class Volume::Txn {
  public:
   explicit Txn(Volume* v) : v_(v), batch_(rocksdb::BytewiseComparator(), 0, true) {
     v_->free_.BeginEdit();
+    v_->refs_.BeginEdit();
   }
   ~Txn() {
-    if (!done_) v_->free_.Rollback();
+    if (!done_) {
+      v_->free_.Rollback();
+      v_->refs_.Rollback();
+    }
+  }
+  // Called before the first refcount edit: readers outside the mutation
+  // lock wait until this batch is committed or rolled back.
+  void LockRefcounts() {
+    if (!refs_lock_.owns_lock()) refs_lock_ = std::unique_lock<std::shared_mutex>(v_->refs_mu_);
   }
   Status Get(const std::string& key, std::string* value) {
     rocksdb::Status s = batch_.GetFromBatchAndDB(v_->db_.get(), rocksdb::ReadOptions(), key, value);
@@ -108,6 +119,7 @@ class Volume::Txn {
   rocksdb::WriteBatchWithIndex batch_;
   std::vector<Extent> fresh_;
   bool done_ = false;
+  std::unique_lock<std::shared_mutex> refs_lock_;  // released after the rollback above
 };
 
 }  // namespace daxref

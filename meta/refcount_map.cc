@@ -1,0 +1,78 @@
+#include "meta/refcount_map.h"
+
+#include <rocksdb/db.h>
+#include <rocksdb/write_batch_base.h>
+
+#include <memory>
+
+namespace daxref {
+
+Status RefcountMap::Load(rocksdb::DB* db) {
+  recs_.clear();
+  before_.clear();
+  std::string lo(1, prefix::kRefcount), hi(1, prefix::kRefcount + 1);
+  rocksdb::Slice lower(lo), upper(hi);
+  rocksdb::ReadOptions ro;
+  ro.iterate_lower_bound = &lower;
+  ro.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro));
+  uint64_t prev_end = 0;
+  for (it->Seek(lo); it->Valid(); it->Next()) {
+    RefcountRecord r;
+    DAXREF_RETURN_IF_ERROR(
+        DecodeRefcount(it->key().ToStringView(), it->value().ToStringView(), &r));
+    if (r.pblock < prev_end) return Status::Corruption("overlapping refcount records");
+    recs_.emplace_hint(recs_.end(), r.pblock, Value{r.len, r.refs});
+    prev_end = r.pend();
+  }
+  if (!it->status().ok()) return Status::IOError(it->status().ToString());
+  return Status::Ok();
+}
+
+void RefcountMap::Touch(uint64_t key) {
+  if (before_.count(key)) return;
+  auto it = recs_.find(key);
+  before_[key] = it == recs_.end() ? std::nullopt : std::optional<Value>(it->second);
+}
+
+void RefcountMap::Put(const RefcountRecord& r) {
+  Touch(r.pblock);
+  recs_[r.pblock] = Value{r.len, r.refs};
+}
+
+void RefcountMap::Erase(uint64_t pblock) {
+  Touch(pblock);
+  recs_.erase(pblock);
+}
+
+void RefcountMap::BeginEdit() {
+  before_.clear();
+}
+
+void RefcountMap::EmitEdit(rocksdb::WriteBatchBase* batch) const {
+  for (const auto& [key, old] : before_) {
+    auto it = recs_.find(key);
+    if (it == recs_.end()) {
+      if (old) batch->Delete(keys::Refcount(key));
+    } else if (!old || !(*old == it->second)) {
+      batch->Put(keys::Refcount(key),
+                 EncodeRefcount(RefcountRecord{key, it->second.len, it->second.refs}));
+    }
+  }
+}
+
+void RefcountMap::Rollback() {
+  for (const auto& [key, old] : before_) {
+    if (old)
+      recs_[key] = *old;
+    else
+      recs_.erase(key);
+  }
+  before_.clear();
+}
+
+void RefcountMap::Finish() {
+  before_.clear();
+}
+
+}  // namespace daxref
