@@ -58,6 +58,12 @@ void Init(void* userdata, fuse_conn_info* conn) {
   // Never the writeback cache: a write() that returned must already be in
   // the pool, or a daemon crash would lose it.
   conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+  // Every change to file data reaches the kernel's cache through the kernel
+  // itself, or is announced with notify_inval_inode (ioctl clones). So a
+  // new mtime seen in an attribute reply is not a reason to drop every
+  // cached page of the file, which with auto_inval_data the kernel would do,
+  // in the caller's time: 0.1 s per GiB cached, after every write.
+  conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
   conn->time_gran = 1;
 }
 

@@ -103,9 +103,14 @@ bool MayDedupeInto(Filesystem* fs, fuse_req_t req, fuse_ino_t dst, fuse_file_inf
   if (fs->handles().Find(fi->fh, &h) && h.writable()) return true;
   InodeRecord r;
   if (!fs->volume()->GetInode(dst, &r).ok()) return false;
-  if (c->uid == r.uid) return r.mode & S_IWUSR;
-  if (c->gid == r.gid) return r.mode & S_IWGRP;
-  return r.mode & S_IWOTH;
+  if (c->uid == r.uid) return true;  // the owner, whatever the mode
+  bool in_group = c->gid == r.gid;
+  if (!in_group) {
+    gid_t groups[64];
+    int n = fuse_req_getgroups(req, 64, groups);
+    for (int i = 0; i < std::min(n, 64) && !in_group; ++i) in_group = groups[i] == r.gid;
+  }
+  return in_group ? (r.mode & S_IWGRP) : (r.mode & S_IWOTH);
 }
 
 void DedupeRange(Filesystem* fs, fuse_req_t req, fuse_ino_t dst, fuse_file_info* fi,
