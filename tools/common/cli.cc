@@ -1,0 +1,115 @@
+#include "tools/common/cli.h"
+
+#include <unistd.h>
+
+#include <cctype>
+#include <cstdio>
+
+namespace daxref::cli {
+
+bool ParseSize(std::string_view text, std::string_view what, uint64_t* out, std::string* error) {
+  auto fail = [&](const char* why) {
+    *error = std::string(why) + " " + std::string(what) + " '" + std::string(text) +
+             "': expected a number with an optional K, M, G or T suffix (e.g. 64K)";
+    return false;
+  };
+  size_t i = 0;
+  uint64_t n = 0;
+  bool too_large = false;
+  for (; i < text.size() && text[i] >= '0' && text[i] <= '9'; ++i) {
+    uint64_t digit = static_cast<uint64_t>(text[i] - '0');
+    if (n > (UINT64_MAX - digit) / 10) too_large = true;
+    n = n * 10 + digit;
+  }
+  if (i == 0) return fail("invalid");
+  std::string suffix;
+  for (char c : text.substr(i)) suffix += static_cast<char>(tolower(static_cast<unsigned char>(c)));
+  int shift = 0;
+  if (!suffix.empty() && suffix != "b") {
+    static constexpr std::string_view kUnits = "kmgt";
+    size_t unit = kUnits.find(suffix[0]);
+    std::string_view rest = std::string_view(suffix).substr(1);
+    if (unit == std::string_view::npos || !(rest.empty() || rest == "b" || rest == "ib"))
+      return fail("invalid");
+    shift = 10 * static_cast<int>(unit + 1);
+  }
+  if (too_large || n > (UINT64_MAX >> shift)) {
+    *error = std::string(what) + " '" + std::string(text) + "' is too large";
+    return false;
+  }
+  *out = n << shift;
+  return true;
+}
+
+void AppendJson(std::string* out, std::string_view text) {
+  out->push_back('"');
+  for (char c : text) {
+    unsigned char u = static_cast<unsigned char>(c);
+    switch (c) {
+      case '"':
+        *out += "\\\"";
+        break;
+      case '\\':
+        *out += "\\\\";
+        break;
+      case '\n':
+        *out += "\\n";
+        break;
+      case '\t':
+        *out += "\\t";
+        break;
+      case '\r':
+        *out += "\\r";
+        break;
+      case '\b':
+        *out += "\\b";
+        break;
+      case '\f':
+        *out += "\\f";
+        break;
+      default:
+        if (u < 0x20 || u == 0x7f) {
+          char buf[8];
+          snprintf(buf, sizeof(buf), "\\u%04x", u);
+          *out += buf;
+        } else {
+          out->push_back(c);
+        }
+    }
+  }
+  out->push_back('"');
+}
+
+std::string Json(std::string_view text) {
+  std::string out;
+  AppendJson(&out, text);
+  return out;
+}
+
+std::string Printable(std::string_view text) {
+  std::string out;
+  for (char c : text) {
+    unsigned char u = static_cast<unsigned char>(c);
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (u < 0x20 || u == 0x7f) {
+      char buf[8];
+      snprintf(buf, sizeof(buf), "\\x%02x", u);
+      out += buf;
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
+void Fd::Reset() {
+  if (fd_ >= 0) close(fd_);
+  fd_ = -1;
+}
+
+}  // namespace daxref::cli

@@ -1,0 +1,435 @@
+// daxref-map: who shares what on a daxref mount, from the daemon's query
+// ioctls (include/daxref/ioctl.h).
+//
+//   extents FILE                  a file's extent map with sharing (like
+//                                 xfs_io -c "fiemap -v", filefrag -v)
+//   owners PATH PHYSICAL LENGTH   every file that owns pool bytes in the range,
+//                                 with its paths (like xfs_io -c fsmap plus
+//                                 btrfs inspect-internal logical-resolve)
+//
+// Both print as the daemon's pages arrive and keep nothing but the page in
+// hand: a pool block can have millions of owners, and an inode thousands of
+// names. The one thing kept is the paths of the last inode printed, when
+// they came in a single page, since consecutive owners are often the same
+// file.
+//
+// Exit status: 0 success, 1 failure, 2 usage error.
+
+#include <daxref/ioctl.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tools/common/cli.h"
+
+#ifndef DAXREF_VERSION
+#define DAXREF_VERSION "unknown"
+#endif
+
+namespace daxref {
+namespace {
+
+constexpr const char* kProg = "daxref-map";
+
+using cli::Fd;
+
+void PrintHelp() {
+  printf(
+      "Usage: %s [OPTIONS] extents FILE\n"
+      "       %s [OPTIONS] owners PATH PHYSICAL LENGTH\n"
+      "\n"
+      "Show how files share blocks on a daxref mount.\n"
+      "\n"
+      "Commands:\n"
+      "  extents FILE            FILE's extents: file range, pool range, length,\n"
+      "                          references to the blocks and flags (shared, last),\n"
+      "                          and the holes between them\n"
+      "  owners PATH PHYSICAL LENGTH\n"
+      "                          every owner of pool bytes [PHYSICAL,\n"
+      "                          PHYSICAL+LENGTH): pool range, inode, file offset\n"
+      "                          and the inode's paths; PATH is the mount or any\n"
+      "                          file or directory on it. Root or the user who\n"
+      "                          mounted the filesystem only\n"
+      "\n"
+      "Options:\n"
+      "      --json              print one JSON document (raw byte counts)\n"
+      "      --blocks            owners: PHYSICAL and LENGTH are in filesystem\n"
+      "                          blocks (4096 bytes), not bytes\n"
+      "  -h, --help              show this help and exit\n"
+      "  -V, --version           print the version and exit\n"
+      "\n"
+      "PHYSICAL and LENGTH are bytes (or blocks with --blocks), optionally\n"
+      "followed by K, M, G or T (powers of 1024). Output is always in bytes;\n"
+      "ranges are inclusive, [first..last].\n"
+      "\n"
+      "Exit status: 0 success, 1 failure, 2 usage error.\n",
+      kProg, kProg);
+}
+
+int Usage(const std::string& message) {
+  fprintf(stderr, "%s: %s\nTry '%s --help' for more information.\n", kProg, message.c_str(), kProg);
+  return cli::kExitUsage;
+}
+
+int Fail(const std::string& what, int err, const char* hint = "") {
+  fflush(stdout);
+  fprintf(stderr, "%s: %s: %s%s\n", kProg, what.c_str(), strerror(err), hint);
+  return cli::kExitFailure;
+}
+
+int FailMsg(const std::string& message) {
+  fflush(stdout);
+  fprintf(stderr, "%s: %s\n", kProg, message.c_str());
+  return cli::kExitFailure;
+}
+
+// The ABI's __u64 is unsigned long long; PRIu64 wants uint64_t.
+uint64_t U(__u64 v) {
+  return v;
+}
+
+const char* kAdminHint = " (root or the mount's owner only)";
+
+std::string Range(uint64_t first, uint64_t length) {
+  return "[" + std::to_string(first) + ".." + std::to_string(first + length - 1) + "]";
+}
+
+// Opens a file or directory on a daxref mount without side effects (no
+// device, FIFO or terminal is opened) and reads the daemon's info.
+bool OpenOnDaxref(const std::string& path, bool regular_only, Fd* fd, struct stat* st,
+                  daxref_info* info) {
+  if (stat(path.c_str(), st) != 0) return Fail(path, errno), false;
+  if (regular_only && S_ISDIR(st->st_mode)) return Fail(path, EISDIR), false;
+  if (!S_ISREG(st->st_mode) && !S_ISDIR(st->st_mode))
+    return FailMsg(path +
+                   (regular_only ? ": not a regular file" : ": not a regular file or directory")),
+           false;
+  *fd = Fd(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
+  // The queries need a descriptor, not read access: a write-only file will do.
+  if (!fd->valid() && errno == EACCES && S_ISREG(st->st_mode))
+    *fd = Fd(open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
+  if (!fd->valid()) return Fail(path, errno), false;
+  if (fstat(fd->get(), st) != 0) return Fail(path, errno), false;
+  if (ioctl(fd->get(), DAXREF_IOC_INFO, info) != 0 || info->magic != DAXREF_INFO_MAGIC)
+    return FailMsg(path + ": not on a daxref filesystem"), false;
+  return true;
+}
+
+// ---- extents ---------------------------------------------------------------
+
+class ExtentPrinter {
+ public:
+  ExtentPrinter(const std::string& path, bool json) : json_(json) {
+    if (json_)
+      printf("{\"file\": %s, \"extents\": [", cli::Json(path).c_str());
+    else
+      printf("%s:\n %4s %-27s %-27s %12s %6s  %s\n", cli::Printable(path).c_str(),
+             "EXT:", "FILE-OFFSET", "POOL-OFFSET", "LENGTH", "REFS", "FLAGS");
+  }
+
+  void Hole(uint64_t logical, uint64_t length) {
+    if (json_) {
+      printf("%s\n  {\"type\": \"hole\", \"logical\": %" PRIu64 ", \"length\": %" PRIu64 "}", Sep(),
+             logical, length);
+    } else {
+      printf(" %4s %-27s %-27s %12" PRIu64 "\n", (std::to_string(index_) + ":").c_str(),
+             Range(logical, length).c_str(), "hole", length);
+    }
+    ++index_;
+  }
+
+  void Extent(const daxref_extent& e) {
+    std::string flags;
+    if (e.flags & DAXREF_EXTENT_SHARED) flags = "shared";
+    if (e.flags & DAXREF_EXTENT_LAST) flags += flags.empty() ? "last" : ",last";
+    if (json_) {
+      std::string list;
+      if (e.flags & DAXREF_EXTENT_SHARED) list = "\"shared\"";
+      if (e.flags & DAXREF_EXTENT_LAST) list += list.empty() ? "\"last\"" : ", \"last\"";
+      printf("%s\n  {\"type\": \"data\", \"logical\": %" PRIu64 ", \"physical\": %" PRIu64
+             ", \"length\": %" PRIu64 ", \"refcount\": %" PRIu32 ", \"flags\": [%s]}",
+             Sep(), U(e.logical), U(e.physical), U(e.length), e.refcount, list.c_str());
+    } else {
+      printf(" %4s %-27s %-27s %12" PRIu64 " %6" PRIu32 "%s%s\n",
+             (std::to_string(index_) + ":").c_str(), Range(e.logical, e.length).c_str(),
+             Range(e.physical, e.length).c_str(), U(e.length), e.refcount,
+             flags.empty() ? "" : "  ", flags.c_str());
+    }
+    ++index_;
+    ++extents_;
+    bytes_ += e.length;
+    if (e.flags & DAXREF_EXTENT_SHARED) shared_ += e.length;
+  }
+
+  void Finish(uint64_t size) {
+    if (json_)
+      printf("\n], \"size\": %" PRIu64 ", \"extent_count\": %" PRIu64 ", \"bytes\": %" PRIu64
+             ", \"shared_bytes\": %" PRIu64 "}\n",
+             size, extents_, bytes_, shared_);
+    else
+      printf("%" PRIu64 " extent%s, %" PRIu64 " bytes, %" PRIu64 " bytes shared\n", extents_,
+             extents_ == 1 ? "" : "s", bytes_, shared_);
+  }
+
+ private:
+  const char* Sep() { return index_ == 0 ? "" : ","; }
+
+  bool json_;
+  uint64_t index_ = 0, extents_ = 0, bytes_ = 0, shared_ = 0;
+};
+
+int Extents(const std::string& path, bool json) {
+  Fd fd;
+  struct stat st;
+  daxref_info info{};
+  if (!OpenOnDaxref(path, true, &fd, &st, &info)) return cli::kExitFailure;
+  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  auto q = std::make_unique<daxref_extent_query>();
+  ExtentPrinter out(path, json);
+  uint64_t start = 0, pos = 0;
+  for (;;) {
+    memset(q.get(), 0, offsetof(daxref_extent_query, extents));
+    q->start = start;
+    q->length = 0;  // to the end of the file
+    if (ioctl(fd.get(), DAXREF_IOC_EXTENTS, q.get()) != 0) return Fail(path + ": extents", errno);
+    if (q->count > DAXREF_EXTENTS_PER_CALL) return Fail(path + ": extents", EPROTO);
+    for (uint32_t i = 0; i < q->count; ++i) {
+      const daxref_extent& e = q->extents[i];
+      if (e.logical > pos) out.Hole(pos, e.logical - pos);
+      out.Extent(e);
+      pos = e.logical + e.length;
+    }
+    if (!(q->flags & DAXREF_QUERY_MORE)) break;
+    if (q->count == 0 || q->next <= start) return Fail(path + ": extents", EPROTO);
+    start = q->next;
+  }
+  if (size > pos) out.Hole(pos, size - pos);
+  out.Finish(size);
+  return 0;
+}
+
+// ---- owners ----------------------------------------------------------------
+
+// The paths of inodes, one page (DAXREF_IOC_PATHS) at a time.
+class PathFinder {
+ public:
+  explicit PathFinder(int fd) : fd_(fd), q_(std::make_unique<daxref_paths_query>()) {}
+
+  // Calls fn(path) for every path of ino. Returns 0, or the errno of the
+  // query (ENOENT: the inode is gone). A path too long for a page is given as
+  // nullptr.
+  template <typename Fn>
+  int ForEach(uint64_t ino, Fn fn) {
+    if (cached_ && cached_ino_ == ino) {
+      for (const std::string& p : cache_) fn(&p);
+      return 0;
+    }
+    cached_ = false;
+    cache_.clear();
+    uint32_t skip = 0;
+    for (bool first = true;; first = false) {
+      memset(q_.get(), 0, offsetof(daxref_paths_query, buf));
+      q_->ino = ino;
+      q_->skip = skip;
+      if (ioctl(fd_, DAXREF_IOC_PATHS, q_.get()) != 0) {
+        if (errno != ENAMETOOLONG) return errno;
+        fn(nullptr);
+        ++skip;
+        continue;
+      }
+      if (q_->bytes > DAXREF_PATHS_BYTES) return EPROTO;
+      std::string_view buf(q_->buf, q_->bytes);
+      for (uint32_t i = 0; i < q_->count && !buf.empty(); ++i) {
+        size_t nul = buf.find('\0');
+        if (nul == std::string_view::npos) return EPROTO;
+        std::string path(buf.substr(0, nul));
+        fn(&path);
+        if (first && !(q_->flags & DAXREF_QUERY_MORE)) cache_.push_back(std::move(path));
+        buf.remove_prefix(nul + 1);
+      }
+      if (!(q_->flags & DAXREF_QUERY_MORE)) {
+        cached_ = first;
+        cached_ino_ = ino;
+        return 0;
+      }
+      if (q_->count == 0) return EPROTO;
+      skip += q_->count;
+    }
+  }
+
+ private:
+  int fd_;
+  std::unique_ptr<daxref_paths_query> q_;
+  bool cached_ = false;
+  uint64_t cached_ino_ = 0;
+  std::vector<std::string> cache_;
+};
+
+int Owners(const std::string& path, const std::string& physical_text,
+           const std::string& length_text, bool json, bool blocks) {
+  uint64_t physical = 0, length = 0;
+  std::string error;
+  if (!cli::ParseSize(physical_text, "PHYSICAL", &physical, &error) ||
+      !cli::ParseSize(length_text, "LENGTH", &length, &error))
+    return Usage(error);
+  if (length == 0) return Usage("LENGTH must be more than 0");
+  Fd fd;
+  struct stat st;
+  daxref_info info{};
+  if (!OpenOnDaxref(path, false, &fd, &st, &info)) return cli::kExitFailure;
+  if (blocks) {
+    const uint64_t bs = info.block_size;
+    if (physical > UINT64_MAX / bs || length > UINT64_MAX / bs)
+      return FailMsg("PHYSICAL or LENGTH is too large");
+    physical *= bs;
+    length *= bs;
+  }
+  const uint64_t pool_bytes = info.pool_blocks * info.block_size;
+  if (physical >= pool_bytes)
+    return FailMsg("PHYSICAL " + std::to_string(physical) + " is past the end of the pool (" +
+                   std::to_string(pool_bytes) + " bytes)");
+  if (length > pool_bytes - physical) length = pool_bytes - physical;
+
+  auto q = std::make_unique<daxref_owner_query>();
+  PathFinder paths(fd.get());
+  uint64_t count = 0;
+  bool failed = false;
+  uint32_t flags = 0;
+  daxref_owner cursor{};
+  for (;;) {
+    memset(q.get(), 0, offsetof(daxref_owner_query, owners));
+    q->physical = physical;
+    q->length = length;
+    q->cursor = cursor;
+    q->flags = flags;
+    if (ioctl(fd.get(), DAXREF_IOC_OWNERS, q.get()) != 0)
+      return Fail("owners", errno, errno == EPERM ? kAdminHint : "");
+    if (q->count > DAXREF_OWNERS_PER_CALL) return Fail("owners", EPROTO);
+    if (flags == 0) {  // the first page: the caller may ask, so start the output
+      if (json)
+        printf("{\"physical\": %" PRIu64 ", \"length\": %" PRIu64 ", \"owners\": [", physical,
+               length);
+      else
+        printf("%-31s %12s %12s %14s  %s\n", "POOL-OFFSET", "LENGTH", "INODE", "FILE-OFFSET",
+               "PATH");
+    }
+    for (uint32_t i = 0; i < q->count; ++i) {
+      const daxref_owner& o = q->owners[i];
+      std::string line;
+      if (json) {
+        line = count == 0 ? "\n  " : ",\n  ";
+        line += "{\"physical\": " + std::to_string(o.physical) +
+                ", \"length\": " + std::to_string(o.length) +
+                ", \"ino\": " + std::to_string(o.ino) +
+                ", \"logical\": " + std::to_string(o.logical) + ", \"paths\": [";
+      } else {
+        char buf[128];
+        snprintf(buf, sizeof(buf), "%-31s %12" PRIu64 " %12" PRIu64 " %14" PRIu64 "  ",
+                 Range(o.physical, o.length).c_str(), U(o.length), U(o.ino), U(o.logical));
+        line = buf;
+      }
+      fputs(line.c_str(), stdout);
+      uint64_t n = 0;
+      const std::string indent(31 + 1 + 12 + 1 + 12 + 1 + 14 + 2, ' ');
+      int err = paths.ForEach(o.ino, [&](const std::string* p) {
+        if (json)
+          printf("%s%s", n == 0 ? "" : ", ", p ? cli::Json(*p).c_str() : "null");
+        else
+          printf("%s%s\n", n == 0 ? "" : indent.c_str(),
+                 p ? cli::Printable(*p).c_str() : "(a path too long to show)");
+        ++n;
+      });
+      if (json) {
+        printf("]");
+        if (err == ENOENT) printf(", \"deleted\": true");
+        if (err != 0 && err != ENOENT)
+          printf(", \"paths_errno\": %d, \"paths_error\": %s", err,
+                 cli::Json(strerror(err)).c_str());
+        printf("}");
+      } else if (err == ENOENT) {
+        printf("%s(deleted)\n", n == 0 ? "" : indent.c_str());
+      } else if (err != 0) {
+        printf("%s(paths: %s)\n", n == 0 ? "" : indent.c_str(), strerror(err));
+      } else if (n == 0) {
+        printf("(unlinked)\n");
+      }
+      if (err == EPERM) return Fail("owners: paths", err, kAdminHint);
+      failed |= err != 0 && err != ENOENT;
+      ++count;
+    }
+    if (!(q->flags & DAXREF_QUERY_MORE)) break;
+    if (q->count == 0) return Fail("owners", EPROTO);
+    cursor = q->cursor;
+    flags = DAXREF_QUERY_MORE;
+  }
+  if (json)
+    printf("\n], \"count\": %" PRIu64 "}\n", count);
+  else
+    printf("%" PRIu64 " owner%s\n", count, count == 1 ? "" : "s");
+  return failed ? cli::kExitFailure : 0;
+}
+
+int Main(int argc, char** argv) {
+  enum { kOptJson = 256, kOptBlocks };
+  static const option kLong[] = {
+      {"json", no_argument, nullptr, kOptJson},
+      {"blocks", no_argument, nullptr, kOptBlocks},
+      {"help", no_argument, nullptr, 'h'},
+      {"version", no_argument, nullptr, 'V'},
+      {nullptr, 0, nullptr, 0},
+  };
+  bool json = false, blocks = false;
+  opterr = 0;
+  int c;
+  while ((c = getopt_long(argc, argv, "hV", kLong, nullptr)) != -1) {
+    switch (c) {
+      case kOptJson:
+        json = true;
+        break;
+      case kOptBlocks:
+        blocks = true;
+        break;
+      case 'h':
+        PrintHelp();
+        return 0;
+      case 'V':
+        printf("%s %s\n", kProg, DAXREF_VERSION);
+        return 0;
+      default:
+        if (optopt > ' ' && optopt < 127)
+          return Usage(std::string("invalid option -- '") + static_cast<char>(optopt) + "'");
+        return Usage(std::string("unrecognized option '") + argv[optind - 1] + "'");
+    }
+  }
+  if (optind >= argc) return Usage("missing COMMAND (extents or owners)");
+  const std::string command = argv[optind];
+  const std::vector<std::string> args(argv + optind + 1, argv + argc);
+  if (command == "extents") {
+    if (blocks) return Usage("--blocks applies to owners only");
+    if (args.size() != 1) return Usage("usage: extents FILE");
+    return Extents(args[0], json);
+  }
+  if (command == "owners") {
+    if (args.size() != 3) return Usage("usage: owners PATH PHYSICAL LENGTH");
+    return Owners(args[0], args[1], args[2], json, blocks);
+  }
+  return Usage("unknown command '" + command + "' (extents or owners)");
+}
+
+}  // namespace
+}  // namespace daxref
+
+int main(int argc, char** argv) {
+  return daxref::Main(argc, argv);
+}
