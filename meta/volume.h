@@ -268,6 +268,9 @@ class Volume {
   // caller is about to overwrite.
   Status Unshare(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t fb1, uint64_t keep_off,
                  uint64_t keep_end);
+  // Points r's file blocks [to.fblock, to.fend()), all inside one mapped
+  // extent, at pool blocks to.pblock..., dropping a reference to the old ones.
+  Status Repoint(Txn& t, InodeRecord* r, const Extent& to);
   // Maps n blocks of src at file block sfb into dst at dfb, sharing them;
   // dst's range must be a hole.
   Status ShareBlocks(Txn& t, InodeRecord* src, uint64_t sfb, InodeRecord* dst, uint64_t dfb,

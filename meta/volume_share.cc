@@ -183,12 +183,39 @@ Status Volume::Unshare(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t fb1, uint6
     if (k0 > b0) data_->Copy(PoolOff(m.to.pblock), PoolOff(m.from.pblock), k0 - b0);
     if (b1 > k1)
       data_->Copy(PoolOff(m.to.pblock) + (k1 - b0), PoolOff(m.from.pblock) + (k1 - b0), b1 - k1);
-    DAXREF_RETURN_IF_ERROR(UnmapRange(t, r, m.from.fblock, m.from.fend()));
-    DAXREF_RETURN_IF_ERROR(MapExtent(t, r, m.to));
+    DAXREF_RETURN_IF_ERROR(Repoint(t, r, m.to));
     fresh.push_back(m.to);
   }
   t.NoteFresh(fresh);
   return Status::Ok();
+}
+
+//   Repointing file blocks [to.fblock, to.fend()) of the extent e that holds
+//   them rewrites e in place: e keeps its key (shorter), the piece and the
+//   part on the right get keys of their own. No extent key is deleted, so a
+//   batch that repoints thousands of pieces never makes the next extent
+//   lookup step over its own deletions; the price is that the new blocks
+//   are not merged with their neighbours.
+Status Volume::Repoint(Txn& t, InodeRecord* r, const Extent& to) {
+  std::optional<Extent> found;
+  DAXREF_RETURN_IF_ERROR(WalkExtents(t, r->ino, to.fblock, to.fblock + 1, [&](const Extent& e) {
+    found = e;
+    return false;
+  }));
+  if (!found || found->fblock > to.fblock || found->fend() < to.fend())
+    return Status::Corruption("repointing blocks that are not mapped");
+  const Extent e = *found;
+  t.TouchExtents(r->ino);
+  t.Delete(keys::Rmap(e.pblock, e.len, r->ino, e.fblock));
+  auto put = [&](const Extent& x) {
+    t.Put(keys::Extent(r->ino, x.fblock), EncodeExtent(x));
+    PutRmap(t, x.pblock, x.len, r->ino, x.fblock);
+  };
+  if (e.fblock < to.fblock) put(Extent{e.fblock, e.pblock, to.fblock - e.fblock});
+  put(to);
+  if (to.fend() < e.fend())
+    put(Extent{to.fend(), e.pblock + (to.fend() - e.fblock), e.fend() - to.fend()});
+  return DropBlocks(t, *r, e.pblock + (to.fblock - e.fblock), to.len);
 }
 
 Status Volume::ShareBlocks(Txn& t, InodeRecord* src, uint64_t sfb, InodeRecord* dst, uint64_t dfb,
