@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what daxref needs (Debian 12 packages), builds it, and shows it
-# working: a 1 GiB filesystem in /dev/shm is made, mounted, written to,
-# unmounted, mounted again and read back. Prints "OK" at the end and exits 0
+# working: a 1 GiB filesystem in /dev/shm is made, mounted, written to, a
+# file copied as a shared copy and the copy changed, unmounted, mounted again
+# and read back. Prints "OK" at the end and exits 0
 # if everything read back matches; exits non-zero otherwise.
 #
 # Usage: scripts/demo.sh [BUILD_DIR]     (BUILD_DIR defaults to build)
@@ -79,6 +80,16 @@ say "reading the files back"
 cat "$mnt/hello.txt" "$mnt/notes/where.txt"
 md5sum "$mnt/random.bin"
 
+say "a shared copy: cp random.bin copy.bin (copy_file_range shares the blocks)"
+used_before=$(df --output=used -B4K "$mnt" | tail -1)
+cp "$mnt/random.bin" "$mnt/copy.bin"
+used_after=$(df --output=used -B4K "$mnt" | tail -1)
+echo "4 KiB blocks in use: $used_before before the copy, $used_after after"
+"$build/tools/map/daxref-map" extents "$mnt/copy.bin" | tail -n 3
+echo "changing the first 5 bytes of copy.bin; random.bin keeps its own"
+printf 'HELLO' | dd of="$mnt/copy.bin" conv=notrunc status=none
+copy_md5=$(md5sum < "$mnt/copy.bin" | cut -d' ' -f1)
+
 say "unmounting: fusermount3 -u $mnt"
 fusermount3 -u "$mnt"
 
@@ -96,6 +107,9 @@ fail=0
 [ "$(cat "$mnt/hello.txt")" = "hello, persistent memory" ] || { echo "hello.txt differs"; fail=1; }
 [ "$got_md5" = "$want_md5" ] || { echo "random.bin differs: md5 $got_md5, wrote $want_md5"; fail=1; }
 [ "$(stat -c %s "$mnt/random.bin")" -eq $((random_mib << 20)) ] || { echo "random.bin has the wrong size"; fail=1; }
+[ $((used_after - used_before)) -le 2 ] || { echo "the copy took $((used_after - used_before)) blocks: not shared"; fail=1; }
+[ "$(md5sum < "$mnt/copy.bin" | cut -d' ' -f1)" = "$copy_md5" ] || { echo "copy.bin differs"; fail=1; }
+[ "$copy_md5" != "$want_md5" ] || { echo "the change to copy.bin did not happen"; fail=1; }
 
 say "unmounting"
 fusermount3 -u "$mnt"
