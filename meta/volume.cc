@@ -439,7 +439,7 @@ Status Volume::UnmapRange(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t fb1) {
 // Maps a hole [e.fblock, e.fend()) to pool blocks, merging with the extent
 // before and after when both file and pool blocks are contiguous, so that a
 // file written front to back stays one extent.
-Status Volume::MapExtent(Txn& t, InodeRecord* r, const Extent& e) {
+Status Volume::MapExtent(Txn& t, InodeRecord* r, const Extent& e, Extent* merged_out) {
   Extent merged = e;
   std::optional<Extent> left, right;
   if (e.fblock > 0) {
@@ -472,6 +472,7 @@ Status Volume::MapExtent(Txn& t, InodeRecord* r, const Extent& e) {
   t.Put(keys::Extent(r->ino, merged.fblock), EncodeExtent(merged));
   PutRmap(t, merged.pblock, merged.len, r->ino, merged.fblock);
   r->blocks += e.len;
+  if (merged_out) *merged_out = merged;
   return Status::Ok();
 }
 

@@ -235,7 +235,8 @@ class Volume {
   using ExtentFn = std::function<bool(const Extent&)>;
   Status WalkExtents(Txn& t, uint64_t ino, uint64_t fb0, uint64_t fb1, const ExtentFn& fn);
   Status UnmapRange(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t fb1);
-  Status MapExtent(Txn& t, InodeRecord* r, const Extent& e);
+  // *merged (if given) is the extent e became part of.
+  Status MapExtent(Txn& t, InodeRecord* r, const Extent& e, Extent* merged = nullptr);
   // Allocates blocks for every hole in [fb0, fb1), zeroing the parts of new
   // blocks outside [zero_keep_off, zero_keep_end) (bytes the caller is about
   // to write). Nothing is written to existing blocks.

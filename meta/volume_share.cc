@@ -224,8 +224,14 @@ Status Volume::ShareBlocks(Txn& t, InodeRecord* src, uint64_t sfb, InodeRecord* 
   // batch is edited between scans, never under a live iterator. When src
   // and dst are one file the ranges do not overlap, so mapping the
   // destination never changes what the next scan of the source finds.
+  //
+  // The destination range is a hole, filled front to back, so only the
+  // first piece can merge with an extent before it and only the last with
+  // one after it: those go through MapExtent, which looks; every other
+  // piece continues the run just mapped or starts a new one, with no lookup.
   constexpr size_t kChunk = 512;
-  uint64_t from = sfb, end = sfb + n;
+  uint64_t from = sfb, end = sfb + n, dend = dfb + n;
+  std::optional<Extent> run;  // the destination extent this call mapped last
   while (from < end) {
     std::vector<Extent> chunk;
     DAXREF_RETURN_IF_ERROR(WalkExtents(t, src->ino, from, end, [&](const Extent& e) {
@@ -237,7 +243,22 @@ Status Volume::ShareBlocks(Txn& t, InodeRecord* src, uint64_t sfb, InodeRecord* 
       if (f1 <= f0) continue;
       Extent piece{dfb + (f0 - sfb), e.pblock + (f0 - e.fblock), f1 - f0};
       DAXREF_RETURN_IF_ERROR(AdjustRefs(t, piece.pblock, piece.pend(), +1));
-      DAXREF_RETURN_IF_ERROR(MapExtent(t, dst, piece));
+      if (run && run->fend() == piece.fblock && run->pend() == piece.pblock &&
+          piece.fend() < dend) {
+        t.Delete(keys::Rmap(run->pblock, run->len, dst->ino, run->fblock));
+        run->len += piece.len;
+      } else if (run && piece.fend() < dend) {
+        run = piece;
+      } else {
+        Extent merged;
+        DAXREF_RETURN_IF_ERROR(MapExtent(t, dst, piece, &merged));
+        run = merged;
+        continue;
+      }
+      t.TouchExtents(dst->ino);
+      t.Put(keys::Extent(dst->ino, run->fblock), EncodeExtent(*run));
+      PutRmap(t, run->pblock, run->len, dst->ino, run->fblock);
+      dst->blocks += piece.len;
     }
     if (chunk.size() < kChunk) break;
     from = std::min(chunk.back().fend(), end);
