@@ -582,6 +582,13 @@ void Filesystem::InvalidateCache(uint64_t ino, uint64_t off, uint64_t len) {
     spdlog::warn("invalidating the kernel's cache of inode {} failed: {}", ino, strerror(-rc));
 }
 
+void Filesystem::InvalidateAttributes(uint64_t ino) {
+  if (!session_) return;
+  int rc = fuse_lowlevel_notify_inval_inode(session_, ino, -1, 0);
+  if (rc != 0 && rc != -ENOENT)
+    spdlog::warn("invalidating the kernel's attributes of inode {} failed: {}", ino, strerror(-rc));
+}
+
 const fuse_lowlevel_ops& Filesystem::Ops() {
   static const fuse_lowlevel_ops ops = [] {
     fuse_lowlevel_ops o{};

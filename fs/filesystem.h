@@ -11,6 +11,7 @@
 
 #include <memory>
 
+#include "fs/clone_worker.h"
 #include "fs/handle_table.h"
 #include "fs/inode_table.h"
 #include "fs/pool.h"
@@ -46,6 +47,12 @@ class Filesystem {
   // from byte off on (len 0: to the end). For changes the kernel did not
   // make itself. Call with no daemon lock held (see the brief's rules).
   void InvalidateCache(uint64_t ino, uint64_t off, uint64_t len);
+  // Drops only the kernel's cached attributes of ino. Takes no page lock,
+  // so it is safe from any handler.
+  void InvalidateAttributes(uint64_t ino);
+  CloneWorker& clone_worker() { return clone_worker_; }
+  // Finishes queued clones; call before the session is destroyed.
+  void StopWorkers() { clone_worker_.Stop(); }
   const FilesystemOptions& options() const { return opts_; }
 
   // Fills `st` from an inode record.
@@ -63,6 +70,7 @@ class Filesystem {
   InodeTable inodes_;
   HandleTable handles_;
   fuse_session* session_ = nullptr;
+  CloneWorker clone_worker_;
 };
 
 }  // namespace daxref

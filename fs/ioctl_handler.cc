@@ -77,20 +77,22 @@ void CloneRange(Filesystem* fs, fuse_req_t req, fuse_ino_t dst, fuse_file_info* 
   // A token this daemon did not issue (or no longer knows) stands for a
   // file it does not serve: another filesystem, as far as it can tell.
   if (!fs->handles().Redeem(TokenOf(a.src), &src)) return (void)fuse_reply_err(req, EXDEV);
-  InodeRecord out;
-  Status s;
-  {
-    SourceDestLock locks(fs->inodes(), src, dst);
-    s = fs->volume()->Clone(src, a.src_offset, dst, a.dest_offset, a.src_length,
-                            Caller{fuse_req_ctx(req)->uid, fuse_req_ctx(req)->gid}, &out);
-  }
-  if (!s.ok()) return ReplyStatus(req, s);
-  // The kernel does not know the destination changed: drop its cached pages
-  // and attributes. No daemon lock is held here, and the kernel holds no
-  // inode lock for an ioctl, so the writes and reads the invalidation may
-  // wait on can be served by the other request threads.
-  fs->InvalidateCache(dst, a.dest_offset, 0);
-  fuse_reply_ioctl(req, 0, nullptr, 0);
+  Caller who{fuse_req_ctx(req)->uid, fuse_req_ctx(req)->gid};
+  // The rest runs on the clone worker (fs/clone_worker.h says why), which
+  // replies. No daemon lock is held while the kernel is told, and the
+  // kernel holds no inode lock for an ioctl.
+  fs->clone_worker().Post([fs, req, src, dst, a, who] {
+    fs->InvalidateCache(dst, a.dest_offset, 0);
+    InodeRecord out;
+    Status s;
+    {
+      SourceDestLock locks(fs->inodes(), src, dst);
+      s = fs->volume()->Clone(src, a.src_offset, dst, a.dest_offset, a.src_length, who, &out);
+    }
+    if (!s.ok()) return ReplyStatus(req, s);
+    fs->InvalidateCache(dst, a.dest_offset, 0);
+    fuse_reply_ioctl(req, 0, nullptr, 0);
+  });
 }
 
 // Who may dedupe into a file (as the kernel's allow_file_dedupe): an
@@ -134,6 +136,8 @@ void DedupeRange(Filesystem* fs, fuse_req_t req, fuse_ino_t dst, fuse_file_info*
     } else {
       a.status = r.same ? FILE_DEDUPE_RANGE_SAME : FILE_DEDUPE_RANGE_DIFFERS;
       a.bytes_deduped = r.bytes;
+      // Holes deduped against zeros gain blocks: st_blocks changed.
+      if (r.bytes > 0) fs->InvalidateAttributes(dst);
     }
   }
   // The bytes did not change, so the kernel's cached pages stay valid.
@@ -154,6 +158,7 @@ void UnshareRange(Filesystem* fs, fuse_req_t req, fuse_ino_t ino, fuse_file_info
       fs->volume()->Fallocate(ino, kFallocUnshareRange | kFallocKeepSize, a.offset, a.length, &out);
   io.unlock();
   if (!s.ok()) return ReplyStatus(req, s);
+  fs->InvalidateAttributes(ino);  // filled holes: st_blocks changed
   fuse_reply_ioctl(req, 0, nullptr, 0);
 }
 

@@ -230,6 +230,7 @@ int Serve(const CommandLine& cl, StartupReport* report) {
     fuse_loop_cfg_destroy(cfg);
   }
   flusher.reset();
+  fs.StopWorkers();
   fuse_remove_signal_handlers(se.get());
   fuse_session_unmount(se.get());
   spdlog::info("unmounted {}; closing the metadata store", cl.mountpoint);

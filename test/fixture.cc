@@ -58,8 +58,15 @@ bool IsMounted(const std::string& mnt) {
   return false;
 }
 
-// Run and RunWithEnv: `env` null means the test's own environment.
-RunResult RunImpl(const std::vector<std::string>& argv, const std::vector<std::string>* env) {
+struct Creds {
+  uid_t uid;
+  gid_t gid;
+};
+
+// Run, RunWithEnv and RunAsWithEnv: `env` null means the test's own
+// environment, `creds` null the test's own user.
+RunResult RunImpl(const std::vector<std::string>& argv, const std::vector<std::string>* env,
+                  const Creds* creds = nullptr) {
   int out[2], err[2];
   REQUIRE(pipe(out) == 0);
   REQUIRE(pipe(err) == 0);
@@ -77,6 +84,10 @@ RunResult RunImpl(const std::vector<std::string>& argv, const std::vector<std::s
     int null = open("/dev/null", O_RDONLY);
     dup2(null, 0);
     if (null > 2) close(null);
+    if (creds != nullptr &&
+        (setgroups(0, nullptr) != 0 || setresgid(creds->gid, creds->gid, creds->gid) != 0 ||
+         setresuid(creds->uid, creds->uid, creds->uid) != 0))
+      _exit(126);
     auto a = Argv(argv);
     if (env) {
       auto e = Argv(*env);
@@ -115,6 +126,12 @@ RunResult Run(const std::vector<std::string>& argv) {
 
 RunResult RunWithEnv(const std::vector<std::string>& argv, const std::vector<std::string>& env) {
   return RunImpl(argv, &env);
+}
+
+RunResult RunAsWithEnv(uid_t uid, gid_t gid, const std::vector<std::string>& argv,
+                       const std::vector<std::string>& env) {
+  const Creds creds{uid, gid};
+  return RunImpl(argv, &env, &creds);
 }
 
 TempDir::TempDir(const std::string& under) {

@@ -35,6 +35,10 @@ RunResult Run(const std::vector<std::string>& argv);
 // As Run, with exactly the environment `env` ("NAME=value" strings) instead
 // of the test's own.
 RunResult RunWithEnv(const std::vector<std::string>& argv, const std::vector<std::string>& env);
+// As RunWithEnv, in a child that runs as uid/gid with no supplementary
+// groups (as RunAs does); exit code 126 if it could not switch.
+RunResult RunAsWithEnv(uid_t uid, gid_t gid, const std::vector<std::string>& argv,
+                       const std::vector<std::string>& env);
 
 // A directory removed (recursively) on destruction.
 class TempDir {

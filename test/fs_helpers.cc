@@ -1,11 +1,13 @@
 #include "test/fs_helpers.h"
 
 #include <fcntl.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <memory>
 #include <thread>
 
 namespace daxref::test {
@@ -134,6 +136,76 @@ int64_t FirstDiff(const std::string& a, const std::string& b) {
   for (size_t i = 0; i < n; ++i)
     if (a[i] != b[i]) return static_cast<int64_t>(i);
   return a.size() == b.size() ? -1 : static_cast<int64_t>(n);
+}
+
+int GetToken(int src_fd, daxref_token* out) {
+  *out = daxref_token{};
+  return ioctl(src_fd, DAXREF_IOC_TOKEN, out) == 0 ? 0 : errno;
+}
+
+int CloneWithToken(const daxref_token& token, uint64_t src_off, uint64_t len, int dst_fd,
+                   uint64_t dst_off) {
+  daxref_clone_range a{};
+  a.src = token;
+  a.src_offset = src_off;
+  a.src_length = len;
+  a.dest_offset = dst_off;
+  return ioctl(dst_fd, DAXREF_IOC_CLONE_RANGE, &a) == 0 ? 0 : errno;
+}
+
+int CloneRange(int src_fd, uint64_t src_off, uint64_t len, int dst_fd, uint64_t dst_off) {
+  daxref_token t;
+  if (int err = GetToken(src_fd, &t)) return err;
+  return CloneWithToken(t, src_off, len, dst_fd, dst_off);
+}
+
+DedupeOutcome Dedupe(int src_fd, uint64_t src_off, uint64_t len, int dst_fd, uint64_t dst_off) {
+  DedupeOutcome out;
+  daxref_dedupe_range a{};
+  if ((out.err = GetToken(src_fd, &a.src)) != 0) return out;
+  a.src_offset = src_off;
+  a.src_length = len;
+  a.dest_offset = dst_off;
+  a.status = 12345;  // the daemon must overwrite it
+  if (ioctl(dst_fd, DAXREF_IOC_DEDUPE_RANGE, &a) != 0) {
+    out.err = errno;
+    return out;
+  }
+  out.status = a.status;
+  out.bytes = a.bytes_deduped;
+  return out;
+}
+
+int UnshareRange(int fd, uint64_t off, uint64_t len) {
+  daxref_range a{};
+  a.offset = off;
+  a.length = len;
+  return ioctl(fd, DAXREF_IOC_UNSHARE_RANGE, &a) == 0 ? 0 : errno;
+}
+
+std::vector<daxref_extent> Extents(int fd) {
+  std::vector<daxref_extent> all;
+  auto q = std::make_unique<daxref_extent_query>();
+  uint64_t start = 0;
+  for (int calls = 0;; ++calls) {
+    REQUIRE(calls < 100000);
+    memset(q.get(), 0, sizeof(*q));
+    q->start = start;
+    int rc = ioctl(fd, DAXREF_IOC_EXTENTS, q.get());
+    INFO("DAXREF_IOC_EXTENTS: " << strerror(errno));
+    REQUIRE(rc == 0);
+    REQUIRE(q->count <= DAXREF_EXTENTS_PER_CALL);
+    all.insert(all.end(), q->extents, q->extents + q->count);
+    if (!(q->flags & DAXREF_QUERY_MORE)) break;
+    REQUIRE(q->next > start);
+    start = q->next;
+  }
+  return all;
+}
+
+std::vector<daxref_extent> Extents(const std::string& path) {
+  Fd fd(path, O_RDONLY);
+  return Extents(fd.get());
 }
 
 }  // namespace daxref::test

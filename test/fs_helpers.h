@@ -1,9 +1,11 @@
 // Helpers for the end-to-end tests (fs_tests): file descriptors, whole-buffer
-// pread / pwrite, stat and statvfs, test bytes, and comparisons of large byte
-// strings. Each fails the current test (REQUIRE) when a syscall that must
-// work does not.
+// pread / pwrite, stat and statvfs, test bytes, comparisons of large byte
+// strings, and the daxref ioctls. Each fails the current test (REQUIRE) when
+// a syscall that must work does not, except the ioctl wrappers that return
+// an errno (usable in forked children, and by tests of the failures).
 #pragma once
 
+#include <daxref/ioctl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/types.h>
@@ -14,6 +16,7 @@
 #include <cstdint>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "test/fixture.h"
 
@@ -91,6 +94,35 @@ std::string ZeroedFrom(const std::string& data, uint64_t keep, uint64_t size);
 // Index of the first byte where a and b differ (or where the shorter ends),
 // or -1 if they are equal.
 int64_t FirstDiff(const std::string& a, const std::string& b);
+
+// ---- the daxref ioctls (include/daxref/ioctl.h) ----
+// These return 0 or an errno and use no test macros: forked children and
+// RunAs callers use them too.
+
+// A one-time token for the file open on src_fd (DAXREF_IOC_TOKEN).
+int GetToken(int src_fd, daxref_token* out);
+// FICLONERANGE through the daemon: a token on src_fd, then
+// DAXREF_IOC_CLONE_RANGE on dst_fd. 0, or the errno of the call that failed.
+int CloneRange(int src_fd, uint64_t src_off, uint64_t len, int dst_fd, uint64_t dst_off);
+// DAXREF_IOC_CLONE_RANGE with a token the caller already has.
+int CloneWithToken(const daxref_token& token, uint64_t src_off, uint64_t len, int dst_fd,
+                   uint64_t dst_off);
+
+// FIDEDUPERANGE for one destination through the daemon.
+struct DedupeOutcome {
+  int err = 0;         // the token or dedupe ioctl failed as a whole
+  int32_t status = 0;  // FILE_DEDUPE_RANGE_SAME, _DIFFERS or -errno
+  uint64_t bytes = 0;  // bytes_deduped
+};
+DedupeOutcome Dedupe(int src_fd, uint64_t src_off, uint64_t len, int dst_fd, uint64_t dst_off);
+
+// DAXREF_IOC_UNSHARE_RANGE (fallocate's FALLOC_FL_UNSHARE_RANGE).
+int UnshareRange(int fd, uint64_t off, uint64_t len);
+
+// The whole extent map of the file open on fd (DAXREF_IOC_EXTENTS, calling
+// again while DAXREF_QUERY_MORE is set). REQUIRE on failure.
+std::vector<daxref_extent> Extents(int fd);
+std::vector<daxref_extent> Extents(const std::string& path);
 
 }  // namespace daxref::test
 

@@ -8,6 +8,10 @@
  * daemon cannot see the caller's descriptors), plus queries the kernel has no
  * FUSE path for (FIEMAP-like extents, GETFSMAP-like owners, inode paths).
  *
+ * Before a clone or dedupe, write back dirty pages of the source (and, for a
+ * dedupe, the destination) range, as the kernel does before a remap: the
+ * daemon sees only what has reached it.
+ *
  * To clone or dedupe, the caller first asks for a token on the SOURCE
  * descriptor (DAXREF_IOC_TOKEN; the descriptor must be open for reading),
  * then passes the token in the request on the DESTINATION descriptor. A

@@ -84,13 +84,15 @@ int Usage(const std::string& message) {
 
 int Fail(const std::string& what, int err, const char* hint = "") {
   fflush(stdout);
-  fprintf(stderr, "%s: %s: %s%s\n", kProg, what.c_str(), strerror(err), hint);
+  // Paths in the message are escaped: one error, one line.
+  fprintf(stderr, "%s: %s: %s%s\n", kProg, cli::Printable(what).c_str(), strerror(err),
+          cli::Printable(hint).c_str());
   return cli::kExitFailure;
 }
 
 int FailMsg(const std::string& message) {
   fflush(stdout);
-  fprintf(stderr, "%s: %s\n", kProg, message.c_str());
+  fprintf(stderr, "%s: %s\n", kProg, cli::Printable(message).c_str());
   return cli::kExitFailure;
 }
 

@@ -90,12 +90,14 @@ int Usage(const std::string& message) {
 
 // "daxref-reflink: WHAT: strerror(err)[ HINT]", exit status 1.
 int Fail(const std::string& what, int err, const std::string& hint = "") {
-  fprintf(stderr, "%s: %s: %s%s\n", kProg, what.c_str(), strerror(err), hint.c_str());
+  // Paths in the message are escaped: one error, one line.
+  fprintf(stderr, "%s: %s: %s%s\n", kProg, cli::Printable(what).c_str(), strerror(err),
+          cli::Printable(hint).c_str());
   return cli::kExitFailure;
 }
 
 int FailMsg(const std::string& message) {
-  fprintf(stderr, "%s: %s\n", kProg, message.c_str());
+  fprintf(stderr, "%s: %s\n", kProg, cli::Printable(message).c_str());
   return cli::kExitFailure;
 }
 
