@@ -1104,15 +1104,19 @@ Status Volume::Write(uint64_t ino, uint64_t off, const void* buf, size_t len, co
   // Writing drops set-id bits (unless the writer is privileged) and always
   // drops file capabilities: the daemon clears privileges itself so that the
   // kernel need not ask for security.capability before every write.
-  if (who.uid != 0) r.mode &= ~KilledSetIdBits(r.mode);
-  std::string cap;
-  if ((r.flags & kInodeHasXattrs) && t.Get(keys::Xattr(ino, "security.capability"), &cap).ok())
-    t.Delete(keys::Xattr(ino, "security.capability"));
+  DropWritePrivileges(t, &r, who);
   r.mtime = r.ctime = Now();
   StoreInode(t, r);
   DAXREF_RETURN_IF_ERROR(Commit(t));
   *out = r;
   return Status::Ok();
+}
+
+void Volume::DropWritePrivileges(Txn& t, InodeRecord* r, const Caller& who) {
+  if (who.uid != 0) r->mode &= ~KilledSetIdBits(r->mode);
+  std::string cap;
+  if ((r->flags & kInodeHasXattrs) && t.Get(keys::Xattr(r->ino, "security.capability"), &cap).ok())
+    t.Delete(keys::Xattr(r->ino, "security.capability"));
 }
 
 Status Volume::WriteIn(Txn& t, InodeRecord* r, uint64_t off, const char* src, uint64_t len) {

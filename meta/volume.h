@@ -246,6 +246,11 @@ class Volume {
   // Stores len bytes at off, allocating holes and unsharing shared blocks
   // first; grows the size. Privileges and times are the caller's business.
   Status WriteIn(Txn& t, InodeRecord* r, uint64_t off, const char* src, uint64_t len);
+  // What a change of a file's bytes takes away: set-id bits (unless who is
+  // privileged) and file capabilities.
+  void DropWritePrivileges(Txn& t, InodeRecord* r, const Caller& who);
+  // The common end of Clone and CopyRange (volume_share.cc).
+  Status FinishRemap(Txn& t, InodeRecord* src, InodeRecord* to, uint64_t end, const Caller& who);
   // WriteIn's two halves: every allocation and copy-on-write the range
   // needs, then the bytes. Nothing that can fail for lack of space comes
   // after bytes are stored in place, so a failed batch leaves data as it was.

@@ -33,10 +33,6 @@ constexpr uint64_t kMaxByteCopy = 64 << 20;
 // Bytes compared (and copied between files) at a time.
 constexpr size_t kChunkBytes = 1 << 20;
 
-uint32_t KilledSetIdBits(uint32_t mode) {
-  return (mode & S_ISUID) | ((mode & S_IXGRP) ? (mode & S_ISGID) : 0);
-}
-
 bool Aligned(uint64_t v) {
   return (v & (kBlockSize - 1)) == 0;
 }
@@ -313,6 +309,19 @@ Status CheckRemap(const InodeRecord& src, uint64_t src_off, const InodeRecord& d
 
 }  // namespace
 
+// The destination's contents changed: it grows to `end` if shorter, loses
+// what a write takes away, gets new times; both inodes are stored (the
+// source for its reflinked flag) and the batch commits.
+Status Volume::FinishRemap(Txn& t, InodeRecord* src, InodeRecord* to, uint64_t end,
+                           const Caller& who) {
+  to->size = std::max(to->size, end);
+  DropWritePrivileges(t, to, who);
+  to->mtime = to->ctime = Now();
+  if (src->ino != to->ino) StoreInode(t, *src);
+  StoreInode(t, *to);
+  return Commit(t);
+}
+
 Status Volume::Clone(uint64_t src_ino, uint64_t src_off, uint64_t dst_ino, uint64_t dst_off,
                      uint64_t len, const Caller& who, InodeRecord* dst_out) {
   std::lock_guard<std::mutex> g(mu_);
@@ -335,16 +344,7 @@ Status Volume::Clone(uint64_t src_ino, uint64_t src_off, uint64_t dst_ino, uint6
   uint64_t dfb = BlockOf(dst_off);
   DAXREF_RETURN_IF_ERROR(UnmapRange(t, &to, dfb, dfb + blocks));
   DAXREF_RETURN_IF_ERROR(ShareBlocks(t, &src, BlockOf(src_off), &to, dfb, blocks));
-  to.size = std::max(to.size, dst_off + len);
-  // The destination's contents changed: what a write drops, a clone drops.
-  if (who.uid != 0) to.mode &= ~KilledSetIdBits(to.mode);
-  std::string cap;
-  if ((to.flags & kInodeHasXattrs) && t.Get(keys::Xattr(to.ino, "security.capability"), &cap).ok())
-    t.Delete(keys::Xattr(to.ino, "security.capability"));
-  to.mtime = to.ctime = Now();
-  if (src_ino != dst_ino) StoreInode(t, src);
-  StoreInode(t, to);
-  DAXREF_RETURN_IF_ERROR(Commit(t));
+  DAXREF_RETURN_IF_ERROR(FinishRemap(t, &src, &to, dst_off + len, who));
   *dst_out = to;
   return Status::Ok();
 }
@@ -453,15 +453,7 @@ Status Volume::CopyRange(uint64_t src_ino, uint64_t src_off, uint64_t dst_ino, u
       DAXREF_RETURN_IF_ERROR(StoreBytes(t, &to, p.dst + done, buf.data(), k));
     }
   }
-  to.size = std::max(to.size, dst_off + len);
-  if (who.uid != 0) to.mode &= ~KilledSetIdBits(to.mode);
-  std::string cap;
-  if ((to.flags & kInodeHasXattrs) && t.Get(keys::Xattr(to.ino, "security.capability"), &cap).ok())
-    t.Delete(keys::Xattr(to.ino, "security.capability"));
-  to.mtime = to.ctime = Now();
-  if (src_ino != dst_ino) StoreInode(t, src);
-  StoreInode(t, to);
-  DAXREF_RETURN_IF_ERROR(Commit(t));
+  DAXREF_RETURN_IF_ERROR(FinishRemap(t, &src, &to, dst_off + len, who));
   *copied = len;
   *dst_out = to;
   return Status::Ok();
