@@ -86,6 +86,12 @@ std::string Json(std::string_view text) {
   return out;
 }
 
+std::string BadOption(int optopt, const char* arg) {
+  if (optopt > ' ' && optopt < 127)
+    return std::string("invalid option -- '") + static_cast<char>(optopt) + "'";
+  return std::string("unrecognized option '") + arg + "'";
+}
+
 std::string Printable(std::string_view text) {
   std::string out;
   for (char c : text) {

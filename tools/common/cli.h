@@ -30,6 +30,10 @@ std::string Json(std::string_view text);
 // \n, \t or \xNN, and '\' as "\\"; other bytes as they are.
 std::string Printable(std::string_view text);
 
+// What getopt_long rejected, as a usage message: "invalid option -- 'x'"
+// for a short option, "unrecognized option '--xyz'" for a long one.
+std::string BadOption(int optopt, const char* arg);
+
 // A file descriptor, closed when it goes out of scope.
 class Fd {
  public:

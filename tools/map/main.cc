@@ -409,9 +409,7 @@ int Main(int argc, char** argv) {
         printf("%s %s\n", kProg, DAXREF_VERSION);
         return 0;
       default:
-        if (optopt > ' ' && optopt < 127)
-          return Usage(std::string("invalid option -- '") + static_cast<char>(optopt) + "'");
-        return Usage(std::string("unrecognized option '") + argv[optind - 1] + "'");
+        return Usage(cli::BadOption(optopt, argv[optind - 1]));
     }
   }
   if (optind >= argc) return Usage("missing COMMAND (extents or owners)");
