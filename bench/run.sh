@@ -118,38 +118,8 @@ POOL=""
 DAX_MNT=""
 TMPFS_MNT=""
 
-# Wait (never kill) for daemons still using the pool to exit after unmount.
-wait_for_daemon() {
-  local i p cmd busy
-  for ((i = 0; i < 100; i++)); do
-    busy=""
-    for p in /proc/[0-9]*; do
-      cmd=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
-      [[ $cmd == *"$POOL"* && ${p#/proc/} != "$$" ]] && busy="${p#/proc/}" && break
-    done
-    [[ -z $busy ]] && return 0
-    sleep 0.1
-  done
-  note "warning: daxref daemon (pid $busy) still running 10 s after unmount"
-  return 1
-}
-
-unmount_dir() {  # $1 = mount point, $2 = fuse|tmpfs
-  local m=$1 i
-  mountpoint -q "$m" || return 0
-  for ((i = 0; i < 20; i++)); do
-    if [[ $2 == fuse ]]; then
-      fusermount3 -u "$m" 2>/dev/null || umount "$m" 2>/dev/null || true
-    else
-      umount "$m" 2>/dev/null || true
-    fi
-    mountpoint -q "$m" || return 0
-    sleep 0.5
-  done
-  note "warning: $m still busy, lazy unmount"
-  umount -l "$m" || true
-  ! mountpoint -q "$m"
-}
+# shellcheck source=bench/lib.sh
+source "$SCRIPT_DIR/lib.sh"
 
 cleanup() {
   local rc=$?

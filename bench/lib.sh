@@ -1,0 +1,38 @@
+# Shell functions the benchmarks share; sourced by run.sh and reflink.sh.
+# The caller defines note() (a message to stderr) and POOL (the pool path
+# of its daxref mount).
+
+# Waits (never kills) for the daemon serving $POOL to exit after unmount.
+wait_for_daemon() {
+  local i p cmd busy
+  for ((i = 0; i < 100; i++)); do
+    busy=""
+    for p in /proc/[0-9]*; do
+      cmd=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
+      [[ $cmd == *"$POOL"* && ${p#/proc/} != "$$" ]] && busy="${p#/proc/}" && break
+    done
+    [[ -z $busy ]] && return 0
+    sleep 0.1
+  done
+  note "warning: daxref daemon (pid $busy) still running 10 s after unmount"
+  return 1
+}
+
+# Unmounts $1 (a FUSE mount if $2 is fuse), retrying while busy, lazily
+# as a last resort.
+unmount_dir() {  # $1 = mount point, $2 = fuse|other
+  local m=$1 i
+  mountpoint -q "$m" || return 0
+  for ((i = 0; i < 20; i++)); do
+    if [[ $2 == fuse ]]; then
+      fusermount3 -u "$m" 2>/dev/null || umount "$m" 2>/dev/null || true
+    else
+      umount "$m" 2>/dev/null || true
+    fi
+    mountpoint -q "$m" || return 0
+    sleep 0.5
+  done
+  note "warning: $m still busy, lazy unmount"
+  umount -l "$m" || true
+  ! mountpoint -q "$m"
+}
