@@ -259,11 +259,7 @@ class Volume {
   // Copies [off, off+len) of ino, as this batch sees it, into dst.
   Status ReadIn(Txn& t, uint64_t ino, uint64_t off, uint64_t len, char* dst);
 
-  // Refcounts (volume_share.cc). Walks the refcount records overlapping
-  // pool blocks [pb0, pb1) in pool order, as the batch sees them (edits
-  // apply to the in-memory map at once; the caller holds mu_).
-  using RefcountFn = std::function<bool(const RefcountRecord&)>;
-  Status WalkRefcounts(Txn& t, uint64_t pb0, uint64_t pb1, const RefcountFn& fn);
+  // Refcounts (volume_share.cc); refs_ reflects a batch's edits at once.
   // Adds delta (+1 or -1) to the refcount of each block of [pb0, pb1), all
   // owned. Blocks left with no reference are released.
   Status AdjustRefs(Txn& t, uint64_t pb0, uint64_t pb1, int delta);

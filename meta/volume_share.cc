@@ -44,11 +44,6 @@ void Volume::PutRmap(Txn& t, uint64_t pblock, uint64_t len, uint64_t ino, uint64
   rmap_classes_.fetch_or(uint64_t{1} << keys::RmapClass(len), std::memory_order_relaxed);
 }
 
-Status Volume::WalkRefcounts(Txn& t, uint64_t pb0, uint64_t pb1, const RefcountFn& fn) {
-  refs_.ForEachOverlap(pb0, pb1, fn);
-  return Status::Ok();
-}
-
 // Blocks can only stop being shared behind the caller's back, never start
 // (that takes the caller's own I/O lock): an answer of "not shared" stays
 // true after the lock is dropped.
@@ -70,11 +65,11 @@ bool Volume::SharedNow(uint64_t pb0, uint64_t pb1) {
 Status Volume::AdjustRefs(Txn& t, uint64_t pb0, uint64_t pb1, int delta) {
   if (pb1 <= pb0) return Status::Ok();
   std::vector<RefcountRecord> old;
-  DAXREF_RETURN_IF_ERROR(
-      WalkRefcounts(t, pb0 > 0 ? pb0 - 1 : 0, pb1 + 1, [&](const RefcountRecord& r) {
-        old.push_back(r);
-        return true;
-      }));
+  // The map reflects this batch's earlier edits (the caller holds mu_).
+  refs_.ForEachOverlap(pb0 > 0 ? pb0 - 1 : 0, pb1 + 1, [&](const RefcountRecord& r) {
+    old.push_back(r);
+    return true;
+  });
   struct Piece {
     uint64_t start, end, refs;
   };
@@ -140,18 +135,16 @@ Status Volume::Unshare(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t fb1, uint6
   // First the shared pieces (file block, pool block, length), then the
   // edits: the batch is not changed under a live iterator.
   std::vector<Extent> shared;
-  Status inner;
   DAXREF_RETURN_IF_ERROR(WalkExtents(t, r->ino, fb0, fb1, [&](const Extent& e) {
     uint64_t f0 = std::max(e.fblock, fb0), f1 = std::min(e.fend(), fb1);
     uint64_t p0 = e.pblock + (f0 - e.fblock), p1 = p0 + (f1 - f0);
-    inner = WalkRefcounts(t, p0, p1, [&](const RefcountRecord& n) {
+    refs_.ForEachOverlap(p0, p1, [&](const RefcountRecord& n) {
       uint64_t s = std::max(n.pblock, p0), x = std::min(n.pend(), p1);
       shared.push_back(Extent{f0 + (s - p0), s, x - s});
       return true;
     });
-    return inner.ok();
+    return true;
   }));
-  DAXREF_RETURN_IF_ERROR(inner);
   if (shared.empty()) return Status::Ok();
 
   // Take every new block before writing any, so ENOSPC changes nothing.
@@ -466,15 +459,14 @@ Status Volume::WalkSharing(uint64_t ino, uint64_t fb0, uint64_t fb1, const Share
   InodeRecord r;
   DAXREF_RETURN_IF_ERROR(LoadInode(t, ino, &r));
   bool stop = false;
-  Status inner;
-  DAXREF_RETURN_IF_ERROR(WalkExtents(t, ino, fb0, fb1, [&](const Extent& e) {
+  return WalkExtents(t, ino, fb0, fb1, [&](const Extent& e) {
     uint64_t f0 = std::max(e.fblock, fb0), f1 = std::min(e.fend(), fb1);
     uint64_t p0 = e.pblock + (f0 - e.fblock), p1 = p0 + (f1 - f0), pos = p0;
     auto out = [&](uint64_t s, uint64_t x, uint64_t refs) {
       if (x > s && !stop) stop = !fn(SharedExtent{f0 + (s - p0), s, x - s, refs});
     };
     if (r.flags & kInodeReflinked) {
-      inner = WalkRefcounts(t, p0, p1, [&](const RefcountRecord& n) {
+      refs_.ForEachOverlap(p0, p1, [&](const RefcountRecord& n) {
         uint64_t s = std::max(n.pblock, p0), x = std::min(n.pend(), p1);
         out(pos, s, 1);
         out(s, x, n.refs);
@@ -483,9 +475,8 @@ Status Volume::WalkSharing(uint64_t ino, uint64_t fb0, uint64_t fb1, const Share
       });
     }
     out(pos, p1, 1);
-    return inner.ok() && !stop;
-  }));
-  return inner;
+    return !stop;
+  });
 }
 
 }  // namespace daxref

@@ -45,6 +45,7 @@
 #include "meta/status.h"
 #include "meta/superblock.h"
 #include "meta/volume.h"
+#include "tools/common/cli.h"
 #include "tools/mkfs/geometry.h"
 
 #ifndef DAXREF_VERSION
@@ -55,6 +56,7 @@ namespace daxref {
 namespace {
 
 namespace fs = std::filesystem;
+using cli::Fd;
 
 constexpr const char* kProg = "mkfs.daxref";
 constexpr int kExitFailure = 1;
@@ -305,34 +307,6 @@ Result<Config> Validate(const RawArgs& raw) {
 }
 
 // ---- plumbing ----------------------------------------------------------------
-// A file descriptor, closed when it goes out of scope.
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  Fd& operator=(Fd&& other) noexcept {
-    if (this != &other) {
-      Reset();
-      fd_ = std::exchange(other.fd_, -1);
-    }
-    return *this;
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() { Reset(); }
-
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
-  void Reset() {
-    if (fd_ >= 0) close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-};
-
 // errno as a Status: "<what>: <strerror>".
 Status Errno(const std::string& what) {
   const int err = errno;
