@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shell functions the benchmarks share; sourced by run.sh and reflink.sh.
 # The caller defines note() (a message to stderr) and POOL (the pool path
 # of its daxref mount).
@@ -35,4 +36,21 @@ unmount_dir() {  # $1 = mount point, $2 = fuse|other
   note "warning: $m still busy, lazy unmount"
   umount -l "$m" || true
   ! mountpoint -q "$m"
+}
+
+# Unmounts the daxref mount $DAX_MNT, if any, and waits for its daemon.
+teardown_daxref() {
+  [[ -n $DAX_MNT ]] || return 0
+  unmount_dir "$DAX_MNT" fuse && rmdir "$DAX_MNT"
+  [[ -n $POOL ]] && wait_for_daemon
+  return 0
+}
+
+# Runs the caller's cleanup() at exit, and turns INT, TERM and HUP into
+# exits with the shell's usual codes (so cleanup runs for them too).
+trap_cleanup() {
+  trap cleanup EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  trap 'exit 129' HUP
 }

@@ -134,14 +134,12 @@ LOOP=""
 # shellcheck source=bench/lib.sh
 source "$SCRIPT_DIR/lib.sh"
 
+# shellcheck disable=SC2317  # called through the trap trap_cleanup sets
 cleanup() {
   local rc=$?
   set +e
   trap - EXIT INT TERM HUP
-  if [[ -n $DAX_MNT ]]; then
-    unmount_dir "$DAX_MNT" fuse && rmdir "$DAX_MNT"
-    [[ -n $POOL ]] && wait_for_daemon
-  fi
+  teardown_daxref
   if [[ -n $XFS_MNT ]]; then
     unmount_dir "$XFS_MNT" xfs && rmdir "$XFS_MNT"
   fi
@@ -163,10 +161,7 @@ cleanup() {
   fi
   exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
+trap_cleanup
 
 WORK=$(mktemp -d /tmp/daxref-reflink.XXXXXX)
 

@@ -121,14 +121,12 @@ TMPFS_MNT=""
 # shellcheck source=bench/lib.sh
 source "$SCRIPT_DIR/lib.sh"
 
+# shellcheck disable=SC2317  # called through the trap trap_cleanup sets
 cleanup() {
   local rc=$?
   set +e
   trap - EXIT INT TERM HUP
-  if [[ -n $DAX_MNT ]]; then
-    unmount_dir "$DAX_MNT" fuse && rmdir "$DAX_MNT"
-    [[ -n $POOL ]] && wait_for_daemon
-  fi
+  teardown_daxref
   if [[ -n $TMPFS_MNT ]]; then
     unmount_dir "$TMPFS_MNT" tmpfs && rmdir "$TMPFS_MNT"
   fi
@@ -146,10 +144,7 @@ cleanup() {
   fi
   exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
+trap_cleanup
 
 WORK=$(mktemp -d /tmp/daxref-bench.XXXXXX)
 
