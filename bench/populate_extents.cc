@@ -31,11 +31,21 @@ class MappedPool : public daxref::DataPlane {
     if (fd_ >= 0) close(fd_);
   }
   bool ok() const { return fd_ >= 0 && base_ != MAP_FAILED; }
-  void Write(uint64_t off, const void* src, size_t len) override { memcpy(base_ + off, src, len); }
-  void Zero(uint64_t off, size_t len) override { memset(base_ + off, 0, len); }
-  void Load(uint64_t off, void* dst, size_t len) override { memcpy(dst, base_ + off, len); }
-  void Copy(uint64_t dst, uint64_t src, size_t len) override {
+  daxref::Status Write(uint64_t off, const void* src, size_t len) override {
+    memcpy(base_ + off, src, len);
+    return daxref::Status::Ok();
+  }
+  daxref::Status Zero(uint64_t off, size_t len) override {
+    memset(base_ + off, 0, len);
+    return daxref::Status::Ok();
+  }
+  daxref::Status Load(uint64_t off, void* dst, size_t len) override {
+    memcpy(dst, base_ + off, len);
+    return daxref::Status::Ok();
+  }
+  daxref::Status Copy(uint64_t dst, uint64_t src, size_t len) override {
     memcpy(base_ + dst, base_ + src, len);
+    return daxref::Status::Ok();
   }
   void Persist(uint64_t, size_t) override {}
 

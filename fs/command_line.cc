@@ -1,5 +1,8 @@
 #include "fs/command_line.h"
 
+#include <csignal>
+#include <cctype>
+
 #include <cstring>
 #include <set>
 #include <sstream>
@@ -28,6 +31,39 @@ bool StartsWith(const std::string& s, const std::string& p) {
   return s.rfind(p, 0) == 0;
 }
 
+// poison_signal=: a signal name with or without SIG (BUS, SIGUSR1,
+// RTMIN+2), a number, or "none".
+bool ParseSignal(std::string v, int* out) {
+  if (v == "none" || v == "0") {
+    *out = 0;
+    return true;
+  }
+  for (char& c : v) c = static_cast<char>(toupper(static_cast<unsigned char>(c)));
+  if (StartsWith(v, "SIG")) v = v.substr(3);
+  static const std::pair<const char*, int> kNames[] = {
+      {"BUS", SIGBUS},   {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"TERM", SIGTERM},
+      {"KILL", SIGKILL}, {"HUP", SIGHUP},   {"INT", SIGINT},   {"SEGV", SIGSEGV}};
+  for (const auto& [name, sig] : kNames) {
+    if (v == name) {
+      *out = sig;
+      return true;
+    }
+  }
+  char* end = nullptr;
+  long n;
+  if (StartsWith(v, "RTMIN")) {
+    n = v.size() == 5 ? 0 : strtol(v.c_str() + 5, &end, 10);
+    if (v.size() > 5 && (*end || v[5] != '+')) return false;
+    n += SIGRTMIN;
+  } else {
+    n = strtol(v.c_str(), &end, 10);
+    if (v.empty() || *end) return false;
+  }
+  if (n < 1 || n > SIGRTMAX) return false;
+  *out = static_cast<int>(n);
+  return true;
+}
+
 Status AddMountOptions(const std::string& list, CommandLine* cl) {
   std::stringstream ss(list);
   std::string o;
@@ -51,6 +87,10 @@ Status AddMountOptions(const std::string& list, CommandLine* cl) {
         return Status::Invalid("bad " + o.substr(0, eq) + " '" + o.substr(eq + 1) +
                                "' (0 to 86400 seconds)");
       (o[0] == 'a' ? cl->attr_timeout : cl->entry_timeout) = v;
+    } else if (StartsWith(o, "poison_signal=")) {
+      if (!ParseSignal(o.substr(14), &cl->poison_signal))
+        return Status::Invalid("bad poison_signal '" + o.substr(14) +
+                               "' (a signal name such as BUS, USR1 or RTMIN+1, a number, or none)");
     } else if (StartsWith(o, "threads=")) {
       char* end = nullptr;
       long v = strtol(o.c_str() + 8, &end, 10);
@@ -92,6 +132,8 @@ std::string Usage(const char* prog) {
     << "                          (seconds, default 60)\n"
     << "  lock_wait=SECONDS       how long to wait for a previous daemon of this\n"
     << "                          SOURCE to finish exiting (default 30)\n"
+    << "  poison_signal=SIG       what holders of a poisoned file get: BUS (default),\n"
+    << "                          another signal (USR1, RTMIN+1, a number) or none\n"
     << "  default_permissions is always on: the kernel checks permissions.\n\n"
     << "  -h, --help              this text\n"
     << "  -V, --version           print the version\n";

@@ -22,6 +22,7 @@ struct CommandLine {
   bool version = false;
   std::string log_level = "info";
   int lock_wait_ms = 30000;
+  int poison_signal = 7;  // SIGBUS; 0: none (docs/poison.md)
   // Options handed to libfuse as one -o list (default_permissions included).
   std::vector<std::string> fuse_options;
 };

@@ -4,6 +4,8 @@
 #include <linux/fs.h>
 #include <spdlog/spdlog.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/sysmacros.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/xattr.h>
@@ -284,7 +286,13 @@ void Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info
   std::vector<iovec> iov;
   iov.reserve(8);
   const char* base = fs->pool()->base();
+  bool bad = false;
   s = fs->volume()->MapRange(ino, uoff, len, [&](const MappedSegment& seg) {
+    if (!seg.hole && fs->volume()->IsBad(seg.pool_off >> kBlockShift,
+                                         (seg.pool_off + seg.len + kBlockSize - 1) >> kBlockShift)) {
+      bad = true;
+      return false;
+    }
     if (seg.hole) {
       for (uint64_t done = 0; done < seg.len;) {
         size_t n = std::min<uint64_t>(seg.len - done, kZeroRegionSize);
@@ -297,7 +305,21 @@ void Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info
     return true;
   });
   if (!s.ok()) return ReplyErr(req, s);
-  fuse_reply_iov(req, iov.data(), static_cast<int>(iov.size()));
+  // The whole request fails, never a short read: FUSE takes a short read
+  // for the end of the file. The kernel then asks again page by page for
+  // what its caller wanted, so the good pages around a bad block still read.
+  if (bad) return (void)fuse_reply_err(req, EIO);
+  if (fuse_reply_iov(req, iov.data(), static_cast<int>(iov.size())) == -EFAULT) {
+    // The kernel's copy out of the mapping faulted: memory went bad under
+    // it (the kernel has failed the read with EIO). Find the bad block;
+    // the pool's fault sink starts the poison path for it.
+    for (const iovec& v : iov) {
+      const char* p = static_cast<const char*>(v.iov_base);
+      if (p < base || p >= base + fs->pool()->size()) continue;  // zeros
+      uint64_t bad_off = 0;
+      if (!fs->pool()->CheckReadable(p - base, v.iov_len, &bad_off).ok()) break;
+    }
+  }
 }
 
 void Write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off,
@@ -320,6 +342,8 @@ void Release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Filesystem* fs = Fs(req);
   fs->handles().Remove(fi->fh);
   bool reclaim = fs->inodes().Release(ino);
+  // Frozen or shut down: the orphan stays on its list for the next mount.
+  if (fs->modify_gate().frozen() || fs->shut_down()) reclaim = false;
   Status s = fs->volume()->FlushTimes();
   if (!s.ok()) spdlog::warn("storing file times failed: {}", s.message());
   fuse_reply_err(req, 0);
@@ -589,45 +613,115 @@ void Filesystem::InvalidateAttributes(uint64_t ino) {
     spdlog::warn("invalidating the kernel's attributes of inode {} failed: {}", ino, strerror(-rc));
 }
 
+namespace {
+
+// Every request fails with EIO once the filesystem is shut down.
+template <auto Handler>
+struct Checked;
+template <typename... Args, void (*Handler)(fuse_req_t, Args...)>
+struct Checked<Handler> {
+  static void Call(fuse_req_t req, Args... args) {
+    if (Fs(req)->shut_down()) return (void)fuse_reply_err(req, EIO);
+    Handler(req, args...);
+  }
+};
+
+// Requests that change the filesystem also pass the modify gate, which
+// pre-remove freezes.
+template <auto Handler>
+struct Modifying;
+template <typename... Args, void (*Handler)(fuse_req_t, Args...)>
+struct Modifying<Handler> {
+  static void Call(fuse_req_t req, Args... args) {
+    Filesystem* fs = Fs(req);
+    if (fs->shut_down()) return (void)fuse_reply_err(req, EIO);
+    ModifyScope scope(fs->modify_gate());
+    if (!scope) return (void)fuse_reply_err(req, EIO);
+    Handler(req, args...);
+  }
+};
+
+}  // namespace
+
+void Filesystem::Shutdown(const std::string& reason) {
+  {
+    std::lock_guard<std::mutex> g(shutdown_mu_);
+    if (shut_down_.load()) return;
+    shutdown_reason_ = reason;
+    shut_down_.store(true, std::memory_order_release);
+  }
+  spdlog::critical("filesystem shut down: {}; every operation now fails with EIO until unmount",
+                   reason);
+}
+
+std::string Filesystem::shutdown_reason() {
+  std::lock_guard<std::mutex> g(shutdown_mu_);
+  return shutdown_reason_;
+}
+
+void Filesystem::Detach() {
+  if (mountpoint_.empty()) return;
+  // Out of every namespace first, so nothing new can reach the mount...
+  if (umount2(mountpoint_.c_str(), MNT_DETACH) != 0) {
+    // Not root: the setuid helper does the same.
+    std::string cmd = "fusermount3 -u -z -q -- '" + mountpoint_ + "' >/dev/null 2>&1";
+    if (mountpoint_.find('\'') != std::string::npos || system(cmd.c_str()) != 0)
+      spdlog::error("cannot detach {}: {}", mountpoint_, strerror(errno));
+  }
+  // ...then the connection ends, failing whatever still holds a file
+  // (ENOTCONN), and the session loop returns. Only root may abort; without
+  // it the loop ends when the last holder lets go.
+  std::string abort_path = "/sys/fs/fuse/connections/" + std::to_string(minor(dev_)) + "/abort";
+  int fd = open(abort_path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    if (write(fd, "1", 1) != 1) spdlog::warn("aborting the FUSE connection failed");
+    close(fd);
+  } else {
+    spdlog::warn("cannot abort the FUSE connection ({}): the daemon exits when the last file "
+                 "is closed", strerror(errno));
+  }
+  if (session_) fuse_session_exit(session_);
+}
+
 const fuse_lowlevel_ops& Filesystem::Ops() {
   static const fuse_lowlevel_ops ops = [] {
     fuse_lowlevel_ops o{};
     o.init = Init;
-    o.lookup = Lookup;
+    o.lookup = Checked<Lookup>::Call;
     o.forget = Forget;
     o.forget_multi = ForgetMulti;
-    o.getattr = GetAttr;
-    o.setattr = SetAttr;
-    o.readlink = ReadLink;
-    o.mknod = MkNod;
-    o.mkdir = MkDir;
-    o.symlink = Symlink;
-    o.link = Link;
-    o.unlink = Unlink;
-    o.rmdir = Rmdir;
-    o.rename = Rename;
-    o.open = Open;
-    o.create = Create;
-    o.read = Read;
-    o.write = Write;
+    o.getattr = Checked<GetAttr>::Call;
+    o.setattr = Modifying<SetAttr>::Call;
+    o.readlink = Checked<ReadLink>::Call;
+    o.mknod = Modifying<MkNod>::Call;
+    o.mkdir = Modifying<MkDir>::Call;
+    o.symlink = Modifying<Symlink>::Call;
+    o.link = Modifying<Link>::Call;
+    o.unlink = Modifying<Unlink>::Call;
+    o.rmdir = Modifying<Rmdir>::Call;
+    o.rename = Modifying<Rename>::Call;
+    o.open = Modifying<Open>::Call;  // O_TRUNC truncates
+    o.create = Modifying<Create>::Call;
+    o.read = Checked<Read>::Call;
+    o.write = Modifying<Write>::Call;
     o.flush = Flush;
     o.release = Release;
-    o.fsync = Fsync;
-    o.opendir = OpenDir;
-    o.readdir = ReadDir;
-    o.readdirplus = ReadDirPlus;
+    o.fsync = Checked<Fsync>::Call;
+    o.opendir = Checked<OpenDir>::Call;
+    o.readdir = Checked<ReadDir>::Call;
+    o.readdirplus = Checked<ReadDirPlus>::Call;
     o.releasedir = ReleaseDir;
-    o.fsyncdir = FsyncDir;
-    o.statfs = StatFs;
-    o.setxattr = SetXattr;
-    o.getxattr = GetXattr;
-    o.listxattr = ListXattr;
-    o.removexattr = RemoveXattr;
-    o.access = Access;
-    o.fallocate = Fallocate;
-    o.lseek = Lseek;
-    o.ioctl = Ioctl;
-    o.copy_file_range = CopyFileRange;
+    o.fsyncdir = Checked<FsyncDir>::Call;
+    o.statfs = Checked<StatFs>::Call;
+    o.setxattr = Modifying<SetXattr>::Call;
+    o.getxattr = Checked<GetXattr>::Call;
+    o.listxattr = Checked<ListXattr>::Call;
+    o.removexattr = Modifying<RemoveXattr>::Call;
+    o.access = Checked<Access>::Call;
+    o.fallocate = Modifying<Fallocate>::Call;
+    o.lseek = Checked<Lseek>::Call;
+    o.ioctl = Modifying<Ioctl>::Call;
+    o.copy_file_range = Modifying<CopyFileRange>::Call;
     return o;
   }();
   return ops;

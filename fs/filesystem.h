@@ -9,10 +9,16 @@
 #define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
 
-#include <memory>
+#include <sys/types.h>
 
-#include "fs/clone_worker.h"
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "fs/worker_thread.h"
 #include "fs/handle_table.h"
+#include "fs/modify_gate.h"
 #include "fs/inode_table.h"
 #include "fs/pool.h"
 #include "meta/volume.h"
@@ -50,9 +56,35 @@ class Filesystem {
   // Drops only the kernel's cached attributes of ino. Takes no page lock,
   // so it is safe from any handler.
   void InvalidateAttributes(uint64_t ino);
-  CloneWorker& clone_worker() { return clone_worker_; }
-  // Finishes queued clones; call before the session is destroyed.
-  void StopWorkers() { clone_worker_.Stop(); }
+  WorkerThread& clone_worker() { return clone_worker_; }
+  // Carries out poison the daemon met itself (a machine check while it
+  // touched the mapping): like clones, away from the request threads.
+  WorkerThread& poison_worker() { return poison_worker_; }
+  // Finishes queued jobs; call before the session is destroyed.
+  void StopWorkers() {
+    clone_worker_.Stop();
+    poison_worker_.Stop();
+  }
+
+  // ---- shutdown, freeze, and the mount itself (docs/poison.md) ----
+  // After Shutdown every request but forget, flush and release fails with
+  // EIO, as on XFS after a forced shutdown; the reason is logged once.
+  void Shutdown(const std::string& reason);
+  bool shut_down() const { return shut_down_.load(std::memory_order_acquire); }
+  std::string shutdown_reason();
+  ModifyGate& modify_gate() { return gate_; }
+  // Where the kernel mounted us, and the mount's device number (what
+  // /proc/PID/fd and /proc/PID/maps show for our files); set once mounted.
+  void set_mount(const std::string& mountpoint, dev_t dev) {
+    mountpoint_ = mountpoint;
+    dev_ = dev;
+  }
+  const std::string& mountpoint() const { return mountpoint_; }
+  dev_t dev() const { return dev_; }
+  // Ends the mount for pre-remove: detaches it and aborts the kernel
+  // connection, so that the session loop ends even while processes still
+  // hold files (a lazy unmount alone would wait for the last of them).
+  void Detach();
   const FilesystemOptions& options() const { return opts_; }
 
   // Fills `st` from an inode record.
@@ -70,7 +102,14 @@ class Filesystem {
   InodeTable inodes_;
   HandleTable handles_;
   fuse_session* session_ = nullptr;
-  CloneWorker clone_worker_;
+  std::atomic<bool> shut_down_{false};
+  std::mutex shutdown_mu_;
+  std::string shutdown_reason_;  // guarded by shutdown_mu_
+  ModifyGate gate_;
+  std::string mountpoint_;
+  dev_t dev_ = 0;
+  WorkerThread clone_worker_;
+  WorkerThread poison_worker_;
 };
 
 }  // namespace daxref

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <vector>
 #include <shared_mutex>
 #include <unordered_map>
 
@@ -89,6 +90,19 @@ class InodeTable {
   // say to reclaim it.
   // Once this has said true, Open refuses the inode, so no handle (and so no
   // reader) can appear between this answer and the deletion's commit.
+  // Calls fn(ino) for every inode the kernel knows or has open; the inode
+  // numbers are copied first, so fn may take its time and call back in.
+  template <typename Fn>
+  void ForEachKnown(Fn&& fn) {
+    std::vector<uint64_t> inos;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      inos.reserve(map_.size());
+      for (const auto& [ino, state] : map_) inos.push_back(ino);
+    }
+    for (uint64_t ino : inos) fn(ino);
+  }
+
   bool Unlinked(uint64_t ino) {
     std::lock_guard<std::mutex> g(mu_);
     auto it = map_.find(ino);

@@ -78,10 +78,14 @@ void CloneRange(Filesystem* fs, fuse_req_t req, fuse_ino_t dst, fuse_file_info* 
   // file it does not serve: another filesystem, as far as it can tell.
   if (!fs->handles().Redeem(TokenOf(a.src), &src)) return (void)fuse_reply_err(req, EXDEV);
   Caller who{fuse_req_ctx(req)->uid, fuse_req_ctx(req)->gid};
-  // The rest runs on the clone worker (fs/clone_worker.h says why), which
+  // The rest runs on the clone worker (fs/worker_thread.h says why), which
   // replies. No daemon lock is held while the kernel is told, and the
   // kernel holds no inode lock for an ioctl.
   fs->clone_worker().Post([fs, req, src, dst, a, who] {
+    // The request's own pass through the modify gate ended when it handed
+    // the clone over; the clone passes again, so pre-remove waits for it.
+    ModifyScope scope(fs->modify_gate());
+    if (!scope || fs->shut_down()) return (void)fuse_reply_err(req, EIO);
     fs->InvalidateCache(dst, a.dest_offset, 0);
     InodeRecord out;
     Status s;

@@ -28,8 +28,11 @@
 #include <thread>
 
 #include "fs/command_line.h"
+#include "fs/control_server.h"
 #include "fs/filesystem.h"
+#include "fs/holder_scan.h"
 #include "fs/kernel_channel.h"
+#include "fs/poison_handler.h"
 #include "fs/pool.h"
 #include "meta/superblock.h"
 #include "meta/volume.h"
@@ -167,6 +170,22 @@ int Serve(const CommandLine& cl, StartupReport* report) {
     report->Fail(volume.status().message());
     return 1;
   }
+  // The device's own list of bad blocks (real persistent memory): poison
+  // found while the filesystem was down. No process can hold a file yet.
+  Status bb = (*pool)->WalkBadBlocks([&](uint64_t off, uint64_t len) {
+    uint64_t pb0 = off >> kBlockShift, pb1 = (off + len + kBlockSize - 1) >> kBlockShift;
+    PoisonOutcome out;
+    Status s = (*volume)->MarkBad(pb0, pb1, /*strict=*/false, &out);
+    if (!s.ok())
+      spdlog::error("recording the device's bad blocks {}..{}: {}", pb0, pb1 - 1, s.message());
+    else if (out.added > 0)
+      spdlog::warn("the device reports pool blocks {}..{} bad: recorded as poison ({} owned by "
+                   "files)", pb0, pb1 - 1, out.owned);
+    return true;
+  });
+  if (!bb.ok()) spdlog::warn("cannot read the device's bad blocks: {}", bb.message());
+  if ((*volume)->bad_blocks() > 0)
+    spdlog::warn("{} pool blocks are poisoned (daxref-poison list)", (*volume)->bad_blocks());
   FilesystemOptions fs_opts;
   fs_opts.attr_timeout = cl.attr_timeout;
   fs_opts.entry_timeout = cl.entry_timeout;
@@ -201,6 +220,20 @@ int Serve(const CommandLine& cl, StartupReport* report) {
     report->Fail("cannot install signal handlers");
     return 1;
   }
+  fs.set_mount(cl.mountpoint, MountDevice(cl.mountpoint));
+  if (fs.dev() == 0)
+    spdlog::warn("cannot find the mount of {} in /proc/self/mountinfo: poison will not signal "
+                 "holders", cl.mountpoint);
+  PoisonHandler poison(&fs, PoisonOptions{cl.poison_signal});
+  // A machine check met while serving a request becomes EIO for it (the
+  // pool's guard) and poison for its block, handled away from the request.
+  (*pool)->set_fault_sink([&fs, &poison](uint64_t pool_off) {
+    fs.poison_worker().Post([&poison, pool_off] { poison.MemoryFault(pool_off); });
+  });
+  auto control = ControlServer::Start(cl.source, &poison, &fs);
+  if (!control.ok())
+    spdlog::error("no admin channel (daxref-poison cannot reach this daemon): {}",
+                  control.status().message());
   spdlog::info("mounted {} on {} (pool {} blocks, uuid {}, {} granularity)", cl.source,
                cl.mountpoint, (*pool)->superblock().block_count,
                UuidToString((*pool)->superblock().uuid), (*pool)->granularity());
@@ -229,8 +262,10 @@ int Serve(const CommandLine& cl, StartupReport* report) {
     rc = fuse_session_loop_mt(se.get(), cfg);
     fuse_loop_cfg_destroy(cfg);
   }
+  if (control.ok()) control->reset();
   flusher.reset();
   fs.StopWorkers();
+  (*pool)->set_fault_sink(nullptr);
   fuse_remove_signal_handlers(se.get());
   fuse_session_unmount(se.get());
   spdlog::info("unmounted {}; closing the metadata store", cl.mountpoint);

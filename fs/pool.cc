@@ -6,8 +6,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <thread>
+
+#include "fs/mapping_guard.h"
 
 namespace daxref {
 
@@ -18,6 +22,8 @@ std::string Pmem2Error(const char* what) {
 }  // namespace
 
 Result<std::unique_ptr<PoolMapping>> PoolMapping::Open(const std::string& path, int lock_wait_ms) {
+  // Before there is a mapping to fault on.
+  InstallMappingGuard();
   std::unique_ptr<PoolMapping> p(new PoolMapping());
   p->fd_ = open(path.c_str(), O_RDWR | O_CLOEXEC);
   if (p->fd_ < 0) {
@@ -69,20 +75,118 @@ PoolMapping::~PoolMapping() {
   if (fd_ >= 0) close(fd_);  // drops the flock
 }
 
-void PoolMapping::Write(uint64_t pool_off, const void* src, size_t len) {
-  memcpy_(base_ + pool_off, src, len, store_flags_);
+// Each access captures what it needs before the guard and only calls the
+// copy inside it: nothing is constructed in the guarded region.
+
+Status PoolMapping::Write(uint64_t pool_off, const void* src, size_t len) {
+  const void* fault;
+  if (Guarded([&] { memcpy_(base_ + pool_off, src, len, store_flags_); }, &fault))
+    return Status::Ok();
+  return Fault(fault, "write");
 }
 
-void PoolMapping::Load(uint64_t pool_off, void* dst, size_t len) {
-  memcpy(dst, base_ + pool_off, len);
+Status PoolMapping::Load(uint64_t pool_off, void* dst, size_t len) {
+  const void* fault;
+  if (GuardedCopy(dst, base_ + pool_off, len, &fault)) return Status::Ok();
+  return Fault(fault, "load");
 }
 
-void PoolMapping::Copy(uint64_t dst_pool_off, uint64_t src_pool_off, size_t len) {
-  memcpy_(base_ + dst_pool_off, base_ + src_pool_off, len, store_flags_);
+Status PoolMapping::Copy(uint64_t dst_pool_off, uint64_t src_pool_off, size_t len) {
+  const void* fault;
+  if (Guarded([&] { memcpy_(base_ + dst_pool_off, base_ + src_pool_off, len, store_flags_); },
+              &fault))
+    return Status::Ok();
+  return Fault(fault, "copy");
 }
 
-void PoolMapping::Zero(uint64_t pool_off, size_t len) {
-  memset_(base_ + pool_off, 0, len, store_flags_);
+Status PoolMapping::Zero(uint64_t pool_off, size_t len) {
+  const void* fault;
+  if (Guarded([&] { memset_(base_ + pool_off, 0, len, store_flags_); }, &fault))
+    return Status::Ok();
+  return Fault(fault, "zero");
+}
+
+void PoolMapping::set_fault_sink(FaultSink sink) {
+  auto p = sink ? std::make_shared<const FaultSink>(std::move(sink)) : nullptr;
+  std::lock_guard<std::mutex> lock(sink_mu_);
+  sink_ = std::move(p);
+}
+
+Status PoolMapping::Fault(const void* addr, const char* what) {
+  auto a = reinterpret_cast<uintptr_t>(addr);
+  auto b = reinterpret_cast<uintptr_t>(base_);
+  if (a < b || a - b >= size_) {
+    // The caller's buffer, not the pool: nothing for the poison path.
+    char msg[96];
+    snprintf(msg, sizeof(msg), "memory fault at address %p, outside the pool (%s)", addr, what);
+    return Status::IOError(msg);
+  }
+  uint64_t off = a - b;
+  std::shared_ptr<const FaultSink> sink;
+  {
+    std::lock_guard<std::mutex> lock(sink_mu_);
+    sink = sink_;
+  }
+  if (sink) (*sink)(off);
+  return Status::IOError("pool memory fault at byte " + std::to_string(off));
+}
+
+Status PoolMapping::CheckReadable(uint64_t pool_off, size_t len, uint64_t* bad_off) {
+  if (pool_off > size_ || len > size_ - pool_off)
+    return Status::Invalid("CheckReadable: [" + std::to_string(pool_off) + ", +" +
+                           std::to_string(len) + ") is not inside the pool");
+  if (len == 0) return Status::Ok();
+  const char* p = base_ + pool_off;
+  const char* end = p + len;
+  const void* fault;
+  // The first byte of the range, then the first byte of each later page, in
+  // order: the first fault is the first bad page.
+  bool ok = Guarded(
+      [p, end] {
+        const volatile char* q = p;
+        while (true) {
+          (void)*q;
+          auto next = (reinterpret_cast<uintptr_t>(q) | (kBlockSize - 1)) + 1;
+          if (next >= reinterpret_cast<uintptr_t>(end)) break;
+          q = reinterpret_cast<const volatile char*>(next);
+        }
+      },
+      &fault);
+  if (ok) return Status::Ok();
+  Status s = Fault(fault, "check");
+  auto a = reinterpret_cast<uintptr_t>(fault);
+  auto b = reinterpret_cast<uintptr_t>(base_);
+  if (a >= b && a - b < size_) *bad_off = a - b;
+  return s;
+}
+
+namespace {
+struct BadBlockContextDeleter {
+  void operator()(pmem2_badblock_context* c) const { pmem2_badblock_context_delete(&c); }
+};
+using BadBlockContext = std::unique_ptr<pmem2_badblock_context, BadBlockContextDeleter>;
+}  // namespace
+
+Status PoolMapping::WalkBadBlocks(const BadBlockFn& fn) {
+  pmem2_badblock_context* raw = nullptr;
+  int rc = pmem2_badblock_context_new(&raw, src_);
+  // libpmem2 built without ndctl says NOSUPP. Built with it (Debian), a
+  // source on no NVDIMM namespace (tmpfs, a disk) gets a context whose
+  // first next() reports no bad block.
+  if (rc == PMEM2_E_NOSUPP) return Status::Ok();
+  if (rc != 0) return Status::IOError(Pmem2Error("pmem2_badblock_context_new"));
+  BadBlockContext ctx(raw);
+  while (true) {
+    pmem2_badblock bb{};
+    rc = pmem2_badblock_next(ctx.get(), &bb);
+    if (rc == PMEM2_E_NO_BAD_BLOCK_FOUND || rc == PMEM2_E_NOSUPP) return Status::Ok();
+    if (rc != 0) return Status::IOError(Pmem2Error("pmem2_badblock_next"));
+    // Offsets are bytes from the start of the file (device), which is
+    // where the mapping starts.
+    if (bb.length == 0 || bb.offset >= size_) continue;
+    uint64_t len = std::min<uint64_t>(bb.length, size_ - bb.offset);
+    if (!fn(bb.offset, len)) return Status::Ok();
+  }
 }
 
 // A sparse pool (tmpfs, a regular file) gets its pages on first touch, one

@@ -6,12 +6,26 @@
 // The pool file is held with flock(LOCK_EX) for the mapping's whole life, so
 // two daemons never serve one pool, and a daemon that is still exiting after
 // umount is waited for instead of raced.
+//
+// Bad memory. Every touch of the mapping (Write, Load, Copy, Zero,
+// CheckReadable) runs under the SIGBUS guard (fs/mapping_guard.h): poisoned
+// persistent memory, or a pool file cut short under the mapping, makes that
+// call fail with EIO instead of killing the daemon. The pool byte offset of
+// the fault goes to the fault sink, which the daemon points at its poison
+// path. Persist, PersistAll and WillWrite do not read or write the bytes
+// (cache flushes, msync, madvise) and are not guarded.
+//
+// Thread safety: after Open, every method may be called from any number of
+// threads at once (the caller keeps concurrent writers off each other's
+// bytes); set_fault_sink too.
 #pragma once
 
 #include <libpmem2.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "meta/data_plane.h"
@@ -29,15 +43,43 @@ class PoolMapping : public DataPlane {
   PoolMapping(const PoolMapping&) = delete;
   PoolMapping& operator=(const PoolMapping&) = delete;
 
-  void Write(uint64_t pool_off, const void* src, size_t len) override;
-  void Load(uint64_t pool_off, void* dst, size_t len) override;
-  void Copy(uint64_t dst_pool_off, uint64_t src_pool_off, size_t len) override;
-  void Zero(uint64_t pool_off, size_t len) override;
+  // Ok, or EIO "pool memory fault at byte N" (and the sink told N) when the
+  // memory faulted; see DataPlane for what moved.
+  Status Write(uint64_t pool_off, const void* src, size_t len) override;
+  Status Load(uint64_t pool_off, void* dst, size_t len) override;
+  Status Copy(uint64_t dst_pool_off, uint64_t src_pool_off, size_t len) override;
+  Status Zero(uint64_t pool_off, size_t len) override;
   void Persist(uint64_t pool_off, size_t len) override;
   void WillWrite(uint64_t pool_off, size_t len) override;
   // Makes every store to the mapping durable (a no-op where each store
   // already was).
   void PersistAll();
+
+  // Where faults are reported: called with the pool byte offset of each
+  // fault inside the mapping, on the thread that met it, after it has
+  // recovered (outside the guard, no lock held), before the failing call
+  // returns. Several threads may call it at once. Faults outside the
+  // mapping (a bad caller buffer) fail the call but are not reported.
+  using FaultSink = std::function<void(uint64_t pool_off)>;
+  void set_fault_sink(FaultSink sink);
+
+  // Touches one byte of each page of [pool_off, pool_off+len) under the
+  // guard. Ok, or EIO with *bad_off the first pool offset that faulted (the
+  // sink is told too); EINVAL if the range is not inside the pool. For the
+  // read path, whose replies point into the mapping: when the kernel's copy
+  // out of it fails (EFAULT), this finds the bad block. It finds pages that
+  // are gone (truncated) or that the kernel has marked poisoned; a poisoned
+  // cache line that nothing has consumed yet is found only if it holds the
+  // byte touched.
+  Status CheckReadable(uint64_t pool_off, size_t len, uint64_t* bad_off);
+
+  // The device's known bad blocks under the pool (libpmem2's badblock API,
+  // from the platform's address range scrub), as pool byte ranges clipped
+  // to the mapping: fn(pool_off, len) returns false to stop. A pool on
+  // memory without bad-block reporting (tmpfs, a file on a disk) has none:
+  // Ok, fn never called. An error only when the query itself failed.
+  using BadBlockFn = std::function<bool(uint64_t pool_off, uint64_t len)>;
+  Status WalkBadBlocks(const BadBlockFn& fn);
 
   const char* base() const { return base_; }
   uint64_t size() const { return size_; }
@@ -48,6 +90,9 @@ class PoolMapping : public DataPlane {
 
  private:
   PoolMapping() = default;
+  // The Status for a guarded access that faulted at `addr`, after telling
+  // the sink if addr is in the mapping.
+  Status Fault(const void* addr, const char* what);
   int fd_ = -1;
   pmem2_config* cfg_ = nullptr;
   pmem2_source* src_ = nullptr;
@@ -65,6 +110,10 @@ class PoolMapping : public DataPlane {
   bool page_granular_ = true;
   Superblock sb_;
   bool used_backup_ = false;
+  // Read only on the fault path, so a lock costs nothing that matters; the
+  // sink is called on a copy of the pointer, outside the lock.
+  std::mutex sink_mu_;
+  std::shared_ptr<const FaultSink> sink_;  // GUARDED_BY(sink_mu_)
 };
 
 }  // namespace daxref

@@ -21,7 +21,8 @@ struct Edge {
   int64_t owners = 0;    // reverse-map records starting (+) or ending (-)
   int64_t refs = 0;      // refcount value starting (+) or ending (-)
   int64_t counted = 0;   // refcount records starting or ending
-  int64_t free_bad = 0;  // free or bad records starting or ending
+  int64_t free = 0;      // free records starting or ending
+  int64_t bad = 0;       // bad records starting or ending
 };
 
 std::string Str(uint64_t v) {
@@ -43,9 +44,11 @@ Status CheckStore(rocksdb::DB* db, uint64_t block_count,
   std::map<uint64_t, Edge> edges;
   auto cover = [&](uint64_t start, uint64_t len, Edge e) {
     Edge& a = edges[start];
-    a.owners += e.owners, a.refs += e.refs, a.counted += e.counted, a.free_bad += e.free_bad;
+    a.owners += e.owners, a.refs += e.refs, a.counted += e.counted, a.free += e.free,
+        a.bad += e.bad;
     Edge& b = edges[start + len];
-    b.owners -= e.owners, b.refs -= e.refs, b.counted -= e.counted, b.free_bad -= e.free_bad;
+    b.owners -= e.owners, b.refs -= e.refs, b.counted -= e.counted, b.free -= e.free,
+        b.bad -= e.bad;
   };
   std::set<std::tuple<uint64_t, uint64_t, std::string>> names_from_dirents, parent_pointers;
   std::unordered_map<uint64_t, uint32_t> links;    // ino -> dirents naming it
@@ -90,13 +93,13 @@ Status CheckStore(rocksdb::DB* db, uint64_t block_count,
       s = DecodeRmap(k, v, &r);
       if (s.ok()) {
         rmap[{r.pblock, r.ino, r.fblock}] = r.len;
-        cover(r.pblock, r.len, Edge{1, 0, 0, 0});
+        cover(r.pblock, r.len, Edge{1, 0, 0, 0, 0});
       }
     } else if (p == prefix::kFree || p == prefix::kBad) {
       uint64_t len = 0;
       s = DecodeLength(v, &len);
       if (s.ok()) {
-        cover(keys::U64At(k, 1), len, Edge{0, 0, 0, 1});
+        cover(keys::U64At(k, 1), len, p == prefix::kFree ? Edge{0, 0, 0, 1, 0} : Edge{0, 0, 0, 0, 1});
         (p == prefix::kFree ? report->free_blocks : report->bad_blocks) += len;
       }
     } else if (p == prefix::kOrphan) {
@@ -108,7 +111,7 @@ Status CheckStore(rocksdb::DB* db, uint64_t block_count,
     } else if (p == prefix::kRefcount) {
       RefcountRecord r;
       s = DecodeRefcount(k, v, &r);
-      if (s.ok()) cover(r.pblock, r.len, Edge{0, static_cast<int64_t>(r.refs), 1, 0});
+      if (s.ok()) cover(r.pblock, r.len, Edge{0, static_cast<int64_t>(r.refs), 1, 0, 0});
     } else if (p == prefix::kParent) {
       ParentRecord r;
       s = DecodeParent(k, &r);
@@ -122,26 +125,39 @@ Status CheckStore(rocksdb::DB* db, uint64_t block_count,
 
   // 1-3: pool space. Sweep the pool once: between two consecutive edges
   // the coverage is constant, and each such run must be exactly one of free,
-  // bad, or owned; an owned run has a refcount record exactly when it has
-  // two or more owners, and then its count equals the owners. With E and R
-  // in one-to-one correspondence (below), owners are also extent references.
+  // owned, or bad and unowned (retired); a bad block may also be owned (files
+  // still reference the poisoned block), never free. An owned run has a
+  // refcount record exactly when it has two or more owners, and then its
+  // count equals the owners. With E and R in one-to-one correspondence
+  // (below), owners are also extent references. The reserved blocks (the
+  // superblock copies) may only be bad.
   uint64_t data_end = block_count - 1;
   Edge cur;
   uint64_t pos = 0;
   auto check_run = [&](uint64_t a, uint64_t b) {
     std::string where = "blocks [" + Str(a) + ", " + Str(b) + ")";
-    bool any = cur.owners > 0 || cur.free_bad > 0 || cur.counted > 0;
-    if (a < 1 || b > data_end) {
-      if (any) bad(where + " reach reserved blocks or past the pool");
+    bool any = cur.owners > 0 || cur.free > 0 || cur.bad > 0 || cur.counted > 0;
+    if (a >= block_count) {
+      if (any) bad(where + " lie past the end of the pool");
       return;
     }
+    if (a < 1 || b > data_end) {
+      if (cur.owners > 0 || cur.free > 0 || cur.counted > 0)
+        bad(where + " reach reserved blocks");
+      else if (cur.bad > 1)
+        bad(where + " are in overlapping bad-block records");
+      return;
+    }
+    if (cur.bad > 0 && cur.owners > 0) report->poisoned_blocks += b - a;
     if (cur.owners > 0) report->owned_blocks += b - a;
     if (cur.owners >= 2) report->shared_blocks += b - a;
     if (!any) {
       bad(where + " are neither free, owned nor bad (unaccounted)");
-    } else if (cur.free_bad > 1 || (cur.free_bad > 0 && cur.owners > 0)) {
+    } else if (cur.free > 1 || (cur.free > 0 && (cur.owners > 0 || cur.bad > 0))) {
       bad("block " + Str(a) + " is claimed twice (" + Str(cur.owners) + " owners, " +
-          Str(cur.free_bad) + " free or bad records)");
+          Str(cur.free) + " free and " + Str(cur.bad) + " bad records)");
+    } else if (cur.bad > 1) {
+      bad(where + " are in overlapping bad-block records");
     } else if (cur.counted > 1) {
       bad(where + " are in overlapping refcount records");
     } else if (cur.owners == 0 && cur.counted > 0) {
@@ -153,9 +169,10 @@ Status CheckStore(rocksdb::DB* db, uint64_t block_count,
           " owners");
     }
   };
-  // A run with constant coverage, split where the data area begins and ends.
+  // A run with constant coverage, split where the data area and the pool
+  // begin and end.
   auto run = [&](uint64_t a, uint64_t b) {
-    for (uint64_t cut : {uint64_t{1}, data_end}) {
+    for (uint64_t cut : {uint64_t{1}, data_end, block_count}) {
       if (a < cut && cut < b) {
         check_run(a, cut);
         a = cut;
@@ -165,8 +182,8 @@ Status CheckStore(rocksdb::DB* db, uint64_t block_count,
   };
   for (const auto& [at, e] : edges) {
     run(pos, at);
-    cur.owners += e.owners, cur.refs += e.refs, cur.counted += e.counted,
-        cur.free_bad += e.free_bad;
+    cur.owners += e.owners, cur.refs += e.refs, cur.counted += e.counted, cur.free += e.free,
+        cur.bad += e.bad;
     pos = at;
   }
   run(pos, std::max(pos, block_count));

@@ -35,6 +35,7 @@ struct CheckReport {
   uint64_t shared_blocks = 0;  // blocks with two or more owners
   uint64_t free_blocks = 0;
   uint64_t bad_blocks = 0;
+  uint64_t poisoned_blocks = 0;  // bad blocks that files still reference
   uint64_t orphans = 0;
   uint64_t problems = 0;
 };

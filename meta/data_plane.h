@@ -6,6 +6,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "meta/status.h"
+
 namespace daxref {
 
 class DataPlane {
@@ -15,14 +17,19 @@ class DataPlane {
   // cache-line-granular memory the bytes are durable when it returns; on a
   // page-granular pool they survive the process but need a persist (fsync)
   // to survive power loss.
-  virtual void Write(uint64_t pool_off, const void* src, size_t len) = 0;
+  //
+  // The four copies fail (EIO) when the memory itself does: a machine check
+  // on poisoned persistent memory, or a pool file cut short under the
+  // mapping. Bytes before the bad one may have moved; the implementation
+  // reports where the fault was to whoever handles poison (fs/pool.h).
+  virtual Status Write(uint64_t pool_off, const void* src, size_t len) = 0;
   // Copies len bytes out of the pool at pool_off.
-  virtual void Load(uint64_t pool_off, void* dst, size_t len) = 0;
+  virtual Status Load(uint64_t pool_off, void* dst, size_t len) = 0;
   // Copies len bytes inside the pool (copy-on-write), durable as Write is.
   // The ranges do not overlap.
-  virtual void Copy(uint64_t dst_pool_off, uint64_t src_pool_off, size_t len) = 0;
+  virtual Status Copy(uint64_t dst_pool_off, uint64_t src_pool_off, size_t len) = 0;
   // Zeroes len bytes at pool byte offset pool_off, durable as Write is.
-  virtual void Zero(uint64_t pool_off, size_t len) = 0;
+  virtual Status Zero(uint64_t pool_off, size_t len) = 0;
   // A hint that [pool_off, pool_off+len) (newly allocated blocks) is about
   // to be written in full, so the backing memory can be readied in one go.
   virtual void WillWrite(uint64_t pool_off, size_t len) {}

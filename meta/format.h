@@ -18,7 +18,9 @@
 namespace daxref {
 
 // ---- On-disk constants: do not change these values. -----------------------
-inline constexpr uint32_t kMetaFormatVersion = 2;
+inline constexpr uint32_t kMetaFormatVersion = 3;
+// Opened and upgraded in place: format 3 only adds B records (poison).
+inline constexpr uint32_t kMetaFormatPreviousVersion = 2;
 inline constexpr uint32_t kBlockSize = 4096;
 inline constexpr uint32_t kBlockShift = 12;
 inline constexpr uint64_t kRootIno = 1;

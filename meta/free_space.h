@@ -50,6 +50,18 @@ class FreeSpace {
   void Rollback();
   void Finish();
 
+  // Walks the free pieces of [pb0, pb1), clipped to it, in pool order:
+  // fn(start, len) returns false to stop.
+  template <typename Fn>
+  void ForEachIn(uint64_t pb0, uint64_t pb1, Fn&& fn) const {
+    auto it = extents_.upper_bound(pb0);
+    if (it != extents_.begin()) --it;
+    for (; it != extents_.end() && it->first < pb1; ++it) {
+      uint64_t s = it->first > pb0 ? it->first : pb0;
+      uint64_t e = it->first + it->second < pb1 ? it->first + it->second : pb1;
+      if (e > s && !fn(s, e - s)) return;
+    }
+  }
   // Walks the free extents in pool order; stop early by returning false.
   template <typename Fn>
   void ForEach(Fn&& fn) const {

@@ -151,8 +151,20 @@ Result<std::unique_ptr<Volume>> Volume::Open(const std::string& dir, const Super
                                      ", not to this pool " + UuidToString(sb.uuid));
   }
   s = db->Get(rocksdb::ReadOptions(), keys::Misc(kMiscFormat), &v);
-  if (!s.ok() || v.size() != 4 || codec::LoadU32(v.data()) != kMetaFormatVersion)
+  uint32_t format = (s.ok() && v.size() == 4) ? codec::LoadU32(v.data()) : 0;
+  if (format != kMetaFormatVersion && format != kMetaFormatPreviousVersion)
     return Status::Error(EINVAL, "unsupported metadata format version");
+  if (format == kMetaFormatPreviousVersion) {
+    // A format 2 store is a format 3 store without B records. It becomes
+    // format 3 now, before this daemon can write one, so that a format 2
+    // daemon (which would hand a bad block out again) refuses it.
+    std::string nv;
+    codec::PutU32(&nv, kMetaFormatVersion);
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    s = db->Put(wo, keys::Misc(kMiscFormat), nv);
+    if (!s.ok()) return Status::IOError("cannot upgrade the metadata format: " + s.ToString());
+  }
   uint64_t blocks = 0;
   s = db->Get(rocksdb::ReadOptions(), keys::Misc(kMiscBlocks), &v);
   if (!s.ok() || !DecodeLength(v, &blocks).ok() || blocks != sb.block_count)
@@ -172,6 +184,8 @@ Result<std::unique_ptr<Volume>> Volume::Open(const std::string& dir, const Super
   vol->inodes_ = inodes;
   DAXREF_RETURN_IF_ERROR(vol->free_.Load(vol->db_.get()));
   DAXREF_RETURN_IF_ERROR(vol->refs_.Load(vol->db_.get()));
+  DAXREF_RETURN_IF_ERROR(vol->bad_.Load(vol->db_.get()));
+  vol->bad_count_ = vol->bad_.blocks();
   {
     PrefixScan scan(std::string(1, prefix::kRmap));
     std::unique_ptr<rocksdb::Iterator> it(vol->db_->NewIterator(scan.Options()));
@@ -543,8 +557,8 @@ Status Volume::FillHoles(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t fb1, uin
     data_->WillWrite(PoolOff(e.pblock), e.len << kBlockShift);
     uint64_t b0 = e.fblock << kBlockShift, b1 = e.fend() << kBlockShift;
     uint64_t k0 = std::clamp(keep_off, b0, b1), k1 = std::clamp(keep_end, k0, b1);
-    if (k0 > b0) data_->Zero(PoolOff(e.pblock), k0 - b0);
-    if (b1 > k1) data_->Zero(PoolOff(e.pblock) + (k1 - b0), b1 - k1);
+    if (k0 > b0) DAXREF_RETURN_IF_ERROR(data_->Zero(PoolOff(e.pblock), k0 - b0));
+    if (b1 > k1) DAXREF_RETURN_IF_ERROR(data_->Zero(PoolOff(e.pblock) + (k1 - b0), b1 - k1));
   }
   for (const Extent& e : fresh) DAXREF_RETURN_IF_ERROR(MapExtent(t, r, e));
   t.NoteFresh(fresh);
@@ -553,12 +567,19 @@ Status Volume::FillHoles(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t fb1, uin
 
 Status Volume::ZeroBytes(Txn& t, uint64_t ino, uint64_t off, uint64_t len) {
   if (len == 0) return Status::Ok();
-  return WalkExtents(t, ino, BlockOf(off), BlockCeil(off + len), [&](const Extent& e) {
-    uint64_t s = std::max(off, e.fblock << kBlockShift);
-    uint64_t end = std::min(off + len, e.fend() << kBlockShift);
-    if (end > s) data_->Zero(PoolOff(e.pblock) + (s - (e.fblock << kBlockShift)), end - s);
-    return true;
-  });
+  Status st;
+  DAXREF_RETURN_IF_ERROR(
+      WalkExtents(t, ino, BlockOf(off), BlockCeil(off + len), [&](const Extent& e) {
+        uint64_t s = std::max(off, e.fblock << kBlockShift);
+        uint64_t end = std::min(off + len, e.fend() << kBlockShift);
+        if (end <= s) return true;
+        uint64_t p = PoolOff(e.pblock) + (s - (e.fblock << kBlockShift));
+        // Zeroing part of a bad block is a partial write into it.
+        st = RefuseBad(BlockOf(p), BlockCeil(p + (end - s)), "zeroing part of");
+        if (st.ok()) st = data_->Zero(p, end - s);
+        return st.ok();
+      }));
+  return st;
 }
 
 // Bytes past EOF inside the last block are kept zero, so growing a file
@@ -1078,15 +1099,19 @@ Status Volume::Write(uint64_t ino, uint64_t off, const void* buf, size_t len, co
         return true;
       }));
     }
-    // Blocks another file shares take the slow path, which unshares them.
+    // Blocks another file shares take the slow path, which unshares them;
+    // so do bad ones, which it replaces or refuses.
     if (fast && (r.flags & kInodeReflinked)) {
       for (size_t i = 0; i < n && fast; ++i)
         fast =
             !SharedNow(BlockOf(pieces[i].pool_off), BlockCeil(pieces[i].pool_off + pieces[i].len));
     }
+    for (size_t i = 0; i < n && fast; ++i)
+      fast = !IsBad(BlockOf(pieces[i].pool_off), BlockCeil(pieces[i].pool_off + pieces[i].len));
     if (fast) {
       for (size_t i = 0; i < n; ++i)
-        data_->Write(pieces[i].pool_off, src + pieces[i].src_off, pieces[i].len);
+        DAXREF_RETURN_IF_ERROR(
+            data_->Write(pieces[i].pool_off, src + pieces[i].src_off, pieces[i].len));
       Timespec now = Now();
       std::lock_guard<std::mutex> g(times_mu_);
       pending_times_[ino] = now;
@@ -1128,20 +1153,24 @@ Status Volume::PrepareWrite(Txn& t, InodeRecord* r, uint64_t off, uint64_t len) 
   if (len == 0) return Status::Ok();
   uint64_t end = off + len;
   DAXREF_RETURN_IF_ERROR(FillHoles(t, r, BlockOf(off), BlockCeil(end), off, end));
+  DAXREF_RETURN_IF_ERROR(ReplaceBadBlocks(t, r, BlockOf(off), BlockCeil(end), off, end));
   return Unshare(t, r, BlockOf(off), BlockCeil(end), off, end);
 }
 
 Status Volume::StoreBytes(Txn& t, InodeRecord* r, uint64_t off, const char* src, uint64_t len) {
   if (len == 0) return Status::Ok();
   uint64_t end = off + len;
-  // Every block of the range is mapped and r's own (PrepareWrite).
+  // Every block of the range is mapped, good and r's own (PrepareWrite).
+  Status st;
   DAXREF_RETURN_IF_ERROR(WalkExtents(t, r->ino, BlockOf(off), BlockCeil(end), [&](const Extent& e) {
     uint64_t s = std::max(off, e.fblock << kBlockShift);
     uint64_t se = std::min(end, e.fend() << kBlockShift);
     if (se > s)
-      data_->Write(PoolOff(e.pblock) + (s - (e.fblock << kBlockShift)), src + (s - off), se - s);
-    return true;
+      st = data_->Write(PoolOff(e.pblock) + (s - (e.fblock << kBlockShift)), src + (s - off),
+                        se - s);
+    return st.ok();
   }));
+  DAXREF_RETURN_IF_ERROR(st);
   r->size = std::max(r->size, end);
   return Status::Ok();
 }
@@ -1150,13 +1179,17 @@ Status Volume::ReadIn(Txn& t, uint64_t ino, uint64_t off, uint64_t len, char* ds
   if (len == 0) return Status::Ok();
   memset(dst, 0, len);
   uint64_t end = off + len;
-  return WalkExtents(t, ino, BlockOf(off), BlockCeil(end), [&](const Extent& e) {
+  Status st;
+  DAXREF_RETURN_IF_ERROR(WalkExtents(t, ino, BlockOf(off), BlockCeil(end), [&](const Extent& e) {
     uint64_t s = std::max(off, e.fblock << kBlockShift);
     uint64_t se = std::min(end, e.fend() << kBlockShift);
-    if (se > s)
-      data_->Load(PoolOff(e.pblock) + (s - (e.fblock << kBlockShift)), dst + (s - off), se - s);
-    return true;
-  });
+    if (se <= s) return true;
+    uint64_t p = PoolOff(e.pblock) + (s - (e.fblock << kBlockShift));
+    st = RefuseBad(BlockOf(p), BlockCeil(p + (se - s)), "reading");
+    if (st.ok()) st = data_->Load(p, dst + (s - off), se - s);
+    return st.ok();
+  }));
+  return st;
 }
 
 Status Volume::FlushTimes() {

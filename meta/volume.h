@@ -28,6 +28,7 @@
 #include <unordered_map>
 
 #include "meta/data_plane.h"
+#include "meta/bad_blocks.h"
 #include "meta/extent_cache.h"
 #include "meta/format.h"
 #include "meta/free_space.h"
@@ -89,6 +90,20 @@ struct SharedExtent {
   uint64_t pblock = 0;
   uint64_t len = 0;
   uint64_t refs = 1;
+};
+
+// What MarkBad did to a pool range, in blocks newly recorded bad.
+struct PoisonOutcome {
+  uint64_t added = 0;     // blocks recorded bad by this call
+  uint64_t retired = 0;   // of those, free blocks taken out of service
+  uint64_t owned = 0;     // of those, blocks that files still reference
+  uint64_t reserved = 0;  // of those, the pool's own blocks (superblock copies)
+};
+
+// What ClearBad did.
+struct ClearOutcome {
+  uint64_t cleared = 0;   // blocks no longer bad
+  uint64_t returned = 0;  // of those, unowned blocks given back to free space
 };
 
 // The outcome of a dedupe: whether the ranges held the same bytes, and how
@@ -208,6 +223,32 @@ class Volume {
   using PathFn = std::function<bool(const std::string& path)>;
   Status Paths(uint64_t ino, const PathFn& fn);
 
+  // ---- poison (bad blocks; volume_poison.cc, docs/design.md "Poison") ----
+  // A bad block is never handed out again. While files still reference it,
+  // it stays theirs, but every read, copy or clone of it fails with EIO and
+  // only a write covering the whole block (which maps a fresh one) or
+  // dropping it (punch, truncate, unlink) ends that file's part in it; when
+  // the last reference goes, the block is retired instead of freed.
+  //
+  // Records [pb0, pb1) as bad, in one batch: free blocks in it are retired,
+  // owned ones poisoned, reserved ones (the superblock copies) noted. With
+  // `strict` the call fails (EEXIST) if any block of the range is bad
+  // already; without, only the blocks not yet bad are added. Any block of
+  // the pool is accepted, [0, block_count).
+  Status MarkBad(uint64_t pb0, uint64_t pb1, bool strict, PoisonOutcome* out);
+  // Takes [pb0, pb1) out of the bad list (the memory was repaired): unowned
+  // blocks go back to free space, owned ones are served again. ENOENT if no
+  // block of the range is bad.
+  Status ClearBad(uint64_t pb0, uint64_t pb1, ClearOutcome* out);
+  // Is any block of [pb0, pb1) bad? Committed state; safe from any thread,
+  // and cheap when no block is bad at all.
+  bool IsBad(uint64_t pb0, uint64_t pb1);
+  // Walks the bad ranges in pool order: fn(pblock, len) returns false to
+  // stop. Each range is a B record; adjacent ones are merged.
+  using BadFn = std::function<bool(uint64_t pblock, uint64_t len)>;
+  void WalkBad(const BadFn& fn);
+  uint64_t bad_blocks();
+
   const Superblock& superblock() const { return sb_; }
   rocksdb::DB* db() { return db_.get(); }
 
@@ -280,6 +321,17 @@ class Volume {
   // Is any block of [pb0, pb1) shared, as committed? For callers outside mu_.
   bool SharedNow(uint64_t pb0, uint64_t pb1);
   void PutRmap(Txn& t, uint64_t pblock, uint64_t len, uint64_t ino, uint64_t fblock);
+  // Blocks whose last reference went: to free space, except bad ones, which
+  // are retired (they stay in their B record only).
+  void ReleaseBlocks(uint64_t pblock, uint64_t len);
+  // For a write of [keep_off, keep_end): maps a fresh block in place of
+  // every bad block of r's in file blocks [fb0, fb1) that the write covers
+  // whole; EIO if it would cover one only in part (volume_poison.cc).
+  Status ReplaceBadBlocks(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t fb1, uint64_t keep_off,
+                          uint64_t keep_end);
+  // EIO if any block of [pb0, pb1) is bad; for the copies and shares that
+  // would hand a bad block's bytes to someone. Caller holds mu_.
+  Status RefuseBad(uint64_t pb0, uint64_t pb1, const char* what);
 
   Status Truncate(Txn& t, InodeRecord* r, uint64_t size);
   Status Commit(Txn& t);
@@ -302,6 +354,12 @@ class Volume {
   // only ever set while mounted: a stale bit costs a seek, a missing one
   // would hide owners.
   std::atomic<uint64_t> rmap_classes_{0};
+  // Bad blocks, mirrored by the B records. Changed only under mu_ (and
+  // bad_mu_ exclusive); readers outside mu_ take bad_mu_ shared, and skip it
+  // while bad_count_ is 0.
+  BadBlocks bad_;
+  std::shared_mutex bad_mu_;
+  std::atomic<uint64_t> bad_count_{0};
   // mtime/ctime of in-place overwrites not yet stored. Its own lock, a leaf
   // (taken inside mu_, never the other way round), so that reads and
   // fast-path writes never wait behind a batch being built.

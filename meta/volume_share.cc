@@ -102,7 +102,7 @@ Status Volume::AdjustRefs(Txn& t, uint64_t pb0, uint64_t pb1, int delta) {
   for (const RefcountRecord& r : old) before[r.pblock] = r;
   for (const Piece& p : pieces) {
     if (p.refs == 0) {
-      free_.Release(p.start, p.end - p.start);
+      ReleaseBlocks(p.start, p.end - p.start);
       continue;
     }
     if (p.refs < 2) continue;
@@ -123,7 +123,7 @@ Status Volume::DropBlocks(Txn& t, const InodeRecord& r, uint64_t pb0, uint64_t l
   // An inode that never took part in a clone has no shared block: no
   // refcount record to look for.
   if (!(r.flags & kInodeReflinked)) {
-    free_.Release(pb0, len);
+    ReleaseBlocks(pb0, len);
     return Status::Ok();
   }
   return AdjustRefs(t, pb0, pb0 + len, -1);
@@ -168,10 +168,15 @@ Status Volume::Unshare(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t fb1, uint6
     // Copy the old bytes but those the caller is about to overwrite.
     uint64_t b0 = m.from.fblock << kBlockShift, b1 = m.from.fend() << kBlockShift;
     uint64_t k0 = std::clamp(keep_off, b0, b1), k1 = std::clamp(keep_end, k0, b1);
+    // Old bytes of a bad block cannot be copied (PrepareWrite has already
+    // replaced the bad blocks a write covers whole).
+    if (k0 > b0 || b1 > k1) DAXREF_RETURN_IF_ERROR(RefuseBad(m.from.pblock, m.from.pend(), "unsharing"));
     data_->WillWrite(PoolOff(m.to.pblock), m.to.len << kBlockShift);
-    if (k0 > b0) data_->Copy(PoolOff(m.to.pblock), PoolOff(m.from.pblock), k0 - b0);
+    if (k0 > b0)
+      DAXREF_RETURN_IF_ERROR(data_->Copy(PoolOff(m.to.pblock), PoolOff(m.from.pblock), k0 - b0));
     if (b1 > k1)
-      data_->Copy(PoolOff(m.to.pblock) + (k1 - b0), PoolOff(m.from.pblock) + (k1 - b0), b1 - k1);
+      DAXREF_RETURN_IF_ERROR(data_->Copy(PoolOff(m.to.pblock) + (k1 - b0),
+                                         PoolOff(m.from.pblock) + (k1 - b0), b1 - k1));
     DAXREF_RETURN_IF_ERROR(Repoint(t, r, m.to));
     fresh.push_back(m.to);
   }
@@ -231,6 +236,8 @@ Status Volume::ShareBlocks(Txn& t, InodeRecord* src, uint64_t sfb, InodeRecord* 
       uint64_t f0 = std::max(e.fblock, from), f1 = std::min(e.fend(), end);
       if (f1 <= f0) continue;
       Extent piece{dfb + (f0 - sfb), e.pblock + (f0 - e.fblock), f1 - f0};
+      // Sharing a bad block would hand its lost bytes to another file.
+      DAXREF_RETURN_IF_ERROR(RefuseBad(piece.pblock, piece.pend(), "sharing"));
       DAXREF_RETURN_IF_ERROR(AdjustRefs(t, piece.pblock, piece.pend(), +1));
       if (run && run->fend() == piece.fblock && run->pend() == piece.pblock &&
           piece.fend() < dend) {

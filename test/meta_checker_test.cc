@@ -142,9 +142,16 @@ TEST_CASE("The checker reports each kind of damage", "[checker]") {
     cs.Put(keys::Free(e.pblock + 1), EncodeLength(1));
     expect = {"claimed twice"};
   }
-  SECTION("a bad-block record over an owned extent") {
-    cs.Put(keys::Bad(e.pblock), EncodeLength(1));
+  SECTION("a bad-block record over a free block") {
+    auto free = FreeRecords(cs.db());
+    REQUIRE_FALSE(free.empty());
+    cs.Put(keys::Bad(free.begin()->first), EncodeLength(1));
     expect = {"claimed twice"};
+  }
+  SECTION("two bad-block records over one block") {
+    cs.Put(keys::Bad(e.pblock), EncodeLength(2));
+    cs.Put(keys::Bad(e.pblock + 1), EncodeLength(1));
+    expect = {"overlapping bad-block records"};
   }
   SECTION("a file's nlink bumped") {
     InodeRecord r = cs.RawInode(cs.small);

@@ -100,25 +100,38 @@ class MemData : public DataPlane {
         bytes_(block_count * kBlockSize, fill),
         durable_(block_count * kBlockSize, fill) {}
 
-  void Write(uint64_t pool_off, const void* src, size_t len) override {
-    if (!InDataArea(pool_off, len)) return;
+  Status Write(uint64_t pool_off, const void* src, size_t len) override {
+    if (Faults(pool_off, len)) return Status::IOError("memory fault");
+    if (!InDataArea(pool_off, len)) return Status::Ok();
     memcpy(bytes_.data() + pool_off, src, len);
     writes_++;
+    return Status::Ok();
   }
-  void Load(uint64_t pool_off, void* dst, size_t len) override {
+  Status Load(uint64_t pool_off, void* dst, size_t len) override {
     REQUIRE(pool_off + len <= bytes_.size());
+    if (Faults(pool_off, len)) return Status::IOError("memory fault");
     memcpy(dst, bytes_.data() + pool_off, len);
+    return Status::Ok();
   }
-  void Copy(uint64_t dst_pool_off, uint64_t src_pool_off, size_t len) override {
-    if (!InDataArea(dst_pool_off, len) || !InDataArea(src_pool_off, len)) return;
+  Status Copy(uint64_t dst_pool_off, uint64_t src_pool_off, size_t len) override {
+    if (Faults(dst_pool_off, len) || Faults(src_pool_off, len))
+      return Status::IOError("memory fault");
+    if (!InDataArea(dst_pool_off, len) || !InDataArea(src_pool_off, len)) return Status::Ok();
     memcpy(bytes_.data() + dst_pool_off, bytes_.data() + src_pool_off, len);
     writes_++;
+    return Status::Ok();
   }
-  void Zero(uint64_t pool_off, size_t len) override {
-    if (!InDataArea(pool_off, len)) return;
+  Status Zero(uint64_t pool_off, size_t len) override {
+    if (Faults(pool_off, len)) return Status::IOError("memory fault");
+    if (!InDataArea(pool_off, len)) return Status::Ok();
     memset(bytes_.data() + pool_off, 0, len);
     zeroes_++;
+    return Status::Ok();
   }
+  // Makes every access to pool block pblock fail, as memory that raised a
+  // machine check would (Volume must never touch a block it knows is bad).
+  void FailBlock(uint64_t pblock) { failing_.push_back(pblock); }
+  void HealBlocks() { failing_.clear(); }
   void Persist(uint64_t pool_off, size_t len) override {
     if (!InDataArea(pool_off, len)) return;
     memcpy(durable_.data() + pool_off, bytes_.data() + pool_off, len);
@@ -137,12 +150,18 @@ class MemData : public DataPlane {
   }
   // Everything not persisted is lost, as in a power failure.
   void LosePower() { bytes_ = durable_; }
+  bool Faults(uint64_t pool_off, size_t len) const {
+    for (uint64_t b : failing_)
+      if (pool_off < (b + 1) * kBlockSize && pool_off + len > b * kBlockSize) return true;
+    return false;
+  }
   uint64_t stray_accesses() const { return stray_; }
   uint64_t writes() const { return writes_; }
   uint64_t zeroes() const { return zeroes_; }
   uint64_t persists() const { return persists_; }
 
  private:
+  std::vector<uint64_t> failing_;  // blocks whose every access fails
   bool InDataArea(uint64_t off, size_t len) {
     uint64_t lo = uint64_t{kBlockSize}, hi = (block_count_ - 1) * kBlockSize;
     if (off < lo || off > hi || len > hi - off) {

@@ -638,10 +638,13 @@ TEST_CASE("Random clones, copy-on-write, copy ranges and dedupes match a byte mo
 // pool too big to keep in memory.
 class NullData : public DataPlane {
  public:
-  void Write(uint64_t, const void*, size_t) override {}
-  void Load(uint64_t, void* dst, size_t len) override { memset(dst, 0, len); }
-  void Copy(uint64_t, uint64_t, size_t) override {}
-  void Zero(uint64_t, size_t) override {}
+  Status Write(uint64_t, const void*, size_t) override { return Status::Ok(); }
+  Status Load(uint64_t, void* dst, size_t len) override {
+    memset(dst, 0, len);
+    return Status::Ok();
+  }
+  Status Copy(uint64_t, uint64_t, size_t) override { return Status::Ok(); }
+  Status Zero(uint64_t, size_t) override { return Status::Ok(); }
   void Persist(uint64_t, size_t) override {}
 };
 

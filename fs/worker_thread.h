@@ -1,5 +1,5 @@
-// CloneWorker: one thread that carries out ioctl clones away from the request
-// threads.
+// WorkerThread: one thread that carries out jobs away from the request
+// threads: ioctl clones, and poison found by the daemon itself.
 //
 // A clone done through the daemon's ioctl changes the destination behind the
 // kernel's back, so the daemon must make the kernel drop its cached pages of
@@ -21,12 +21,12 @@
 
 namespace daxref {
 
-class CloneWorker {
+class WorkerThread {
  public:
-  CloneWorker() : thread_([this] { Run(); }) {}
-  ~CloneWorker() { Stop(); }
-  CloneWorker(const CloneWorker&) = delete;
-  CloneWorker& operator=(const CloneWorker&) = delete;
+  WorkerThread() : thread_([this] { Run(); }) {}
+  ~WorkerThread() { Stop(); }
+  WorkerThread(const WorkerThread&) = delete;
+  WorkerThread& operator=(const WorkerThread&) = delete;
 
   // Queues a job. After Stop, runs it at once on the caller's thread.
   void Post(std::function<void()> job) {

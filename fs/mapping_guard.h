@@ -1,0 +1,107 @@
+// The SIGBUS guard: accesses to the pool mapping that fail as a value instead
+// of killing the daemon.
+//
+// Memory behind the mapping can go bad under us. On persistent memory a read
+// of a poisoned cache line raises a machine check, which the kernel turns
+// into SIGBUS (si_code BUS_MCEERR_AR) for the thread that touched it; a pool
+// file cut short under the MAP_SHARED mapping raises SIGBUS (BUS_ADRERR) for
+// any touch past its new end. Either would kill the daemon and every mount it
+// serves, for one bad block. So every access to the mapping runs guarded:
+//
+//   const void* fault;
+//   if (!GuardedCopy(dst, src, n, &fault)) { ...fault is the bad address... }
+//
+// How it works. One process-wide SIGBUS handler (InstallMappingGuard). A
+// guarded call pushes a frame (a sigjmp_buf, saved without the signal mask:
+// no syscall) on a thread-local list and runs the access; the handler, when a
+// fault the kernel raised in this thread (BUS_ADRERR, BUS_OBJERR,
+// BUS_MCEERR_AR) lands while that thread has a frame, stores si_addr in the
+// innermost frame and siglongjmps to it, and the call returns false. The
+// handler is installed with SA_NODEFER and an empty sa_mask, so nothing is
+// left blocked after the jump (the fault path also unblocks SIGBUS, in case
+// the handler was reached through another that blocked it).
+//
+// Any other SIGBUS is none of the guard's business:
+//   - BUS_MCEERR_AO (action optional: the kernel found poison nobody has
+//     touched yet, delivered asynchronously, to any thread, guarded or not)
+//     is recorded in a small lock-free table for the daemon to collect with
+//     TakeAsyncMemoryFault, then handed to the previous handler if there was
+//     one; the process goes on.
+//   - Everything else (an unguarded fault, BUS_ADRALN, a SIGBUS sent with
+//     kill or sigqueue even inside a guard) goes to the handler that was
+//     installed before ours, or, if that was the default or SIG_IGN, the
+//     default is restored and the signal raised again: a real bug still
+//     crashes, with a core.
+//
+// Limits, and why they hold:
+//   - Jumping out of memcpy, memset or libpmem2's copies is safe because they
+//     take no locks, allocate nothing and own no resources: the abandoned
+//     frames have nothing to release. The same must hold for anything run
+//     under Guarded: no C++ object with a destructor may be constructed in
+//     the guarded region (it would never be destroyed), no lock taken, no
+//     allocation made, nothing that can throw (an exception escaping the
+//     region calls std::terminate). Build what the access needs before the
+//     call; report the fault after it returns.
+//   - Guards nest (the innermost one catches), but nothing needs them to.
+//   - Bytes before the fault may already have moved; the guard says where
+//     the access stopped, not what it did.
+//   - The handler is process-wide. Code that installs its own SIGBUS handler
+//     after InstallMappingGuard replaces ours until InstallMappingGuard is
+//     called again (which then chains to it). SIGBUS must not be blocked in
+//     a thread that makes guarded calls: the kernel kills a process whose
+//     thread faults with the signal blocked.
+//
+// Cost: one sigsetjmp (registers only, no syscall: saving the mask would be
+// a sigprocmask per call, ~20 times dearer), two thread-local stores and an
+// indirect call per guarded call. Measured on a 2-vCPU VM: about 12 ns per
+// call; 4 KiB copies +3 ns (a few percent), 1 MiB copies within noise. A
+// caught fault costs about 3 us (the kernel's fault and signal delivery).
+//
+// Thread safety: everything here may be called from any thread at any time.
+// Each thread's guard is its own.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <type_traits>
+
+namespace daxref {
+
+// Installs the process-wide SIGBUS handler, unless it is already the
+// current one; the handler found there becomes the one unguarded faults are
+// chained to. Idempotent and thread-safe. Guarded calls install it on first
+// use; the daemon calls it (through PoolMapping::Open) before serving, and
+// again if anything it starts afterwards may have replaced it.
+void InstallMappingGuard();
+
+// The guarded region's body: a plain function and its context, so that a
+// guarded call allocates nothing (no std::function).
+using GuardedFn = void (*)(void* ctx) noexcept;
+
+// Runs fn(ctx) under the guard. True if it ran to completion; false if it
+// faulted, with *fault set to the faulting address (si_addr).
+[[nodiscard]] bool GuardedCall(GuardedFn fn, void* ctx, const void** fault);
+
+// GuardedCall for any callable (a lambda capturing what the access needs).
+template <typename Fn>
+[[nodiscard]] bool Guarded(Fn&& fn, const void** fault) {
+  using F = std::remove_reference_t<Fn>;
+  GuardedFn thunk = [](void* ctx) noexcept { (*static_cast<F*>(ctx))(); };
+  return GuardedCall(thunk, const_cast<void*>(static_cast<const void*>(std::addressof(fn))), fault);
+}
+
+// memcpy(dst, src, n) under the guard; a fault on either side stops it.
+[[nodiscard]] bool GuardedCopy(void* dst, const void* src, size_t n, const void** fault);
+
+// Takes one recorded BUS_MCEERR_AO address (poison found by the kernel, not
+// yet touched); false when there is none. The table holds
+// kAsyncMemoryFaultSlots addresses; more arriving before the daemon collects
+// them are counted in LostAsyncMemoryFaults instead (then the daemon should
+// rescan the device's bad blocks).
+inline constexpr size_t kAsyncMemoryFaultSlots = 64;
+bool TakeAsyncMemoryFault(const void** addr);
+// How many BUS_MCEERR_AO addresses found the table full, since the start.
+uint64_t LostAsyncMemoryFaults();
+
+}  // namespace daxref

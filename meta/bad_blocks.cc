@@ -1,0 +1,88 @@
+#include "meta/bad_blocks.h"
+
+#include <rocksdb/db.h>
+
+#include <algorithm>
+#include <memory>
+
+#include "meta/format.h"
+
+namespace daxref {
+
+Status BadBlocks::Load(rocksdb::DB* db) {
+  ranges_.clear();
+  blocks_ = 0;
+  std::string lo(1, prefix::kBad), hi(1, prefix::kBad + 1);
+  rocksdb::Slice lo_s(lo), hi_s(hi);
+  rocksdb::ReadOptions ro;
+  ro.iterate_lower_bound = &lo_s;
+  ro.iterate_upper_bound = &hi_s;
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro));
+  uint64_t prev_end = 0;
+  for (it->Seek(lo_s); it->Valid(); it->Next()) {
+    if (it->key().size() != 9) return Status::Corruption("bad-block record with a malformed key");
+    uint64_t start = keys::U64At(it->key().ToStringView(), 1), len = 0;
+    DAXREF_RETURN_IF_ERROR(DecodeLength(it->value().ToStringView(), &len));
+    if (len == 0 || start < prev_end)
+      return Status::Corruption("bad-block records overlap at pool block " +
+                                std::to_string(start));
+    ranges_[start] = len;
+    blocks_ += len;
+    prev_end = start + len;
+  }
+  if (!it->status().ok()) return Status::IOError("reading bad blocks: " + it->status().ToString());
+  return Status::Ok();
+}
+
+bool BadBlocks::Any(uint64_t pb0, uint64_t pb1) const {
+  if (ranges_.empty() || pb1 <= pb0) return false;
+  auto it = ranges_.upper_bound(pb0);
+  if (it != ranges_.begin()) {
+    auto prev = std::prev(it);
+    if (prev->first + prev->second > pb0) return true;
+  }
+  return it != ranges_.end() && it->first < pb1;
+}
+
+BadBlocks::Change BadBlocks::PlanAdd(uint64_t pb0, uint64_t pb1) const {
+  Change c;
+  uint64_t s = pb0, e = pb1;
+  // Every range that overlaps or touches [pb0, pb1) merges into one.
+  auto it = ranges_.upper_bound(pb0);
+  if (it != ranges_.begin()) --it;
+  for (; it != ranges_.end() && it->first <= pb1; ++it) {
+    if (it->first + it->second < pb0) continue;
+    c.old[it->first] = it->second;
+    s = std::min(s, it->first);
+    e = std::max(e, it->first + it->second);
+  }
+  c.now[s] = e - s;
+  return c;
+}
+
+BadBlocks::Change BadBlocks::PlanRemove(uint64_t pb0, uint64_t pb1) const {
+  Change c;
+  auto it = ranges_.upper_bound(pb0);
+  if (it != ranges_.begin()) --it;
+  for (; it != ranges_.end() && it->first < pb1; ++it) {
+    uint64_t rs = it->first, re = it->first + it->second;
+    if (re <= pb0) continue;
+    c.old[rs] = it->second;
+    if (rs < pb0) c.now[rs] = pb0 - rs;
+    if (re > pb1) c.now[pb1] = re - pb1;
+  }
+  return c;
+}
+
+void BadBlocks::Apply(const Change& c) {
+  for (const auto& [start, len] : c.old) {
+    ranges_.erase(start);
+    blocks_ -= len;
+  }
+  for (const auto& [start, len] : c.now) {
+    ranges_[start] = len;
+    blocks_ += len;
+  }
+}
+
+}  // namespace daxref
