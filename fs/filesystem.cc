@@ -5,9 +5,9 @@
 #include <spdlog/spdlog.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
-#include <sys/sysmacros.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -288,8 +288,9 @@ void Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info
   const char* base = fs->pool()->base();
   bool bad = false;
   s = fs->volume()->MapRange(ino, uoff, len, [&](const MappedSegment& seg) {
-    if (!seg.hole && fs->volume()->IsBad(seg.pool_off >> kBlockShift,
-                                         (seg.pool_off + seg.len + kBlockSize - 1) >> kBlockShift)) {
+    if (!seg.hole &&
+        fs->volume()->IsBad(seg.pool_off >> kBlockShift,
+                            (seg.pool_off + seg.len + kBlockSize - 1) >> kBlockShift)) {
       bad = true;
       return false;
     }
@@ -671,14 +672,19 @@ void Filesystem::Detach() {
   // ...then the connection ends, failing whatever still holds a file
   // (ENOTCONN), and the session loop returns. Only root may abort; without
   // it the loop ends when the last holder lets go.
-  std::string abort_path = "/sys/fs/fuse/connections/" + std::to_string(minor(dev_)) + "/abort";
+  const char* conns = "/sys/fs/fuse/connections";
+  std::string abort_path = std::string(conns) + "/" + std::to_string(minor(dev_)) + "/abort";
   int fd = open(abort_path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0 && errno == ENOENT && mount("fusectl", conns, "fusectl", 0, nullptr) == 0)
+    fd = open(abort_path.c_str(), O_WRONLY | O_CLOEXEC);  // fusectl was not mounted
   if (fd >= 0) {
     if (write(fd, "1", 1) != 1) spdlog::warn("aborting the FUSE connection failed");
     close(fd);
   } else {
-    spdlog::warn("cannot abort the FUSE connection ({}): the daemon exits when the last file "
-                 "is closed", strerror(errno));
+    spdlog::warn(
+        "cannot abort the FUSE connection ({}): the daemon exits when the last file "
+        "is closed",
+        strerror(errno));
   }
   if (session_) fuse_session_exit(session_);
 }

@@ -201,9 +201,10 @@ std::string UnescapeMountinfo(std::string_view s) {
   std::string out;
   out.reserve(s.size());
   for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 3 < s.size() && s[i + 1] >= '0' && s[i + 1] <= '3' &&
-        s[i + 2] >= '0' && s[i + 2] <= '7' && s[i + 3] >= '0' && s[i + 3] <= '7') {
-      out.push_back(static_cast<char>((s[i + 1] - '0') << 6 | (s[i + 2] - '0') << 3 | (s[i + 3] - '0')));
+    if (s[i] == '\\' && i + 3 < s.size() && s[i + 1] >= '0' && s[i + 1] <= '3' && s[i + 2] >= '0' &&
+        s[i + 2] <= '7' && s[i + 3] >= '0' && s[i + 3] <= '7') {
+      out.push_back(
+          static_cast<char>((s[i + 1] - '0') << 6 | (s[i + 2] - '0') << 3 | (s[i + 3] - '0')));
       i += 3;
     } else {
       out.push_back(s[i]);
@@ -293,10 +294,9 @@ HolderIndex HolderIndex::Scan(dev_t dev) {
     for (uint64_t ino : inos) index.holdings_.push_back(Holding{ino, pid});
     index.pids_.push_back(pid);
   }
-  std::sort(index.holdings_.begin(), index.holdings_.end(),
-            [](const Holding& a, const Holding& b) {
-              return a.ino != b.ino ? a.ino < b.ino : a.pid < b.pid;
-            });
+  std::sort(index.holdings_.begin(), index.holdings_.end(), [](const Holding& a, const Holding& b) {
+    return a.ino != b.ino ? a.ino < b.ino : a.pid < b.pid;
+  });
   index.holdings_.shrink_to_fit();
   // /proc lists processes in pid order, but nothing promises it.
   std::sort(index.pids_.begin(), index.pids_.end());
@@ -304,8 +304,7 @@ HolderIndex HolderIndex::Scan(dev_t dev) {
   return index;
 }
 
-SignalOutcome SignalHolder(pid_t pid, dev_t dev, uint64_t ino, int sig, uint64_t value,
-                           int* err) {
+SignalOutcome SignalHolder(pid_t pid, dev_t dev, uint64_t ino, int sig, uint64_t value, int* err) {
   auto failed = [err](int e) {
     if (err != nullptr) *err = e;
     return SignalOutcome::kFailed;

@@ -56,7 +56,7 @@ class HolderIndex {
     for (pid_t pid : pids_) fn(pid);
   }
 
-  size_t processes() const { return pids_.size(); }   // distinct pids
+  size_t processes() const { return pids_.size(); }    // distinct pids
   size_t entries() const { return holdings_.size(); }  // distinct (pid, ino) pairs
   dev_t dev() const { return dev_; }
   // Processes that were there but whose descriptors or mappings could not be

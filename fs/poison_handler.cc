@@ -51,13 +51,13 @@ uint64_t PoisonSignalValue(uint64_t ino, uint64_t fblock) {
 }
 
 struct PoisonHandler::Walk {
-  bool act = false;                   // invalidate and signal (inject)
+  bool act = false;                    // invalidate and signal (inject)
   std::optional<HolderIndex> holders;  // found once per event
   uint64_t owners = 0;
   uint64_t signalled = 0;
 };
 
-uint64_t PoisonHandler::WalkOwners(uint64_t pb0, uint64_t pb1, Walk* w, const Sink& sink) {
+bool PoisonHandler::WalkOwners(uint64_t pb0, uint64_t pb1, Walk* w, const Sink& sink) {
   Volume* vol = fs_->volume();
   uint64_t met = 0;
   std::vector<pid_t> pids;  // this owner's, bounded by the holders of one file
@@ -108,21 +108,22 @@ uint64_t PoisonHandler::WalkOwners(uint64_t pb0, uint64_t pb1, Walk* w, const Si
     sink(r);
     return true;
   });
+  w->owners += met;
   if (!s.ok()) {
     spdlog::error("poison: reverse-map walk over {} failed: {}", Blocks(pb0, pb1), s.message());
     sink(Error(s));
+    return false;
   }
-  w->owners += met;
-  return met;
+  return true;
 }
 
-void PoisonHandler::InjectLocked(uint64_t pb0, uint64_t pb1, bool strict, const Sink& sink,
+bool PoisonHandler::InjectLocked(uint64_t pb0, uint64_t pb1, bool strict, const Sink& sink,
                                  Walk* w) {
   PoisonOutcome out;
   Status s = fs_->volume()->MarkBad(pb0, pb1, strict, &out);
   if (!s.ok()) {
     sink(Error(s));
-    return;
+    return false;
   }
   Record r("range");
   r.Add("pblock", pb0).Add("blocks", pb1 - pb0).Add("added", out.added);
@@ -131,13 +132,16 @@ void PoisonHandler::InjectLocked(uint64_t pb0, uint64_t pb1, bool strict, const 
   spdlog::warn("poison: pool {} recorded bad ({} retired, {} owned by files, {} reserved)",
                Blocks(pb0, pb1), out.retired, out.owned, out.reserved);
   if (out.reserved > 0) {
-    std::string why = "poison in the pool's own metadata (superblock copy, " + Blocks(pb0, pb1) + ")";
+    std::string why =
+        "poison in the pool's own metadata (superblock copy, " + Blocks(pb0, pb1) + ")";
     fs_->Shutdown(why);
     sink(Record("shutdown").Add("reason", why));
+    // Nothing the kernel cached may be served any more either.
+    fs_->inodes().ForEachKnown([&](uint64_t ino) { fs_->InvalidateCache(ino, 0, 0); });
   }
-  if (out.owned == 0) return;
+  if (out.owned == 0) return true;
   if (!w->holders && fs_->dev() != 0) w->holders.emplace(HolderIndex::Scan(fs_->dev()));
-  WalkOwners(pb0, pb1, w, sink);
+  return WalkOwners(pb0, pb1, w, sink);
 }
 
 void PoisonHandler::Inject(uint64_t pb0, uint64_t pb1, bool strict, const Sink& sink) {
@@ -147,7 +151,7 @@ void PoisonHandler::Inject(uint64_t pb0, uint64_t pb1, bool strict, const Sink& 
   if (!s.ok()) return (void)sink(Error(s));
   Walk w;
   w.act = true;
-  InjectLocked(pb0, pb1, strict, sink, &w);
+  if (!InjectLocked(pb0, pb1, strict, sink, &w)) return;
   sink(Record("done")
            .Add("owners", w.owners)
            .Add("signalled", w.signalled)
@@ -189,7 +193,8 @@ void PoisonHandler::InjectFile(uint64_t ino, uint64_t off, uint64_t len, const S
   if (!s.ok()) return (void)sink(Error(s));
   Walk w;
   w.act = true;
-  for (const auto& [p0, p1] : pieces) InjectLocked(p0, p1, /*strict=*/false, sink, &w);
+  for (const auto& [p0, p1] : pieces)
+    if (!InjectLocked(p0, p1, /*strict=*/false, sink, &w)) return;
   sink(Record("done")
            .Add("owners", w.owners)
            .Add("signalled", w.signalled)
@@ -210,13 +215,15 @@ void PoisonHandler::List(const Sink& sink) {
   std::lock_guard<std::mutex> g(mu_);
   uint64_t ranges = 0, blocks = 0;
   Walk w;
+  bool ok = true;
   fs_->volume()->WalkBad([&](uint64_t start, uint64_t len) {
     ++ranges;
     blocks += len;
     sink(Record("bad").Add("pblock", start).Add("blocks", len));
-    WalkOwners(start, start + len, &w, sink);
-    return true;
+    ok = WalkOwners(start, start + len, &w, sink);
+    return ok;
   });
+  if (!ok) return;
   sink(Record("done").Add("ranges", ranges).Add("blocks", blocks).Add("owners", w.owners));
 }
 
@@ -234,7 +241,7 @@ void PoisonHandler::Resolve(uint64_t pb0, uint64_t pb1, const Sink& sink) {
   Status s = CheckRange(fs_->volume()->superblock(), pb0, pb1);
   if (!s.ok()) return (void)sink(Error(s));
   Walk w;
-  WalkOwners(pb0, pb1, &w, sink);
+  if (!WalkOwners(pb0, pb1, &w, sink)) return;
   sink(Record("done").Add("owners", w.owners));
 }
 

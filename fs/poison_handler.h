@@ -57,10 +57,11 @@ class PoisonHandler {
  private:
   // Walks the owners of [pb0, pb1): one `owner` record each, with paths
   // and, when `act`, after invalidating the kernel's pages and signalling
-  // the holders found in `holders`.
+  // the holders found in `holders`. False (an `error` record sent) if the
+  // walk failed: the reply ends there.
   struct Walk;
-  uint64_t WalkOwners(uint64_t pb0, uint64_t pb1, Walk* w, const Sink& sink);
-  void InjectLocked(uint64_t pb0, uint64_t pb1, bool strict, const Sink& sink, Walk* w);
+  bool WalkOwners(uint64_t pb0, uint64_t pb1, Walk* w, const Sink& sink);
+  bool InjectLocked(uint64_t pb0, uint64_t pb1, bool strict, const Sink& sink, Walk* w);
 
   Filesystem* fs_;
   PoisonOptions opts_;

@@ -575,7 +575,7 @@ Status Volume::ZeroBytes(Txn& t, uint64_t ino, uint64_t off, uint64_t len) {
         if (end <= s) return true;
         uint64_t p = PoolOff(e.pblock) + (s - (e.fblock << kBlockShift));
         // Zeroing part of a bad block is a partial write into it.
-        st = RefuseBad(BlockOf(p), BlockCeil(p + (end - s)), "zeroing part of");
+        st = RefuseBad(BlockOf(p), BlockCeil(p + (end - s)), "zeroing bytes of");
         if (st.ok()) st = data_->Zero(p, end - s);
         return st.ok();
       }));
@@ -1254,8 +1254,12 @@ Status Volume::Fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len, Ino
     // clears what was already there. New blocks come zeroed from FillHoles.
     // Unsharing gives zero range private blocks to clear (only the bytes
     // outside the range are copied) and unshare range a private copy of all.
-    if (mode & kFallocZeroRange)
+    // Zero range treats bad blocks as a write would: whole ones get fresh
+    // blocks (zeroed below), a bad block it covers in part fails it.
+    if (mode & kFallocZeroRange) {
+      DAXREF_RETURN_IF_ERROR(ReplaceBadBlocks(t, &r, BlockOf(off), BlockCeil(end), off, end));
       DAXREF_RETURN_IF_ERROR(Unshare(t, &r, BlockOf(off), BlockCeil(end), off, end));
+    }
     if (mode & kFallocUnshareRange)
       DAXREF_RETURN_IF_ERROR(Unshare(t, &r, BlockOf(off), BlockCeil(end), 0, 0));
     DAXREF_RETURN_IF_ERROR(FillHoles(t, &r, BlockOf(off), BlockCeil(end), 0, 0));

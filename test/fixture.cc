@@ -219,6 +219,22 @@ void MountedFs::KillDaemon() {
   if (IsMounted(mnt_.path())) umount2(mnt_.path().c_str(), MNT_DETACH);
 }
 
+int MountedFs::WaitForExit(int seconds) {
+  REQUIRE(pid_ > 0);
+  int status = 0;
+  for (int i = 0; i < seconds * 20; ++i) {
+    pid_t r = waitpid(pid_, &status, WNOHANG);
+    if (r == pid_) {
+      pid_ = -1;
+      if (IsMounted(mnt_.path())) umount2(mnt_.path().c_str(), MNT_DETACH);
+      return ExitCode(status);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  KillDaemon();
+  return -1;
+}
+
 CheckReport MountedFs::Check() {
   if (pid_ > 0) Unmount();
   Superblock sb;

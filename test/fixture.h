@@ -80,6 +80,10 @@ class MountedFs {
   }
   // SIGKILLs the daemon and detaches its dead mount.
   void KillDaemon();
+  // Waits, up to `seconds`, for a daemon that ends its own mount
+  // (pre-remove) to exit; its exit code, or -1 if it was still running
+  // (then it is killed). Leaves the filesystem unmounted either way.
+  int WaitForExit(int seconds = 10);
   // Checks the metadata store's invariants (unmounts first if mounted and
   // leaves it unmounted). Fails the current test on any problem.
   CheckReport Check();

@@ -1,0 +1,459 @@
+// daxref-poison as an administrator runs it (man/daxref-poison.8): the
+// command line, and the offline mode, which works on an unmounted SOURCE
+// directly. Every expectation about the filesystem is checked against the
+// filesystem itself, not only against what the tool printed: `list` after
+// each change, the metadata checker, and reads of a poisoned file after the
+// filesystem is mounted again.
+//
+// The last cases use a mounted filesystem for what only the command-line
+// side decides: who may use the control socket, a daemon that holds the
+// pool without answering, and that the online output has the offline
+// shape. The daemon's own poison handling is tested in fs_poison_test.cc.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <cerrno>
+#include <cstdint>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "meta/checker.h"
+#include "meta/superblock.h"
+#include "test/fixture.h"
+#include "test/fs_helpers.h"
+
+using namespace daxref;
+using namespace daxref::test;
+
+namespace {
+
+const std::string kPoison = DAXREF_TEST_POISON;
+const std::string kProg = "daxref-poison";
+const std::string kPython = "/usr/bin/python3";
+
+constexpr uid_t kAlice = 1001;
+constexpr gid_t kAliceGroup = 1001;
+
+RunResult Poison(std::vector<std::string> args) {
+  args.insert(args.begin(), kPoison);
+  return Run(args);
+}
+
+std::vector<std::string> Lines(const std::string& s) {
+  std::vector<std::string> out;
+  std::istringstream in(s);
+  for (std::string line; std::getline(in, line);) out.push_back(line);
+  return out;
+}
+
+bool Contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+// Success: status 0, nothing on stderr.
+void ExpectSuccess(const RunResult& r) {
+  INFO("status " << r.status << "\nstdout: " << r.out << "\nstderr: " << r.err);
+  REQUIRE(r.status == 0);
+  CHECK(r.err.empty());
+}
+
+// A failure: status 1, nothing on stdout, one line "daxref-poison: ...NEEDLE...".
+void ExpectFailure(const RunResult& r, const std::string& needle) {
+  INFO("status " << r.status << "\nstdout: " << r.out << "\nstderr: " << r.err);
+  CHECK(r.status == 1);
+  CHECK(r.out.empty());
+  const std::vector<std::string> lines = Lines(r.err);
+  REQUIRE(lines.size() == 1);
+  CHECK(lines[0].rfind(kProg + ": ", 0) == 0);
+  CHECK(Contains(lines[0], needle));
+}
+
+// A usage error: status 2, nothing on stdout, the message and the pointer to --help.
+void ExpectUsageError(const RunResult& r, const std::string& needle) {
+  INFO("status " << r.status << "\nstdout: " << r.out << "\nstderr: " << r.err);
+  CHECK(r.status == 2);
+  CHECK(r.out.empty());
+  const std::vector<std::string> lines = Lines(r.err);
+  REQUIRE(lines.size() == 2);
+  CHECK(lines[0].rfind(kProg + ": ", 0) == 0);
+  CHECK(Contains(lines[0], needle));
+  CHECK(lines[1] == "Try '" + kProg + " --help' for more information.");
+}
+
+// `text` is one JSON document (Python's json module is the judge).
+void ExpectValidJson(const std::string& text) {
+  if (access(kPython.c_str(), X_OK) != 0) return;  // string checks only
+  TempDir t;
+  const std::string file = t.path() + "/doc.json";
+  WriteFile(file, text);
+  RunResult r = Run({kPython, "-c", "import json, sys; json.load(open(sys.argv[1]))", file});
+  INFO(text << "\n" << r.err);
+  CHECK(r.status == 0);
+}
+
+// A fresh filesystem made by mkfs.daxref and never mounted.
+class UnmountedFs {
+ public:
+  explicit UnmountedFs(uint64_t size = 64 * kMiB) : dir_("/dev/shm"), source_(dir_.path() + "/fs") {
+    RunResult r = Run({MkfsBin(), "-q", "--size", std::to_string(size), source_});
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+  }
+  const std::string& source() const { return source_; }
+
+  // The metadata checker finds nothing wrong (bad blocks included).
+  void Check() const {
+    Superblock sb;
+    bool backup = false;
+    REQUIRE(ReadPoolSuperblock(PoolPath(source_), &sb, &backup).ok());
+    std::vector<std::string> problems;
+    CheckReport report;
+    Status s = CheckStoreAt(
+        MetaPath(source_), sb.block_count, [&](const std::string& p) { problems.push_back(p); },
+        &report);
+    INFO(s.message());
+    REQUIRE(s.ok());
+    std::string all;
+    for (const std::string& p : problems) all += p + "\n";
+    INFO(all);
+    CHECK(problems.empty());
+  }
+
+ private:
+  TempDir dir_;
+  std::string source_;
+};
+
+std::string ListOf(const std::string& fs) {
+  RunResult r = Poison({"list", fs});
+  ExpectSuccess(r);
+  return r.out;
+}
+
+}  // namespace
+
+TEST_CASE("daxref-poison: --help and --version", "[poison-cli]") {
+  for (const char* opt : {"--help", "-h"}) {
+    RunResult r = Poison({opt});
+    CHECK(r.status == 0);
+    CHECK(r.err.empty());
+    CHECK(r.out.rfind("Usage: " + kProg, 0) == 0);
+    for (const char* command : {"inject", "list", "clear", "resolve", "pre-remove"})
+      CHECK(Contains(r.out, command));
+  }
+  for (const char* opt : {"--version", "-V"}) {
+    RunResult r = Poison({opt});
+    CHECK(r.status == 0);
+    CHECK(r.err.empty());
+    CHECK(r.out.rfind(kProg + " ", 0) == 0);
+    CHECK(Lines(r.out).size() == 1);
+  }
+}
+
+TEST_CASE("daxref-poison: bad command lines are usage errors and change nothing", "[poison-cli]") {
+  UnmountedFs fs;
+  const std::string& src = fs.source();
+  ExpectUsageError(Poison({}), "missing COMMAND");
+  ExpectUsageError(Poison({"frobnicate", src}), "unknown command 'frobnicate'");
+  ExpectUsageError(Poison({"--bogus", "list", src}), "unrecognized option '--bogus'");
+  ExpectUsageError(Poison({"-x", "list", src}), "invalid option -- 'x'");
+  // FS and the range.
+  ExpectUsageError(Poison({"list"}), "missing FS");
+  ExpectUsageError(Poison({"inject"}), "missing FS");
+  ExpectUsageError(Poison({"clear"}), "missing FS");
+  ExpectUsageError(Poison({"pre-remove"}), "missing FS");
+  ExpectUsageError(Poison({"inject", src}), "missing OFFSET");
+  ExpectUsageError(Poison({"resolve", src}), "missing OFFSET");
+  ExpectUsageError(Poison({"list", src, "0"}), "usage: list FS");
+  ExpectUsageError(Poison({"inject", src, "0", "4K", "extra"}), "usage: inject FS OFFSET [LENGTH]");
+  // Numbers.
+  ExpectUsageError(Poison({"inject", src, "0", "0"}), "LENGTH must be more than 0");
+  ExpectUsageError(Poison({"clear", src, "0", "0"}), "LENGTH must be more than 0");
+  ExpectUsageError(Poison({"inject", src, "12Q"}), "invalid OFFSET '12Q'");
+  ExpectUsageError(Poison({"inject", src, "-4096"}), "invalid option");
+  ExpectUsageError(Poison({"inject", src, "0", "4X"}), "invalid LENGTH '4X'");
+  ExpectUsageError(Poison({"inject", src, "99999999999999999999"}), "too large");
+  ExpectUsageError(Poison({"--blocks", "inject", src, "4096T"}), "OFFSET '4096T' is too large");
+  ExpectUsageError(Poison({"inject", src, "17179869183G", "2G"}),
+                   "OFFSET plus LENGTH is too large");
+  // Options that do not go with the command.
+  ExpectUsageError(Poison({"list", "--file", "/a", src}), "--file applies to inject only");
+  ExpectUsageError(Poison({"inject", src, "0", "--offset", "1"}),
+                   "--offset and --length go with --file");
+  ExpectUsageError(Poison({"--blocks", "list", src}), "--blocks applies to");
+  ExpectUsageError(Poison({"inject", src, "--file"}), "needs an argument");
+  ExpectUsageError(Poison({"inject", src, "--file", "/a", "--length", "0"}),
+                   "--length must be more than 0");
+  ExpectUsageError(Poison({"inject", src, "extra", "--file", "/a"}), "usage: inject [FS] --file");
+  // Nothing was recorded.
+  CHECK(ListOf(src) == "no bad blocks\n");
+}
+
+TEST_CASE("daxref-poison: FS must be a daxref mount or SOURCE directory", "[poison-cli]") {
+  TempDir plain;
+  ExpectFailure(
+      Poison({"list", plain.path()}),
+      plain.path() + ": not a daxref filesystem (neither a daxref mount nor a SOURCE directory)");
+  ExpectFailure(Poison({"inject", plain.path(), "0"}), "not a daxref filesystem");
+  ExpectFailure(Poison({"list", plain.path() + "/missing"}), "No such file or directory");
+  // Without FS, --file must name a file on a daxref mount.
+  WriteFile(plain.path() + "/f", "data");
+  ExpectFailure(Poison({"inject", "--file", plain.path() + "/f"}), "not on a daxref filesystem");
+  ExpectFailure(Poison({"inject", "--file", plain.path() + "/missing"}), "no such file");
+}
+
+TEST_CASE("daxref-poison offline: inject, list, resolve and clear a free block", "[poison-cli]") {
+  UnmountedFs fs;
+  const std::string& src = fs.source();
+  CHECK(ListOf(src) == "no bad blocks\n");
+
+  // Block 100 (byte 400 KiB) is free on a fresh filesystem.
+  RunResult r = Poison({"inject", src, "400K"});
+  ExpectSuccess(r);
+  std::vector<std::string> lines = Lines(r.out);
+  REQUIRE(lines.size() == 2);
+  CHECK(lines[0] == "poisoned blocks 100..100 (1 block): 1 free (retired)");
+  CHECK(lines[1].rfind("0 owners, 0 processes signalled in ", 0) == 0);
+  const std::string listed = ListOf(src);
+  CHECK(listed == "bad blocks 100..100 (1 block)\n1 bad range, 1 block, 0 owners\n");
+  fs.Check();
+
+  // Again, and a range overlapping it: refused, nothing changes.
+  ExpectFailure(Poison({"inject", src, "400K"}), "block 100 is already poisoned");
+  ExpectFailure(Poison({"--blocks", "inject", src, "99", "3"}), "block 100 is already poisoned");
+  // Byte offsets are rounded out to whole blocks: 410000 lies in block 100.
+  ExpectFailure(Poison({"inject", src, "410000", "1"}), "block 100 is already poisoned");
+  CHECK(ListOf(src) == listed);
+
+  // Past the end of the pool (64 MiB: 16384 blocks).
+  ExpectFailure(Poison({"inject", src, "1G"}),
+                "offset 1G is past the end of the pool (64 MiB, 16384 blocks)");
+  ExpectFailure(Poison({"--blocks", "inject", src, "16383", "2"}), "run past the end of the pool");
+  ExpectFailure(Poison({"--blocks", "resolve", src, "16384"}), "block 16384 is past the end");
+  CHECK(ListOf(src) == listed);
+
+  // resolve changes nothing and names no owner of a retired free block.
+  r = Poison({"--blocks", "resolve", src, "100"});
+  ExpectSuccess(r);
+  CHECK(r.out == "owners of blocks 100..100 (1 block):\n0 owners\n");
+
+  // clear gives it back; a second clear has nothing to do.
+  r = Poison({"--blocks", "clear", src, "100"});
+  ExpectSuccess(r);
+  CHECK(r.out == "cleared 1 block, 1 returned to free space\n");
+  CHECK(ListOf(src) == "no bad blocks\n");
+  ExpectFailure(Poison({"--blocks", "clear", src, "100"}), "nothing in block 100 is poisoned");
+  // clear cuts a range that runs past the end of the pool.
+  ExpectSuccess(Poison({"--blocks", "inject", src, "16000", "2"}));
+  r = Poison({"clear", src, "0", "1T"});
+  ExpectSuccess(r);
+  CHECK(r.out == "cleared 2 blocks, 2 returned to free space\n");
+  fs.Check();
+
+  // pre-remove needs a daemon.
+  ExpectFailure(Poison({"pre-remove", src}), "is not mounted: nothing to pre-remove");
+}
+
+TEST_CASE("daxref-poison offline: the superblock copies may be poisoned, with a note",
+          "[poison-cli]") {
+  UnmountedFs fs;
+  RunResult r = Poison({"inject", fs.source(), "0"});
+  ExpectSuccess(r);
+  CHECK(Contains(r.out, "poisoned blocks 0..0 (1 block): 1 reserved (superblock)\n"));
+  CHECK(Contains(r.out,
+                 "note: block 0 holds the pool's superblock: the next mount will use the "
+                 "backup copy (block 16383)\n"));
+  CHECK(ListOf(fs.source()) == "bad blocks 0..0 (1 block)\n1 bad range, 1 block, 0 owners\n");
+  ExpectSuccess(Poison({"clear", fs.source(), "0"}));
+  CHECK(ListOf(fs.source()) == "no bad blocks\n");
+}
+
+TEST_CASE("daxref-poison offline: --json prints one document", "[poison-cli]") {
+  UnmountedFs fs;
+  const std::string& src = fs.source();
+  RunResult r = Poison({"--json", "--blocks", "inject", src, "200", "2"});
+  ExpectSuccess(r);
+  INFO(r.out);
+  CHECK(r.out.rfind("{\"command\": \"inject\", \"pblock\": 200, \"blocks\": 2, ", 0) == 0);
+  CHECK(Contains(r.out, "\"owners\": []"));
+  CHECK(Contains(r.out,
+                 "\"ranges\": [\n  {\"pblock\": 200, \"blocks\": 2, \"added\": 2, "
+                 "\"retired\": 2, \"owned\": 0, \"reserved\": 0}\n]"));
+  CHECK(Contains(r.out, "\"summary\": {\"owners\": 0, \"signalled\": 0, \"elapsed_us\": "));
+  CHECK(r.out.size() > 3);
+  CHECK(r.out.substr(r.out.size() - 3) == "}}\n");
+  ExpectValidJson(r.out);
+
+  r = Poison({"list", "--json", src});
+  ExpectSuccess(r);
+  CHECK(r.out ==
+        "{\"command\": \"list\", \"bad\": [\n"
+        "  {\"pblock\": 200, \"blocks\": 2, \"owners\": []}\n"
+        "], \"summary\": {\"ranges\": 1, \"blocks\": 2, \"owners\": 0}}\n");
+  ExpectValidJson(r.out);
+
+  r = Poison({"--json", "--blocks", "resolve", src, "200", "2"});
+  ExpectSuccess(r);
+  CHECK(r.out ==
+        "{\"command\": \"resolve\", \"pblock\": 200, \"blocks\": 2, \"owners\": [], "
+        "\"summary\": {\"owners\": 0}}\n");
+
+  // An error before any result: stdout stays empty, one line on stderr.
+  ExpectFailure(Poison({"--json", "--blocks", "inject", src, "201"}),
+                "block 201 is already poisoned");
+
+  r = Poison({"--json", "clear", src, "0", "1G"});
+  ExpectSuccess(r);
+  CHECK(r.out ==
+        "{\"command\": \"clear\", \"pblock\": 0, \"blocks\": 16384, "
+        "\"summary\": {\"cleared\": 2, \"returned\": 2}}\n");
+  ExpectValidJson(r.out);
+  r = Poison({"--json", "list", src});
+  ExpectSuccess(r);
+  CHECK(r.out ==
+        "{\"command\": \"list\", \"bad\": [], \"summary\": {\"ranges\": 0, \"blocks\": 0, "
+        "\"owners\": 0}}\n");
+}
+
+TEST_CASE(
+    "daxref-poison offline: inject --file poisons a file's block, and reads of it fail "
+    "after the next mount",
+    "[poison-cli]") {
+  MountedFs fs;
+  REQUIRE(mkdir(fs.path("dir").c_str(), 0755) == 0);
+  const std::string data =
+      std::string(kBlock, 'a') + std::string(kBlock, 'b') + std::string(kBlock, 'c');
+  WriteFile(fs.path("dir/victim"), data);
+  REQUIRE(link(fs.path("dir/victim").c_str(), fs.path("alias").c_str()) == 0);
+  REQUIRE(symlink("dir/victim", fs.path("symlink").c_str()) == 0);
+  {
+    Fd sparse(fs.path("sparse"), O_CREAT | O_WRONLY);
+    REQUIRE(ftruncate(sparse.get(), 1 * kMiB) == 0);
+  }
+  const uint64_t ino = StatOf(fs.path("dir/victim")).st_ino;
+  fs.Unmount();
+  const std::string& src = fs.source();
+
+  // The file's second block.
+  RunResult r = Poison({"inject", src, "--file", "/dir/victim", "--offset", "4K"});
+  ExpectSuccess(r);
+  INFO(r.out);
+  std::vector<std::string> lines = Lines(r.out);
+  REQUIRE(lines.size() == 4);
+  CHECK(lines[0].rfind("poisoned blocks ", 0) == 0);
+  CHECK(Contains(lines[0], " (1 block): 1 owned by files"));
+  CHECK(lines[1].rfind("  inode " + std::to_string(ino) + " at bytes 4096..8191 (block ", 0) == 0);
+  // Both names, in either order.
+  CHECK(Contains(r.out, "/dir/victim"));
+  CHECK(Contains(r.out, "/alias"));
+  CHECK(lines[2].rfind("      also /", 0) == 0);
+  CHECK(lines[3].rfind("1 owner, 0 processes signalled in ", 0) == 0);
+
+  // list shows the same owner; a second inject of the block is refused.
+  const std::string listed = ListOf(src);
+  CHECK(Contains(listed, "  inode " + std::to_string(ino) + " at bytes 4096..8191"));
+  CHECK(Contains(listed, "1 bad range, 1 block, 1 owner\n"));
+  ExpectFailure(Poison({"inject", src, "--file", "dir/victim", "--offset", "5000"}),
+                "is already poisoned");
+  CHECK(ListOf(src) == listed);
+
+  // What cannot be poisoned by name.
+  ExpectFailure(Poison({"inject", src, "--file", "/dir/missing"}), "no such file: /dir/missing");
+  ExpectFailure(Poison({"inject", src, "--file", "/dir"}), "/dir: not a regular file");
+  ExpectFailure(Poison({"inject", src, "--file", "/symlink"}), "is a symbolic link");
+  ExpectFailure(Poison({"inject", src, "--file", "/dir/victim", "--offset", "12K"}),
+                "offset 12288 is past the end of /dir/victim (size 12288)");
+  ExpectFailure(Poison({"inject", src, "--file", "/sparse", "--offset", "64K"}),
+                "have no blocks (a hole): nothing to poison");
+  CHECK(ListOf(src) == listed);
+  fs.Check();
+
+  // JSON names the paths too.
+  r = Poison({"--json", "resolve", src, "0", "64M"});
+  ExpectSuccess(r);
+  CHECK(Contains(r.out, "\"ino\": " + std::to_string(ino) + ", "));
+  CHECK(Contains(r.out, "\"/dir/victim\""));
+  CHECK(Contains(r.out, "\"pids\": []"));
+  ExpectValidJson(r.out);
+
+  // Mounted again, the poisoned block cannot be read; its neighbours can.
+  fs.Mount();
+  Fd f(fs.path("dir/victim"), O_RDONLY);
+  char buf[kBlock];
+  errno = 0;
+  CHECK(pread(f.get(), buf, kBlock, kBlock) == -1);
+  CHECK(errno == EIO);
+  CHECK(PreadExact(f.get(), 0, kBlock) == data.substr(0, kBlock));
+  CHECK(PreadExact(f.get(), 2 * kBlock, kBlock) == data.substr(2 * kBlock));
+}
+
+TEST_CASE("daxref-poison: the control socket is for root and the mount's owner", "[poison-cli]") {
+  MountedFs::Options o;
+  o.mount_options = {"allow_other"};  // so that another user reaches the mount at all
+  MountedFs fs(o);
+  WriteFile(fs.path("f"), std::string(kBlock, 'x'));
+  const std::vector<std::string> env = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"};
+  // SOURCE's directory is closed to others: the socket cannot be reached.
+  RunResult r = RunAsWithEnv(kAlice, kAliceGroup, {kPoison, "list", fs.mnt()}, env);
+  ExpectFailure(r, "permission denied: only root or the owner of the mount");
+  // Open it up: the daemon itself refuses.
+  const std::string parent = fs.source().substr(0, fs.source().rfind('/'));
+  REQUIRE(chmod(parent.c_str(), 0755) == 0);
+  REQUIRE(chmod(fs.source().c_str(), 0755) == 0);
+  r = RunAsWithEnv(kAlice, kAliceGroup, {kPoison, "inject", fs.mnt(), "400K"}, env);
+  ExpectFailure(r, "permission denied");
+  CHECK(Contains(r.err, "root"));
+  CHECK(ListOf(fs.mnt()) == "no bad blocks\n");
+}
+
+TEST_CASE("daxref-poison: a daemon that holds the pool but does not answer is reported",
+          "[poison-cli]") {
+  MountedFs fs;
+  const std::string socket = fs.source() + "/control";
+  struct stat st;
+  REQUIRE(lstat(socket.c_str(), &st) == 0);
+  REQUIRE(S_ISSOCK(st.st_mode));
+  REQUIRE(unlink(socket.c_str()) == 0);
+  ExpectFailure(Poison({"list", fs.source()}),
+                fs.source() + " is in use by a daxref daemon that does not answer on " + socket);
+  ExpectFailure(Poison({"inject", fs.mnt(), "400K"}), "does not answer");
+}
+
+TEST_CASE("daxref-poison online: the daemon's answers print as the offline ones do",
+          "[poison-cli]") {
+  MountedFs fs;
+  REQUIRE(mkdir(fs.path("d").c_str(), 0755) == 0);
+  WriteFile(fs.path("d/f"), std::string(2 * kBlock, 'x'));
+  const uint64_t ino = StatOf(fs.path("d/f")).st_ino;
+
+  // A path inside the mount names the filesystem; the file by its own path.
+  RunResult r = Poison({"inject", "--file", fs.path("d/f"), "--offset", "4K"});
+  ExpectSuccess(r);
+  INFO(r.out);
+  std::vector<std::string> lines = Lines(r.out);
+  REQUIRE(lines.size() == 3);
+  CHECK(Contains(lines[0], " (1 block): 1 owned by files"));
+  CHECK(lines[1].rfind("  inode " + std::to_string(ino) + " at bytes 4096..8191 (block ", 0) == 0);
+  CHECK(Contains(lines[1], "): /d/f"));
+  CHECK(lines[2].rfind("1 owner, ", 0) == 0);
+
+  // The same file by its path inside FS, and FS given as SOURCE.
+  ExpectFailure(Poison({"inject", fs.source(), "--file", "/d/f", "--offset", "4K"}),
+                "already poisoned");
+  ExpectFailure(Poison({"inject", fs.mnt(), "--file", "/d/nope"}), "no such file: /d/nope");
+
+  r = Poison({"--json", "list", fs.path("d")});
+  ExpectSuccess(r);
+  CHECK(r.out.rfind("{\"command\": \"list\", \"bad\": [\n  {\"pblock\": ", 0) == 0);
+  CHECK(Contains(r.out, "\"paths\": [\"/d/f\"], \"pids\": []"));
+  ExpectValidJson(r.out);
+
+  errno = 0;
+  Fd f(fs.path("d/f"), O_RDONLY);
+  char buf[kBlock];
+  CHECK(pread(f.get(), buf, kBlock, kBlock) == -1);
+  CHECK(errno == EIO);
+}

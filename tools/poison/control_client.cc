@@ -1,0 +1,72 @@
+#include "tools/poison/control_client.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace daxref::poison {
+
+const char kPermissionDenied[] =
+    "permission denied: only root or the owner of the mount may use the control channel";
+
+Result<ControlConnection> ControlConnection::Connect(const std::string& source) {
+  const std::string socket_path = control::ControlSocketPath(source);
+  // sun_path holds 108 bytes: reach the socket through a descriptor of
+  // SOURCE instead of its whole path.
+  cli::Fd dir(open(source.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!dir.valid()) {
+    const int err = errno;
+    if (err == EACCES) return Status::Error(err, kPermissionDenied);
+    return Status::Error(err, source + ": " + strerror(err));
+  }
+  std::string path = socket_path;
+  if (socket_path.compare(0, source.size(), source) == 0)
+    path = "/proc/self/fd/" + std::to_string(dir.get()) + socket_path.substr(source.size());
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof(addr.sun_path))
+    return Status::Error(ENAMETOOLONG, socket_path + ": " + strerror(ENAMETOOLONG));
+  memcpy(addr.sun_path, path.data(), path.size());
+
+  cli::Fd sock(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!sock.valid()) return Status::Error(errno, std::string("socket: ") + strerror(errno));
+  int rc;
+  do {
+    rc = connect(sock.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr));
+  } while (rc != 0 && errno == EINTR);
+  if (rc != 0) {
+    const int err = errno;
+    // No socket, or one left by a daemon that is gone: nobody serves SOURCE.
+    if (err == ENOENT || err == ECONNREFUSED) return ControlConnection(cli::Fd());
+    if (err == EACCES) return Status::Error(err, kPermissionDenied);
+    return Status::Error(err, socket_path + ": " + strerror(err));
+  }
+  return ControlConnection(std::move(sock));
+}
+
+void ControlConnection::Exchange(const control::Record& request, const RecordFn& fn) {
+  if (!control::WriteRecord(fd_.get(), request)) {
+    const int err = errno;
+    fn(ErrorRecord(err, std::string("cannot send the request to the daemon: ") + strerror(err)));
+    return;
+  }
+  control::RecordReader reader(fd_.get());
+  control::Record r;
+  int err = 0;
+  while (reader.Next(&r, &err)) {
+    fn(r);
+    if (r.kind == "done" || r.kind == "error") return;
+  }
+  if (err == EPROTO)
+    fn(ErrorRecord(err, "the daemon sent a reply that is not a record"));
+  else if (err != 0)
+    fn(ErrorRecord(err, std::string("reading the daemon's reply: ") + strerror(err)));
+  else
+    fn(ErrorRecord(EPIPE, "daemon closed the connection"));
+}
+
+}  // namespace daxref::poison
