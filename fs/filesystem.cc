@@ -675,8 +675,12 @@ void Filesystem::Detach() {
   const char* conns = "/sys/fs/fuse/connections";
   std::string abort_path = std::string(conns) + "/" + std::to_string(minor(dev_)) + "/abort";
   int fd = open(abort_path.c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0 && errno == ENOENT && mount("fusectl", conns, "fusectl", 0, nullptr) == 0)
-    fd = open(abort_path.c_str(), O_WRONLY | O_CLOEXEC);  // fusectl was not mounted
+  if (fd < 0 && errno == ENOENT) {
+    // fusectl may not be mounted (EBUSY from mount: it is, after all).
+    if (mount("fusectl", conns, "fusectl", 0, nullptr) != 0 && errno != EBUSY)
+      spdlog::warn("cannot mount fusectl on {}: {}", conns, strerror(errno));
+    fd = open(abort_path.c_str(), O_WRONLY | O_CLOEXEC);
+  }
   if (fd >= 0) {
     if (write(fd, "1", 1) != 1) spdlog::warn("aborting the FUSE connection failed");
     close(fd);

@@ -111,6 +111,20 @@ fail=0
 [ "$(md5sum < "$mnt/copy.bin" | cut -d' ' -f1)" = "$copy_md5" ] || { echo "copy.bin differs"; fail=1; }
 [ "$copy_md5" != "$want_md5" ] || { echo "the change to copy.bin did not happen"; fail=1; }
 
+say "memory poison: a block shared by two files goes bad"
+head -c 12288 /dev/urandom > "$mnt/victim.bin"
+cp "$mnt/victim.bin" "$mnt/victim-copy.bin"
+"$build/tools/poison/daxref-poison" inject --file "$mnt/victim.bin" --offset 4096
+for f in victim.bin victim-copy.bin; do
+  if dd if="$mnt/$f" of=/dev/null bs=4096 skip=1 count=1 status=none 2>/dev/null; then
+    echo "$f: the poisoned block still reads"; fail=1
+  else
+    echo "$f: reading the poisoned block fails (EIO), as it must"
+  fi
+  dd if="$mnt/$f" of=/dev/null bs=4096 count=1 status=none || { echo "$f: block 0 unreadable"; fail=1; }
+done
+"$build/tools/poison/daxref-poison" list "$mnt"
+
 say "unmounting"
 fusermount3 -u "$mnt"
 
