@@ -662,16 +662,10 @@ std::string Filesystem::shutdown_reason() {
 
 void Filesystem::Detach() {
   if (mountpoint_.empty()) return;
-  // Out of every namespace first, so nothing new can reach the mount...
-  if (umount2(mountpoint_.c_str(), MNT_DETACH) != 0) {
-    // Not root: the setuid helper does the same.
-    std::string cmd = "fusermount3 -u -z -q -- '" + mountpoint_ + "' >/dev/null 2>&1";
-    if (mountpoint_.find('\'') != std::string::npos || system(cmd.c_str()) != 0)
-      spdlog::error("cannot detach {}: {}", mountpoint_, strerror(errno));
-  }
-  // ...then the connection ends, failing whatever still holds a file
-  // (ENOTCONN), and the session loop returns. Only root may abort; without
-  // it the loop ends when the last holder lets go.
+  // The connection ends first, failing whatever still holds a file
+  // (ENOTCONN), so the session loop returns even while files are open.
+  // Only root may abort; without it the loop ends when the last holder
+  // lets go of the detached mount.
   const char* conns = "/sys/fs/fuse/connections";
   std::string abort_path = std::string(conns) + "/" + std::to_string(minor(dev_)) + "/abort";
   int fd = open(abort_path.c_str(), O_WRONLY | O_CLOEXEC);
@@ -689,6 +683,13 @@ void Filesystem::Detach() {
         "cannot abort the FUSE connection ({}): the daemon exits when the last file "
         "is closed",
         strerror(errno));
+  }
+  // Then out of every namespace.
+  if (umount2(mountpoint_.c_str(), MNT_DETACH) != 0) {
+    // Not root: the setuid helper does the same.
+    std::string cmd = "fusermount3 -u -z -q -- '" + mountpoint_ + "' >/dev/null 2>&1";
+    if (mountpoint_.find('\'') != std::string::npos || system(cmd.c_str()) != 0)
+      spdlog::error("cannot detach {}: {}", mountpoint_, strerror(errno));
   }
   if (session_) fuse_session_exit(session_);
 }

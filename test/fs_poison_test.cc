@@ -363,11 +363,21 @@ TEST_CASE("pre-remove with writers running loses no acknowledged write", "[poiso
     reading = false;
   });
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // A reader that never lets go: the daemon must still end (the connection
+  // is aborted), and the reader is told.
+  HolderProcess reader(logs.path() + "/signals");
+  const int held = reader.Open(fs.path("w0"));
 
   RunResult r = Poison({"pre-remove", fs.mnt()});
   INFO(r.out << r.err);
   CHECK(r.status == 0);
   CHECK(fs.WaitForExit() == 0);
+  std::vector<std::string> told = WaitForLines(reader.log(), reader.pid(), 1);
+  REQUIRE(told.size() == 1);
+  CHECK(told[0].find(" sig=" + std::to_string(SIGBUS) + " code=" + std::to_string(SI_QUEUE)) !=
+        std::string::npos);
+  // It holds a file of a connection that is gone.
+  CHECK(reader.Ask("read " + std::to_string(held) + " 0 1").rfind("err", 0) == 0);
   for (pid_t pid : writers) {
     int status;
     REQUIRE(waitpid(pid, &status, 0) == pid);
