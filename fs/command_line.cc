@@ -1,8 +1,7 @@
 #include "fs/command_line.h"
 
-#include <csignal>
 #include <cctype>
-
+#include <csignal>
 #include <cstring>
 #include <set>
 #include <sstream>

@@ -140,7 +140,10 @@ bool RecordReader::Next(Record* out, int* err) {
 }
 
 bool WriteRecord(int fd, const Record& r) {
-  std::string line = r.Encode();
+  return WriteBytes(fd, r.Encode());
+}
+
+bool WriteBytes(int fd, const std::string& line) {
   size_t done = 0;
   while (done < line.size()) {
     ssize_t n = send(fd, line.data() + done, line.size() - done, MSG_NOSIGNAL);

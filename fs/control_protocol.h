@@ -64,5 +64,7 @@ class RecordReader {
 
 // Writes a record whole; false (errno set) if the peer went away.
 bool WriteRecord(int fd, const Record& r);
+// Writes encoded records whole; false (errno set) if the peer went away.
+bool WriteBytes(int fd, const std::string& bytes);
 
 }  // namespace daxref::control

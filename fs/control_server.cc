@@ -129,9 +129,19 @@ void ControlServer::Serve(int conn_fd) {
   setsockopt(conn.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
   timeval rtv{5, 0};
   setsockopt(conn.get(), SOL_SOCKET, SO_RCVTIMEO, &rtv, sizeof(rtv));
+  // Records are sent in batches of up to 32 KiB, and the last when the
+  // reply ends: a send (and a wake-up of the reader) per owner would
+  // cost a third of a large walk.
   bool gone = false;
+  std::string out;
+  auto flush = [&] {
+    if (!gone && !out.empty() && !control::WriteBytes(conn.get(), out)) gone = true;
+    out.clear();
+  };
   auto sink = [&](const Record& r) {
-    if (!gone && !control::WriteRecord(conn.get(), r)) gone = true;
+    if (gone) return false;
+    out += r.Encode();
+    if (out.size() >= (32 << 10) || r.kind == "done" || r.kind == "error") flush();
     return !gone;
   };
 

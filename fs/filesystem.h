@@ -8,7 +8,6 @@
 
 #define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
-
 #include <sys/types.h>
 
 #include <atomic>
@@ -16,11 +15,11 @@
 #include <mutex>
 #include <string>
 
-#include "fs/worker_thread.h"
 #include "fs/handle_table.h"
-#include "fs/modify_gate.h"
 #include "fs/inode_table.h"
+#include "fs/modify_gate.h"
 #include "fs/pool.h"
+#include "fs/worker_thread.h"
 #include "meta/volume.h"
 
 namespace daxref {

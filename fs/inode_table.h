@@ -18,9 +18,9 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
-#include <vector>
 #include <shared_mutex>
 #include <unordered_map>
+#include <vector>
 
 namespace daxref {
 

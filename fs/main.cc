@@ -179,8 +179,10 @@ int Serve(const CommandLine& cl, StartupReport* report) {
     if (!s.ok())
       spdlog::error("recording the device's bad blocks {}..{}: {}", pb0, pb1 - 1, s.message());
     else if (out.added > 0)
-      spdlog::warn("the device reports pool blocks {}..{} bad: recorded as poison ({} owned by "
-                   "files)", pb0, pb1 - 1, out.owned);
+      spdlog::warn(
+          "the device reports pool blocks {}..{} bad: recorded as poison ({} owned by "
+          "files)",
+          pb0, pb1 - 1, out.owned);
     return true;
   });
   if (!bb.ok()) spdlog::warn("cannot read the device's bad blocks: {}", bb.message());
@@ -222,8 +224,10 @@ int Serve(const CommandLine& cl, StartupReport* report) {
   }
   fs.set_mount(cl.mountpoint, MountDevice(cl.mountpoint));
   if (fs.dev() == 0)
-    spdlog::warn("cannot find the mount of {} in /proc/self/mountinfo: poison will not signal "
-                 "holders", cl.mountpoint);
+    spdlog::warn(
+        "cannot find the mount of {} in /proc/self/mountinfo: poison will not signal "
+        "holders",
+        cl.mountpoint);
   PoisonHandler poison(&fs, PoisonOptions{cl.poison_signal});
   // A machine check met while serving a request becomes EIO for it (the
   // pool's guard) and poison for its block, handled away from the request.

@@ -59,8 +59,19 @@ struct PoisonHandler::Walk {
 
 bool PoisonHandler::WalkOwners(uint64_t pb0, uint64_t pb1, Walk* w, const Sink& sink) {
   Volume* vol = fs_->volume();
+  Volume::PathResolver resolver(vol);
   uint64_t met = 0;
   std::vector<pid_t> pids;  // this owner's, bounded by the holders of one file
+  // Owners go to the log a few to a line: one line each would cost more
+  // than the rest of the walk (a syslog round trip per owner).
+  constexpr int kOwnersPerLogLine = 32;
+  std::string log_line;
+  int in_line = 0;
+  auto flush_log = [&] {
+    if (in_line > 0) spdlog::warn("poison: pool {}: {}", Blocks(pb0, pb1), log_line);
+    log_line.clear();
+    in_line = 0;
+  };
   Status s = vol->QueryOwners(pb0, pb1, [&](const RmapRecord& rec) {
     uint64_t p0 = std::max(rec.pblock, pb0), p1 = std::min(rec.pend(), pb1);
     uint64_t fblock = rec.fblock + (p0 - rec.pblock);
@@ -90,7 +101,7 @@ bool PoisonHandler::WalkOwners(uint64_t pb0, uint64_t pb1, Walk* w, const Sink& 
     r.Add("ino", rec.ino).Add("pblock", p0).Add("blocks", p1 - p0);
     r.Add("offset", off).Add("length", len);
     std::string paths;
-    Status ps = vol->Paths(rec.ino, [&](const std::string& path) {
+    Status ps = resolver.Paths(rec.ino, [&](const std::string& path) {
       r.Add("path", path);
       if (paths.size() < 512) paths += (paths.empty() ? "" : ", ") + path;
       return true;
@@ -101,13 +112,16 @@ bool PoisonHandler::WalkOwners(uint64_t pb0, uint64_t pb1, Walk* w, const Sink& 
       r.Add("pid", static_cast<uint64_t>(pid));
       pid_list += (pid_list.empty() ? "" : " ") + std::to_string(pid);
     }
-    if (w->act)
-      spdlog::warn("poison: inode {} ({}) bytes {}..{} at pool {}: {}", rec.ino,
-                   paths.empty() ? "no name" : paths, off, off + len - 1, Blocks(p0, p1),
-                   pids.empty() ? "no process signalled" : "signalled " + pid_list);
+    if (w->act) {
+      log_line += (in_line ? "; inode " : "inode ") + std::to_string(rec.ino) + " (" +
+                  (paths.empty() ? "no name" : paths) + ") bytes " + std::to_string(off) + ".." +
+                  std::to_string(off + len - 1) + (pids.empty() ? "" : ", signalled " + pid_list);
+      if (++in_line == kOwnersPerLogLine) flush_log();
+    }
     sink(r);
     return true;
   });
+  flush_log();
   w->owners += met;
   if (!s.ok()) {
     spdlog::error("poison: reverse-map walk over {} failed: {}", Blocks(pb0, pb1), s.message());

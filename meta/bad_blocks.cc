@@ -24,8 +24,7 @@ Status BadBlocks::Load(rocksdb::DB* db) {
     uint64_t start = keys::U64At(it->key().ToStringView(), 1), len = 0;
     DAXREF_RETURN_IF_ERROR(DecodeLength(it->value().ToStringView(), &len));
     if (len == 0 || start < prev_end)
-      return Status::Corruption("bad-block records overlap at pool block " +
-                                std::to_string(start));
+      return Status::Corruption("bad-block records overlap at pool block " + std::to_string(start));
     ranges_[start] = len;
     blocks_ += len;
     prev_end = start + len;

@@ -18,11 +18,11 @@ namespace {
 
 // Changes of coverage at one pool block, for a sweep over the pool.
 struct Edge {
-  int64_t owners = 0;    // reverse-map records starting (+) or ending (-)
-  int64_t refs = 0;      // refcount value starting (+) or ending (-)
-  int64_t counted = 0;   // refcount records starting or ending
-  int64_t free = 0;      // free records starting or ending
-  int64_t bad = 0;       // bad records starting or ending
+  int64_t owners = 0;   // reverse-map records starting (+) or ending (-)
+  int64_t refs = 0;     // refcount value starting (+) or ending (-)
+  int64_t counted = 0;  // refcount records starting or ending
+  int64_t free = 0;     // free records starting or ending
+  int64_t bad = 0;      // bad records starting or ending
 };
 
 std::string Str(uint64_t v) {
@@ -99,7 +99,8 @@ Status CheckStore(rocksdb::DB* db, uint64_t block_count,
       uint64_t len = 0;
       s = DecodeLength(v, &len);
       if (s.ok()) {
-        cover(keys::U64At(k, 1), len, p == prefix::kFree ? Edge{0, 0, 0, 1, 0} : Edge{0, 0, 0, 0, 1});
+        cover(keys::U64At(k, 1), len,
+              p == prefix::kFree ? Edge{0, 0, 0, 1, 0} : Edge{0, 0, 0, 0, 1});
         (p == prefix::kFree ? report->free_blocks : report->bad_blocks) += len;
       }
     } else if (p == prefix::kOrphan) {

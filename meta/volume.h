@@ -27,8 +27,8 @@
 #include <string_view>
 #include <unordered_map>
 
-#include "meta/data_plane.h"
 #include "meta/bad_blocks.h"
+#include "meta/data_plane.h"
 #include "meta/extent_cache.h"
 #include "meta/format.h"
 #include "meta/free_space.h"
@@ -222,6 +222,21 @@ class Volume {
   // to stop. An unlinked inode has none.
   using PathFn = std::function<bool(const std::string& path)>;
   Status Paths(uint64_t ino, const PathFn& fn);
+  // Paths for many inodes in a row (the owners of one block, which mostly
+  // live in a few directories): one snapshot and one iterator for all of
+  // them, and the paths of the directories met remembered, up to a bound.
+  class PathResolver {
+   public:
+    explicit PathResolver(Volume* v);
+    ~PathResolver();
+    PathResolver(const PathResolver&) = delete;
+    PathResolver& operator=(const PathResolver&) = delete;
+    Status Paths(uint64_t ino, const PathFn& fn);
+
+   private:
+    struct State;
+    std::unique_ptr<State> st_;
+  };
 
   // ---- poison (bad blocks; volume_poison.cc, docs/design.md "Poison") ----
   // A bad block is never handed out again. While files still reference it,

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "meta/volume.h"
@@ -96,6 +97,90 @@ Status Volume::Paths(uint64_t ino, const PathFn& fn) {
     if (!fn(path)) return Status::Ok();
   }
   return FromRocks(it->status(), "path walk");
+}
+
+// The resolver reads what Paths reads, from one snapshot taken when it was
+// made, through one iterator repositioned for every lookup.
+struct Volume::PathResolver::State {
+  // Enough directories for any realistic set of sharers; past it the cache
+  // starts over, so memory stays bounded whatever the walk meets.
+  static constexpr size_t kMaxDirs = 4096;
+  explicit State(Volume* vol)
+      : v(vol), snap(vol->db_.get()), scan(std::string(1, prefix::kParent)) {
+    rocksdb::ReadOptions ro = scan.Options();
+    ro.snapshot = snap.snapshot();
+    it.reset(v->db_->NewIterator(ro));
+  }
+  // The path of directory dir ("" for the root), from the cache or the store.
+  Status DirPath(uint64_t dir, std::string* out) {
+    if (dir == kRootIno) {
+      out->clear();
+      return Status::Ok();
+    }
+    auto c = dirs.find(dir);
+    if (c != dirs.end()) {
+      *out = c->second;
+      return Status::Ok();
+    }
+    std::vector<std::string> parts;
+    uint64_t d = dir;
+    for (int depth = 0; d != kRootIno; ++depth) {
+      if (depth > 4096) return Status::Corruption("parent pointers form a loop");
+      auto known = dirs.find(d);
+      if (known != dirs.end()) {
+        parts.push_back(known->second);
+        break;
+      }
+      std::string prefix = keys::ParentPrefix(d);
+      it->Seek(prefix);
+      if (!it->Valid() || !it->key().starts_with(prefix)) {
+        DAXREF_RETURN_IF_ERROR(FromRocks(it->status(), "parent lookup"));
+        return Status::NotFound("directory " + std::to_string(d) + " has no name");
+      }
+      ParentRecord up;
+      DAXREF_RETURN_IF_ERROR(DecodeParent(it->key().ToStringView(), &up));
+      parts.push_back("/" + up.name);
+      d = up.parent;
+    }
+    out->clear();
+    for (auto p = parts.rbegin(); p != parts.rend(); ++p) out->append(*p);
+    if (dirs.size() >= kMaxDirs) dirs.clear();
+    dirs.emplace(dir, *out);
+    return Status::Ok();
+  }
+
+  Volume* v;
+  rocksdb::ManagedSnapshot snap;
+  PrefixScan scan;
+  std::unique_ptr<rocksdb::Iterator> it;
+  std::unordered_map<uint64_t, std::string> dirs;
+};
+
+Volume::PathResolver::PathResolver(Volume* v) : st_(std::make_unique<State>(v)) {}
+Volume::PathResolver::~PathResolver() = default;
+
+Status Volume::PathResolver::Paths(uint64_t ino, const PathFn& fn) {
+  if (ino == kRootIno) {
+    fn("/");
+    return Status::Ok();
+  }
+  // The inode's own names first (an iterator is repositioned below, for
+  // the directories), then each one's directory path.
+  std::vector<ParentRecord> names;
+  std::string prefix = keys::ParentPrefix(ino);
+  for (st_->it->Seek(prefix); st_->it->Valid() && st_->it->key().starts_with(prefix);
+       st_->it->Next()) {
+    ParentRecord p;
+    DAXREF_RETURN_IF_ERROR(DecodeParent(st_->it->key().ToStringView(), &p));
+    names.push_back(std::move(p));
+  }
+  DAXREF_RETURN_IF_ERROR(FromRocks(st_->it->status(), "path walk"));
+  std::string dir;
+  for (const ParentRecord& p : names) {
+    DAXREF_RETURN_IF_ERROR(st_->DirPath(p.parent, &dir));
+    if (!fn(dir + "/" + p.name)) return Status::Ok();
+  }
+  return Status::Ok();
 }
 
 }  // namespace daxref

@@ -57,8 +57,7 @@ void Volume::WalkBad(const BadFn& fn) {
 }
 
 Status Volume::RefuseBad(uint64_t pb0, uint64_t pb1, const char* what) {
-  if (bad_count_.load(std::memory_order_relaxed) == 0 || !bad_.Any(pb0, pb1))
-    return Status::Ok();
+  if (bad_count_.load(std::memory_order_relaxed) == 0 || !bad_.Any(pb0, pb1)) return Status::Ok();
   uint64_t first = 0;
   bad_.ForEachIn(pb0, pb1, [&](uint64_t s, uint64_t) {
     first = s;
@@ -97,8 +96,7 @@ Status Volume::ReplaceBadBlocks(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t f
   if (bad.empty()) return Status::Ok();
   for (const Extent& b : bad) {
     if ((b.fblock << kBlockShift) < keep_off || (b.fend() << kBlockShift) > keep_end)
-      return Status::IOError("partial write into poisoned pool block " +
-                             std::to_string(b.pblock));
+      return Status::IOError("partial write into poisoned pool block " + std::to_string(b.pblock));
   }
   // Every new block before any edit, so ENOSPC changes nothing. The caller
   // writes every byte of them, so nothing is copied or zeroed here.

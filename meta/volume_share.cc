@@ -170,7 +170,8 @@ Status Volume::Unshare(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t fb1, uint6
     uint64_t k0 = std::clamp(keep_off, b0, b1), k1 = std::clamp(keep_end, k0, b1);
     // Old bytes of a bad block cannot be copied (PrepareWrite has already
     // replaced the bad blocks a write covers whole).
-    if (k0 > b0 || b1 > k1) DAXREF_RETURN_IF_ERROR(RefuseBad(m.from.pblock, m.from.pend(), "unsharing"));
+    if (k0 > b0 || b1 > k1)
+      DAXREF_RETURN_IF_ERROR(RefuseBad(m.from.pblock, m.from.pend(), "unsharing"));
     data_->WillWrite(PoolOff(m.to.pblock), m.to.len << kBlockShift);
     if (k0 > b0)
       DAXREF_RETURN_IF_ERROR(data_->Copy(PoolOff(m.to.pblock), PoolOff(m.from.pblock), k0 - b0));
