@@ -1872,13 +1872,44 @@ TEST_CASE("QueryOwners finds every sharer among overlapping records of any lengt
 // ---------------------------------------------------------------------------
 // 10. Paths.
 
+// Paths of ino, by Volume::Paths; a PathResolver must agree.
 std::set<std::string> PathSet(Volume& v, uint64_t ino) {
-  std::set<std::string> out;
+  std::set<std::string> out, resolved;
   DAXREF_REQUIRE_OK(v.Paths(ino, [&](const std::string& p) {
     REQUIRE(out.insert(p).second);
     return true;
   }));
+  Volume::PathResolver r(&v);
+  DAXREF_REQUIRE_OK(r.Paths(ino, [&](const std::string& p) {
+    REQUIRE(resolved.insert(p).second);
+    return true;
+  }));
+  REQUIRE(resolved == out);
   return out;
+}
+
+TEST_CASE("One PathResolver answers for many inodes as Paths does", "[reflink]") {
+  TestStore st;
+  Volume& v = st.vol();
+  std::vector<uint64_t> inos;
+  uint64_t d = kRootIno;
+  for (int depth = 0; depth < 5; ++depth) {
+    d = st.MakeDir(d, "d" + std::to_string(depth));
+    inos.push_back(d);
+    for (int i = 0; i < 20; ++i) inos.push_back(st.MakeFile(d, "f" + std::to_string(i)));
+  }
+  InodeRecord out;
+  DAXREF_REQUIRE_OK(v.Link(inos[3], kRootIno, "top", &out));
+  Volume::PathResolver r(&v);
+  for (int pass = 0; pass < 2; ++pass) {  // the second from its directory cache
+    for (uint64_t ino : inos) {
+      std::set<std::string> want, got;
+      DAXREF_REQUIRE_OK(v.Paths(ino, [&](const std::string& p) { return want.insert(p).second; }));
+      DAXREF_REQUIRE_OK(r.Paths(ino, [&](const std::string& p) { return got.insert(p).second; }));
+      REQUIRE(!want.empty());
+      REQUIRE(got == want);
+    }
+  }
 }
 
 using Names = std::set<std::string>;
