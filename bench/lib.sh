@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# Shell functions the benchmarks share; sourced by run.sh and reflink.sh.
+# Shell functions the benchmarks share; sourced by run.sh, reflink.sh and
+# poison.sh.
 # The caller defines note() (a message to stderr) and POOL (the pool path
 # of its daxref mount).
 
@@ -53,4 +54,37 @@ trap_cleanup() {
   trap 'exit 130' INT
   trap 'exit 143' TERM
   trap 'exit 129' HUP
+}
+
+# Configures $BUILD if it is not yet (without the test suite, which a
+# benchmark does not need) and builds only the given ninja targets, so that
+# work in progress elsewhere in the tree does not stop a benchmark. Logs go
+# to $WORK. The caller defines die(), and REPO and WORK.
+build_targets() {  # $@ = ninja targets, e.g. fs/daxref
+  if [[ ! -f $BUILD/build.ninja ]]; then
+    note "configuring $BUILD (-Dtests=false: the benchmark needs no test suite)"
+    meson setup -Dtests=false "$BUILD" "$REPO" >"$WORK/meson-setup.log" 2>&1 ||
+      { cat "$WORK/meson-setup.log" >&2; die "meson setup $BUILD failed"; }
+  fi
+  note "building $* in $BUILD"
+  ninja -C "$BUILD" "$@" >>"$WORK/ninja.log" 2>&1 ||
+    { tail -n 60 "$WORK/ninja.log" >&2; die "ninja -C $BUILD failed"; }
+  local t
+  for t in "$@"; do [[ -x $BUILD/$t ]] || die "$BUILD/$t missing after build"; done
+}
+
+# Prints the path of the bench helper built from bench/$2: the tree's own
+# ($BUILD/bench/$1) when it builds and is newer than its source, else one
+# compiled privately into $WORK (a build directory from before the helper
+# existed in bench/meson.build).
+bench_helper() {  # $1 = program name, $2 = source file in bench/
+  local bin=$BUILD/bench/$1 src=$SCRIPT_DIR/$2
+  ninja -C "$BUILD" "bench/$1" >>"$WORK/ninja.log" 2>&1 || true
+  if [[ ! -x $bin || $bin -ot $src ]]; then
+    note "$bin missing or out of date (is it in bench/meson.build?); compiling it privately"
+    bin=$WORK/$1
+    "${CXX:-c++}" -std=c++20 -O2 -g -Wall -Wextra -D_FILE_OFFSET_BITS=64 -I"$REPO/include" \
+      -o "$bin" "$src" >&2 || die "cannot compile bench/$2"
+  fi
+  echo "$bin"
 }

@@ -153,24 +153,9 @@ WORK=$(mktemp -d /tmp/daxref-poison.XXXXXX)
 MKFS="$BUILD/tools/mkfs/mkfs.daxref"
 DAXREF="$BUILD/fs/daxref"
 POISON="$BUILD/tools/poison/daxref-poison"
-HELPER="$BUILD/bench/daxref-bench-poison"
 
-if [[ ! -f $BUILD/build.ninja ]]; then
-  note "configuring $BUILD (-Dtests=false: the benchmark needs no test suite)"
-  meson setup -Dtests=false "$BUILD" "$REPO" >"$WORK/meson-setup.log" 2>&1 ||
-    { cat "$WORK/meson-setup.log" >&2; die "meson setup $BUILD failed"; }
-fi
-note "building the daemon, mkfs.daxref, daxref-poison and daxref-bench-poison in $BUILD"
-ninja -C "$BUILD" fs/daxref tools/mkfs/mkfs.daxref tools/poison/daxref-poison \
-  >"$WORK/ninja.log" 2>&1 || { tail -n 60 "$WORK/ninja.log" >&2; die "ninja -C $BUILD failed"; }
-for p in "$MKFS" "$DAXREF" "$POISON"; do [[ -x $p ]] || die "$p missing after build"; done
-ninja -C "$BUILD" bench/daxref-bench-poison >>"$WORK/ninja.log" 2>&1 || true
-if [[ ! -x $HELPER || $HELPER -ot $SCRIPT_DIR/poison_holders.cc ]]; then
-  note "$HELPER missing or out of date (is it in bench/meson.build?); compiling it privately"
-  HELPER="$WORK/daxref-bench-poison"
-  "${CXX:-c++}" -std=c++20 -O2 -g -Wall -Wextra -D_FILE_OFFSET_BITS=64 -I"$REPO/include" \
-    -o "$HELPER" "$SCRIPT_DIR/poison_holders.cc" || die "cannot compile bench/poison_holders.cc"
-fi
+build_targets fs/daxref tools/mkfs/mkfs.daxref tools/poison/daxref-poison
+HELPER=$(bench_helper daxref-bench-poison poison_holders.cc) || exit 1
 
 SHM=$(mktemp -d /dev/shm/daxref-poison.XXXXXX)
 

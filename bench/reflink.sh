@@ -169,27 +169,9 @@ WORK=$(mktemp -d /tmp/daxref-reflink.XXXXXX)
 
 MKFS="$BUILD/tools/mkfs/mkfs.daxref"
 DAXREF="$BUILD/fs/daxref"
-CLONE="$BUILD/bench/daxref-bench-clone"
 
-if [[ ! -f $BUILD/build.ninja ]]; then
-  note "configuring $BUILD (-Dtests=false: the benchmark needs no test suite)"
-  meson setup -Dtests=false "$BUILD" "$REPO" >"$WORK/meson-setup.log" 2>&1 ||
-    { cat "$WORK/meson-setup.log" >&2; die "meson setup $BUILD failed"; }
-fi
-# Only the programs used here, so that work in progress elsewhere in the
-# tree (tests, tools) does not stop the benchmark.
-note "building the daemon, mkfs.daxref and daxref-bench-clone in $BUILD"
-ninja -C "$BUILD" fs/daxref tools/mkfs/mkfs.daxref >"$WORK/ninja.log" 2>&1 ||
-  { tail -n 60 "$WORK/ninja.log" >&2; die "ninja -C $BUILD failed"; }
-[[ -x $MKFS ]] || die "$MKFS missing after build"
-[[ -x $DAXREF ]] || die "$DAXREF missing after build"
-ninja -C "$BUILD" bench/daxref-bench-clone >>"$WORK/ninja.log" 2>&1 || true
-if [[ ! -x $CLONE || $CLONE -ot $SCRIPT_DIR/clone_file.cc ]]; then
-  note "$CLONE missing or out of date (is it in bench/meson.build?); compiling it privately"
-  CLONE="$WORK/daxref-bench-clone"
-  "${CXX:-c++}" -std=c++20 -O2 -g -Wall -Wextra -D_FILE_OFFSET_BITS=64 -I"$REPO/include" \
-    -o "$CLONE" "$SCRIPT_DIR/clone_file.cc" || die "cannot compile bench/clone_file.cc"
-fi
+build_targets fs/daxref tools/mkfs/mkfs.daxref
+CLONE=$(bench_helper daxref-bench-clone clone_file.cc) || exit 1
 
 # ---------------------------------------------------------------- targets --
 

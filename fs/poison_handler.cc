@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "fs/holder_scan.h"
+#include "fs/poison_records.h"
 
 namespace daxref {
 
@@ -34,15 +35,6 @@ uint64_t Micros(std::chrono::steady_clock::time_point since) {
       .count();
 }
 
-// Pool range arguments, checked against the pool before anything runs.
-Status CheckRange(const Superblock& sb, uint64_t pb0, uint64_t pb1) {
-  if (pb1 <= pb0) return Status::Invalid("empty range");
-  if (pb1 > sb.block_count)
-    return Status::Invalid(Blocks(pb0, pb1) + " reach past the end of the pool (" +
-                           std::to_string(sb.block_count) + " blocks)");
-  return Status::Ok();
-}
-
 }  // namespace
 
 uint64_t PoisonSignalValue(uint64_t ino, uint64_t fblock) {
@@ -58,10 +50,6 @@ struct PoisonHandler::Walk {
 };
 
 bool PoisonHandler::WalkOwners(uint64_t pb0, uint64_t pb1, Walk* w, const Sink& sink) {
-  Volume* vol = fs_->volume();
-  Volume::PathResolver resolver(vol);
-  uint64_t met = 0;
-  std::vector<pid_t> pids;  // this owner's, bounded by the holders of one file
   // Owners go to the log a few to a line: one line each would cost more
   // than the rest of the walk (a syslog round trip per owner).
   constexpr int kOwnersPerLogLine = 32;
@@ -72,57 +60,45 @@ bool PoisonHandler::WalkOwners(uint64_t pb0, uint64_t pb1, Walk* w, const Sink& 
     log_line.clear();
     in_line = 0;
   };
-  Status s = vol->QueryOwners(pb0, pb1, [&](const RmapRecord& rec) {
-    uint64_t p0 = std::max(rec.pblock, pb0), p1 = std::min(rec.pend(), pb1);
-    uint64_t fblock = rec.fblock + (p0 - rec.pblock);
-    uint64_t off = fblock << kBlockShift, len = (p1 - p0) << kBlockShift;
-    ++met;
-    pids.clear();
-    if (w->act) {
+  // For inject: invalidate, signal, log; list and resolve only report.
+  OwnerActFn act;
+  if (w->act) {
+    act = [&](const PoisonOwner& o, Record* r) {
       // New reads already fail (the block is recorded bad); what the kernel
       // cached from before must go too, mapped pages included.
-      fs_->InvalidateCache(rec.ino, off, len);
+      fs_->InvalidateCache(o.ino, o.offset(), o.length());
+      std::string pids;
       if (w->holders && opts_.signal != 0) {
-        w->holders->ForEachHolder(rec.ino, [&](pid_t pid) {
+        w->holders->ForEachHolder(o.ino, [&](pid_t pid) {
           int err = 0;
-          SignalOutcome o = SignalHolder(pid, fs_->dev(), rec.ino, opts_.signal,
-                                         PoisonSignalValue(rec.ino, fblock), &err);
-          if (o == SignalOutcome::kSent) {
-            pids.push_back(pid);
-          } else if (o == SignalOutcome::kFailed) {
-            spdlog::warn("poison: cannot signal process {} holding inode {}: {}", pid, rec.ino,
+          SignalOutcome out = SignalHolder(pid, fs_->dev(), o.ino, opts_.signal,
+                                           PoisonSignalValue(o.ino, o.fblock), &err);
+          if (out == SignalOutcome::kSent) {
+            r->Add("pid", static_cast<uint64_t>(pid));
+            pids += (pids.empty() ? "" : " ") + std::to_string(pid);
+            ++w->signalled;
+          } else if (out == SignalOutcome::kFailed) {
+            spdlog::warn("poison: cannot signal process {} holding inode {}: {}", pid, o.ino,
                          strerror(err));
           }
         });
       }
-      w->signalled += pids.size();
-    }
-    Record r("owner");
-    r.Add("ino", rec.ino).Add("pblock", p0).Add("blocks", p1 - p0);
-    r.Add("offset", off).Add("length", len);
-    std::string paths;
-    Status ps = resolver.Paths(rec.ino, [&](const std::string& path) {
-      r.Add("path", path);
-      if (paths.size() < 512) paths += (paths.empty() ? "" : ", ") + path;
-      return true;
-    });
-    if (!ps.ok()) spdlog::warn("poison: paths of inode {}: {}", rec.ino, ps.message());
-    std::string pid_list;
-    for (pid_t pid : pids) {
-      r.Add("pid", static_cast<uint64_t>(pid));
-      pid_list += (pid_list.empty() ? "" : " ") + std::to_string(pid);
-    }
-    if (w->act) {
-      log_line += (in_line ? "; inode " : "inode ") + std::to_string(rec.ino) + " (" +
-                  (paths.empty() ? "no name" : paths) + ") bytes " + std::to_string(off) + ".." +
-                  std::to_string(off + len - 1) + (pids.empty() ? "" : ", signalled " + pid_list);
+      std::string paths;
+      r->ForEach("path", [&](const std::string& p) {
+        if (paths.size() < 512) paths += (paths.empty() ? "" : ", ") + p;
+      });
+      log_line += (in_line ? "; inode " : "inode ") + std::to_string(o.ino) + " (" +
+                  (paths.empty() ? "no name" : paths) + ") bytes " + std::to_string(o.offset()) +
+                  ".." + std::to_string(o.offset() + o.length() - 1) +
+                  (pids.empty() ? "" : ", signalled " + pids);
       if (++in_line == kOwnersPerLogLine) flush_log();
-    }
-    sink(r);
-    return true;
-  });
+    };
+  }
+  Status path_error;
+  Status s = WalkOwnerRecords(
+      fs_->volume(), pb0, pb1, act, [&](const Record& r) { sink(r); }, &w->owners, &path_error);
   flush_log();
-  w->owners += met;
+  if (!path_error.ok()) spdlog::warn("poison: owners' paths: {}", path_error.message());
   if (!s.ok()) {
     spdlog::error("poison: reverse-map walk over {} failed: {}", Blocks(pb0, pb1), s.message());
     sink(Error(s));
@@ -139,10 +115,7 @@ bool PoisonHandler::InjectLocked(uint64_t pb0, uint64_t pb1, bool strict, const 
     sink(Error(s));
     return false;
   }
-  Record r("range");
-  r.Add("pblock", pb0).Add("blocks", pb1 - pb0).Add("added", out.added);
-  r.Add("retired", out.retired).Add("owned", out.owned).Add("reserved", out.reserved);
-  sink(r);
+  sink(RangeRecord(pb0, pb1, out));
   spdlog::warn("poison: pool {} recorded bad ({} retired, {} owned by files, {} reserved)",
                Blocks(pb0, pb1), out.retired, out.owned, out.reserved);
   if (out.reserved > 0) {
@@ -161,8 +134,6 @@ bool PoisonHandler::InjectLocked(uint64_t pb0, uint64_t pb1, bool strict, const 
 void PoisonHandler::Inject(uint64_t pb0, uint64_t pb1, bool strict, const Sink& sink) {
   auto t0 = std::chrono::steady_clock::now();
   std::lock_guard<std::mutex> g(mu_);
-  Status s = CheckRange(fs_->volume()->superblock(), pb0, pb1);
-  if (!s.ok()) return (void)sink(Error(s));
   Walk w;
   w.act = true;
   if (!InjectLocked(pb0, pb1, strict, sink, &w)) return;
@@ -187,17 +158,8 @@ void PoisonHandler::InjectFile(uint64_t ino, uint64_t off, uint64_t len, const S
   if (!s.ok()) return (void)sink(Error(s));
   len = std::min(len, r.size - off);
   // The pool pieces behind the range: bounded by the range the admin named.
-  std::vector<std::pair<uint64_t, uint64_t>> pieces;
-  s = vol->MapRange(ino, off, len, [&](const MappedSegment& seg) {
-    if (seg.hole) return true;
-    uint64_t p0 = seg.pool_off >> kBlockShift;
-    uint64_t p1 = (seg.pool_off + seg.len + kBlockSize - 1) >> kBlockShift;
-    if (!pieces.empty() && pieces.back().second >= p0)
-      pieces.back().second = std::max(pieces.back().second, p1);
-    else
-      pieces.emplace_back(p0, p1);
-    return true;
-  });
+  PoolPieces pieces;
+  s = FilePoolPieces(vol, ino, off, len, &pieces);
   if (s.ok() && pieces.empty()) s = Status::Invalid("the range is a hole: no block to poison");
   for (const auto& [p0, p1] : pieces) {
     if (!s.ok()) break;
@@ -252,7 +214,7 @@ void PoisonHandler::Clear(uint64_t pb0, uint64_t pb1, const Sink& sink) {
 }
 
 void PoisonHandler::Resolve(uint64_t pb0, uint64_t pb1, const Sink& sink) {
-  Status s = CheckRange(fs_->volume()->superblock(), pb0, pb1);
+  Status s = fs_->volume()->CheckPoolRange(pb0, pb1);
   if (!s.ok()) return (void)sink(Error(s));
   Walk w;
   if (!WalkOwners(pb0, pb1, &w, sink)) return;

@@ -33,14 +33,15 @@ Status BadBlocks::Load(rocksdb::DB* db) {
   return Status::Ok();
 }
 
-bool BadBlocks::Any(uint64_t pb0, uint64_t pb1) const {
-  if (ranges_.empty() || pb1 <= pb0) return false;
+std::optional<uint64_t> BadBlocks::First(uint64_t pb0, uint64_t pb1) const {
+  if (ranges_.empty() || pb1 <= pb0) return std::nullopt;
   auto it = ranges_.upper_bound(pb0);
   if (it != ranges_.begin()) {
     auto prev = std::prev(it);
-    if (prev->first + prev->second > pb0) return true;
+    if (prev->first + prev->second > pb0) return pb0;
   }
-  return it != ranges_.end() && it->first < pb1;
+  if (it != ranges_.end() && it->first < pb1) return it->first;
+  return std::nullopt;
 }
 
 BadBlocks::Change BadBlocks::PlanAdd(uint64_t pb0, uint64_t pb1) const {

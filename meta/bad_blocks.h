@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 
 #include "meta/status.h"
 
@@ -22,7 +23,9 @@ class BadBlocks {
   uint64_t blocks() const { return blocks_; }
   bool empty() const { return ranges_.empty(); }
   // Is any block of [pb0, pb1) bad?
-  bool Any(uint64_t pb0, uint64_t pb1) const;
+  bool Any(uint64_t pb0, uint64_t pb1) const { return First(pb0, pb1).has_value(); }
+  // The first bad block of [pb0, pb1), if any.
+  std::optional<uint64_t> First(uint64_t pb0, uint64_t pb1) const;
   // Walks the bad pieces of [pb0, pb1), clipped to it, in pool order:
   // fn(start, len) returns false to stop.
   template <typename Fn>

@@ -540,17 +540,9 @@ Status Volume::FillHoles(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t fb1, uin
   if (holes.empty()) return Status::Ok();
 
   std::vector<Extent> fresh;
-  for (const Hole& h : holes) {
-    uint64_t done = 0;
-    uint64_t g = h.goal ? h.goal : sb_.first_data_block();
-    while (done < h.len) {
-      std::optional<Extent> got = free_.Allocate(g, h.len - done);
-      if (!got) return Status::NoSpace("pool is full");
-      fresh.push_back(Extent{h.fb + done, got->pblock, got->len});
-      done += got->len;
-      g = got->pend();
-    }
-  }
+  for (const Hole& h : holes)
+    DAXREF_RETURN_IF_ERROR(
+        AllocateFor(h.fb, h.len, h.goal ? h.goal : sb_.first_data_block(), &fresh));
   // New blocks hold whatever an earlier owner left: zero all but the bytes
   // the caller is about to write.
   for (const Extent& e : fresh) {
@@ -562,6 +554,17 @@ Status Volume::FillHoles(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t fb1, uin
   }
   for (const Extent& e : fresh) DAXREF_RETURN_IF_ERROR(MapExtent(t, r, e));
   t.NoteFresh(fresh);
+  return Status::Ok();
+}
+
+Status Volume::AllocateFor(uint64_t fblock, uint64_t len, uint64_t goal, std::vector<Extent>* out) {
+  for (uint64_t done = 0; done < len;) {
+    std::optional<Extent> got = free_.Allocate(goal, len - done);
+    if (!got) return Status::NoSpace("pool is full");
+    out->push_back(Extent{fblock + done, got->pblock, got->len});
+    done += got->len;
+    goal = got->pend();
+  }
   return Status::Ok();
 }
 

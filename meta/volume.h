@@ -255,6 +255,8 @@ class Volume {
   // blocks go back to free space, owned ones are served again. ENOENT if no
   // block of the range is bad.
   Status ClearBad(uint64_t pb0, uint64_t pb1, ClearOutcome* out);
+  // EINVAL unless [pb0, pb1) is a non-empty range of the pool's blocks.
+  Status CheckPoolRange(uint64_t pb0, uint64_t pb1) const;
   // Is any block of [pb0, pb1) bad? Committed state; safe from any thread,
   // and cheap when no block is bad at all.
   bool IsBad(uint64_t pb0, uint64_t pb1);
@@ -298,6 +300,11 @@ class Volume {
   // to write). Nothing is written to existing blocks.
   Status FillHoles(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t fb1, uint64_t keep_off,
                    uint64_t keep_end);
+  // Takes `len` free blocks for file blocks from `fblock` on, as few runs as
+  // free space allows, starting at pool block `goal`; appends each run
+  // (file block, pool block, length) to *out. ENOSPC when the pool runs out
+  // (what was taken goes back with the batch's rollback).
+  Status AllocateFor(uint64_t fblock, uint64_t len, uint64_t goal, std::vector<Extent>* out);
   Status ZeroBytes(Txn& t, uint64_t ino, uint64_t off, uint64_t len);
   // Stores len bytes at off, allocating holes and unsharing shared blocks
   // first; grows the size. Privileges and times are the caller's business.

@@ -57,13 +57,18 @@ void Volume::WalkBad(const BadFn& fn) {
 }
 
 Status Volume::RefuseBad(uint64_t pb0, uint64_t pb1, const char* what) {
-  if (bad_count_.load(std::memory_order_relaxed) == 0 || !bad_.Any(pb0, pb1)) return Status::Ok();
-  uint64_t first = 0;
-  bad_.ForEachIn(pb0, pb1, [&](uint64_t s, uint64_t) {
-    first = s;
-    return false;
-  });
-  return Status::IOError(std::string(what) + " poisoned pool block " + std::to_string(first));
+  if (bad_count_.load(std::memory_order_relaxed) == 0) return Status::Ok();
+  std::optional<uint64_t> first = bad_.First(pb0, pb1);
+  if (!first) return Status::Ok();
+  return Status::IOError(std::string(what) + " poisoned pool block " + std::to_string(*first));
+}
+
+Status Volume::CheckPoolRange(uint64_t pb0, uint64_t pb1) const {
+  if (pb1 <= pb0) return Status::Invalid("empty range");
+  if (pb1 > sb_.block_count)
+    return Status::Invalid(BlockRange(pb0, pb1) + " reach past the end of the pool (" +
+                           std::to_string(sb_.block_count) + " blocks)");
+  return Status::Ok();
 }
 
 void Volume::ReleaseBlocks(uint64_t pblock, uint64_t len) {
@@ -101,16 +106,8 @@ Status Volume::ReplaceBadBlocks(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t f
   // Every new block before any edit, so ENOSPC changes nothing. The caller
   // writes every byte of them, so nothing is copied or zeroed here.
   std::vector<Extent> fresh;
-  for (const Extent& b : bad) {
-    uint64_t done = 0, goal = b.pblock;
-    while (done < b.len) {
-      std::optional<Extent> got = free_.Allocate(goal, b.len - done);
-      if (!got) return Status::NoSpace("pool is full");
-      fresh.push_back(Extent{b.fblock + done, got->pblock, got->len});
-      done += got->len;
-      goal = got->pend();
-    }
-  }
+  for (const Extent& b : bad)
+    DAXREF_RETURN_IF_ERROR(AllocateFor(b.fblock, b.len, b.pblock, &fresh));
   for (const Extent& f : fresh) {
     data_->WillWrite(PoolOff(f.pblock), f.len << kBlockShift);
     DAXREF_RETURN_IF_ERROR(Repoint(t, r, f));
@@ -121,19 +118,10 @@ Status Volume::ReplaceBadBlocks(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t f
 
 Status Volume::MarkBad(uint64_t pb0, uint64_t pb1, bool strict, PoisonOutcome* out) {
   *out = PoisonOutcome();
-  if (pb1 <= pb0) return Status::Invalid("empty range");
-  if (pb1 > sb_.block_count)
-    return Status::Invalid(BlockRange(pb0, pb1) + " reach past the end of the pool (" +
-                           std::to_string(sb_.block_count) + " blocks)");
+  DAXREF_RETURN_IF_ERROR(CheckPoolRange(pb0, pb1));
   std::lock_guard<std::mutex> g(mu_);
-  if (strict && bad_.Any(pb0, pb1)) {
-    uint64_t first = 0;
-    bad_.ForEachIn(pb0, pb1, [&](uint64_t s, uint64_t) {
-      first = s;
-      return false;
-    });
-    return Status::Error(EEXIST, "pool block " + std::to_string(first) + " is already poisoned");
-  }
+  if (std::optional<uint64_t> first = bad_.First(pb0, pb1); strict && first)
+    return Status::Error(EEXIST, "pool block " + std::to_string(*first) + " is already poisoned");
   Txn t(this);
   // The new pieces: what of [pb0, pb1) is not bad yet.
   std::vector<std::pair<uint64_t, uint64_t>> fresh;
@@ -183,10 +171,7 @@ Status Volume::MarkBad(uint64_t pb0, uint64_t pb1, bool strict, PoisonOutcome* o
 
 Status Volume::ClearBad(uint64_t pb0, uint64_t pb1, ClearOutcome* out) {
   *out = ClearOutcome();
-  if (pb1 <= pb0) return Status::Invalid("empty range");
-  if (pb1 > sb_.block_count)
-    return Status::Invalid(BlockRange(pb0, pb1) + " reach past the end of the pool (" +
-                           std::to_string(sb_.block_count) + " blocks)");
+  DAXREF_RETURN_IF_ERROR(CheckPoolRange(pb0, pb1));
   std::lock_guard<std::mutex> g(mu_);
   if (!bad_.Any(pb0, pb1))
     return Status::NotFound("nothing in " + BlockRange(pb0, pb1) + " is poisoned");

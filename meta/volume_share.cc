@@ -152,16 +152,12 @@ Status Volume::Unshare(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t fb1, uint6
     Extent from, to;  // to.fblock == from.fblock
   };
   std::vector<Move> moves;
+  std::vector<Extent> got;
   for (const Extent& s : shared) {
-    uint64_t done = 0, goal = s.pblock;
-    while (done < s.len) {
-      std::optional<Extent> got = free_.Allocate(goal, s.len - done);
-      if (!got) return Status::NoSpace("pool is full");
-      moves.push_back(Move{Extent{s.fblock + done, s.pblock + done, got->len},
-                           Extent{s.fblock + done, got->pblock, got->len}});
-      done += got->len;
-      goal = got->pend();
-    }
+    got.clear();
+    DAXREF_RETURN_IF_ERROR(AllocateFor(s.fblock, s.len, s.pblock, &got));
+    for (const Extent& to : got)
+      moves.push_back(Move{Extent{to.fblock, s.pblock + (to.fblock - s.fblock), to.len}, to});
   }
   std::vector<Extent> fresh;
   for (const Move& m : moves) {

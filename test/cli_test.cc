@@ -23,6 +23,7 @@
 
 #include "meta/format.h"
 #include "meta/superblock.h"
+#include "test/cli_expect.h"
 #include "test/fixture.h"
 
 using namespace daxref;
@@ -32,13 +33,6 @@ namespace {
 
 const char kKeepName[] = "keep";
 const char kKeepData[] = "written before anything went wrong\n";
-
-std::vector<std::string> Lines(const std::string& s) {
-  std::vector<std::string> out;
-  std::istringstream in(s);
-  for (std::string line; std::getline(in, line);) out.push_back(line);
-  return out;
-}
 
 struct MountEntry {
   std::string point, type, source;
@@ -120,47 +114,6 @@ void ExpectIntact(MountedFs& fs) {
 
 std::string FsDir(const std::string& bin) {
   return std::filesystem::path(bin).parent_path().string();
-}
-
-// ---- expectations on a failed run ----
-
-// A runtime failure: exit 1, nothing on stdout, one line "PROG: ..." on stderr.
-void ExpectOneLineFailure(const RunResult& r, const std::string& prog, const std::string& needle) {
-  INFO("stdout: " << r.out << "\nstderr: " << r.err);
-  CHECK(r.status == 1);
-  CHECK(r.out.empty());
-  std::vector<std::string> lines = Lines(r.err);
-  REQUIRE(lines.size() == 1);
-  CHECK(lines[0].rfind(prog + ": ", 0) == 0);
-  CHECK(lines[0].find(needle) != std::string::npos);
-  CHECK(r.err.back() == '\n');
-}
-
-// A usage error: exit 2, the message, then the pointer to --help.
-void ExpectUsageError(const RunResult& r, const std::string& prog, const std::string& needle) {
-  INFO("stdout: " << r.out << "\nstderr: " << r.err);
-  CHECK(r.status == 2);
-  CHECK(r.out.empty());
-  std::vector<std::string> lines = Lines(r.err);
-  REQUIRE(lines.size() == 2);
-  CHECK(lines[0].rfind(prog + ": ", 0) == 0);
-  CHECK(lines[0].find(needle) != std::string::npos);
-  CHECK(lines[1] == "Try '" + prog + " --help' for more information.");
-}
-
-// A --help answer: exit 0, the usage on stdout, nothing on stderr.
-void ExpectHelp(const RunResult& r, const std::string& prog) {
-  CHECK(r.status == 0);
-  CHECK(r.err.empty());
-  CHECK(r.out.rfind("Usage: " + prog, 0) == 0);
-}
-
-// A --version answer: exit 0, one line "PROG ..." on stdout, nothing on stderr.
-void ExpectVersion(const RunResult& r, const std::string& prog) {
-  CHECK(r.status == 0);
-  CHECK(r.err.empty());
-  CHECK(r.out.rfind(prog + " ", 0) == 0);
-  CHECK(Lines(r.out).size() == 1);
 }
 
 // Runs the daemon (in the background mode unless argv says otherwise).

@@ -235,16 +235,15 @@ int MountedFs::WaitForExit(int seconds) {
   return -1;
 }
 
-CheckReport MountedFs::Check() {
-  if (pid_ > 0) Unmount();
+CheckReport CheckSource(const std::string& source) {
   Superblock sb;
   bool backup = false;
-  Status s = ReadPoolSuperblock(PoolPath(source_), &sb, &backup);
+  Status s = ReadPoolSuperblock(PoolPath(source), &sb, &backup);
   REQUIRE(s.ok());
   std::vector<std::string> problems;
   CheckReport report;
   s = CheckStoreAt(
-      MetaPath(source_), sb.block_count, [&](const std::string& p) { problems.push_back(p); },
+      MetaPath(source), sb.block_count, [&](const std::string& p) { problems.push_back(p); },
       &report);
   INFO(s.message());
   REQUIRE(s.ok());
@@ -253,6 +252,11 @@ CheckReport MountedFs::Check() {
   INFO(all);
   CHECK(problems.empty());
   return report;
+}
+
+CheckReport MountedFs::Check() {
+  if (pid_ > 0) Unmount();
+  return CheckSource(source_);
 }
 
 int RunAs(uid_t uid, gid_t gid, const std::function<int()>& fn) {

@@ -96,6 +96,10 @@ class MountedFs {
   pid_t pid_ = -1;
 };
 
+// Checks the metadata store of an unmounted filesystem made by mkfs.daxref
+// in `source`; fails the current test on any problem.
+CheckReport CheckSource(const std::string& source);
+
 // Runs fn in a child process with the given uid/gid (and no supplementary
 // groups); returns the child's exit code. fn returns what the child exits with.
 int RunAs(uid_t uid, gid_t gid, const std::function<int()>& fn);

@@ -22,6 +22,7 @@
 
 #include "meta/checker.h"
 #include "meta/superblock.h"
+#include "test/cli_expect.h"
 #include "test/fixture.h"
 #include "test/fs_helpers.h"
 
@@ -32,7 +33,6 @@ namespace {
 
 const std::string kPoison = DAXREF_TEST_POISON;
 const std::string kProg = "daxref-poison";
-const std::string kPython = "/usr/bin/python3";
 
 constexpr uid_t kAlice = 1001;
 constexpr gid_t kAliceGroup = 1001;
@@ -42,17 +42,6 @@ RunResult Poison(std::vector<std::string> args) {
   return Run(args);
 }
 
-std::vector<std::string> Lines(const std::string& s) {
-  std::vector<std::string> out;
-  std::istringstream in(s);
-  for (std::string line; std::getline(in, line);) out.push_back(line);
-  return out;
-}
-
-bool Contains(const std::string& haystack, const std::string& needle) {
-  return haystack.find(needle) != std::string::npos;
-}
-
 // Success: status 0, nothing on stderr.
 void ExpectSuccess(const RunResult& r) {
   INFO("status " << r.status << "\nstdout: " << r.out << "\nstderr: " << r.err);
@@ -60,38 +49,11 @@ void ExpectSuccess(const RunResult& r) {
   CHECK(r.err.empty());
 }
 
-// A failure: status 1, nothing on stdout, one line "daxref-poison: ...NEEDLE...".
 void ExpectFailure(const RunResult& r, const std::string& needle) {
-  INFO("status " << r.status << "\nstdout: " << r.out << "\nstderr: " << r.err);
-  CHECK(r.status == 1);
-  CHECK(r.out.empty());
-  const std::vector<std::string> lines = Lines(r.err);
-  REQUIRE(lines.size() == 1);
-  CHECK(lines[0].rfind(kProg + ": ", 0) == 0);
-  CHECK(Contains(lines[0], needle));
+  ExpectOneLineFailure(r, kProg, needle);
 }
-
-// A usage error: status 2, nothing on stdout, the message and the pointer to --help.
 void ExpectUsageError(const RunResult& r, const std::string& needle) {
-  INFO("status " << r.status << "\nstdout: " << r.out << "\nstderr: " << r.err);
-  CHECK(r.status == 2);
-  CHECK(r.out.empty());
-  const std::vector<std::string> lines = Lines(r.err);
-  REQUIRE(lines.size() == 2);
-  CHECK(lines[0].rfind(kProg + ": ", 0) == 0);
-  CHECK(Contains(lines[0], needle));
-  CHECK(lines[1] == "Try '" + kProg + " --help' for more information.");
-}
-
-// `text` is one JSON document (Python's json module is the judge).
-void ExpectValidJson(const std::string& text) {
-  if (access(kPython.c_str(), X_OK) != 0) return;  // string checks only
-  TempDir t;
-  const std::string file = t.path() + "/doc.json";
-  WriteFile(file, text);
-  RunResult r = Run({kPython, "-c", "import json, sys; json.load(open(sys.argv[1]))", file});
-  INFO(text << "\n" << r.err);
-  CHECK(r.status == 0);
+  daxref::test::ExpectUsageError(r, kProg, needle);
 }
 
 // A fresh filesystem made by mkfs.daxref and never mounted.
@@ -105,22 +67,7 @@ class UnmountedFs {
   const std::string& source() const { return source_; }
 
   // The metadata checker finds nothing wrong (bad blocks included).
-  void Check() const {
-    Superblock sb;
-    bool backup = false;
-    REQUIRE(ReadPoolSuperblock(PoolPath(source_), &sb, &backup).ok());
-    std::vector<std::string> problems;
-    CheckReport report;
-    Status s = CheckStoreAt(
-        MetaPath(source_), sb.block_count, [&](const std::string& p) { problems.push_back(p); },
-        &report);
-    INFO(s.message());
-    REQUIRE(s.ok());
-    std::string all;
-    for (const std::string& p : problems) all += p + "\n";
-    INFO(all);
-    CHECK(problems.empty());
-  }
+  void Check() const { CheckSource(source_); }
 
  private:
   TempDir dir_;

@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "test/cli_expect.h"
 #include "test/fixture.h"
 #include "test/fs_helpers.h"
 
@@ -45,7 +46,6 @@ const std::string kCp = "/usr/bin/cp";
 const std::string kXfsIo = "/usr/sbin/xfs_io";
 const std::string kFilefrag = "/usr/sbin/filefrag";
 const std::string kDuperemove = "/usr/bin/duperemove";
-const std::string kPython = "/usr/bin/python3";
 
 MountedFs::Options AllowOther() {
   MountedFs::Options o;
@@ -77,42 +77,6 @@ RunResult WithoutLib(const std::vector<std::string>& argv) {
   return RunWithEnv(argv, Env());
 }
 
-std::vector<std::string> Lines(const std::string& s) {
-  std::vector<std::string> out;
-  std::istringstream in(s);
-  for (std::string line; std::getline(in, line);) out.push_back(line);
-  return out;
-}
-
-bool Contains(const std::string& haystack, const std::string& needle) {
-  return haystack.find(needle) != std::string::npos;
-}
-
-// A tool's runtime failure: `status`, nothing on stdout, one line
-// "PROG: ...NEEDLE..." on stderr.
-void ExpectOneLineFailure(const RunResult& r, const std::string& prog, const std::string& needle,
-                          int status = 1) {
-  INFO("status " << r.status << "\nstdout: " << r.out << "\nstderr: " << r.err);
-  CHECK(r.status == status);
-  CHECK(r.out.empty());
-  const std::vector<std::string> lines = Lines(r.err);
-  REQUIRE(lines.size() == 1);
-  CHECK(lines[0].rfind(prog + ": ", 0) == 0);
-  CHECK(Contains(lines[0], needle));
-}
-
-// A usage error: exit 2, the message, then the pointer to --help.
-void ExpectUsageError(const RunResult& r, const std::string& prog, const std::string& needle) {
-  INFO("status " << r.status << "\nstdout: " << r.out << "\nstderr: " << r.err);
-  CHECK(r.status == 2);
-  CHECK(r.out.empty());
-  const std::vector<std::string> lines = Lines(r.err);
-  REQUIRE(lines.size() == 2);
-  CHECK(lines[0].rfind(prog + ": ", 0) == 0);
-  CHECK(Contains(lines[0], needle));
-  CHECK(lines[1] == "Try '" + prog + " --help' for more information.");
-}
-
 // A successful run that printed nothing.
 void ExpectQuietSuccess(const RunResult& r) {
   INFO("status " << r.status << "\nstdout: " << r.out << "\nstderr: " << r.err);
@@ -122,16 +86,6 @@ void ExpectQuietSuccess(const RunResult& r) {
 }
 
 // ---- minimal JSON reading ----
-
-// `text` parses as one JSON document (Python's json module is the judge).
-void ExpectValidJson(const std::string& text) {
-  TempDir t;
-  const std::string file = t.path() + "/doc.json";
-  WriteFile(file, text);
-  RunResult r = Run({kPython, "-c", "import json, sys; json.load(open(sys.argv[1], 'rb'))", file});
-  INFO(text << "\n" << r.err);
-  CHECK(r.status == 0);
-}
 
 // The values of every "key" member in `json`, in order, as text: strings
 // unquoted (escapes kept as written), arrays with their brackets, numbers as

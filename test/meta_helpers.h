@@ -223,13 +223,13 @@ inline std::vector<RmapRecord> RmapRecords(rocksdb::DB* db) {
   return out;
 }
 
-// Every F record as start -> length.
-inline std::map<uint64_t, uint64_t> FreeRecords(rocksdb::DB* db) {
+// Every record of a pool-range prefix (F free, B bad) as start -> length.
+inline std::map<uint64_t, uint64_t> RangeRecords(rocksdb::DB* db, char record_prefix) {
   std::map<uint64_t, uint64_t> out;
   size_t undecodable = 0;
-  for (const auto& [k, v] : ScanPrefix(db, std::string(1, prefix::kFree))) {
+  for (const auto& [k, v] : ScanPrefix(db, std::string(1, record_prefix))) {
     uint64_t len = 0;
-    if (DecodeLength(v, &len).ok())
+    if (k.size() == 9 && DecodeLength(v, &len).ok())
       out[keys::U64At(k, 1)] = len;
     else
       undecodable++;
@@ -237,6 +237,38 @@ inline std::map<uint64_t, uint64_t> FreeRecords(rocksdb::DB* db) {
   REQUIRE(undecodable == 0);
   return out;
 }
+inline std::map<uint64_t, uint64_t> FreeRecords(rocksdb::DB* db) {
+  return RangeRecords(db, prefix::kFree);
+}
+inline std::map<uint64_t, uint64_t> BadRecords(rocksdb::DB* db) {
+  return RangeRecords(db, prefix::kBad);
+}
+
+// Every key and value of the store: an operation changed nothing exactly
+// when the dumps before and after it are equal.
+using Dump = std::vector<std::pair<std::string, std::string>>;
+inline Dump DumpStore(rocksdb::DB* db) {
+  return ScanPrefix(db, "");
+}
+
+// Requires two dumps to be equal, naming the first key that differs.
+inline void RequireSameStore(const Dump& before, const Dump& after) {
+  size_t i = 0;
+  while (i < before.size() && i < after.size() && before[i] == after[i]) ++i;
+  if (i == before.size() && i == after.size()) return;
+  std::string where = i < before.size()
+                          ? "before has key prefix '" + before[i].first.substr(0, 1) + "' (" +
+                                std::to_string(before[i].first.size()) + " bytes)"
+                          : "after has an extra key";
+  INFO("store changed at record " << i << ": " << where << "; " << before.size() << " vs "
+                                  << after.size() << " records");
+  REQUIRE(before == after);
+}
+
+// For Volume::Unlink and Rename: nothing holds the inode (delete it at
+// once), or it is still open (orphan it).
+inline const Volume::LastLinkFn kNothingHoldsIt = [](uint64_t) { return true; };
+inline const Volume::LastLinkFn kStillOpen = [](uint64_t) { return false; };
 
 struct CheckOutcome {
   std::vector<std::string> problems;

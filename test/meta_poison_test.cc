@@ -46,10 +46,16 @@
 namespace daxref {
 namespace {
 
+using testing::BadRecords;
+using testing::Dump;
+using testing::DumpStore;
 using testing::ExtentRecords;
 using testing::FreeRecords;
+using testing::kNothingHoldsIt;
 using testing::kRoot;
+using testing::kStillOpen;
 using testing::Pattern;
+using testing::RequireSameStore;
 using testing::RunChecker;
 using testing::ScanPrefix;
 using testing::TestStore;
@@ -57,47 +63,10 @@ using testing::TestStore;
 constexpr uint64_t kB = kBlockSize;
 constexpr uint64_t kWholeFile = uint64_t{1} << 50;
 
-const Volume::LastLinkFn kNothingHoldsIt = [](uint64_t) { return true; };
-const Volume::LastLinkFn kStillOpen = [](uint64_t) { return false; };
-
 // ---------------------------------------------------------------------------
 // Looking at the store.
 
-using Dump = std::vector<std::pair<std::string, std::string>>;
-
-// Every key and value of the store (as meta_reflink_test.cc does): an
-// operation changed nothing exactly when the dumps before and after it are
-// equal.
-Dump DumpStore(rocksdb::DB* db) {
-  return ScanPrefix(db, "");
-}
-
-void RequireSameStore(const Dump& before, const Dump& after) {
-  size_t i = 0;
-  while (i < before.size() && i < after.size() && before[i] == after[i]) ++i;
-  if (i == before.size() && i == after.size()) return;
-  std::string where = i < before.size()
-                          ? "before has key prefix '" + before[i].first.substr(0, 1) + "' (" +
-                                std::to_string(before[i].first.size()) + " bytes)"
-                          : "after has an extra key";
-  INFO("store changed at record " << i << ": " << where << "; " << before.size() << " vs "
-                                  << after.size() << " records");
-  REQUIRE(before == after);
-}
-
 using Ranges = std::map<uint64_t, uint64_t>;  // start -> length
-
-// Every B record as start -> length.
-Ranges BadRecords(rocksdb::DB* db) {
-  Ranges out;
-  for (const auto& [k, v] : ScanPrefix(db, std::string(1, prefix::kBad))) {
-    REQUIRE(k.size() == 9);
-    uint64_t len = 0;
-    REQUIRE(DecodeLength(v, &len).ok());
-    out[keys::U64At(k, 1)] = len;
-  }
-  return out;
-}
 
 Ranges WalkBadAll(Volume& v) {
   Ranges out;

@@ -44,9 +44,14 @@
 namespace daxref {
 namespace {
 
+using testing::Dump;
+using testing::DumpStore;
 using testing::ExtentRecords;
+using testing::kNothingHoldsIt;
 using testing::kRoot;
+using testing::kStillOpen;
 using testing::Pattern;
+using testing::RequireSameStore;
 using testing::RmapRecords;
 using testing::ScanPrefix;
 using testing::TempDir;
@@ -62,28 +67,6 @@ uint64_t BlocksFor(uint64_t bytes) {
 
 // ---------------------------------------------------------------------------
 // Looking at the store and at sharing.
-
-using Dump = std::vector<std::pair<std::string, std::string>>;
-
-// Every key and value of the store: an operation changed nothing exactly
-// when the dumps before and after it are equal.
-Dump DumpStore(rocksdb::DB* db) {
-  return ScanPrefix(db, "");
-}
-
-// Requires two dumps to be equal, naming the first key that differs.
-void RequireSameStore(const Dump& before, const Dump& after) {
-  size_t i = 0;
-  while (i < before.size() && i < after.size() && before[i] == after[i]) ++i;
-  if (i == before.size() && i == after.size()) return;
-  std::string where = i < before.size()
-                          ? "before has key prefix '" + before[i].first.substr(0, 1) + "' (" +
-                                std::to_string(before[i].first.size()) + " bytes)"
-                          : "after has an extra key";
-  INFO("store changed at record " << i << ": " << where << "; " << before.size() << " vs "
-                                  << after.size() << " records");
-  REQUIRE(before == after);
-}
 
 std::vector<RefcountRecord> RefcountRecords(rocksdb::DB* db) {
   std::vector<RefcountRecord> out;
@@ -249,9 +232,6 @@ DedupeResult Dedupe(Volume& v, uint64_t src, uint64_t src_off, uint64_t dst, uin
   DAXREF_REQUIRE_OK(v.Dedupe(src, src_off, dst, dst_off, len, &r));
   return r;
 }
-
-const Volume::LastLinkFn kNothingHoldsIt = [](uint64_t) { return true; };
-const Volume::LastLinkFn kStillOpen = [](uint64_t) { return false; };
 
 // ---------------------------------------------------------------------------
 // 1. Random clones, copy-on-write and everything else against the model.

@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "fs/poison_records.h"
 #include "meta/format.h"
 #include "meta/superblock.h"
 
@@ -93,26 +94,10 @@ Status OfflineVolume::InjectFile(const FileRange& file, const RecordFn& fn) {
   const uint64_t length = std::min(file.length, inode.size - file.offset);
   const std::string what = file.path + " " + ByteRange(file.offset, length);
 
-  // The pool blocks behind the bytes, merged: a file may share a block with
-  // itself, and each block is marked once. As many as the range has blocks.
-  std::vector<std::pair<uint64_t, uint64_t>> pieces;  // [pb0, pb1)
-  DAXREF_RETURN_IF_ERROR(
-      volume_->MapRange(inode.ino, file.offset, length, [&](const MappedSegment& seg) {
-        if (!seg.hole)
-          pieces.emplace_back(seg.pool_off >> kBlockShift,
-                              (seg.pool_off + seg.len + kBlockSize - 1) >> kBlockShift);
-        return true;
-      }));
-  if (pieces.empty())
+  PoolPieces merged;
+  DAXREF_RETURN_IF_ERROR(FilePoolPieces(volume_.get(), inode.ino, file.offset, length, &merged));
+  if (merged.empty())
     return Status::Error(ENODATA, what + " have no blocks (a hole): nothing to poison");
-  std::sort(pieces.begin(), pieces.end());
-  std::vector<std::pair<uint64_t, uint64_t>> merged;
-  for (const auto& p : pieces) {
-    if (!merged.empty() && p.first <= merged.back().second)
-      merged.back().second = std::max(merged.back().second, p.second);
-    else
-      merged.push_back(p);
-  }
   // All or nothing: refuse before marking any piece.
   for (const auto& [pb0, pb1] : merged) DAXREF_RETURN_IF_ERROR(RefuseIfBad(pb0, pb1, what + ": "));
   uint64_t owners = 0;
@@ -188,11 +173,7 @@ Status OfflineVolume::MarkAndReport(uint64_t pb0, uint64_t pb1, const RecordFn& 
     return Status::Error(s.err(),
                          "cannot poison " + DescribeBlocks(pb0, pb1 - pb0) + ": " + s.message());
   DAXREF_RETURN_IF_ERROR(volume_->Sync());
-  control::Record range("range");
-  range.Add("pblock", pb0).Add("blocks", pb1 - pb0);
-  range.Add("added", out.added).Add("retired", out.retired);
-  range.Add("owned", out.owned).Add("reserved", out.reserved);
-  fn(range);
+  fn(RangeRecord(pb0, pb1, out));
 
   // The superblock copies: blocks 0 and N-1.
   const uint64_t last = superblock().block_count - 1;
@@ -216,22 +197,7 @@ Status OfflineVolume::MarkAndReport(uint64_t pb0, uint64_t pb1, const RecordFn& 
 Status OfflineVolume::ReportOwners(uint64_t pb0, uint64_t pb1, const RecordFn& fn,
                                    uint64_t* owners) {
   Status paths;
-  DAXREF_RETURN_IF_ERROR(volume_->QueryOwners(pb0, pb1, [&](const RmapRecord& r) {
-    // The record may reach outside the range: report the part inside it.
-    const uint64_t b0 = std::max(r.pblock, pb0), b1 = std::min(r.pend(), pb1);
-    control::Record owner("owner");
-    owner.Add("ino", r.ino).Add("pblock", b0).Add("blocks", b1 - b0);
-    owner.Add("offset", (r.fblock + (b0 - r.pblock)) << kBlockShift);
-    owner.Add("length", (b1 - b0) << kBlockShift);
-    paths = volume_->Paths(r.ino, [&](const std::string& p) {
-      owner.Add("path", p);
-      return true;
-    });
-    if (!paths.ok()) return false;
-    fn(owner);
-    ++*owners;
-    return true;
-  }));
+  DAXREF_RETURN_IF_ERROR(WalkOwnerRecords(volume_.get(), pb0, pb1, nullptr, fn, owners, &paths));
   if (!paths.ok())
     return Status::Error(paths.err(), "cannot find the paths of an owner: " + paths.message());
   return Status::Ok();
