@@ -6,31 +6,25 @@
 #include <memory>
 
 #include "meta/format.h"
+#include "meta/store_scan.h"
 
 namespace daxref {
 
 Status BadBlocks::Load(rocksdb::DB* db) {
   ranges_.clear();
   blocks_ = 0;
-  std::string lo(1, prefix::kBad), hi(1, prefix::kBad + 1);
-  rocksdb::Slice lo_s(lo), hi_s(hi);
-  rocksdb::ReadOptions ro;
-  ro.iterate_lower_bound = &lo_s;
-  ro.iterate_upper_bound = &hi_s;
-  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro));
   uint64_t prev_end = 0;
-  for (it->Seek(lo_s); it->Valid(); it->Next()) {
-    if (it->key().size() != 9) return Status::Corruption("bad-block record with a malformed key");
-    uint64_t start = keys::U64At(it->key().ToStringView(), 1), len = 0;
-    DAXREF_RETURN_IF_ERROR(DecodeLength(it->value().ToStringView(), &len));
+  return WalkPrefix(db, prefix::kBad, [&](std::string_view k, std::string_view v) {
+    if (k.size() != 9) return Status::Corruption("bad-block record with a malformed key");
+    uint64_t start = keys::U64At(k, 1), len = 0;
+    DAXREF_RETURN_IF_ERROR(DecodeLength(v, &len));
     if (len == 0 || start < prev_end)
       return Status::Corruption("bad-block records overlap at pool block " + std::to_string(start));
     ranges_[start] = len;
     blocks_ += len;
     prev_end = start + len;
-  }
-  if (!it->status().ok()) return Status::IOError("reading bad blocks: " + it->status().ToString());
-  return Status::Ok();
+    return Status::Ok();
+  });
 }
 
 std::optional<uint64_t> BadBlocks::First(uint64_t pb0, uint64_t pb1) const {

@@ -5,27 +5,23 @@
 
 #include <memory>
 
+#include "meta/store_scan.h"
+
 namespace daxref {
 
 Status FreeSpace::Load(rocksdb::DB* db) {
   extents_.clear();
   free_ = 0;
-  std::string lo(1, prefix::kFree), hi(1, prefix::kFree + 1);
-  rocksdb::Slice upper(hi);
-  rocksdb::ReadOptions ro;
-  ro.iterate_upper_bound = &upper;
-  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro));
   uint64_t prev_end = 0;
-  for (it->Seek(lo); it->Valid(); it->Next()) {
-    uint64_t start = keys::U64At(it->key().ToStringView(), 1), len = 0;
-    DAXREF_RETURN_IF_ERROR(DecodeLength(it->value().ToStringView(), &len));
+  return WalkPrefix(db, prefix::kFree, [&](std::string_view k, std::string_view v) {
+    uint64_t start = keys::U64At(k, 1), len = 0;
+    DAXREF_RETURN_IF_ERROR(DecodeLength(v, &len));
     if (start < prev_end) return Status::Corruption("overlapping free extents");
     extents_.emplace_hint(extents_.end(), start, len);
     free_ += len;
     prev_end = start + len;
-  }
-  if (!it->status().ok()) return Status::IOError(it->status().ToString());
-  return Status::Ok();
+    return Status::Ok();
+  });
 }
 
 void FreeSpace::Touch(uint64_t key) {

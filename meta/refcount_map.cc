@@ -5,28 +5,22 @@
 
 #include <memory>
 
+#include "meta/store_scan.h"
+
 namespace daxref {
 
 Status RefcountMap::Load(rocksdb::DB* db) {
   recs_.clear();
   before_.clear();
-  std::string lo(1, prefix::kRefcount), hi(1, prefix::kRefcount + 1);
-  rocksdb::Slice lower(lo), upper(hi);
-  rocksdb::ReadOptions ro;
-  ro.iterate_lower_bound = &lower;
-  ro.iterate_upper_bound = &upper;
-  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro));
   uint64_t prev_end = 0;
-  for (it->Seek(lo); it->Valid(); it->Next()) {
+  return WalkPrefix(db, prefix::kRefcount, [&](std::string_view k, std::string_view v) {
     RefcountRecord r;
-    DAXREF_RETURN_IF_ERROR(
-        DecodeRefcount(it->key().ToStringView(), it->value().ToStringView(), &r));
+    DAXREF_RETURN_IF_ERROR(DecodeRefcount(k, v, &r));
     if (r.pblock < prev_end) return Status::Corruption("overlapping refcount records");
     recs_.emplace_hint(recs_.end(), r.pblock, Value{r.len, r.refs});
     prev_end = r.pend();
-  }
-  if (!it->status().ok()) return Status::IOError(it->status().ToString());
-  return Status::Ok();
+    return Status::Ok();
+  });
 }
 
 void RefcountMap::Touch(uint64_t key) {
