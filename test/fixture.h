@@ -58,6 +58,13 @@ class MountedFs {
   struct Options {
     uint64_t size = 256ull << 20;
     std::vector<std::string> mount_options;  // each passed as -o
+    // Where SOURCE is made (in a fresh directory under it), and what else
+    // mkfs.daxref is told (e.g. --sparse).
+    std::string source_parent = "/dev/shm";
+    std::vector<std::string> mkfs_options = {};
+    // If set, the daemon's log (its stderr, warnings and worse) is appended
+    // to this file instead of the test's stderr.
+    std::string log_path = {};
   };
   MountedFs();
   explicit MountedFs(const Options& o);
