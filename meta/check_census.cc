@@ -284,4 +284,23 @@ std::string KeyText(std::string_view key) {
   return out;
 }
 
+std::string PathOf(Scanner* scan, uint64_t ino) {
+  // Each step takes the first parent pointer of the inode; a chain longer
+  // than any real tree (a loop) gives up.
+  std::string path;
+  for (int depth = 0; ino != kRootIno; ++depth) {
+    if (depth > 4096) return "";
+    ParentRecord p;
+    bool found = false;
+    Status s = scan->Walk(keys::ParentPrefix(ino), [&](std::string_view k, std::string_view) {
+      if (DecodeParent(k, &p).ok()) found = true;
+      return found ? Status::Error(ECANCELED, "") : Status::Ok();
+    });
+    if (!found || (!s.ok() && s.err() != ECANCELED)) return "";
+    path = "/" + p.name + path;
+    ino = p.parent;
+  }
+  return path.empty() ? "/" : path;
+}
+
 }  // namespace daxref::check

@@ -137,4 +137,8 @@ std::string Quote(std::string_view s);
 // A key for a message: its prefix byte, then its bytes in hex (shortened).
 std::string KeyText(std::string_view key);
 
+// One path naming `ino` ("/a/b"), found by following parent pointers up to
+// the root; "" when none leads there (unlinked, or cut off).
+std::string PathOf(Scanner* scan, uint64_t ino);
+
 }  // namespace daxref::check
