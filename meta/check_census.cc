@@ -187,6 +187,69 @@ Status DecodeCookieEntry(std::string_view key, std::string_view value, CookieEnt
   return Status::Ok();
 }
 
+Status ValidateRecord(std::string_view k, std::string_view v) {
+  if (k.empty()) return Status::Corruption("empty key");
+  auto no_wrap = [](uint64_t pblock, uint64_t len) {
+    return pblock + len > pblock && pblock + len != UINT64_MAX
+               ? Status::Ok()
+               : Status::Corruption("range runs past the last block number");
+  };
+  switch (k[0]) {
+    case prefix::kMisc:
+      return Status::Ok();
+    case prefix::kInode: {
+      InodeRecord r;
+      if (k.size() != 9) return Status::Corruption("bad key length");
+      if (keys::U64At(k, 1) == 0) return Status::Corruption("inode number 0");
+      return DecodeInode(keys::U64At(k, 1), v, &r);
+    }
+    case prefix::kDirent: {
+      Entry e;
+      return DecodeEntry(k, v, &e);
+    }
+    case prefix::kDirCookie: {
+      CookieEntry c;
+      return DecodeCookieEntry(k, v, &c);
+    }
+    case prefix::kExtent: {
+      Extent e;
+      return DecodeExtent(k, v, &e);
+    }
+    case prefix::kRmap: {
+      RmapRecord r;
+      DAXREF_RETURN_IF_ERROR(DecodeRmap(k, v, &r));
+      return no_wrap(r.pblock, r.len);
+    }
+    case prefix::kRefcount: {
+      RefcountRecord r;
+      DAXREF_RETURN_IF_ERROR(DecodeRefcount(k, v, &r));
+      return no_wrap(r.pblock, r.len);
+    }
+    case prefix::kFree:
+    case prefix::kBad: {
+      uint64_t len = 0;
+      if (k.size() != 9) return Status::Corruption("bad key length");
+      DAXREF_RETURN_IF_ERROR(DecodeLength(v, &len));
+      return no_wrap(keys::U64At(k, 1), len);
+    }
+    case prefix::kOrphan:
+      return k.size() == 9 && v.empty() ? Status::Ok() : Status::Corruption("bad orphan record");
+    case prefix::kXattr:
+      return k.size() >= 10 && k.size() <= 9 + 255 && v.size() <= 65536
+                 ? Status::Ok()
+                 : Status::Corruption("bad extended attribute record");
+    case prefix::kSymlink:
+      return k.size() == 9 && !v.empty() && v.size() <= 4095
+                 ? Status::Ok()
+                 : Status::Corruption("bad symlink target record");
+    case prefix::kParent: {
+      ParentRecord p;
+      return DecodeParent(k, &p);
+    }
+  }
+  return Status::Corruption("unknown kind of record");
+}
+
 std::string ExtentGeometry(const Extent& e, uint64_t block_count) {
   // File blocks end below 2^62 bytes (the largest file), pool blocks inside
   // the data area; both sums are checked for wrapping first.

@@ -41,6 +41,7 @@ struct InodeFacts {
   bool xattrs = false;   // has X records
   bool target = false;   // has an L record
   bool reflink_reported = false;
+  bool gone = false;  // repair: deleted
   Reach reach = kUnknown;
 };
 
@@ -90,6 +91,8 @@ class Progress {
   void Estimate(rocksdb::DB* db);
   Status Phase(std::string_view name, std::initializer_list<char> prefixes);
   Status Phase(std::string_view name, char prefix) { return Phase(name, {prefix}); }
+  // A phase that reads no prefix in full (its percent stays low).
+  Status Phase(std::string_view name) { return Phase(name, std::initializer_list<char>{}); }
   // One record visited: ECANCELED when the callback says stop.
   Status Tick() {
     if (++seen_ % 4096 != 0 || !fn_) return Status::Ok();
@@ -122,6 +125,12 @@ struct CookieEntry {
   DirentRecord d;
 };
 Status DecodeCookieEntry(std::string_view key, std::string_view value, CookieEntry* out);
+
+// Whether a record decodes and its numbers hold together (the rules the
+// checker applies prefix by prefix, in one place for repair): Ok, or why
+// not. M records always pass (their names are checked one by one); a key of
+// no known kind fails.
+Status ValidateRecord(std::string_view key, std::string_view value);
 
 // What is wrong with where an extent lies, or "" when it lies inside the
 // data area [1, block_count - 1) and its file blocks fit a file.

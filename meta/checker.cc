@@ -186,7 +186,10 @@ RunIssue Classify(uint64_t a, uint64_t b, const Coverage& c, uint64_t block_coun
   } else if (c.owners == 1 && c.counted > 0) {
     r.what = RunIssue::kRefcountOneOwner, r.cls = ProblemClass::kRefcount;
   } else if (c.owners >= 2 && (c.counted == 0 || c.refs != c.owners)) {
-    r.what = RunIssue::kRefcountWrong, r.cls = ProblemClass::kDoubleClaim;
+    // With no refcount record the owners are not a share but a double
+    // claim; with one, only its count is wrong.
+    r.what = RunIssue::kRefcountWrong;
+    r.cls = c.counted == 0 ? ProblemClass::kDoubleClaim : ProblemClass::kRefcount;
   }
   return r;
 }
@@ -307,8 +310,8 @@ Status Checker::LoadInodes() {
   DAXREF_RETURN_IF_ERROR(progress_.Phase("inodes", prefix::kInode));
   return scan_.Walk(std::string(1, prefix::kInode), [&](std::string_view k, std::string_view v) {
     InodeRecord r;
-    Status s = k.size() == 9 ? DecodeInode(keys::U64At(k, 1), v, &r)
-                             : Status::Corruption("bad key length");
+    Status s = check::ValidateRecord(k, v);
+    if (s.ok()) s = DecodeInode(keys::U64At(k, 1), v, &r);
     if (s.ok())
       census_.Append(r);
     else

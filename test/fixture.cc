@@ -149,6 +149,11 @@ TempDir::~TempDir() {
 MountedFs::MountedFs() : MountedFs(Options{}) {}
 
 MountedFs::MountedFs(const Options& o) : opts_(o), src_parent_("/dev/shm"), mnt_("/tmp") {
+  if (!opts_.source.empty()) {
+    source_ = opts_.source;
+    Mount();
+    return;
+  }
   source_ = src_parent_.path() + "/fs";
   RunResult r = Run({MkfsBin(), "-q", "--size", std::to_string(opts_.size), source_});
   INFO(r.err);

@@ -5,14 +5,16 @@
 //
 // The conventions are fsck(8)'s and e2fsck's: -n reads only, -p repairs what
 // is safe without asking (and stops, changing nothing, when it meets
-// anything else), -y repairs everything it can; the exit status is a sum of
-// 1 (errors corrected), 4 (errors left uncorrected) and 8 (operational
-// error: bad usage, SOURCE cannot be opened or is in use).
+// anything else), -y repairs everything it can; the exit status is 0 (no
+// errors), 1 (errors corrected, all of them), 4 (errors left uncorrected,
+// whether or not others were corrected) or 8 (operational error: bad usage,
+// SOURCE cannot be opened or is in use).
 //
 // Order: the pool's lock (shared for -n, exclusive to repair; the daemon
 // holds it exclusive for its whole life, so a mounted SOURCE is refused),
-// both superblock copies, the metadata store (read-only for -n, so that no
-// byte of SOURCE changes), the check; then, when repairing, the superblock
+// both superblock copies, the metadata store opened read-only (so that a
+// check changes no byte of SOURCE), the check; then, when repairing and
+// there is something to repair, the store opened read-write, the superblock
 // copies, the store (meta/repair.h), and the check again: what it still
 // finds is what is left.
 
@@ -70,9 +72,9 @@ void PrintHelp() {
       "\n"
       "A progress line (phase and percent) is shown when stderr is a terminal.\n"
       "\n"
-      "Exit status (a sum, as for fsck(8)): 0 no errors, 1 errors corrected,\n"
-      "4 errors left uncorrected, 8 operational error (bad usage, SOURCE cannot\n"
-      "be opened, or is mounted or in use).\n",
+      "Exit status: 0 no errors, 1 errors corrected (all of them), 4 errors left\n"
+      "uncorrected, 8 operational error (bad usage, SOURCE cannot be opened, or is\n"
+      "mounted or in use).\n",
       kProg);
 }
 
@@ -269,14 +271,18 @@ int Main(int argc, char** argv) {
   if (!pi.have_sb)
     return Fail(PoolPath(cl.source) + ": no valid superblock copy (" + pi.primary.message() + ")");
 
-  Result<std::unique_ptr<rocksdb::DB>> db =
-      repair ? OpenStoreForRepair(MetaPath(cl.source)) : OpenStoreReadOnly(MetaPath(cl.source));
-  if (!db.ok()) return Fail(db.status().message());
-
-  s = CheckAll(pool->fd(), db->get(), &line, &report, &pi);
-  if (!s.ok()) return Fail("checking " + cl.source + ": " + s.message());
+  // The first check always reads only: a run that ends up changing nothing
+  // (a clean store, or -p refusing) leaves every byte of SOURCE as it was.
+  {
+    Result<std::unique_ptr<rocksdb::DB>> ro = OpenStoreReadOnly(MetaPath(cl.source));
+    if (!ro.ok()) return Fail(ro.status().message());
+    s = CheckAll(pool->fd(), ro->get(), &line, &report, &pi);
+    if (!s.ok()) return Fail("checking " + cl.source + ": " + s.message());
+  }
   report.EndFirstCheck();
-  if (!repair) return report.Finish();
+  // Orphans are no error, but repairing reclaims them, as a mount would.
+  if (!repair || (report.problems_found() == 0 && report.counts().orphans == 0))
+    return report.Finish();
 
   // -p stops at the first problem it may not repair; nobody repairs a store
   // that is not this pool's.
@@ -291,6 +297,8 @@ int Main(int argc, char** argv) {
         "UNEXPECTED INCONSISTENCY: some problems need fsck.daxref -y; nothing was repaired");
     return report.Finish();
   }
+  Result<std::unique_ptr<rocksdb::DB>> db = OpenStoreForRepair(MetaPath(cl.source));
+  if (!db.ok()) return Fail(db.status().message());
 
   // The superblock copies: a damaged one rewritten from the trusted one.
   const bool truncated = pi.truncated;
