@@ -34,6 +34,7 @@ std::string Str(uint64_t v) {
 Status CheckStore(rocksdb::DB* db, uint64_t block_count,
                   const std::function<void(const std::string&)>& problem, CheckReport* report) {
   *report = CheckReport{};
+  const PoolGeometry geo{block_count};
   auto bad = [&](const std::string& s) {
     report->problems++;
     problem(s);
@@ -83,14 +84,14 @@ Status CheckStore(rocksdb::DB* db, uint64_t block_count,
       cookies.insert({keys::U64At(k, 1), keys::U64At(k, 9)});
     } else if (p == prefix::kExtent) {
       Extent e;
-      s = DecodeExtent(k, v, &e);
+      s = DecodeExtent(k, v, geo, &e);
       if (s.ok()) {
         extents[{keys::U64At(k, 1), e.fblock}] = e;
         report->extents++;
       }
     } else if (p == prefix::kRmap) {
       RmapRecord r;
-      s = DecodeRmap(k, v, &r);
+      s = DecodeRmap(k, v, geo, &r);
       if (s.ok()) {
         rmap[{r.pblock, r.ino, r.fblock}] = r.len;
         cover(r.pblock, r.len, Edge{1, 0, 0, 0, 0});
@@ -111,7 +112,7 @@ Status CheckStore(rocksdb::DB* db, uint64_t block_count,
       symlink_owners.insert(keys::U64At(k, 1));
     } else if (p == prefix::kRefcount) {
       RefcountRecord r;
-      s = DecodeRefcount(k, v, &r);
+      s = DecodeRefcount(k, v, geo, &r);
       if (s.ok()) cover(r.pblock, r.len, Edge{0, static_cast<int64_t>(r.refs), 1, 0, 0});
     } else if (p == prefix::kParent) {
       ParentRecord r;

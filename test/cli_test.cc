@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -426,6 +427,92 @@ TEST_CASE("daxref: missing metadata is refused", "[cli]") {
   REQUIRE(rmdir(meta.c_str()) == 0);
 
   REQUIRE(rename(saved.c_str(), meta.c_str()) == 0);
+  ExpectIntact(fs);
+}
+
+// Every file under `dir` with its bytes: a refused mount changes none.
+std::map<std::string, std::string> TreeBytes(const std::string& dir) {
+  std::map<std::string, std::string> out;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir))
+    if (e.is_regular_file())
+      out[std::filesystem::relative(e.path(), dir).string()] = ReadFile(e.path().string());
+  return out;
+}
+
+std::string ManifestOf(const std::string& source) {
+  for (const auto& e : std::filesystem::directory_iterator(MetaPath(source)))
+    if (e.path().filename().string().rfind("MANIFEST-", 0) == 0) return e.path().string();
+  return "";
+}
+
+TEST_CASE("daxref: a damaged MANIFEST is refused and the copy left byte for byte", "[cli]") {
+  MountedFs fs(Small());
+  PrepareUnmounted(fs);
+  // Mounted once more, so the store has history in several table files.
+  fs.Mount();
+  WriteFile(fs.path("second"), "second session\n");
+  fs.Unmount();
+  TempDir scratch;
+  const std::string copy = scratch.path() + "/S2", mnt = scratch.path() + "/m";
+  REQUIRE(mkdir(mnt.c_str(), 0755) == 0);
+  RunResult cp = Run({"/bin/cp", "-a", fs.source(), copy});
+  REQUIRE(cp.status == 0);
+  const std::string manifest = ManifestOf(copy);
+  REQUIRE(!manifest.empty());
+  REQUIRE(truncate(manifest.c_str(), 168) == 0);
+  const auto before = TreeBytes(copy);
+
+  MountGuard guard(copy, mnt);
+  RunResult r = Daxref({copy, mnt});
+  ExpectOneLineFailure(r, "daxref", "metadata");
+  CHECK(MountedType(mnt).empty());
+  bool same = TreeBytes(copy) == before;
+  CHECK(same);  // RocksDB deleted no table file, wrote no log
+  // The original is untouched and whole.
+  fs.Mount();
+  CHECK(ReadFile(fs.path("second")) == "second session\n");
+  fs.Unmount();
+  ExpectIntact(fs);
+}
+
+TEST_CASE("daxref: an older copy of the metadata, or of the pool, is refused", "[cli]") {
+  MountedFs fs(Small());
+  PrepareUnmounted(fs);
+  TempDir saved;
+  REQUIRE(Run({"/bin/cp", "-a", MetaPath(fs.source()), saved.path() + "/meta"}).status == 0);
+  REQUIRE(Run({"/bin/cp", "-a", PoolPath(fs.source()), saved.path() + "/pool"}).status == 0);
+  fs.Mount();
+  WriteFile(fs.path("newer"), std::string(20000, 'n'));
+  fs.Unmount();
+  const std::string meta = MetaPath(fs.source()), current = fs.source() + "/meta.current";
+  const std::string pool = PoolPath(fs.source()), current_pool = fs.source() + "/pool.current";
+
+  SECTION("the metadata") {
+    REQUIRE(rename(meta.c_str(), current.c_str()) == 0);
+    REQUIRE(Run({"/bin/cp", "-a", saved.path() + "/meta", meta}).status == 0);
+    const auto before = TreeBytes(fs.source());
+    ExpectOneLineFailure(Daxref({fs.source(), fs.mnt()}), "daxref",
+                         "metadata is older than the pool: generation");
+    CHECK(MountedType(fs.mnt()).empty());
+    bool same = TreeBytes(fs.source()) == before;
+    CHECK(same);
+    std::filesystem::remove_all(meta);
+    REQUIRE(rename(current.c_str(), meta.c_str()) == 0);
+  }
+  SECTION("the pool") {
+    REQUIRE(rename(pool.c_str(), current_pool.c_str()) == 0);
+    REQUIRE(Run({"/bin/cp", "-a", saved.path() + "/pool", pool}).status == 0);
+    const auto before = TreeBytes(fs.source());
+    ExpectOneLineFailure(Daxref({fs.source(), fs.mnt()}), "daxref",
+                         "pool is older than the metadata: generation");
+    CHECK(MountedType(fs.mnt()).empty());
+    bool same = TreeBytes(fs.source()) == before;
+    CHECK(same);
+    REQUIRE(rename(current_pool.c_str(), pool.c_str()) == 0);
+  }
+  fs.Mount();
+  CHECK(ReadFile(fs.path("newer")) == std::string(20000, 'n'));
+  fs.Unmount();
   ExpectIntact(fs);
 }
 
