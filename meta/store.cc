@@ -31,13 +31,20 @@ Status OpenError(const std::string& dir, const rocksdb::Status& s) {
   return Status::Error(err, "cannot open metadata store " + dir + ": " + s.ToString());
 }
 
+// A read of the store that failed: damage (a checksum that does not match,
+// a table file missing) or an I/O error, named with the file RocksDB names.
+Status ReadError(const std::string& what, const rocksdb::Status& s) {
+  if (s.IsCorruption())
+    return Status::Corruption("metadata store is damaged (" + what + "): " + s.ToString());
+  return Status::IOError("metadata store: " + what + ": " + s.ToString());
+}
+
 Status GetMisc(rocksdb::DB* db, const rocksdb::ReadOptions& ro, std::string_view name,
                std::string* v) {
   rocksdb::Status s = db->Get(ro, keys::Misc(name), v);
   if (s.IsNotFound())
     return Status::Corruption("metadata store has no '" + std::string(name) + "' record");
-  if (!s.ok())
-    return Status::IOError("reading metadata '" + std::string(name) + "': " + s.ToString());
+  if (!s.ok()) return ReadError("reading '" + std::string(name) + "'", s);
   return Status::Ok();
 }
 
@@ -91,9 +98,9 @@ Result<std::unique_ptr<rocksdb::DB>> OpenStoreReadOnly(const std::string& dir) {
 Status ReadStoreIdentity(rocksdb::DB* db, const rocksdb::ReadOptions& ro, StoreIdentity* out) {
   *out = StoreIdentity{};
   std::string v;
-  Status s = GetMisc(db, ro, kMiscUuid, &v);
-  if (s.err() == EUCLEAN) return Status::Corruption("metadata store has no pool uuid");
-  DAXREF_RETURN_IF_ERROR(s);
+  rocksdb::Status us = db->Get(ro, keys::Misc(kMiscUuid), &v);
+  if (us.IsNotFound()) return Status::Corruption("metadata store has no pool uuid");
+  if (!us.ok()) return ReadError("reading the pool uuid", us);
   if (v.size() != 16) return Status::Corruption("metadata store's pool uuid is malformed");
   memcpy(out->uuid.data(), v.data(), 16);
   DAXREF_RETURN_IF_ERROR(GetMisc(db, ro, kMiscFormat, &v));
@@ -109,7 +116,7 @@ Status ReadStoreIdentity(rocksdb::DB* db, const rocksdb::ReadOptions& ro, StoreI
     if (!DecodeLength(v, &out->generation).ok())
       return Status::Corruption("metadata generation record is malformed");
   } else if (!rs.IsNotFound()) {
-    return Status::IOError("reading metadata generation: " + rs.ToString());
+    return ReadError("reading the generation", rs);
   }
   rs = db->Get(ro, keys::Misc(kMiscGenerationPending), &v);
   if (rs.ok()) {
@@ -118,7 +125,7 @@ Status ReadStoreIdentity(rocksdb::DB* db, const rocksdb::ReadOptions& ro, StoreI
       return Status::Corruption("metadata pending-generation record is malformed");
     out->generation_pending = p;
   } else if (!rs.IsNotFound()) {
-    return Status::IOError("reading metadata generation: " + rs.ToString());
+    return ReadError("reading the generation", rs);
   }
   return Status::Ok();
 }
@@ -156,7 +163,7 @@ Status VerifyStore(rocksdb::DB* db, const StoreIdentity& id, const Superblock& s
   std::string v;
   rocksdb::Status s = db->Get(ro, keys::Inode(kRootIno), &v);
   if (s.IsNotFound()) return Status::Corruption("metadata store has no root directory");
-  if (!s.ok()) return Status::IOError("reading the root inode: " + s.ToString());
+  if (!s.ok()) return ReadError("reading the root inode", s);
   InodeRecord root;
   Status ds = DecodeInode(kRootIno, v, &root);
   if (!ds.ok()) return Status::Corruption("root directory: " + ds.message());
@@ -170,7 +177,7 @@ Status VerifyStore(rocksdb::DB* db, const StoreIdentity& id, const Superblock& s
   ro.iterate_upper_bound = &hi_s;
   std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro));
   it->SeekToLast();
-  if (!it->status().ok()) return Status::IOError("scanning inodes: " + it->status().ToString());
+  if (!it->status().ok()) return ReadError("scanning inodes", it->status());
   if (it->Valid()) {
     uint64_t last = keys::U64At(it->key().ToStringView(), 1);
     if (it->key().size() != 9 || last >= id.next_ino)
