@@ -165,7 +165,8 @@ int Serve(const CommandLine& cl, StartupReport* report) {
   }
   if ((*pool)->used_backup_superblock())
     spdlog::warn("primary pool superblock is damaged; using the backup copy");
-  auto volume = Volume::Open(MetaPath(cl.source), (*pool)->superblock(), pool->get(), {});
+  auto volume = Volume::Open(MetaPath(cl.source), (*pool)->superblock(), pool->get(),
+                             {.pool_path = PoolPath(cl.source)});
   if (!volume.ok()) {
     report->Fail(volume.status().message());
     return 1;

@@ -78,7 +78,15 @@ PoolMapping::~PoolMapping() {
 // Each access captures what it needs before the guard and only calls the
 // copy inside it: nothing is constructed in the guarded region.
 
+Status PoolMapping::CheckRange(uint64_t pool_off, uint64_t len, const char* what) const {
+  if (Contains(pool_off, len)) return Status::Ok();
+  return Status::IOError(std::string("pool ") + what + " of " + std::to_string(len) + " bytes at " +
+                         std::to_string(pool_off) + " is outside the pool's " +
+                         std::to_string(size_) + " bytes");
+}
+
 Status PoolMapping::Write(uint64_t pool_off, const void* src, size_t len) {
+  DAXREF_RETURN_IF_ERROR(CheckRange(pool_off, len, "write"));
   const void* fault;
   if (Guarded([&] { memcpy_(base_ + pool_off, src, len, store_flags_); }, &fault))
     return Status::Ok();
@@ -86,12 +94,15 @@ Status PoolMapping::Write(uint64_t pool_off, const void* src, size_t len) {
 }
 
 Status PoolMapping::Load(uint64_t pool_off, void* dst, size_t len) {
+  DAXREF_RETURN_IF_ERROR(CheckRange(pool_off, len, "load"));
   const void* fault;
   if (GuardedCopy(dst, base_ + pool_off, len, &fault)) return Status::Ok();
   return Fault(fault, "load");
 }
 
 Status PoolMapping::Copy(uint64_t dst_pool_off, uint64_t src_pool_off, size_t len) {
+  DAXREF_RETURN_IF_ERROR(CheckRange(dst_pool_off, len, "copy"));
+  DAXREF_RETURN_IF_ERROR(CheckRange(src_pool_off, len, "copy"));
   const void* fault;
   if (Guarded([&] { memcpy_(base_ + dst_pool_off, base_ + src_pool_off, len, store_flags_); },
               &fault))
@@ -100,6 +111,7 @@ Status PoolMapping::Copy(uint64_t dst_pool_off, uint64_t src_pool_off, size_t le
 }
 
 Status PoolMapping::Zero(uint64_t pool_off, size_t len) {
+  DAXREF_RETURN_IF_ERROR(CheckRange(pool_off, len, "zero"));
   const void* fault;
   if (Guarded([&] { memset_(base_ + pool_off, 0, len, store_flags_); }, &fault))
     return Status::Ok();
@@ -194,6 +206,7 @@ Status PoolMapping::WalkBadBlocks(const BadBlockFn& fn) {
 // fraction of that. Best effort: an old kernel without MADV_POPULATE_WRITE,
 // or a range that cannot be populated now, just faults as before.
 void PoolMapping::WillWrite(uint64_t pool_off, size_t len) {
+  if (!Contains(pool_off, len)) return;
 #ifdef MADV_POPULATE_WRITE
   if (page_granular_ && len >= 2 * kBlockSize) {
     uintptr_t start = reinterpret_cast<uintptr_t>(base_ + pool_off) & ~uintptr_t{kBlockSize - 1};
@@ -203,6 +216,7 @@ void PoolMapping::WillWrite(uint64_t pool_off, size_t len) {
 }
 
 void PoolMapping::Persist(uint64_t pool_off, size_t len) {
+  if (!Contains(pool_off, len)) return;
   if (page_granular_) persist_(base_ + pool_off, len);
 }
 

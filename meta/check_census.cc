@@ -187,6 +187,47 @@ Status DecodeCookieEntry(std::string_view key, std::string_view value, CookieEnt
   return Status::Ok();
 }
 
+Status DecodeExtentShape(std::string_view key, std::string_view v, Extent* out) {
+  if (key.size() != 17 || v.size() != 16) return Status::Corruption("bad extent record length");
+  out->fblock = keys::U64At(key, 9);
+  out->pblock = codec::LoadU64(v.data());
+  out->len = codec::LoadU64(v.data() + 8);
+  if (!ValidFileRun(out->fblock, out->len))
+    return Status::Corruption("extent of file blocks [" + Str(out->fblock) + ", +" + Str(out->len) +
+                              ") is not a valid run");
+  return Status::Ok();
+}
+
+Status DecodeRmapShape(std::string_view key, std::string_view v, RmapRecord* out) {
+  if (key.size() != 26) return Status::Corruption("bad reverse-map key length");
+  out->pblock = keys::U64At(key, 2);
+  out->ino = keys::U64At(key, 10);
+  out->fblock = keys::U64At(key, 18);
+  DAXREF_RETURN_IF_ERROR(DecodeLength(v, &out->len));
+  if (keys::RmapClass(out->len) != static_cast<uint8_t>(key[1]))
+    return Status::Corruption("reverse-map record filed under the wrong length class");
+  if (out->ino == 0) return Status::Corruption("reverse-map record naming inode 0");
+  if (!ValidFileRun(out->fblock, out->len))
+    return Status::Corruption("reverse-map record of file blocks that are not a valid run");
+  return Status::Ok();
+}
+
+Status DecodeRefcountShape(std::string_view key, std::string_view v, RefcountRecord* out) {
+  if (key.size() != 9 || v.size() != 16) return Status::Corruption("bad refcount record length");
+  out->pblock = keys::U64At(key, 1);
+  out->len = codec::LoadU64(v.data());
+  out->refs = codec::LoadU64(v.data() + 8);
+  if (out->len == 0) return Status::Corruption("zero-length refcount record");
+  if (out->refs < 2) return Status::Corruption("refcount record with a count below 2");
+  return Status::Ok();
+}
+
+Status DecodeRunShape(std::string_view key, std::string_view v, uint64_t* pblock, uint64_t* len) {
+  if (key.size() != 9) return Status::Corruption("bad key length");
+  *pblock = keys::U64At(key, 1);
+  return DecodeLength(v, len);
+}
+
 Status ValidateRecord(std::string_view k, std::string_view v) {
   if (k.empty()) return Status::Corruption("empty key");
   auto no_wrap = [](uint64_t pblock, uint64_t len) {
@@ -213,24 +254,23 @@ Status ValidateRecord(std::string_view k, std::string_view v) {
     }
     case prefix::kExtent: {
       Extent e;
-      return DecodeExtent(k, v, &e);
+      return DecodeExtentShape(k, v, &e);
     }
     case prefix::kRmap: {
       RmapRecord r;
-      DAXREF_RETURN_IF_ERROR(DecodeRmap(k, v, &r));
+      DAXREF_RETURN_IF_ERROR(DecodeRmapShape(k, v, &r));
       return no_wrap(r.pblock, r.len);
     }
     case prefix::kRefcount: {
       RefcountRecord r;
-      DAXREF_RETURN_IF_ERROR(DecodeRefcount(k, v, &r));
+      DAXREF_RETURN_IF_ERROR(DecodeRefcountShape(k, v, &r));
       return no_wrap(r.pblock, r.len);
     }
     case prefix::kFree:
     case prefix::kBad: {
-      uint64_t len = 0;
-      if (k.size() != 9) return Status::Corruption("bad key length");
-      DAXREF_RETURN_IF_ERROR(DecodeLength(v, &len));
-      return no_wrap(keys::U64At(k, 1), len);
+      uint64_t pblock = 0, len = 0;
+      DAXREF_RETURN_IF_ERROR(DecodeRunShape(k, v, &pblock, &len));
+      return no_wrap(pblock, len);
     }
     case prefix::kOrphan:
       return k.size() == 9 && v.empty() ? Status::Ok() : Status::Corruption("bad orphan record");
@@ -251,16 +291,13 @@ Status ValidateRecord(std::string_view k, std::string_view v) {
 }
 
 std::string ExtentGeometry(const Extent& e, uint64_t block_count) {
-  // File blocks end below 2^62 bytes (the largest file), pool blocks inside
-  // the data area; both sums are checked for wrapping first.
-  constexpr uint64_t kMaxFileBlocks = (uint64_t{1} << 62) >> kBlockShift;
-  const uint64_t data_end = block_count - 1;
+  const PoolGeometry geo{block_count};
   if (e.pblock + e.len < e.pblock)
     return "pool blocks from " + Str(e.pblock) + " wrap past the last block number";
-  if (e.pblock < 1 || e.pend() > data_end)
+  if (!geo.InData(e.pblock, e.len))
     return "pool blocks [" + Str(e.pblock) + ", " + Str(e.pend()) +
-           ") lie outside the data area [1, " + Str(data_end) + ")";
-  if (e.fblock + e.len < e.fblock || e.fend() > kMaxFileBlocks)
+           ") lie outside the data area [1, " + Str(geo.data_end()) + ")";
+  if (!ValidFileRun(e.fblock, e.len))
     return "file blocks from " + Str(e.fblock) + " run past the largest file";
   return "";
 }

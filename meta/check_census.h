@@ -126,6 +126,18 @@ struct CookieEntry {
 };
 Status DecodeCookieEntry(std::string_view key, std::string_view value, CookieEntry* out);
 
+// Record shapes, without the pool's geometry: the fields decode and hold
+// together (lengths, length classes, file block runs, owner and count),
+// wherever the pool blocks lie. The decoders of format.h also refuse pool
+// blocks outside the data area; the checker and repair place the blocks
+// themselves, so that an extent outside the pool is reported and dropped as
+// such rather than as undecodable.
+Status DecodeExtentShape(std::string_view key, std::string_view v, Extent* out);
+Status DecodeRmapShape(std::string_view key, std::string_view v, RmapRecord* out);
+Status DecodeRefcountShape(std::string_view key, std::string_view v, RefcountRecord* out);
+// F and B records.
+Status DecodeRunShape(std::string_view key, std::string_view v, uint64_t* pblock, uint64_t* len);
+
 // Whether a record decodes and its numbers hold together (the rules the
 // checker applies prefix by prefix, in one place for repair): Ok, or why
 // not. M records always pass (their names are checked one by one); a key of

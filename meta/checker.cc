@@ -1,7 +1,6 @@
 #include "meta/checker.h"
 
 #include <rocksdb/db.h>
-#include <rocksdb/env.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -14,6 +13,7 @@
 #include "meta/format.h"
 #include "meta/pool_sweep.h"
 #include "meta/set_digest.h"
+#include "meta/store.h"
 
 namespace daxref {
 
@@ -213,6 +213,7 @@ class Checker {
   Status Tick() { return progress_.Tick(); }
 
   Status CheckMisc();
+  Status CheckGeneration();
   Status LoadInodes();
   Status CheckEntries();
   Status CheckCookieAndParentRecords();
@@ -279,6 +280,7 @@ Status Checker::CheckMisc() {
     Bad(ProblemClass::kUuid, "metadata belongs to pool " + UuidToString(u) + ", not to this pool " +
                                  UuidToString(opts_.pool->uuid));
   }
+  if (opts_.pool) DAXREF_RETURN_IF_ERROR(CheckGeneration());
   s = scan_.Get(keys::Misc(kMiscFormat), &v);
   if (!s.ok() && s.err() != ENOENT) return s;
   const uint32_t format = (s.ok() && v.size() == 4) ? codec::LoadU32(v.data()) : 0;
@@ -302,6 +304,39 @@ Status Checker::CheckMisc() {
   if (!s.ok() && s.err() != ENOENT) return s;
   have_inode_count_ = s.ok() && DecodeLength(v, &inode_count_).ok();
   if (!have_inode_count_) Bad(ProblemClass::kCounters, "inode count missing or undecodable");
+  return Status::Ok();
+}
+
+// The store is as new as the pool: the generation they share (with an
+// advance that a crash interrupted, either end of it), and the store holds
+// at least the last update the pool saw it make (meta/store.h).
+Status Checker::CheckGeneration() {
+  std::string v;
+  StoreIdentity id;
+  Status s = scan_.Get(keys::Misc(kMiscGeneration), &v);
+  if (!s.ok() && s.err() != ENOENT) return s;
+  if (s.ok() && !DecodeLength(v, &id.generation).ok()) {
+    Bad(ProblemClass::kMisc, "metadata generation record is malformed");
+    return Status::Ok();
+  }
+  s = scan_.Get(keys::Misc(kMiscGenerationPending), &v);
+  if (!s.ok() && s.err() != ENOENT) return s;
+  uint64_t pending = 0;
+  if (s.ok()) {
+    if (!DecodeLength(v, &pending).ok() || pending <= id.generation) {
+      Bad(ProblemClass::kMisc, "metadata pending-generation record is malformed");
+      return Status::Ok();
+    }
+    id.generation_pending = pending;
+  }
+  Status g = daxref::CheckGeneration(opts_.pool->generation, id);
+  if (!g.ok()) Bad(ProblemClass::kGeneration, g.message());
+  const uint64_t seq =
+      opts_.snapshot ? opts_.snapshot->GetSequenceNumber() : db_->GetLatestSequenceNumber();
+  if (seq < opts_.pool->store_sequence)
+    Bad(ProblemClass::kGeneration, "metadata is older than the pool: it ends at update " +
+                                       Str(seq) + ", the pool has seen update " +
+                                       Str(opts_.pool->store_sequence));
   return Status::Ok();
 }
 
@@ -530,7 +565,7 @@ Status Checker::CheckExtents() {
   uint64_t last_missing = 0, last_nonfile = 0;
   return scan_.Walk(std::string(1, prefix::kExtent), [&](std::string_view k, std::string_view v) {
     Extent e;
-    Status s = DecodeExtent(k, v, &e);
+    Status s = check::DecodeExtentShape(k, v, &e);
     if (!s.ok()) {
       Undecodable(k, s);
       return Tick();
@@ -635,7 +670,7 @@ Status Checker::FindRmapMismatches() {
   DAXREF_RETURN_IF_ERROR(
       scan_.Walk(std::string(1, prefix::kExtent), [&](std::string_view k, std::string_view v) {
         Extent e;
-        if (!DecodeExtent(k, v, &e).ok()) return Tick();
+        if (!check::DecodeExtentShape(k, v, &e).ok()) return Tick();
         const uint64_t ino = keys::U64At(k, 1);
         std::string rv;
         Status s = scan_.Get(keys::Rmap(e.pblock, e.len, ino, e.fblock), &rv);
@@ -651,12 +686,12 @@ Status Checker::FindRmapMismatches() {
   DAXREF_RETURN_IF_ERROR(progress_.Phase("cross-checking extents", prefix::kRmap));
   return scan_.Walk(std::string(1, prefix::kRmap), [&](std::string_view k, std::string_view v) {
     RmapRecord r;
-    if (!DecodeRmap(k, v, &r).ok()) return Tick();
+    if (!check::DecodeRmapShape(k, v, &r).ok()) return Tick();
     std::string ev;
     Status s = scan_.Get(keys::Extent(r.ino, r.fblock), &ev);
     if (!s.ok() && s.err() != ENOENT) return s;
     Extent e;
-    if (!s.ok() || !DecodeExtent(keys::Extent(r.ino, r.fblock), ev, &e).ok() ||
+    if (!s.ok() || !check::DecodeExtentShape(keys::Extent(r.ino, r.fblock), ev, &e).ok() ||
         e.pblock != r.pblock || e.len != r.len)
       Bad(ProblemClass::kRmap,
           "reverse-map record at pool block " + Str(r.pblock) + " names inode " + Str(r.ino) +
@@ -776,13 +811,6 @@ Status Checker::CheckUnknownPrefixes() {
   return s;
 }
 
-// Discards RocksDB's informational log: a read-only check must write nothing.
-class NullLogger : public rocksdb::Logger {
- public:
-  using rocksdb::Logger::Logv;
-  void Logv(const char*, va_list) override {}
-};
-
 }  // namespace
 
 Status CheckStore(rocksdb::DB* db, const CheckOptions& opts, const ProblemFn& problem,
@@ -797,16 +825,6 @@ Status CheckStore(rocksdb::DB* db, uint64_t block_count,
   o.block_count = block_count;
   return CheckStore(
       db, o, [&](const Problem& p) { problem(p.text); }, report);
-}
-
-Result<std::unique_ptr<rocksdb::DB>> OpenStoreReadOnly(const std::string& meta_dir) {
-  rocksdb::Options o;
-  o.info_log = std::make_shared<NullLogger>();
-  o.paranoid_checks = true;
-  rocksdb::DB* raw = nullptr;
-  rocksdb::Status s = rocksdb::DB::OpenForReadOnly(o, meta_dir, &raw);
-  if (!s.ok()) return Status::IOError("cannot open " + meta_dir + ": " + s.ToString());
-  return std::unique_ptr<rocksdb::DB>(raw);
 }
 
 Status CheckStoreAt(const std::string& meta_dir, const CheckOptions& opts, const ProblemFn& problem,

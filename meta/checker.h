@@ -103,8 +103,8 @@ using ProblemFn = std::function<void(const Problem&)>;
 
 struct CheckOptions {
   uint64_t block_count = 0;
-  // The pool the store must belong to: its UUID is compared with the
-  // store's. Null: not compared.
+  // The pool the store must belong to: its UUID, generation and last
+  // recorded store update are compared with the store's. Null: not compared.
   const Superblock* pool = nullptr;
   // Read through this snapshot; null: the store as it is.
   const rocksdb::Snapshot* snapshot = nullptr;
@@ -120,15 +120,11 @@ Status CheckStore(rocksdb::DB* db, const CheckOptions& opts, const ProblemFn& pr
 Status CheckStore(rocksdb::DB* db, uint64_t block_count,
                   const std::function<void(const std::string&)>& problem, CheckReport* report);
 
-// Opens the store in `meta_dir` read-only (writing nothing to it, not even
-// RocksDB's info log) and checks it.
+// Opens the store in `meta_dir` read-only (OpenStoreReadOnly, meta/store.h:
+// nothing in it is written, not even RocksDB's info log) and checks it.
 Status CheckStoreAt(const std::string& meta_dir, const CheckOptions& opts, const ProblemFn& problem,
                     CheckReport* report);
 Status CheckStoreAt(const std::string& meta_dir, uint64_t block_count,
                     const std::function<void(const std::string&)>& problem, CheckReport* report);
-
-// The read-only open CheckStoreAt uses: no file in `meta_dir` is created,
-// renamed or written.
-Result<std::unique_ptr<rocksdb::DB>> OpenStoreReadOnly(const std::string& meta_dir);
 
 }  // namespace daxref

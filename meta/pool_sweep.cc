@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <queue>
 
+#include "meta/check_census.h"
+
 namespace daxref {
 
 namespace {
@@ -66,15 +68,14 @@ bool PoolSweep::Advance(Stream* s, const BadRecordFn& on_bad) {
       st = Status::Corruption("reverse-map key with no valid length class");
     } else if (s->kind == SpaceKind::kOwner) {
       RmapRecord m;
-      st = DecodeRmap(k, v, &m);
+      st = check::DecodeRmapShape(k, v, &m);
       r.pblock = m.pblock, r.len = m.len, r.ino = m.ino, r.fblock = m.fblock;
     } else if (s->kind == SpaceKind::kRefcount) {
       RefcountRecord n;
-      st = DecodeRefcount(k, v, &n);
+      st = check::DecodeRefcountShape(k, v, &n);
       r.pblock = n.pblock, r.len = n.len, r.refs = n.refs;
     } else {
-      st = k.size() == 9 ? DecodeLength(v, &r.len) : Status::Corruption("bad key length");
-      r.pblock = keys::U64At(k, 1);
+      st = check::DecodeRunShape(k, v, &r.pblock, &r.len);
     }
     if (st.ok() && (r.pblock + r.len < r.pblock || r.end() == kNever))
       st = Status::Corruption("range runs past the last block number");

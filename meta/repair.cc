@@ -16,6 +16,7 @@
 #include "meta/format.h"
 #include "meta/pool_sweep.h"
 #include "meta/set_digest.h"
+#include "meta/store.h"
 
 namespace daxref {
 
@@ -318,6 +319,26 @@ Status Repairer::FixMisc() {
     Did(ProblemClass::kMisc, "pool block count " + Str(sb.block_count) + " recorded in the store" +
                                  (have_blocks ? " (it said " + Str(blocks) + ")" : ""));
   }
+  // Generation records that do not decode: the pool's generation is the
+  // one the store was found to share (a mismatch was refused before any
+  // repair); a pending advance that cannot be read is dropped.
+  uint64_t g = 0;
+  s = scan_.Get(keys::Misc(kMiscGeneration), &v);
+  if (!s.ok() && s.err() != ENOENT) return s;
+  if (s.ok() && !DecodeLength(v, &g).ok()) {
+    DAXREF_RETURN_IF_ERROR(sb.generation > 0
+                               ? Put(keys::Misc(kMiscGeneration), EncodeLength(sb.generation))
+                               : Delete(keys::Misc(kMiscGeneration)));
+    Did(ProblemClass::kMisc,
+        "malformed generation record replaced by the pool's generation " + Str(sb.generation));
+  }
+  s = scan_.Get(keys::Misc(kMiscGenerationPending), &v);
+  if (!s.ok() && s.err() != ENOENT) return s;
+  uint64_t pending = 0;
+  if (s.ok() && (!DecodeLength(v, &pending).ok() || pending <= g)) {
+    DAXREF_RETURN_IF_ERROR(Delete(keys::Misc(kMiscGenerationPending)));
+    Did(ProblemClass::kMisc, "malformed pending-generation record removed");
+  }
   s = scan_.Get(keys::Misc(kMiscNextIno), &v);
   if (s.ok()) DecodeLength(v, &next_ino_).ok();
   return Status::Ok();
@@ -433,7 +454,7 @@ Status Repairer::FixExtents() {
   std::map<uint64_t, uint64_t> homeless;  // inode with extents but no record -> end block
   DAXREF_RETURN_IF_ERROR(Walk(prefix::kExtent, [&](std::string_view k, std::string_view v) {
     Extent e;
-    DecodeExtent(k, v, &e).ok();
+    check::DecodeExtentShape(k, v, &e).ok();
     const uint64_t ino = keys::U64At(k, 1);
     const std::string what =
         "extent of inode " + Str(ino) + " at file blocks " + Range(e.fblock, e.fblock + e.len);
@@ -899,7 +920,7 @@ Status Repairer::CountExtents() {
   InodeFacts* f = nullptr;
   return Walk(prefix::kExtent, [&](std::string_view k, std::string_view v) {
     Extent e;
-    if (!DecodeExtent(k, v, &e).ok()) return Status::Ok();
+    if (!check::DecodeExtentShape(k, v, &e).ok()) return Status::Ok();
     const uint64_t ino = keys::U64At(k, 1);
     if (f == nullptr || f->ino != ino) f = census_.Find(ino);
     if (f != nullptr) f->ext_blocks += e.len;
@@ -914,7 +935,7 @@ Status Repairer::ReclaimInode(InodeFacts* f) {
   DAXREF_RETURN_IF_ERROR(
       scan_.Walk(keys::ExtentPrefix(f->ino), [&](std::string_view k, std::string_view v) {
         Extent e;
-        if (DecodeExtent(k, v, &e).ok()) DropExtent(&b, f->ino, e);
+        if (check::DecodeExtentShape(k, v, &e).ok()) DropExtent(&b, f->ino, e);
         return Status::Ok();
       }));
   DAXREF_RETURN_IF_ERROR(
@@ -1000,13 +1021,14 @@ Status Repairer::SyncRmap() {
   SetDigest e_map, r_map;
   DAXREF_RETURN_IF_ERROR(Walk(prefix::kExtent, [&](std::string_view k, std::string_view v) {
     Extent e;
-    if (DecodeExtent(k, v, &e).ok())
+    if (check::DecodeExtentShape(k, v, &e).ok())
       e_map.Add(SetDigest::Member({keys::U64At(k, 1), e.fblock, e.pblock, e.len}));
     return Status::Ok();
   }));
   DAXREF_RETURN_IF_ERROR(Walk(prefix::kRmap, [&](std::string_view k, std::string_view v) {
     RmapRecord r;
-    if (DecodeRmap(k, v, &r).ok()) r_map.Add(SetDigest::Member({r.ino, r.fblock, r.pblock, r.len}));
+    if (check::DecodeRmapShape(k, v, &r).ok())
+      r_map.Add(SetDigest::Member({r.ino, r.fblock, r.pblock, r.len}));
     return Status::Ok();
   }));
   if (e_map == r_map) return Status::Ok();
@@ -1014,7 +1036,7 @@ Status Repairer::SyncRmap() {
   uint64_t added = 0, removed = 0;
   DAXREF_RETURN_IF_ERROR(Walk(prefix::kExtent, [&](std::string_view k, std::string_view v) {
     Extent e;
-    if (!DecodeExtent(k, v, &e).ok()) return Status::Ok();
+    if (!check::DecodeExtentShape(k, v, &e).ok()) return Status::Ok();
     const uint64_t ino = keys::U64At(k, 1);
     const std::string rk = keys::Rmap(e.pblock, e.len, ino, e.fblock);
     std::string rv;
@@ -1032,12 +1054,12 @@ Status Repairer::SyncRmap() {
   DAXREF_RETURN_IF_ERROR(Write(&b));
   DAXREF_RETURN_IF_ERROR(Walk(prefix::kRmap, [&](std::string_view k, std::string_view v) {
     RmapRecord r;
-    if (!DecodeRmap(k, v, &r).ok()) return Status::Ok();
+    if (!check::DecodeRmapShape(k, v, &r).ok()) return Status::Ok();
     std::string ev;
     Status s = scan_.Get(keys::Extent(r.ino, r.fblock), &ev);
     if (!s.ok() && s.err() != ENOENT) return s;
     Extent e;
-    if (s.ok() && DecodeExtent(keys::Extent(r.ino, r.fblock), ev, &e).ok() &&
+    if (s.ok() && check::DecodeExtentShape(keys::Extent(r.ino, r.fblock), ev, &e).ok() &&
         e.pblock == r.pblock && e.len == r.len)
       return Status::Ok();
     b.Delete(std::string(k));
@@ -1380,9 +1402,9 @@ Status Repairer::FixCounters() {
 }  // namespace
 
 Result<std::unique_ptr<rocksdb::DB>> OpenStoreForRepair(const std::string& meta_dir) {
-  rocksdb::Options o;
+  // The daemon's options: in particular, no recovery that drops data.
+  rocksdb::Options o = StoreOptions(64 << 20);
   o.create_if_missing = false;
-  o.paranoid_checks = true;
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(o, meta_dir, &raw);
   if (!s.ok()) return Status::IOError("cannot open " + meta_dir + ": " + s.ToString());

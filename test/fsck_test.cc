@@ -423,7 +423,7 @@ TEST_CASE("fsck.daxref finds, reports and repairs each kind of damage", "[fsck]"
            auto n = ed.Scan(std::string(1, prefix::kRefcount));
            REQUIRE(n.size() == 1);
            RefcountRecord r;
-           REQUIRE(DecodeRefcount(n[0].first, n[0].second, &r).ok());
+           REQUIRE(DecodeRefcount(n[0].first, n[0].second, PoolGeometry{UINT64_MAX}, &r).ok());
            r.refs = 3;
            ed.Put(n[0].first, EncodeRefcount(r));
          },

@@ -93,7 +93,7 @@ std::vector<Extent> StoreEditor::Extents(uint64_t ino) {
   std::vector<Extent> out;
   for (const auto& [k, v] : Scan(keys::ExtentPrefix(ino))) {
     Extent e;
-    REQUIRE(DecodeExtent(k, v, &e).ok());
+    REQUIRE(DecodeExtent(k, v, PoolGeometry{UINT64_MAX}, &e).ok());
     out.push_back(e);
   }
   return out;

@@ -38,6 +38,7 @@
 #include "meta/checker.h"
 #include "meta/pool_check.h"
 #include "meta/repair.h"
+#include "meta/store.h"
 #include "meta/superblock.h"
 #include "tools/common/cli.h"
 #include "tools/fsck/pool_file.h"
@@ -300,22 +301,30 @@ int Main(int argc, char** argv) {
   Result<std::unique_ptr<rocksdb::DB>> db = OpenStoreForRepair(MetaPath(cl.source));
   if (!db.ok()) return Fail(db.status().message());
 
-  // The superblock copies: a damaged one rewritten from the trusted one.
-  const bool truncated = pi.truncated;
-  if (!truncated) {
-    if (!pi.primary.ok() || pi.copies_differ || !pi.backup.ok()) {
-      const bool backup = pi.primary.ok();
-      s = WriteSuperblockCopy(pool->fd(), pi.sb, backup);
-      if (!s.ok()) return Fail(s.message());
-      report.AddRepair(RepairAction{ProblemClass::kSuperblock,
-                                    std::string(backup ? "backup" : "primary") +
-                                        " superblock rewritten from the " +
-                                        (backup ? "primary" : "backup"),
-                                    0});
-    }
+  // The pool first: a file cut short is given its length back (what its
+  // end held is gone; extents there read zeros), and a damaged superblock
+  // copy is rewritten from the trusted one.
+  if (pi.truncated) {
+    if (ftruncate(pool->fd(), static_cast<off_t>(pi.sb.block_count * kBlockSize)) != 0)
+      return Fail(PoolPath(cl.source) + ": cannot restore its length: " + strerror(errno));
+    report.AddRepair(RepairAction{ProblemClass::kSuperblock,
+                                  "the pool file was truncated: its length is restored (the "
+                                  "blocks it had lost read as zeros)",
+                                  0});
   }
+  if (!pi.primary.ok() || pi.copies_differ || !pi.backup.ok()) {
+    const bool backup = pi.primary.ok();
+    s = WriteSuperblockCopy(pool->fd(), pi.sb, backup);
+    if (!s.ok()) return Fail(s.message());
+    report.AddRepair(RepairAction{ProblemClass::kSuperblock,
+                                  std::string(backup ? "backup" : "primary") +
+                                      " superblock rewritten from the " +
+                                      (backup ? "primary" : "backup"),
+                                  0});
+  }
+  Superblock sb = pi.sb;
   RepairOptions ro;
-  ro.pool = pi.sb;
+  ro.pool = sb;
   ro.data = &*pool;
   ro.progress = [&](std::string_view phase, double done) { return line.Show(phase, done); };
   check::Scanner scan(db->get(), nullptr);
@@ -326,11 +335,21 @@ int Main(int argc, char** argv) {
   if (!s.ok()) {
     if (s.err() != EINVAL) return Fail("repairing " + cl.source + ": " + s.message());
     report.Refuse(s.message());
+  } else {
+    // A repair is a read-write open like any other: pool and store move to
+    // a new generation (meta/store.h), so that a copy of either half from
+    // before the repair is never again taken for the other's partner. It
+    // needs the identity records whole, which the repair has just made so.
+    s = AdvanceGeneration(db->get(), PoolPath(cl.source), &sb);
+    if (!s.ok()) return Fail("repairing " + cl.source + ": " + s.message());
   }
   s = pool->Sync();
   if (!s.ok()) return Fail(s.message());
-  rocksdb::Status rs = (*db)->FlushWAL(true);
+  rocksdb::Status rs = (*db)->Flush(rocksdb::FlushOptions());
+  if (rs.ok()) rs = (*db)->FlushWAL(true);
   if (!rs.ok()) return Fail("syncing the metadata store: " + rs.ToString());
+  s = RecordStoreSequence(db->get(), PoolPath(cl.source), &sb);
+  if (!s.ok()) return Fail(s.message());
 
   // What a second look still finds is what is left.
   Report again(cl.source, Mode::kCheck, false);
