@@ -827,6 +827,11 @@ Status CheckStore(rocksdb::DB* db, uint64_t block_count,
       db, o, [&](const Problem& p) { problem(p.text); }, report);
 }
 
+std::string InodePath(rocksdb::DB* db, const rocksdb::Snapshot* snapshot, uint64_t ino) {
+  check::Scanner scan(db, snapshot);
+  return check::PathOf(&scan, ino);
+}
+
 Status CheckStoreAt(const std::string& meta_dir, const CheckOptions& opts, const ProblemFn& problem,
                     CheckReport* report) {
   auto db = OpenStoreReadOnly(meta_dir);

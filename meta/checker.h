@@ -127,4 +127,9 @@ Status CheckStoreAt(const std::string& meta_dir, const CheckOptions& opts, const
 Status CheckStoreAt(const std::string& meta_dir, uint64_t block_count,
                     const std::function<void(const std::string&)>& problem, CheckReport* report);
 
+// One path naming `ino` ("/a/b"), found by following parent pointers up to
+// the root in `snapshot` (null: the store as it is); "" when none leads
+// there. For naming the inodes problems and repairs concern.
+std::string InodePath(rocksdb::DB* db, const rocksdb::Snapshot* snapshot, uint64_t ino);
+
 }  // namespace daxref

@@ -34,7 +34,6 @@
 #include <unordered_set>
 #include <vector>
 
-#include "meta/check_census.h"
 #include "meta/checker.h"
 #include "meta/pool_check.h"
 #include "meta/repair.h"
@@ -185,12 +184,12 @@ Status CheckAll(int pool_fd, rocksdb::DB* db, ProgressLine* line, Report* report
   opts.block_count = pi->sb.block_count;
   opts.pool = &pi->sb;
   opts.progress = [&](std::string_view phase, double done) { return line->Show(phase, done); };
-  check::Scanner scan(db, nullptr);
   CheckReport counts;
   Status s = CheckStore(
       db, opts,
       [&](const Problem& p) {
-        report->AddProblem(p, p.ino != 0 && report->WantsPath() ? check::PathOf(&scan, p.ino) : "");
+        report->AddProblem(p,
+                           p.ino != 0 && report->WantsPath() ? InodePath(db, nullptr, p.ino) : "");
       },
       &counts);
   line->Clear();
@@ -327,9 +326,9 @@ int Main(int argc, char** argv) {
   ro.pool = sb;
   ro.data = &*pool;
   ro.progress = [&](std::string_view phase, double done) { return line.Show(phase, done); };
-  check::Scanner scan(db->get(), nullptr);
   s = RepairStore(db->get(), ro, [&](const RepairAction& a) {
-    report.AddRepair(a, a.ino != 0 && report.WantsPath() ? check::PathOf(&scan, a.ino) : "");
+    report.AddRepair(a,
+                     a.ino != 0 && report.WantsPath() ? InodePath(db->get(), nullptr, a.ino) : "");
   });
   line.Clear();
   if (!s.ok()) {
