@@ -229,10 +229,21 @@ std::string EncodeCookie(const DirentRecord& r, std::string_view name) {
   return EncodeDirent(r).append(name);
 }
 
-Status DecodeCookie(std::string_view v, DirentRecord* out, std::string* name) {
-  if (v.size() < 20) return Status::Corruption("bad dirent cookie record");
-  DAXREF_RETURN_IF_ERROR(DecodeDirent(v.substr(0, 20), out));
+Status DecodeCookie(std::string_view key, std::string_view v, DirentRecord* out,
+                    std::string* name) {
+  if (key.size() != 17) return Status::Corruption("readdir cookie record with a bad key");
+  uint64_t dir = keys::U64At(key, 1), cookie = keys::U64At(key, 9);
+  std::string who = "readdir cookie record of directory " + std::to_string(dir) + " at cookie " +
+                    std::to_string(cookie);
+  if (v.size() < 20) return Status::Corruption(who + ": bad length");
+  Status s = DecodeDirent(v.substr(0, 20), out);
+  if (!s.ok()) return Status::Corruption(who + ": " + s.message());
+  if (out->cookie != cookie || cookie < kFirstCookie)
+    return Status::Corruption(who + ": names cookie " + std::to_string(out->cookie));
   name->assign(v.substr(20));
+  if (name->empty() || name->size() > 255 || name->find('/') != std::string::npos || *name == "." ||
+      *name == "..")
+    return Status::Corruption(who + ": bad name");
   return Status::Ok();
 }
 

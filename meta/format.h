@@ -199,9 +199,12 @@ std::string EncodeInode(const InodeRecord& r);
 Status DecodeInode(uint64_t ino, std::string_view v, InodeRecord* out);
 std::string EncodeDirent(const DirentRecord& r);
 Status DecodeDirent(std::string_view v, DirentRecord* out);
-// The cookie index value carries the name after the dirent fields.
+// The cookie index value carries the name after the dirent fields. The
+// cookie in the value must be the one in the key: readdir hands it to the
+// kernel as the position to continue from, and a smaller one would make
+// the walk start over for ever.
 std::string EncodeCookie(const DirentRecord& r, std::string_view name);
-Status DecodeCookie(std::string_view v, DirentRecord* out, std::string* name);
+Status DecodeCookie(std::string_view key, std::string_view v, DirentRecord* out, std::string* name);
 std::string EncodeExtent(const Extent& e);  // key carries ino and fblock
 Status DecodeExtent(std::string_view key, std::string_view v, const PoolGeometry& geo, Extent* out);
 // R records have no value encoder: the value is EncodeLength(len).

@@ -626,7 +626,8 @@ Status Volume::ReadDir(uint64_t dir, uint64_t cookie, const DirentFn& fn) {
        it->Next()) {
     DirentRecord e;
     std::string name;
-    DAXREF_RETURN_IF_ERROR(DecodeCookie(it->value().ToStringView(), &e, &name));
+    DAXREF_RETURN_IF_ERROR(
+        DecodeCookie(it->key().ToStringView(), it->value().ToStringView(), &e, &name));
     if (!fn(name, e.ino, e.type, e.cookie)) break;
   }
   return FromRocks(it->status(), "readdir");
