@@ -180,11 +180,7 @@ Status DecodeCookieEntry(std::string_view key, std::string_view value, CookieEnt
   if (key.size() != 17) return Status::Corruption("bad readdir cookie key");
   out->dir = keys::U64At(key, 1);
   out->cookie = keys::U64At(key, 9);
-  DAXREF_RETURN_IF_ERROR(DecodeCookie(value, &out->d, &out->name));
-  if (out->d.cookie != out->cookie)
-    return Status::Corruption("readdir cookie record disagrees with its key");
-  if (out->name.empty()) return Status::Corruption("readdir cookie record with no name");
-  return Status::Ok();
+  return DecodeCookie(key, value, &out->d, &out->name);
 }
 
 Status DecodeExtentShape(std::string_view key, std::string_view v, Extent* out) {
