@@ -76,7 +76,8 @@ int main(int argc, char** argv) {
     perror("map pool");
     return 1;
   }
-  auto vol = daxref::Volume::Open(daxref::MetaPath(source), sb, &pool, {});
+  auto vol = daxref::Volume::Open(daxref::MetaPath(source), sb, &pool,
+                                  {.pool_path = daxref::PoolPath(source)});
   if (!vol.ok()) {
     fprintf(stderr, "%s\n", vol.status().message().c_str());
     return 1;

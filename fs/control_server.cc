@@ -11,6 +11,8 @@
 
 #include <cstring>
 
+#include "fs/scrub.h"
+
 namespace daxref {
 
 namespace {
@@ -62,6 +64,30 @@ bool RangeOf(const Record& req, uint64_t* pb0, uint64_t* pb1) {
   return true;
 }
 
+// Records are sent in batches of up to 32 KiB, and the last when the reply
+// ends: a send (and a wake-up of the reader) per record would cost a third
+// of a large walk. False once the peer is gone (or stopped reading for the
+// send timeout).
+class ReplyWriter {
+ public:
+  explicit ReplyWriter(int fd) : fd_(fd) {}
+  bool Send(const Record& r) {
+    if (gone_) return false;
+    out_ += r.Encode();
+    if (out_.size() >= (32 << 10) || r.kind == "done" || r.kind == "error") Flush();
+    return !gone_;
+  }
+  void Flush() {
+    if (!gone_ && !out_.empty() && !control::WriteBytes(fd_, out_)) gone_ = true;
+    out_.clear();
+  }
+
+ private:
+  int fd_;
+  std::string out_;
+  bool gone_ = false;
+};
+
 }  // namespace
 
 Result<std::unique_ptr<ControlServer>> ControlServer::Start(const std::string& source,
@@ -93,11 +119,14 @@ Result<std::unique_ptr<ControlServer>> ControlServer::Start(const std::string& s
 }
 
 ControlServer::~ControlServer() {
+  stopping_ = true;
   if (thread_.joinable()) {
     uint64_t one = 1;
     if (write(stop_fd_, &one, sizeof(one)) != sizeof(one)) spdlog::warn("control: cannot stop");
     thread_.join();
   }
+  // A scrub under way sees stopping_ at its next step and ends.
+  if (scrub_thread_.joinable()) scrub_thread_.join();
   if (listen_fd_ >= 0) {
     close(listen_fd_);
     unlink(path_.c_str());
@@ -129,21 +158,8 @@ void ControlServer::Serve(int conn_fd) {
   setsockopt(conn.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
   timeval rtv{5, 0};
   setsockopt(conn.get(), SOL_SOCKET, SO_RCVTIMEO, &rtv, sizeof(rtv));
-  // Records are sent in batches of up to 32 KiB, and the last when the
-  // reply ends: a send (and a wake-up of the reader) per owner would
-  // cost a third of a large walk.
-  bool gone = false;
-  std::string out;
-  auto flush = [&] {
-    if (!gone && !out.empty() && !control::WriteBytes(conn.get(), out)) gone = true;
-    out.clear();
-  };
-  auto sink = [&](const Record& r) {
-    if (gone) return false;
-    out += r.Encode();
-    if (out.size() >= (32 << 10) || r.kind == "done" || r.kind == "error") flush();
-    return !gone;
-  };
+  ReplyWriter writer(conn.get());
+  auto sink = [&](const Record& r) { return writer.Send(r); };
 
   ucred cred{};
   socklen_t cl = sizeof(cred);
@@ -179,6 +195,9 @@ void ControlServer::Serve(int conn_fd) {
   } else if (req.kind == "resolve") {
     if (!RangeOf(req, &pb0, &pb1)) return (void)sink(Refusal(EINVAL, "resolve needs a range"));
     handler_->Resolve(pb0, pb1, sink);
+  } else if (req.kind == "scrub") {
+    if (scrub_running_) return (void)sink(Refusal(EBUSY, "a scrub is already running"));
+    StartScrub(conn.release());
   } else if (req.kind == "pre-remove") {
     handler_->PreRemove(sink);
     // The reply is out (closing the connection ends it); then the mount goes.
@@ -187,6 +206,19 @@ void ControlServer::Serve(int conn_fd) {
   } else {
     sink(Refusal(EINVAL, "unknown request '" + req.kind + "'"));
   }
+}
+
+void ControlServer::StartScrub(int conn_fd) {
+  // The previous scrub has finished (scrub_running_ is false): reap it.
+  if (scrub_thread_.joinable()) scrub_thread_.join();
+  scrub_running_ = true;
+  scrub_thread_ = std::thread([this, conn_fd] {
+    ScopedFd conn(conn_fd);
+    ReplyWriter writer(conn.get());
+    ScrubVolume(fs_->volume(), stopping_, [&](const Record& r) { return writer.Send(r); });
+    writer.Flush();
+    scrub_running_ = false;
+  });
 }
 
 }  // namespace daxref

@@ -7,7 +7,11 @@
 // so that the refusal is a clear answer rather than a bare EACCES.
 //
 // Requests are served one at a time, on this thread, which is not a FUSE
-// request thread: the poison path may invalidate the kernel's caches.
+// request thread: the poison path may invalidate the kernel's caches. The
+// one exception is `scrub` (fs/scrub.h), which can take a while: its
+// connection is handed to a thread of its own, one scrub at a time (a
+// second is refused with EBUSY), so that poison requests are never queued
+// behind a check; the server stops it and waits for it when it goes.
 #pragma once
 
 #include <sys/types.h>
@@ -37,6 +41,8 @@ class ControlServer {
   ControlServer() = default;
   void Run();
   void Serve(int conn);
+  // Runs a scrub on the scrub thread, replying on `conn` (which it closes).
+  void StartScrub(int conn);
 
   PoisonHandler* handler_ = nullptr;
   Filesystem* fs_ = nullptr;
@@ -44,6 +50,9 @@ class ControlServer {
   int listen_fd_ = -1;
   int stop_fd_ = -1;  // an eventfd: written once to end Run
   std::thread thread_;
+  std::thread scrub_thread_;  // only the control thread starts or joins it
+  std::atomic<bool> scrub_running_{false};
+  std::atomic<bool> stopping_{false};
 };
 
 }  // namespace daxref

@@ -32,8 +32,16 @@ Caller CallerOf(fuse_req_t req) {
 
 void ReplyErr(fuse_req_t req, const Status& s) {
   int err = s.err() ? s.err() : EIO;
-  if (err != ENOENT) spdlog::debug("request failed: {} ({})", s.message(), strerror(err));
-  if (err == EUCLEAN) err = EIO;  // corruption is an I/O error to callers
+  if (err == EUCLEAN) {
+    // A record failed its checks where it was decoded: the message names
+    // it. The operation wrote nothing; the caller sees an I/O error, and
+    // fsck.daxref is what repairs the store.
+    spdlog::error("metadata corruption: {}; the request fails with EIO (run fsck.daxref)",
+                  s.message());
+    err = EIO;
+  } else if (err != ENOENT) {
+    spdlog::debug("request failed: {} ({})", s.message(), strerror(err));
+  }
   fuse_reply_err(req, err);
 }
 
@@ -287,6 +295,7 @@ void Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info
   iov.reserve(8);
   const char* base = fs->pool()->base();
   bool bad = false;
+  Status outside;
   s = fs->volume()->MapRange(ino, uoff, len, [&](const MappedSegment& seg) {
     if (!seg.hole &&
         fs->volume()->IsBad(seg.pool_off >> kBlockShift,
@@ -301,11 +310,20 @@ void Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info
         done += n;
       }
     } else {
+      // The extent was checked against the pool's geometry when it was
+      // decoded; the mapping checks again, so that no reply ever points
+      // outside it.
+      if (!fs->pool()->Contains(seg.pool_off, seg.len)) {
+        outside = Status::Corruption("inode " + std::to_string(ino) + " maps file bytes at " +
+                                     std::to_string(seg.off) + " outside the pool");
+        return false;
+      }
       iov.push_back({const_cast<char*>(base + seg.pool_off), seg.len});
     }
     return true;
   });
   if (!s.ok()) return ReplyErr(req, s);
+  if (!outside.ok()) return ReplyErr(req, outside);
   // The whole request fails, never a short read: FUSE takes a short read
   // for the end of the file. The kernel then asks again page by page for
   // what its caller wanted, so the good pages around a bad block still read.

@@ -94,21 +94,33 @@ Status PoolMapping::Access(Fn&& fn, const char* what, uint64_t* fault_off) {
   }
 }
 
+Status PoolMapping::CheckRange(uint64_t pool_off, uint64_t len, const char* what) const {
+  if (Contains(pool_off, len)) return Status::Ok();
+  return Status::IOError(std::string("pool ") + what + " of " + std::to_string(len) + " bytes at " +
+                         std::to_string(pool_off) + " is outside the pool's " +
+                         std::to_string(size_) + " bytes");
+}
+
 Status PoolMapping::Write(uint64_t pool_off, const void* src, size_t len) {
+  DAXREF_RETURN_IF_ERROR(CheckRange(pool_off, len, "write"));
   return Access([&] { memcpy_(base_ + pool_off, src, len, store_flags_); }, "write");
 }
 
 Status PoolMapping::Load(uint64_t pool_off, void* dst, size_t len) {
+  DAXREF_RETURN_IF_ERROR(CheckRange(pool_off, len, "load"));
   const char* from = base_ + pool_off;
   return Access([&] { memcpy(dst, from, len); }, "load");
 }
 
 Status PoolMapping::Copy(uint64_t dst_pool_off, uint64_t src_pool_off, size_t len) {
+  DAXREF_RETURN_IF_ERROR(CheckRange(dst_pool_off, len, "copy"));
+  DAXREF_RETURN_IF_ERROR(CheckRange(src_pool_off, len, "copy"));
   return Access([&] { memcpy_(base_ + dst_pool_off, base_ + src_pool_off, len, store_flags_); },
                 "copy");
 }
 
 Status PoolMapping::Zero(uint64_t pool_off, size_t len) {
+  DAXREF_RETURN_IF_ERROR(CheckRange(pool_off, len, "zero"));
   return Access([&] { memset_(base_ + pool_off, 0, len, store_flags_); }, "zero");
 }
 
@@ -250,6 +262,7 @@ Status PoolMapping::WalkBadBlocks(const BadBlockFn& fn) {
 // fraction of that. Best effort: an old kernel without MADV_POPULATE_WRITE,
 // or a range that cannot be populated now, just faults as before.
 void PoolMapping::WillWrite(uint64_t pool_off, size_t len) {
+  if (!Contains(pool_off, len)) return;
 #ifdef MADV_POPULATE_WRITE
   if (page_granular_ && len >= 2 * kBlockSize) {
     uintptr_t start = reinterpret_cast<uintptr_t>(base_ + pool_off) & ~uintptr_t{kBlockSize - 1};
@@ -274,9 +287,7 @@ Status PoolMapping::PersistAll() {
 }
 
 Status PoolMapping::Msync(uint64_t pool_off, size_t len) {
-  if (pool_off > size_ || len > size_ - pool_off)
-    return Status::Invalid("persist: [" + std::to_string(pool_off) + ", +" + std::to_string(len) +
-                           ") is not inside the pool");
+  DAXREF_RETURN_IF_ERROR(CheckRange(pool_off, len, "persist"));
   // msync wants a page-aligned start; the mapping itself is page-aligned.
   uint64_t start = pool_off & ~uint64_t{page_size_ - 1};
   uint64_t end = pool_off + len;

@@ -68,7 +68,9 @@ class PoolMapping : public DataPlane {
 
   // Ok; or EIO "pool memory fault at byte N" (and the sink told N) when the
   // memory faulted; or ENOSPC / EIO when the host filesystem could not
-  // provide a page (above). See DataPlane for what moved.
+  // provide a page (above). See DataPlane for what moved. A range that is
+  // not inside the pool is refused (EIO, nothing touched): the metadata that
+  // produced it is damaged.
   Status Write(uint64_t pool_off, const void* src, size_t len) override;
   Status Load(uint64_t pool_off, void* dst, size_t len) override;
   Status Copy(uint64_t dst_pool_off, uint64_t src_pool_off, size_t len) override;
@@ -115,6 +117,11 @@ class PoolMapping : public DataPlane {
   using BadBlockFn = std::function<bool(uint64_t pool_off, uint64_t len)>;
   Status WalkBadBlocks(const BadBlockFn& fn);
 
+  // Is [pool_off, pool_off+len) inside the mapping (without overflow)?
+  bool Contains(uint64_t pool_off, uint64_t len) const {
+    return pool_off <= size_ && len <= size_ - pool_off;
+  }
+
   const char* base() const { return base_; }
   uint64_t size() const { return size_; }
   const Superblock& superblock() const { return sb_; }
@@ -133,6 +140,8 @@ class PoolMapping : public DataPlane {
   // A page of the pool file that the host filesystem did not provide.
   Status HostFault(uint64_t off, const char* what, bool may_retry, bool* retry);
   Status Msync(uint64_t pool_off, size_t len);
+  // EIO naming the access unless [pool_off, pool_off+len) is inside the pool.
+  Status CheckRange(uint64_t pool_off, uint64_t len, const char* what) const;
   int fd_ = -1;
   pmem2_config* cfg_ = nullptr;
   pmem2_source* src_ = nullptr;

@@ -10,15 +10,14 @@
 
 namespace daxref {
 
-Status BadBlocks::Load(rocksdb::DB* db) {
+Status BadBlocks::Load(rocksdb::DB* db, const PoolGeometry& geo) {
   ranges_.clear();
   blocks_ = 0;
   uint64_t prev_end = 0;
   return WalkPrefix(db, prefix::kBad, [&](std::string_view k, std::string_view v) {
-    if (k.size() != 9) return Status::Corruption("bad-block record with a malformed key");
-    uint64_t start = keys::U64At(k, 1), len = 0;
-    DAXREF_RETURN_IF_ERROR(DecodeLength(v, &len));
-    if (len == 0 || start < prev_end)
+    uint64_t start = 0, len = 0;
+    DAXREF_RETURN_IF_ERROR(DecodeBad(k, v, geo, &start, &len));
+    if (start < prev_end)
       return Status::Corruption("bad-block records overlap at pool block " + std::to_string(start));
     ranges_[start] = len;
     blocks_ += len;

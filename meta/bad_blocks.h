@@ -7,6 +7,7 @@
 #include <map>
 #include <optional>
 
+#include "meta/format.h"
 #include "meta/status.h"
 
 namespace rocksdb {
@@ -18,7 +19,7 @@ namespace daxref {
 class BadBlocks {
  public:
   // Reads every B record.
-  Status Load(rocksdb::DB* db);
+  Status Load(rocksdb::DB* db, const PoolGeometry& geo);
 
   uint64_t blocks() const { return blocks_; }
   bool empty() const { return ranges_.empty(); }

@@ -1,5 +1,7 @@
 #include "meta/format.h"
 
+#include <sys/stat.h>
+
 #include <cstdio>
 
 #include "meta/codec.h"
@@ -124,6 +126,21 @@ namespace {
 // Value layout version bytes. Do not change: they are on disk.
 constexpr uint8_t kInodeV1 = 1;
 
+bool ValidFileType(uint32_t mode) {
+  switch (mode & S_IFMT) {
+    case S_IFREG:
+    case S_IFDIR:
+    case S_IFLNK:
+    case S_IFCHR:
+    case S_IFBLK:
+    case S_IFIFO:
+    case S_IFSOCK:
+      return true;
+    default:
+      return false;
+  }
+}
+
 void PutTime(std::string* d, const Timespec& t) {
   codec::PutI64(d, t.sec);
   PutU32(d, t.nsec);
@@ -178,6 +195,13 @@ Status DecodeInode(uint64_t ino, std::string_view v, InodeRecord* out) {
   out->flags = r.U32();
   if (!r.ok() || !r.done())
     return Status::Corruption("inode " + std::to_string(ino) + ": bad length");
+  if (!ValidFileType(out->mode))
+    return Status::Corruption("inode " + std::to_string(ino) + ": bad file type in mode " +
+                              std::to_string(out->mode));
+  if (out->size > kMaxFileSize || out->blocks > kMaxFileBlocks)
+    return Status::Corruption("inode " + std::to_string(ino) + ": size " +
+                              std::to_string(out->size) + " or block count " +
+                              std::to_string(out->blocks) + " out of range");
   return Status::Ok();
 }
 
@@ -195,6 +219,9 @@ Status DecodeDirent(std::string_view v, DirentRecord* out) {
   out->type = r.U32();
   out->cookie = r.U64();
   if (!r.ok() || !r.done()) return Status::Corruption("bad dirent record");
+  if (out->ino == 0 || !ValidFileType(out->type))
+    return Status::Corruption("dirent record for inode " + std::to_string(out->ino) +
+                              ": bad inode or type");
   return Status::Ok();
 }
 
@@ -202,10 +229,21 @@ std::string EncodeCookie(const DirentRecord& r, std::string_view name) {
   return EncodeDirent(r).append(name);
 }
 
-Status DecodeCookie(std::string_view v, DirentRecord* out, std::string* name) {
-  if (v.size() < 20) return Status::Corruption("bad dirent cookie record");
-  DAXREF_RETURN_IF_ERROR(DecodeDirent(v.substr(0, 20), out));
+Status DecodeCookie(std::string_view key, std::string_view v, DirentRecord* out,
+                    std::string* name) {
+  if (key.size() != 17) return Status::Corruption("readdir cookie record with a bad key");
+  uint64_t dir = keys::U64At(key, 1), cookie = keys::U64At(key, 9);
+  std::string who = "readdir cookie record of directory " + std::to_string(dir) + " at cookie " +
+                    std::to_string(cookie);
+  if (v.size() < 20) return Status::Corruption(who + ": bad length");
+  Status s = DecodeDirent(v.substr(0, 20), out);
+  if (!s.ok()) return Status::Corruption(who + ": " + s.message());
+  if (out->cookie != cookie || cookie < kFirstCookie)
+    return Status::Corruption(who + ": names cookie " + std::to_string(out->cookie));
   name->assign(v.substr(20));
+  if (name->empty() || name->size() > 255 || name->find('/') != std::string::npos || *name == "." ||
+      *name == "..")
+    return Status::Corruption(who + ": bad name");
   return Status::Ok();
 }
 
@@ -216,28 +254,70 @@ std::string EncodeExtent(const Extent& e) {
   return v;
 }
 
-Status DecodeExtent(std::string_view key, std::string_view v, Extent* out) {
+namespace {
+
+std::string Blocks(uint64_t pblock, uint64_t len) {
+  return "[" + std::to_string(pblock) + ", +" + std::to_string(len) + ")";
+}
+
+std::string Area(const PoolGeometry& geo) {
+  return "[" + std::to_string(geo.first_data_block()) + ", " + std::to_string(geo.data_end()) + ")";
+}
+
+// A record keyed by one byte of prefix and a pool block, valued by a length:
+// F and B records.
+Status DecodeRun(const char* what, std::string_view key, std::string_view v, uint64_t* pblock,
+                 uint64_t* len) {
+  if (key.size() != 9) return Status::Corruption(std::string(what) + " record with a bad key");
+  *pblock = keys::U64At(key, 1);
+  Status s = DecodeLength(v, len);
+  if (!s.ok())
+    return Status::Corruption(std::string(what) + " record at pool block " +
+                              std::to_string(*pblock) + ": " + s.message());
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status DecodeExtent(std::string_view key, std::string_view v, const PoolGeometry& geo,
+                    Extent* out) {
+  if (key.size() != 17) return Status::Corruption("extent record with a bad key");
+  uint64_t ino = keys::U64At(key, 1);
   codec::Reader r(v);
   out->fblock = keys::U64At(key, 9);
   out->pblock = r.U64();
   out->len = r.U64();
-  if (key.size() != 17 || !r.ok() || !r.done() || out->len == 0)
-    return Status::Corruption("bad extent record");
+  std::string who = "extent record of inode " + std::to_string(ino) + " at file block " +
+                    std::to_string(out->fblock);
+  if (!r.ok() || !r.done()) return Status::Corruption(who + ": bad length");
+  if (!ValidFileRun(out->fblock, out->len))
+    return Status::Corruption(who + ": file blocks " + Blocks(out->fblock, out->len) +
+                              " are not a valid run");
+  if (!geo.InData(out->pblock, out->len))
+    return Status::Corruption(who + ": pool blocks " + Blocks(out->pblock, out->len) +
+                              " are outside the data area " + Area(geo));
   return Status::Ok();
 }
 
-std::string EncodeRmap(const RmapRecord& rec) {
-  return EncodeLength(rec.len);
-}
-
-Status DecodeRmap(std::string_view key, std::string_view v, RmapRecord* out) {
-  if (key.size() != 26) return Status::Corruption("bad rmap key");
+Status DecodeRmap(std::string_view key, std::string_view v, const PoolGeometry& geo,
+                  RmapRecord* out) {
+  if (key.size() != 26) return Status::Corruption("reverse-map record with a bad key");
   out->pblock = keys::U64At(key, 2);
   out->ino = keys::U64At(key, 10);
   out->fblock = keys::U64At(key, 18);
-  DAXREF_RETURN_IF_ERROR(DecodeLength(v, &out->len));
+  std::string who = "reverse-map record at pool block " + std::to_string(out->pblock) + " (inode " +
+                    std::to_string(out->ino) + ", file block " + std::to_string(out->fblock) + ")";
+  Status s = DecodeLength(v, &out->len);
+  if (!s.ok()) return Status::Corruption(who + ": " + s.message());
   if (keys::RmapClass(out->len) != static_cast<uint8_t>(key[1]))
-    return Status::Corruption("rmap record filed under the wrong length class");
+    return Status::Corruption(who + ": filed under the wrong length class");
+  if (out->ino == 0) return Status::Corruption(who + ": owner inode 0");
+  if (!ValidFileRun(out->fblock, out->len))
+    return Status::Corruption(who + ": file blocks " + Blocks(out->fblock, out->len) +
+                              " are not a valid run");
+  if (!geo.InData(out->pblock, out->len))
+    return Status::Corruption(who + ": pool blocks " + Blocks(out->pblock, out->len) +
+                              " are outside the data area " + Area(geo));
   return Status::Ok();
 }
 
@@ -248,13 +328,39 @@ std::string EncodeRefcount(const RefcountRecord& r) {
   return v;
 }
 
-Status DecodeRefcount(std::string_view key, std::string_view v, RefcountRecord* out) {
+Status DecodeRefcount(std::string_view key, std::string_view v, const PoolGeometry& geo,
+                      RefcountRecord* out) {
+  if (key.size() != 9) return Status::Corruption("refcount record with a bad key");
   codec::Reader r(v);
   out->pblock = keys::U64At(key, 1);
   out->len = r.U64();
   out->refs = r.U64();
-  if (key.size() != 9 || !r.ok() || !r.done() || out->len == 0 || out->refs < 2)
-    return Status::Corruption("bad refcount record");
+  std::string who = "refcount record at pool block " + std::to_string(out->pblock);
+  if (!r.ok() || !r.done()) return Status::Corruption(who + ": bad length");
+  if (out->refs < 2)
+    return Status::Corruption(who + ": count " + std::to_string(out->refs) + " < 2");
+  if (!geo.InData(out->pblock, out->len))
+    return Status::Corruption(who + ": pool blocks " + Blocks(out->pblock, out->len) +
+                              " are outside the data area " + Area(geo));
+  return Status::Ok();
+}
+
+Status DecodeFree(std::string_view key, std::string_view v, const PoolGeometry& geo,
+                  uint64_t* pblock, uint64_t* len) {
+  DAXREF_RETURN_IF_ERROR(DecodeRun("free-space", key, v, pblock, len));
+  if (!geo.InData(*pblock, *len))
+    return Status::Corruption("free-space record: pool blocks " + Blocks(*pblock, *len) +
+                              " are outside the data area " + Area(geo));
+  return Status::Ok();
+}
+
+Status DecodeBad(std::string_view key, std::string_view v, const PoolGeometry& geo,
+                 uint64_t* pblock, uint64_t* len) {
+  DAXREF_RETURN_IF_ERROR(DecodeRun("bad-block", key, v, pblock, len));
+  if (!geo.InPool(*pblock, *len))
+    return Status::Corruption("bad-block record: pool blocks " + Blocks(*pblock, *len) +
+                              " are outside the pool's " + std::to_string(geo.block_count) +
+                              " blocks");
   return Status::Ok();
 }
 

@@ -47,6 +47,10 @@ inline constexpr std::string_view kMiscFormat = "format";
 inline constexpr std::string_view kMiscBlocks = "blocks";
 inline constexpr std::string_view kMiscNextIno = "next_ino";
 inline constexpr std::string_view kMiscInodes = "inodes";  // inodes in use
+// The generation this store shares with its pool's superblock, and the one
+// an open is moving both to (present only between its first and last step).
+inline constexpr std::string_view kMiscGeneration = "generation";
+inline constexpr std::string_view kMiscGenerationPending = "generation_pending";
 
 // InodeRecord::flags bits.
 inline constexpr uint32_t kInodeHasXattrs = 1u << 0;  // X records may exist
@@ -59,7 +63,37 @@ inline constexpr uint64_t kFirstCookie = 3;
 // record is at least 2^c and less than 2^(c+1) blocks long, so one that
 // covers block b starts no earlier than b - 2^(c+1) + 1 (docs/format.md).
 inline constexpr unsigned kRmapClasses = 64;
+// Largest file size (exclusive): keeps every byte offset and block number of
+// a file in a signed 64-bit off_t. No record may describe a file block at or
+// past kMaxFileBlocks.
+inline constexpr uint64_t kMaxFileSize = uint64_t{1} << 62;
+inline constexpr uint64_t kMaxFileBlocks = kMaxFileSize >> kBlockShift;
 // ---- end of on-disk constants. ---------------------------------------------
+
+// The pool's shape as the decoders check records against it: blocks
+// [0, block_count), of which block 0 and the last block hold the superblock
+// copies and the rest is the data area. Every record that names pool blocks
+// is validated against it where it is decoded (a damaged record is
+// Corruption, never an address).
+struct PoolGeometry {
+  uint64_t block_count = 0;
+  uint64_t first_data_block() const { return 1; }
+  uint64_t data_end() const { return block_count > 0 ? block_count - 1 : 0; }
+  // [pblock, pblock+len) is a non-empty run inside the data area, without overflow.
+  bool InData(uint64_t pblock, uint64_t len) const {
+    return len > 0 && pblock >= first_data_block() && pblock < data_end() &&
+           len <= data_end() - pblock;
+  }
+  // [pblock, pblock+len) is a non-empty run of the pool's blocks.
+  bool InPool(uint64_t pblock, uint64_t len) const {
+    return len > 0 && pblock < block_count && len <= block_count - pblock;
+  }
+};
+
+// [fblock, fblock+len) is a non-empty run of file blocks a file may have.
+inline bool ValidFileRun(uint64_t fblock, uint64_t len) {
+  return len > 0 && fblock < kMaxFileBlocks && len <= kMaxFileBlocks - fblock;
+}
 
 using Uuid = std::array<uint8_t, 16>;
 std::string UuidToString(const Uuid& u);
@@ -158,19 +192,33 @@ std::string Successor(std::string p);
 uint64_t U64At(std::string_view k, size_t at);
 }  // namespace keys
 
+// Decoders validate what they decode, as XFS's record checks do: lengths,
+// file block runs, and every pool block run against the geometry. A record
+// that fails is Corruption (EUCLEAN) with a message naming the record.
 std::string EncodeInode(const InodeRecord& r);
 Status DecodeInode(uint64_t ino, std::string_view v, InodeRecord* out);
 std::string EncodeDirent(const DirentRecord& r);
 Status DecodeDirent(std::string_view v, DirentRecord* out);
-// The cookie index value carries the name after the dirent fields.
+// The cookie index value carries the name after the dirent fields. The
+// cookie in the value must be the one in the key: readdir hands it to the
+// kernel as the position to continue from, and a smaller one would make
+// the walk start over for ever.
 std::string EncodeCookie(const DirentRecord& r, std::string_view name);
-Status DecodeCookie(std::string_view v, DirentRecord* out, std::string* name);
-std::string EncodeExtent(const Extent& e);  // key carries fblock
-Status DecodeExtent(std::string_view key, std::string_view v, Extent* out);
-std::string EncodeRmap(const RmapRecord& r);  // key carries class/pblock/ino/fblock
-Status DecodeRmap(std::string_view key, std::string_view v, RmapRecord* out);
+Status DecodeCookie(std::string_view key, std::string_view v, DirentRecord* out, std::string* name);
+std::string EncodeExtent(const Extent& e);  // key carries ino and fblock
+Status DecodeExtent(std::string_view key, std::string_view v, const PoolGeometry& geo, Extent* out);
+// R records have no value encoder: the value is EncodeLength(len).
+Status DecodeRmap(std::string_view key, std::string_view v, const PoolGeometry& geo,
+                  RmapRecord* out);
 std::string EncodeRefcount(const RefcountRecord& r);  // key carries pblock
-Status DecodeRefcount(std::string_view key, std::string_view v, RefcountRecord* out);
+Status DecodeRefcount(std::string_view key, std::string_view v, const PoolGeometry& geo,
+                      RefcountRecord* out);
+// F (free) records: a run inside the data area. B (bad) records: a run
+// anywhere in the pool (the superblock copies can go bad too).
+Status DecodeFree(std::string_view key, std::string_view v, const PoolGeometry& geo,
+                  uint64_t* pblock, uint64_t* len);
+Status DecodeBad(std::string_view key, std::string_view v, const PoolGeometry& geo,
+                 uint64_t* pblock, uint64_t* len);
 Status DecodeParent(std::string_view key, ParentRecord* out);
 std::string EncodeLength(uint64_t len);
 Status DecodeLength(std::string_view v, uint64_t* len);

@@ -9,14 +9,16 @@
 
 namespace daxref {
 
-Status FreeSpace::Load(rocksdb::DB* db) {
+Status FreeSpace::Load(rocksdb::DB* db, const PoolGeometry& geo) {
   extents_.clear();
   free_ = 0;
   uint64_t prev_end = 0;
   return WalkPrefix(db, prefix::kFree, [&](std::string_view k, std::string_view v) {
-    uint64_t start = keys::U64At(k, 1), len = 0;
-    DAXREF_RETURN_IF_ERROR(DecodeLength(v, &len));
-    if (start < prev_end) return Status::Corruption("overlapping free extents");
+    uint64_t start = 0, len = 0;
+    DAXREF_RETURN_IF_ERROR(DecodeFree(k, v, geo, &start, &len));
+    if (start < prev_end)
+      return Status::Corruption("free-space records overlap at pool block " +
+                                std::to_string(start));
     extents_.emplace_hint(extents_.end(), start, len);
     free_ += len;
     prev_end = start + len;

@@ -23,7 +23,7 @@ namespace daxref {
 class FreeSpace {
  public:
   // Reads every F record.
-  Status Load(rocksdb::DB* db);
+  Status Load(rocksdb::DB* db, const PoolGeometry& geo);
 
   uint64_t free_blocks() const { return free_; }
   uint64_t extent_count() const { return extents_.size(); }

@@ -9,14 +9,16 @@
 
 namespace daxref {
 
-Status RefcountMap::Load(rocksdb::DB* db) {
+Status RefcountMap::Load(rocksdb::DB* db, const PoolGeometry& geo) {
   recs_.clear();
   before_.clear();
   uint64_t prev_end = 0;
   return WalkPrefix(db, prefix::kRefcount, [&](std::string_view k, std::string_view v) {
     RefcountRecord r;
-    DAXREF_RETURN_IF_ERROR(DecodeRefcount(k, v, &r));
-    if (r.pblock < prev_end) return Status::Corruption("overlapping refcount records");
+    DAXREF_RETURN_IF_ERROR(DecodeRefcount(k, v, geo, &r));
+    if (r.pblock < prev_end)
+      return Status::Corruption("refcount records overlap at pool block " +
+                                std::to_string(r.pblock));
     recs_.emplace_hint(recs_.end(), r.pblock, Value{r.len, r.refs});
     prev_end = r.pend();
     return Status::Ok();

@@ -33,7 +33,7 @@ namespace daxref {
 class RefcountMap {
  public:
   // Reads every N record.
-  Status Load(rocksdb::DB* db);
+  Status Load(rocksdb::DB* db, const PoolGeometry& geo);
 
   size_t size() const { return recs_.size(); }
 

@@ -28,8 +28,12 @@ Status WalkPrefix(rocksdb::DB* db, char prefix, Fn&& fn) {
     Status s = fn(it->key().ToStringView(), it->value().ToStringView());
     if (!s.ok()) return s;
   }
+  if (it->status().IsCorruption())
+    return Status::Corruption("metadata store is damaged (reading '" + lo +
+                              "' records): " + it->status().ToString());
   if (!it->status().ok())
-    return Status::IOError("reading '" + lo + "' records: " + it->status().ToString());
+    return Status::IOError("metadata store: reading '" + lo +
+                           "' records: " + it->status().ToString());
   return Status::Ok();
 }
 

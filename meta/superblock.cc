@@ -22,7 +22,9 @@ struct Crc32cTable {
   }
 };
 constexpr Crc32cTable kCrcTable;
-constexpr size_t kCrcOffset = 48;
+// Where the checksum sits, by version: version 1 had no generation.
+constexpr size_t kCrcOffsetV1 = 48;
+constexpr size_t kCrcOffset = 64;
 }  // namespace
 
 uint32_t Crc32c(const void* data, size_t len) {
@@ -34,11 +36,13 @@ uint32_t Crc32c(const void* data, size_t len) {
 
 void EncodeSuperblock(const Superblock& sb, char* block) {
   std::string s(kPoolMagic, sizeof(kPoolMagic));
-  codec::PutU32(&s, sb.version);
+  codec::PutU32(&s, kPoolFormatVersion);
   codec::PutU32(&s, sb.block_size);
   codec::PutU64(&s, sb.block_count);
   s.append(reinterpret_cast<const char*>(sb.uuid.data()), sb.uuid.size());
   codec::PutU64(&s, sb.created);
+  codec::PutU64(&s, sb.generation);
+  codec::PutU64(&s, sb.store_sequence);
   codec::PutU32(&s, Crc32c(s.data(), kCrcOffset));
   memset(block, 0, kBlockSize);
   memcpy(block, s.data(), s.size());
@@ -47,15 +51,20 @@ void EncodeSuperblock(const Superblock& sb, char* block) {
 Status DecodeSuperblock(const char* block, Superblock* out) {
   if (memcmp(block, kPoolMagic, sizeof(kPoolMagic)) != 0)
     return Status::Error(EINVAL, "not a daxref pool (bad magic)");
-  if (codec::LoadU32(block + kCrcOffset) != Crc32c(block, kCrcOffset))
+  uint32_t version = codec::LoadU32(block + 8);
+  if (version != kPoolFormatVersion && version != kPoolFormatPreviousVersion)
+    return Status::Error(EINVAL, "unsupported pool format version " + std::to_string(version));
+  size_t crc_at = version == kPoolFormatPreviousVersion ? kCrcOffsetV1 : kCrcOffset;
+  if (codec::LoadU32(block + crc_at) != Crc32c(block, crc_at))
     return Status::Corruption("pool superblock checksum mismatch");
-  out->version = codec::LoadU32(block + 8);
+  out->version = version;
   out->block_size = codec::LoadU32(block + 12);
   out->block_count = codec::LoadU64(block + 16);
   memcpy(out->uuid.data(), block + 24, 16);
   out->created = codec::LoadU64(block + 40);
-  if (out->version != kPoolFormatVersion)
-    return Status::Error(EINVAL, "unsupported pool format version " + std::to_string(out->version));
+  bool v1 = version == kPoolFormatPreviousVersion;
+  out->generation = v1 ? 0 : codec::LoadU64(block + 48);
+  out->store_sequence = v1 ? 0 : codec::LoadU64(block + 56);
   if (out->block_size != kBlockSize)
     return Status::Corruption("pool block size " + std::to_string(out->block_size) +
                               " is not 4096");
@@ -98,6 +107,25 @@ Status ReadPoolSuperblock(const std::string& path, Superblock* out, bool* used_b
     return Status::Ok();
   }
   return Status::Error(primary.err(), path + ": " + primary.message());
+}
+
+Status WritePoolSuperblocks(const std::string& path, const Superblock& sb) {
+  int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return Status::Error(errno, path + ": " + strerror(errno));
+  alignas(64) char block[kBlockSize];
+  EncodeSuperblock(sb, block);
+  Status s;
+  for (uint64_t at : {uint64_t{0}, (sb.block_count - 1) * kBlockSize}) {
+    if (pwrite(fd, block, kBlockSize, static_cast<off_t>(at)) != static_cast<ssize_t>(kBlockSize)) {
+      s = Status::Error(errno ? errno : EIO,
+                        path + ": cannot write the superblock: " + strerror(errno));
+      break;
+    }
+  }
+  if (s.ok() && fdatasync(fd) != 0)
+    s = Status::Error(errno, path + ": cannot sync the superblock: " + strerror(errno));
+  close(fd);
+  return s;
 }
 
 std::string PoolPath(const std::string& source) {

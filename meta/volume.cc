@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "meta/codec.h"
+#include "meta/store.h"
 #include "meta/store_logger.h"
 #include "meta/volume_txn.h"
 
@@ -34,9 +35,6 @@ namespace {
 constexpr uint32_t kMaxNameLen = 255;
 constexpr uint32_t kMaxLinks = 65000;
 constexpr size_t kMaxXattrValue = 65536;
-// Largest file offset (exclusive): keeps every byte offset and block number
-// in a signed 64-bit off_t.
-constexpr uint64_t kMaxFileSize = uint64_t{1} << 62;
 
 bool IsDir(uint32_t mode) {
   return S_ISDIR(mode);
@@ -47,19 +45,6 @@ bool IsDir(uint32_t mode) {
 // it the bit marks mandatory locking and stays).
 uint32_t KilledSetIdBits(uint32_t mode) {
   return (mode & S_ISUID) | ((mode & S_IXGRP) ? (mode & S_ISGID) : 0);
-}
-
-rocksdb::Options StoreOptions(size_t cache_bytes) {
-  rocksdb::Options o;
-  rocksdb::BlockBasedTableOptions t;
-  t.block_cache = rocksdb::NewLRUCache(cache_bytes);
-  t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
-  o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(t));
-  o.max_background_jobs = 2;
-  o.write_buffer_size = 32 << 20;
-  // Bounds the log a mount after a crash must replay.
-  o.max_total_wal_size = 64 << 20;
-  return o;
 }
 
 Status ValidName(std::string_view name) {
@@ -216,6 +201,11 @@ Volume::~Volume() {
       Status ss = SyncLogFiles(dir_);
       (void)ss;
     }
+    // The pool learns how far the store got, so that a store that later
+    // loses some of it (a damaged MANIFEST) is refused (meta/store.h). A
+    // stopped store got as far as its log: a failed write takes no
+    // sequence number, and the next mount replays the log to here.
+    if (!pool_path_.empty()) (void)RecordStoreSequence(db_.get(), pool_path_, &sb_);
     rocksdb::Status cs = db_->Close();
     cs.PermitUncheckedError();
   }
@@ -239,6 +229,8 @@ Status Volume::Create(const std::string& dir, const Superblock& sb, const Caller
   b.Put(keys::Misc(kMiscBlocks), EncodeLength(sb.block_count));
   b.Put(keys::Misc(kMiscNextIno), EncodeLength(kRootIno + 1));
   b.Put(keys::Misc(kMiscInodes), EncodeLength(1));
+  // A new filesystem is at generation 0, which has no record (meta/store.h).
+  if (sb.generation > 0) b.Put(keys::Misc(kMiscGeneration), EncodeLength(sb.generation));
   InodeRecord root;
   root.ino = kRootIno;
   root.mode = S_IFDIR | (root_mode & 07777);
@@ -261,9 +253,16 @@ Status Volume::Create(const std::string& dir, const Superblock& sb, const Caller
 
 Result<std::unique_ptr<Volume>> Volume::Open(const std::string& dir, const Superblock& sb,
                                              DataPlane* data, const Options& opts) {
-  struct stat st {};
-  if (stat((dir + "/CURRENT").c_str(), &st) != 0)
-    return Status::Error(ENOENT, "metadata store " + dir + " is missing");
+  // First a look that writes nothing: a store that is damaged, stale or
+  // someone else's is refused before RocksDB's read-write open can delete
+  // a file the MANIFEST no longer names, or write a byte.
+  {
+    auto ro = OpenStoreReadOnly(dir);
+    if (!ro.ok()) return ro.status();
+    StoreIdentity id;
+    DAXREF_RETURN_IF_ERROR(ReadStoreIdentity(ro->get(), rocksdb::ReadOptions(), &id));
+    DAXREF_RETURN_IF_ERROR(VerifyStore(ro->get(), id, sb));
+  }
   rocksdb::Options o = StoreOptions(opts.block_cache_bytes);
   o.info_log = StoreLogger::Open(dir);
   auto health = std::make_shared<StoreHealth>(opts.log);
@@ -277,21 +276,12 @@ Result<std::unique_ptr<Volume>> Volume::Open(const std::string& dir, const Super
     return Status::Error(err, "cannot open metadata store " + dir + ": " + s.ToString());
   }
   std::unique_ptr<rocksdb::DB> db(raw);
-
-  std::string v;
-  s = db->Get(rocksdb::ReadOptions(), keys::Misc(kMiscUuid), &v);
-  if (!s.ok() || v.size() != 16) return Status::Corruption("metadata store has no pool uuid");
-  if (memcmp(v.data(), sb.uuid.data(), 16) != 0) {
-    Uuid meta_uuid;
-    memcpy(meta_uuid.data(), v.data(), 16);
-    return Status::Error(EINVAL, "metadata belongs to pool " + UuidToString(meta_uuid) +
-                                     ", not to this pool " + UuidToString(sb.uuid));
-  }
-  s = db->Get(rocksdb::ReadOptions(), keys::Misc(kMiscFormat), &v);
-  uint32_t format = (s.ok() && v.size() == 4) ? codec::LoadU32(v.data()) : 0;
-  if (format != kMetaFormatVersion && format != kMetaFormatPreviousVersion)
-    return Status::Error(EINVAL, "unsupported metadata format version");
-  if (format == kMetaFormatPreviousVersion) {
+  // The same store the look saw (the caller's pool lock keeps others out),
+  // read again from what is now open.
+  StoreIdentity id;
+  DAXREF_RETURN_IF_ERROR(ReadStoreIdentity(db.get(), rocksdb::ReadOptions(), &id));
+  DAXREF_RETURN_IF_ERROR(VerifyStore(db.get(), id, sb));
+  if (id.format == kMetaFormatPreviousVersion) {
     // A format 2 store is a format 3 store without B records. It becomes
     // format 3 now, before this daemon can write one, so that a format 2
     // daemon (which would hand a bad block out again) refuses it.
@@ -302,28 +292,21 @@ Result<std::unique_ptr<Volume>> Volume::Open(const std::string& dir, const Super
     s = db->Put(wo, keys::Misc(kMiscFormat), nv);
     if (!s.ok()) return Status::IOError("cannot upgrade the metadata format: " + s.ToString());
   }
-  uint64_t blocks = 0;
-  s = db->Get(rocksdb::ReadOptions(), keys::Misc(kMiscBlocks), &v);
-  if (!s.ok() || !DecodeLength(v, &blocks).ok() || blocks != sb.block_count)
-    return Status::Corruption("metadata block count does not match the pool superblock");
-  uint64_t next_ino = 0;
-  s = db->Get(rocksdb::ReadOptions(), keys::Misc(kMiscNextIno), &v);
-  if (!s.ok() || !DecodeLength(v, &next_ino).ok())
-    return Status::Corruption("metadata has no inode counter");
+  Superblock current = sb;
+  if (!opts.pool_path.empty())
+    DAXREF_RETURN_IF_ERROR(AdvanceGeneration(db.get(), opts.pool_path, &current));
+  uint64_t next_ino = id.next_ino;
+  uint64_t inodes = id.inodes;
 
-  uint64_t inodes = 0;
-  s = db->Get(rocksdb::ReadOptions(), keys::Misc(kMiscInodes), &v);
-  if (!s.ok() || !DecodeLength(v, &inodes).ok())
-    return Status::Corruption("metadata has no inode count");
-
-  std::unique_ptr<Volume> vol(new Volume(std::move(db), sb, data));
+  std::unique_ptr<Volume> vol(new Volume(std::move(db), current, data));
+  vol->pool_path_ = opts.pool_path;
   vol->health_ = std::move(health);
   vol->dir_ = dir;
   vol->next_ino_ = next_ino;
   vol->inodes_ = inodes;
-  DAXREF_RETURN_IF_ERROR(vol->free_.Load(vol->db_.get()));
-  DAXREF_RETURN_IF_ERROR(vol->refs_.Load(vol->db_.get()));
-  DAXREF_RETURN_IF_ERROR(vol->bad_.Load(vol->db_.get()));
+  DAXREF_RETURN_IF_ERROR(vol->free_.Load(vol->db_.get(), current.geometry()));
+  DAXREF_RETURN_IF_ERROR(vol->refs_.Load(vol->db_.get(), current.geometry()));
+  DAXREF_RETURN_IF_ERROR(vol->bad_.Load(vol->db_.get(), current.geometry()));
   vol->bad_count_ = vol->bad_.blocks();
   {
     PrefixScan scan(std::string(1, prefix::kRmap));
@@ -508,7 +491,8 @@ ExtentCache::Map Volume::CommittedExtents(uint64_t ino, bool load) {
       return nullptr;
     }
     Extent e;
-    if (!DecodeExtent(it->key().ToStringView(), it->value().ToStringView(), &e).ok())
+    if (!DecodeExtent(it->key().ToStringView(), it->value().ToStringView(), sb_.geometry(), &e)
+             .ok())
       return nullptr;
     v->push_back(e);
   }
@@ -543,12 +527,14 @@ Status Volume::WalkExtents(Txn& t, uint64_t ino, uint64_t fb0, uint64_t fb1, con
   it->SeekForPrev(keys::Extent(ino, fb0));
   if (it->Valid() && it->key().starts_with(lo)) {
     Extent e;
-    DAXREF_RETURN_IF_ERROR(DecodeExtent(it->key().ToStringView(), it->value().ToStringView(), &e));
+    DAXREF_RETURN_IF_ERROR(
+        DecodeExtent(it->key().ToStringView(), it->value().ToStringView(), sb_.geometry(), &e));
     if (e.fblock < fb0 && e.fend() > fb0 && !fn(e)) return Status::Ok();
   }
   for (it->Seek(keys::Extent(ino, fb0)); it->Valid() && it->key().starts_with(lo); it->Next()) {
     Extent e;
-    DAXREF_RETURN_IF_ERROR(DecodeExtent(it->key().ToStringView(), it->value().ToStringView(), &e));
+    DAXREF_RETURN_IF_ERROR(
+        DecodeExtent(it->key().ToStringView(), it->value().ToStringView(), sb_.geometry(), &e));
     if (e.fblock >= fb1) break;
     if (!fn(e)) break;
   }
@@ -616,7 +602,7 @@ Status Volume::MapExtent(Txn& t, InodeRecord* r, const Extent& e, Extent* merged
   Status s = t.Get(keys::Extent(r->ino, e.fend()), &v);
   if (s.ok()) {
     Extent x;
-    DAXREF_RETURN_IF_ERROR(DecodeExtent(keys::Extent(r->ino, e.fend()), v, &x));
+    DAXREF_RETURN_IF_ERROR(DecodeExtent(keys::Extent(r->ino, e.fend()), v, sb_.geometry(), &x));
     if (x.pblock == e.pend()) right = x;
   } else if (s.err() != ENOENT) {
     return s;
@@ -667,7 +653,7 @@ Status Volume::FillHoles(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t fb1, uin
     if (it->Valid() && it->key().starts_with(scan.prefix())) {
       Extent e;
       DAXREF_RETURN_IF_ERROR(
-          DecodeExtent(it->key().ToStringView(), it->value().ToStringView(), &e));
+          DecodeExtent(it->key().ToStringView(), it->value().ToStringView(), sb_.geometry(), &e));
       before = e;
     }
   }
@@ -792,7 +778,8 @@ Status Volume::ReadDir(uint64_t dir, uint64_t cookie, const DirentFn& fn) {
        it->Next()) {
     DirentRecord e;
     std::string name;
-    DAXREF_RETURN_IF_ERROR(DecodeCookie(it->value().ToStringView(), &e, &name));
+    DAXREF_RETURN_IF_ERROR(
+        DecodeCookie(it->key().ToStringView(), it->value().ToStringView(), &e, &name));
     if (!fn(name, e.ino, e.type, e.cookie)) break;
   }
   return FromRocks(it->status(), "readdir");
@@ -851,7 +838,8 @@ Status Volume::MapRange(uint64_t ino, uint64_t off, uint64_t len, const SegmentF
   if (!it->Valid()) it->Seek(keys::Extent(ino, BlockOf(off)));
   for (; it->Valid(); it->Next()) {
     Extent e;
-    DAXREF_RETURN_IF_ERROR(DecodeExtent(it->key().ToStringView(), it->value().ToStringView(), &e));
+    DAXREF_RETURN_IF_ERROR(
+        DecodeExtent(it->key().ToStringView(), it->value().ToStringView(), sb_.geometry(), &e));
     if (!out.Add(e)) break;
   }
   DAXREF_RETURN_IF_ERROR(FromRocks(it->status(), "map range"));

@@ -119,18 +119,24 @@ class Volume {
  public:
   struct Options {
     size_t block_cache_bytes = 64 << 20;
+    // The pool file whose superblock copies carry the generation. When set,
+    // Open advances the generation of store and pool (meta/store.h); the
+    // daemon and the tools that change a filesystem set it. Unset (meta's
+    // own tests, with no pool file), the generation is checked only.
+    std::string pool_path = {};
     // Told, one line each, when the metadata store stops taking writes
-    // after an error of its host filesystem and when it takes them again
-    // (see "When the store's filesystem fails" in docs/design.md).
-    std::function<void(const std::string& line)> log;
+    // after an error of its host filesystem (see "When the store's filesystem
+    // fails" in meta/volume.cc).
+    std::function<void(const std::string& line)> log = {};
   };
 
   // Creates a fresh store in `dir` for the pool described by `sb`; fails if
   // `dir` already holds a store.
   static Status Create(const std::string& dir, const Superblock& sb, const Caller& root_owner,
                        uint32_t root_mode);
-  // Opens the store in `dir`, checks that it belongs to the pool `sb`, loads
-  // free space and reclaims orphans left by a daemon that died.
+  // Opens the store in `dir`, checks that it belongs to the pool `sb` and is
+  // as new as it (meta/store.h: a store that fails is left untouched),
+  // loads free space and reclaims orphans left by a daemon that died.
   static Result<std::unique_ptr<Volume>> Open(const std::string& dir, const Superblock& sb,
                                               DataPlane* data, const Options& opts);
   ~Volume();
@@ -379,6 +385,7 @@ class Volume {
 
   std::unique_ptr<rocksdb::DB> db_;
   Superblock sb_;
+  std::string pool_path_;  // Options::pool_path
   DataPlane* data_;
   // The store's write path after an error (volume.cc, "When the store's
   // filesystem fails"). wal_mu_ is a leaf under mu_: held around every

@@ -2,6 +2,7 @@
 // (docs/design.md, "Reverse map"). Both read the committed store only and
 // act on each record as they meet it; nothing here builds a list of owners.
 #include <rocksdb/db.h>
+#include <rocksdb/snapshot.h>
 
 #include <algorithm>
 #include <memory>
@@ -23,14 +24,25 @@ using internal::PrefixScan;
 // 2^(c+1) blocks, so one covering pb0 starts after pb0 - 2^(c+1). Each class
 // in use costs one seek; the records met in the window before pb0 that end
 // short of it are skipped.
+//
+// The whole walk reads one snapshot. Without it each class would be read as
+// of its own moment, and a batch committed mid-walk that moves a record
+// from a class not yet walked to one already walked (a punch that shortens
+// an extent) would hide that owner from the walk altogether. The class mask
+// is read after the snapshot is taken: a record's bit is set while its
+// batch is built, before the commit that makes it visible, so every class
+// the snapshot holds records in is in the mask.
 Status Volume::QueryOwners(uint64_t pb0, uint64_t pb1, const RmapFn& fn, const RmapRecord* after) {
   if (pb1 <= pb0) return Status::Ok();
-  uint64_t mask = rmap_classes_.load(std::memory_order_relaxed);
+  rocksdb::ManagedSnapshot snap(db_.get());
+  uint64_t mask = rmap_classes_.load(std::memory_order_acquire);
   unsigned first = after ? keys::RmapClass(after->len) : 0;
   for (unsigned c = first; c < kRmapClasses; ++c) {
     if (!(mask & (uint64_t{1} << c))) continue;
     PrefixScan scan(keys::RmapClassPrefix(c));
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(scan.Options()));
+    rocksdb::ReadOptions ro = scan.Options();
+    ro.snapshot = snap.snapshot();
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
     uint64_t reach = c >= 63 ? UINT64_MAX : (uint64_t{2} << c) - 1;
     uint64_t lo = pb0 > reach ? pb0 - reach : 0;
     if (after && c == first) {
@@ -42,7 +54,8 @@ Status Volume::QueryOwners(uint64_t pb0, uint64_t pb1, const RmapFn& fn, const R
     }
     for (; it->Valid(); it->Next()) {
       RmapRecord r;
-      DAXREF_RETURN_IF_ERROR(DecodeRmap(it->key().ToStringView(), it->value().ToStringView(), &r));
+      DAXREF_RETURN_IF_ERROR(
+          DecodeRmap(it->key().ToStringView(), it->value().ToStringView(), sb_.geometry(), &r));
       if (r.pblock >= pb1) break;
       if (r.pend() <= pb0) continue;
       if (!fn(r)) return Status::Ok();

@@ -26,7 +26,6 @@ using internal::PrefixScan;
 
 namespace {
 
-constexpr uint64_t kMaxFileSize = uint64_t{1} << 62;
 // A copy_file_range that cannot share moves at most this many bytes per
 // call; the caller (the kernel, cp) asks again for the rest.
 constexpr uint64_t kMaxByteCopy = 64 << 20;
@@ -41,7 +40,7 @@ bool Aligned(uint64_t v) {
 
 void Volume::PutRmap(Txn& t, uint64_t pblock, uint64_t len, uint64_t ino, uint64_t fblock) {
   t.Put(keys::Rmap(pblock, len, ino, fblock), EncodeLength(len));
-  rmap_classes_.fetch_or(uint64_t{1} << keys::RmapClass(len), std::memory_order_relaxed);
+  rmap_classes_.fetch_or(uint64_t{1} << keys::RmapClass(len), std::memory_order_release);
 }
 
 // Blocks can only stop being shared behind the caller's back, never start

@@ -16,6 +16,8 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
+#include <random>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -426,6 +428,164 @@ TEST_CASE("daxref: missing metadata is refused", "[cli]") {
   REQUIRE(rmdir(meta.c_str()) == 0);
 
   REQUIRE(rename(saved.c_str(), meta.c_str()) == 0);
+  ExpectIntact(fs);
+}
+
+// Every file under `dir` with its bytes: a refused mount changes none.
+std::map<std::string, std::string> TreeBytes(const std::string& dir) {
+  std::map<std::string, std::string> out;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir))
+    if (e.is_regular_file())
+      out[std::filesystem::relative(e.path(), dir).string()] = ReadFile(e.path().string());
+  return out;
+}
+
+std::string ManifestOf(const std::string& source) {
+  for (const auto& e : std::filesystem::directory_iterator(MetaPath(source)))
+    if (e.path().filename().string().rfind("MANIFEST-", 0) == 0) return e.path().string();
+  return "";
+}
+
+TEST_CASE("daxref: a damaged MANIFEST is refused and the copy left byte for byte", "[cli]") {
+  MountedFs fs(Small());
+  PrepareUnmounted(fs);
+  // Mounted once more, so the store has history in several table files.
+  fs.Mount();
+  WriteFile(fs.path("second"), "second session\n");
+  fs.Unmount();
+  TempDir scratch;
+  const std::string copy = scratch.path() + "/S2", mnt = scratch.path() + "/m";
+  REQUIRE(mkdir(mnt.c_str(), 0755) == 0);
+  RunResult cp = Run({"/bin/cp", "-a", fs.source(), copy});
+  REQUIRE(cp.status == 0);
+  const std::string manifest = ManifestOf(copy);
+  REQUIRE(!manifest.empty());
+  REQUIRE(truncate(manifest.c_str(), 168) == 0);
+  const auto before = TreeBytes(copy);
+
+  MountGuard guard(copy, mnt);
+  RunResult r = Daxref({copy, mnt});
+  ExpectOneLineFailure(r, "daxref", "metadata");
+  CHECK(MountedType(mnt).empty());
+  bool same = TreeBytes(copy) == before;
+  CHECK(same);  // RocksDB deleted no table file, wrote no log
+  // The original is untouched and whole.
+  fs.Mount();
+  CHECK(ReadFile(fs.path("second")) == "second session\n");
+  fs.Unmount();
+  ExpectIntact(fs);
+}
+
+TEST_CASE("daxref: a bit flipped in a table file is refused or read as EIO, never as data",
+          "[cli]") {
+  MountedFs fs(Small());
+  // Files whose bytes and names are all in the one table file a clean
+  // unmount leaves.
+  WriteFile(fs.path(kKeepName), kKeepData);
+  std::map<std::string, std::string> files;
+  for (int i = 0; i < 20; ++i) {
+    std::string name = "f" + std::to_string(i);
+    files[name] = std::string(3000 + 977 * i, static_cast<char>('a' + i));
+    WriteFile(fs.path(name), files[name]);
+  }
+  fs.Unmount();
+  std::string sst;
+  for (const auto& e : std::filesystem::directory_iterator(MetaPath(fs.source())))
+    if (e.path().extension() == ".sst" &&
+        (sst.empty() || e.file_size() > std::filesystem::file_size(sst)))
+      sst = e.path().string();
+  REQUIRE(!sst.empty());
+  const std::string original = ReadFile(sst);
+  TempDir scratch;
+  const std::string mnt = scratch.path() + "/m";
+  REQUIRE(mkdir(mnt.c_str(), 0755) == 0);
+  std::mt19937_64 rng(20261207);
+  int refused = 0, served = 0;
+  for (int trial = 0; trial < 12; ++trial) {
+    size_t at = rng() % original.size();
+    CAPTURE(trial, at, original.size());
+    std::string damaged = original;
+    damaged[at] = static_cast<char>(damaged[at] ^ (1 << (rng() % 8)));
+    WriteFile(sst, damaged);
+    const std::string copy = scratch.path() + "/S" + std::to_string(trial);
+    REQUIRE(Run({"/bin/cp", "-a", fs.source(), copy}).status == 0);
+    const auto before = TreeBytes(copy);
+    MountGuard guard(copy, mnt);
+    RunResult r = Daxref({copy, mnt});
+    if (r.status != 0) {
+      ExpectOneLineFailure(r, "daxref", "metadata");
+      bool same = TreeBytes(copy) == before;
+      CHECK(same);
+      refused++;
+    } else {
+      // Served: every file reads back whole or fails; none reads other bytes.
+      for (const auto& [name, bytes] : files) {
+        int fd = open((mnt + "/" + name).c_str(), O_RDONLY);
+        if (fd < 0) {
+          CHECK((errno == EIO || errno == ENOENT));  // a damaged directory block
+          continue;
+        }
+        std::string got(bytes.size() + 1, '\0');
+        ssize_t n = pread(fd, got.data(), got.size(), 0);
+        int err = errno;
+        close(fd);
+        if (n < 0) {
+          CHECK(err == EIO);
+          continue;
+        }
+        got.resize(static_cast<size_t>(n));
+        CHECK(got == bytes);
+      }
+      REQUIRE(umount2(mnt.c_str(), 0) == 0);
+      REQUIRE(WaitForPoolFree(copy));
+      served++;
+    }
+    std::filesystem::remove_all(copy);
+  }
+  WriteFile(sst, original);
+  INFO("refused " << refused << ", served " << served);
+  CHECK(refused + served == 12);
+  ExpectIntact(fs);
+}
+
+TEST_CASE("daxref: an older copy of the metadata, or of the pool, is refused", "[cli]") {
+  MountedFs fs(Small());
+  PrepareUnmounted(fs);
+  TempDir saved;
+  REQUIRE(Run({"/bin/cp", "-a", MetaPath(fs.source()), saved.path() + "/meta"}).status == 0);
+  REQUIRE(Run({"/bin/cp", "-a", PoolPath(fs.source()), saved.path() + "/pool"}).status == 0);
+  fs.Mount();
+  WriteFile(fs.path("newer"), std::string(20000, 'n'));
+  fs.Unmount();
+  const std::string meta = MetaPath(fs.source()), current = fs.source() + "/meta.current";
+  const std::string pool = PoolPath(fs.source()), current_pool = fs.source() + "/pool.current";
+
+  SECTION("the metadata") {
+    REQUIRE(rename(meta.c_str(), current.c_str()) == 0);
+    REQUIRE(Run({"/bin/cp", "-a", saved.path() + "/meta", meta}).status == 0);
+    const auto before = TreeBytes(fs.source());
+    ExpectOneLineFailure(Daxref({fs.source(), fs.mnt()}), "daxref",
+                         "metadata is older than the pool: generation");
+    CHECK(MountedType(fs.mnt()).empty());
+    bool same = TreeBytes(fs.source()) == before;
+    CHECK(same);
+    std::filesystem::remove_all(meta);
+    REQUIRE(rename(current.c_str(), meta.c_str()) == 0);
+  }
+  SECTION("the pool") {
+    REQUIRE(rename(pool.c_str(), current_pool.c_str()) == 0);
+    REQUIRE(Run({"/bin/cp", "-a", saved.path() + "/pool", pool}).status == 0);
+    const auto before = TreeBytes(fs.source());
+    ExpectOneLineFailure(Daxref({fs.source(), fs.mnt()}), "daxref",
+                         "pool is older than the metadata: generation");
+    CHECK(MountedType(fs.mnt()).empty());
+    bool same = TreeBytes(fs.source()) == before;
+    CHECK(same);
+    REQUIRE(rename(current_pool.c_str(), pool.c_str()) == 0);
+  }
+  fs.Mount();
+  CHECK(ReadFile(fs.path("newer")) == std::string(20000, 'n'));
+  fs.Unmount();
   ExpectIntact(fs);
 }
 

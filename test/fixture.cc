@@ -149,6 +149,11 @@ TempDir::~TempDir() {
 MountedFs::MountedFs() : MountedFs(Options{}) {}
 
 MountedFs::MountedFs(const Options& o) : opts_(o), src_parent_(o.source_parent), mnt_("/tmp") {
+  if (!opts_.source.empty()) {
+    source_ = opts_.source;
+    Mount();
+    return;
+  }
   source_ = src_parent_.path() + "/fs";
   std::vector<std::string> mkfs = {MkfsBin(), "-q", "--size", std::to_string(opts_.size)};
   mkfs.insert(mkfs.end(), opts_.mkfs_options.begin(), opts_.mkfs_options.end());

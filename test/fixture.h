@@ -58,6 +58,9 @@ class MountedFs {
   struct Options {
     uint64_t size = 256ull << 20;
     std::vector<std::string> mount_options;  // each passed as -o
+    // Mount this existing SOURCE instead of making a new one (the caller
+    // keeps it; `size` is then unused).
+    std::string source = {};
     // Where SOURCE is made (in a fresh directory under it), and what else
     // mkfs.daxref is told (e.g. --sparse).
     std::string source_parent = "/dev/shm";

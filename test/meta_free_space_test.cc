@@ -19,6 +19,8 @@ using testing::FreeRecords;
 using testing::TempDir;
 
 using Map = std::map<uint64_t, uint64_t>;
+// A pool of 2^20 blocks: data blocks [1, 2^20 - 1).
+constexpr PoolGeometry kGeo{uint64_t{1} << 20};
 
 // A bare RocksDB holding nothing but the F records a test puts there.
 class FreeStore {
@@ -42,7 +44,7 @@ class FreeStore {
   // Loads a FreeSpace from the F records in the store.
   FreeSpace Loaded() {
     FreeSpace fs;
-    DAXREF_REQUIRE_OK(fs.Load(db()));
+    DAXREF_REQUIRE_OK(fs.Load(db(), kGeo));
     return fs;
   }
 
@@ -86,7 +88,7 @@ TEST_CASE("FreeSpace::Load reads every F record", "[free_space]") {
   REQUIRE_FALSE(fs.IsFree(301, 1));
 
   SECTION("loading again replaces, not adds") {
-    DAXREF_REQUIRE_OK(fs.Load(st.db()));
+    DAXREF_REQUIRE_OK(fs.Load(st.db(), kGeo));
     REQUIRE(fs.free_blocks() == 151);
     REQUIRE(fs.extent_count() == 3);
   }
@@ -103,17 +105,25 @@ TEST_CASE("FreeSpace::Load rejects damaged F records", "[free_space]") {
     st.PutFree(10, 10);
     st.PutFree(15, 10);
     FreeSpace fs;
-    DAXREF_REQUIRE_ERR(fs.Load(st.db()), EUCLEAN);
+    DAXREF_REQUIRE_ERR(fs.Load(st.db(), kGeo), EUCLEAN);
   }
   SECTION("zero length") {
     st.PutFree(10, 0);
     FreeSpace fs;
-    DAXREF_REQUIRE_ERR(fs.Load(st.db()), EUCLEAN);
+    DAXREF_REQUIRE_ERR(fs.Load(st.db(), kGeo), EUCLEAN);
   }
   SECTION("truncated value") {
     REQUIRE(st.db()->Put(rocksdb::WriteOptions(), keys::Free(10), "abc").ok());
     FreeSpace fs;
-    DAXREF_REQUIRE_ERR(fs.Load(st.db()), EUCLEAN);
+    DAXREF_REQUIRE_ERR(fs.Load(st.db(), kGeo), EUCLEAN);
+  }
+  SECTION("a run outside the data area, or one that overflows") {
+    uint64_t start = GENERATE(uint64_t{0}, kGeo.data_end() - 1, kGeo.data_end(), UINT64_MAX - 3);
+    uint64_t len = GENERATE(uint64_t{1}, uint64_t{2}, uint64_t{8});
+    if (start == kGeo.data_end() - 1 && len == 1) return;  // the last data block: valid
+    st.PutFree(start, len);
+    FreeSpace fs;
+    DAXREF_REQUIRE_ERR(fs.Load(st.db(), kGeo), EUCLEAN);
   }
 }
 

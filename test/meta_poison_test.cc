@@ -1088,7 +1088,9 @@ TEST_CASE("A format 2 store is upgraded to format 3; other formats are refused",
     st.Close();
     Status s = st.Open();
     INFO(s.message());
-    REQUIRE(s.err() == EINVAL);
+    // An unknown version is not ours to read; a record that is not a
+    // version at all is damage.
+    REQUIRE(s.err() == (value.size() == 4 ? EINVAL : EUCLEAN));
     // Put the right version back behind the Volume's back, and look at
     // what the refused open left.
     {

@@ -72,7 +72,7 @@ std::vector<RefcountRecord> RefcountRecords(rocksdb::DB* db) {
   std::vector<RefcountRecord> out;
   for (const auto& [k, v] : ScanPrefix(db, std::string(1, prefix::kRefcount))) {
     RefcountRecord r;
-    Status s = DecodeRefcount(k, v, &r);
+    Status s = DecodeRefcount(k, v, testing::kAnyGeometry, &r);
     INFO(s.message());
     REQUIRE(s.ok());
     out.push_back(r);

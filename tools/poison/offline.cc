@@ -35,7 +35,8 @@ Result<std::unique_ptr<OfflineVolume>> OfflineVolume::Open(const std::string& so
                                       control::ControlSocketPath(source));
     return pool.status();
   }
-  auto volume = Volume::Open(MetaPath(source), (*pool)->superblock(), pool->get(), {});
+  auto volume = Volume::Open(MetaPath(source), (*pool)->superblock(), pool->get(),
+                             {.pool_path = PoolPath(source)});
   if (!volume.ok())
     return Status::Error(volume.status().err(),
                          MetaPath(source) + ": " + volume.status().message());

@@ -1,0 +1,369 @@
+// fsck.daxref: checks, and on request repairs, an unmounted daxref
+// filesystem (docs/fsck.md, man/fsck.daxref.8).
+//
+//   fsck.daxref [-n | -p | -y] [--json] SOURCE
+//
+// The conventions are fsck(8)'s and e2fsck's: -n reads only, -p repairs what
+// is safe without asking (and stops, changing nothing, when it meets
+// anything else), -y repairs everything it can; the exit status is 0 (no
+// errors), 1 (errors corrected, all of them), 4 (errors left uncorrected,
+// whether or not others were corrected) or 8 (operational error: bad usage,
+// SOURCE cannot be opened or is in use).
+//
+// Order: the pool's lock (shared for -n, exclusive to repair; the daemon
+// holds it exclusive for its whole life, so a mounted SOURCE is refused),
+// both superblock copies, the metadata store opened read-only (so that a
+// check changes no byte of SOURCE), the check; then, when repairing and
+// there is something to repair, the store opened read-write, the superblock
+// copies, the store (meta/repair.h), and the check again: what it still
+// finds is what is left.
+
+#include <fcntl.h>
+#include <getopt.h>
+#include <rocksdb/db.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "meta/checker.h"
+#include "meta/pool_check.h"
+#include "meta/repair.h"
+#include "meta/store.h"
+#include "meta/superblock.h"
+#include "tools/common/cli.h"
+#include "tools/fsck/pool_file.h"
+#include "tools/fsck/report.h"
+
+#ifndef DAXREF_VERSION
+#define DAXREF_VERSION "unknown"
+#endif
+
+namespace daxref::fsck {
+namespace {
+
+constexpr const char* kProg = "fsck.daxref";
+
+void PrintHelp() {
+  printf(
+      "Usage: %s [-n | -p | -y] [-f] [--json] SOURCE\n"
+      "\n"
+      "Check a daxref filesystem (the SOURCE directory made by mkfs.daxref, not\n"
+      "mounted) and, with -p or -y, repair it.\n"
+      "\n"
+      "Options:\n"
+      "  -n, --no                check only: open everything read-only, change\n"
+      "                          nothing (the default)\n"
+      "  -p, -a, --preen         repair what is safe to repair without asking;\n"
+      "                          change nothing if anything else is wrong\n"
+      "  -y, --yes               repair everything that can be repaired\n"
+      "  -f, --force             accepted for fsck(8); every run is a full check\n"
+      "      --json              print one JSON document on stdout (raw numbers)\n"
+      "  -h, --help              show this help and exit\n"
+      "  -V, --version           print the version and exit\n"
+      "\n"
+      "A progress line (phase and percent) is shown when stderr is a terminal.\n"
+      "\n"
+      "Exit status: 0 no errors, 1 errors corrected (all of them), 4 errors left\n"
+      "uncorrected, 8 operational error (bad usage, SOURCE cannot be opened, or is\n"
+      "mounted or in use).\n",
+      kProg);
+}
+
+int Usage(const std::string& message) {
+  fprintf(stderr, "%s: %s\nTry '%s --help' for more information.\n", kProg, message.c_str(), kProg);
+  return kExitOperational;
+}
+
+int Fail(const std::string& message) {
+  fflush(stdout);
+  fprintf(stderr, "%s: %s\n", kProg, cli::Printable(message).c_str());
+  return kExitOperational;
+}
+
+// The phase and percent on one line of the terminal, rewritten in place
+// (at most ten times a second); nothing when stderr is not a terminal.
+class ProgressLine {
+ public:
+  ProgressLine() : on_(isatty(STDERR_FILENO) == 1) {}
+  ~ProgressLine() { Clear(); }
+  bool Show(std::string_view phase, double done) {
+    if (!on_) return true;
+    auto now = std::chrono::steady_clock::now();
+    if (shown_ && now - last_ < std::chrono::milliseconds(100) && phase == phase_) return true;
+    last_ = now;
+    phase_ = phase;
+    shown_ = true;
+    fprintf(stderr, "\r%s: %-24.24s %3d%%", kProg, std::string(phase).c_str(),
+            static_cast<int>(done * 100));
+    fflush(stderr);
+    return true;
+  }
+  void Clear() {
+    if (!shown_) return;
+    fprintf(stderr, "\r%-40s\r", "");
+    fflush(stderr);
+    shown_ = false;
+  }
+
+ private:
+  bool on_;
+  bool shown_ = false;
+  std::string phase_;
+  std::chrono::steady_clock::time_point last_;
+};
+
+// Which problems -p may repair: those whose repair loses nothing and needs
+// no decision (derived indexes, counts, one damaged superblock copy). The
+// rest need -y.
+bool PreenSafe(ProblemClass c) {
+  switch (c) {
+    case ProblemClass::kSuperblock:
+    case ProblemClass::kCounters:
+    case ProblemClass::kRmap:
+    case ProblemClass::kFreeSpace:
+    case ProblemClass::kLeaked:
+    case ProblemClass::kBadBlocks:
+    case ProblemClass::kRefcount:
+    case ProblemClass::kReflinkFlag:
+    case ProblemClass::kCookie:
+    case ProblemClass::kParentPointer:
+    case ProblemClass::kNlink:
+    case ProblemClass::kBlocks:
+    case ProblemClass::kDirParent:
+    case ProblemClass::kOrphan:
+    case ProblemClass::kXattr:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Problems no repair may touch: the store is not this pool's.
+bool Foreign(ProblemClass c) {
+  return c == ProblemClass::kUuid || c == ProblemClass::kGeneration;
+}
+
+struct CommandLine {
+  Mode mode = Mode::kCheck;
+  bool json = false;
+  std::string source;
+};
+
+// The pool's superblock problems, as the check reports them.
+void PoolProblems(const PoolInspection& pi, const ProblemFn& bad) {
+  if (!pi.primary.ok())
+    bad(Problem{ProblemClass::kSuperblock,
+                "primary superblock (block 0) is damaged: " + pi.primary.message(), 0});
+  if (!pi.backup.ok())
+    bad(Problem{ProblemClass::kSuperblock,
+                "backup superblock (last block) is damaged: " + pi.backup.message(), 0});
+  if (pi.copies_differ)
+    bad(Problem{ProblemClass::kSuperblock, "the backup superblock does not match the primary", 0});
+  if (pi.truncated)
+    bad(Problem{ProblemClass::kSuperblock,
+                "the pool file is truncated: " + std::to_string(pi.file_bytes) +
+                    " bytes, the superblock says " + std::to_string(pi.sb.block_count * kBlockSize),
+                0});
+}
+
+// Runs the whole check of an open pool and store into `report`.
+Status CheckAll(int pool_fd, rocksdb::DB* db, ProgressLine* line, Report* report,
+                PoolInspection* pi) {
+  DAXREF_RETURN_IF_ERROR(InspectPool(pool_fd, pi));
+  PoolProblems(*pi, [&](const Problem& p) { report->AddProblem(p, ""); });
+  CheckOptions opts;
+  opts.block_count = pi->sb.block_count;
+  opts.pool = &pi->sb;
+  opts.progress = [&](std::string_view phase, double done) { return line->Show(phase, done); };
+  CheckReport counts;
+  Status s = CheckStore(
+      db, opts,
+      [&](const Problem& p) {
+        report->AddProblem(p,
+                           p.ino != 0 && report->WantsPath() ? InodePath(db, nullptr, p.ino) : "");
+      },
+      &counts);
+  line->Clear();
+  report->SetCounts(counts);
+  return s;
+}
+
+int Main(int argc, char** argv) {
+  static const option kLong[] = {
+      {"no", no_argument, nullptr, 'n'},      {"preen", no_argument, nullptr, 'p'},
+      {"yes", no_argument, nullptr, 'y'},     {"force", no_argument, nullptr, 'f'},
+      {"json", no_argument, nullptr, 'J'},    {"help", no_argument, nullptr, 'h'},
+      {"version", no_argument, nullptr, 'V'}, {nullptr, 0, nullptr, 0},
+  };
+  CommandLine cl;
+  int modes = 0;
+  opterr = 0;
+  int c;
+  while ((c = getopt_long(argc, argv, "npayfhVC:", kLong, nullptr)) != -1) {
+    switch (c) {
+      case 'n':
+        cl.mode = Mode::kCheck, modes |= 1;
+        break;
+      case 'p':
+      case 'a':
+        cl.mode = Mode::kPreen, modes |= 2;
+        break;
+      case 'y':
+        cl.mode = Mode::kRepair, modes |= 4;
+        break;
+      case 'f':
+      case 'C':  // fsck(8)'s progress descriptor: progress goes to a terminal stderr only
+        break;
+      case 'J':
+        cl.json = true;
+        break;
+      case 'h':
+        PrintHelp();
+        return 0;
+      case 'V':
+        printf("%s %s\n", kProg, DAXREF_VERSION);
+        return 0;
+      default:
+        if (optopt == 'C') return Usage("option '-C' needs an argument");
+        return Usage(cli::BadOption(optopt, argv[optind - 1]));
+    }
+  }
+  if (__builtin_popcount(modes) > 1) return Usage("-n, -p and -y exclude each other");
+  if (optind >= argc) return Usage("missing SOURCE");
+  if (optind + 1 < argc) return Usage("too many arguments (one SOURCE)");
+  cl.source = argv[optind];
+
+  struct stat st {};
+  if (stat(cl.source.c_str(), &st) != 0) return Fail(cl.source + ": " + strerror(errno));
+  if (!S_ISDIR(st.st_mode) || stat(PoolPath(cl.source).c_str(), &st) != 0 ||
+      stat(MetaPath(cl.source).c_str(), &st) != 0)
+    return Fail(cl.source +
+                " is not a daxref filesystem (expected the SOURCE directory made by "
+                "mkfs.daxref, holding pool and meta)");
+
+  const bool repair = cl.mode != Mode::kCheck;
+  Result<PoolFile> pool = PoolFile::Open(PoolPath(cl.source), repair);
+  if (!pool.ok()) {
+    if (pool.status().err() == EBUSY)
+      return Fail(cl.source +
+                  " is mounted or in use (a daxref daemon or another tool holds it): unmount "
+                  "it first");
+    return Fail(pool.status().message());
+  }
+  if (StoreLocked(MetaPath(cl.source)))
+    return Fail(cl.source + " is in use (its metadata store is locked by another process)");
+
+  Report report(cl.source, cl.mode, cl.json);
+  ProgressLine line;
+  // Nothing can be checked without knowing the pool's geometry.
+  PoolInspection pi;
+  Status s = InspectPool(pool->fd(), &pi);
+  if (!s.ok()) return Fail(s.message());
+  if (!pi.have_sb)
+    return Fail(PoolPath(cl.source) + ": no valid superblock copy (" + pi.primary.message() + ")");
+
+  // The first check always reads only: a run that ends up changing nothing
+  // (a clean store, or -p refusing) leaves every byte of SOURCE as it was.
+  {
+    Result<std::unique_ptr<rocksdb::DB>> ro = OpenStoreReadOnly(MetaPath(cl.source));
+    if (!ro.ok()) return Fail(ro.status().message());
+    s = CheckAll(pool->fd(), ro->get(), &line, &report, &pi);
+    if (!s.ok()) return Fail("checking " + cl.source + ": " + s.message());
+  }
+  report.EndFirstCheck();
+  // Orphans are no error, but repairing reclaims them, as a mount would.
+  if (!repair || (report.problems_found() == 0 && report.counts().orphans == 0))
+    return report.Finish();
+
+  // -p stops at the first problem it may not repair; nobody repairs a store
+  // that is not this pool's.
+  for (const StoredProblem& p : report.problems()) {
+    if (Foreign(p.cls)) {
+      report.Refuse("the metadata store does not belong to this pool: nothing was repaired");
+      return report.Finish();
+    }
+  }
+  if (cl.mode == Mode::kPreen && !report.AllProblems(PreenSafe)) {
+    report.Refuse(
+        "UNEXPECTED INCONSISTENCY: some problems need fsck.daxref -y; nothing was repaired");
+    return report.Finish();
+  }
+  Result<std::unique_ptr<rocksdb::DB>> db = OpenStoreForRepair(MetaPath(cl.source));
+  if (!db.ok()) return Fail(db.status().message());
+
+  // The pool first: a file cut short is given its length back (what its
+  // end held is gone; extents there read zeros), and a damaged superblock
+  // copy is rewritten from the trusted one.
+  if (pi.truncated) {
+    if (ftruncate(pool->fd(), static_cast<off_t>(pi.sb.block_count * kBlockSize)) != 0)
+      return Fail(PoolPath(cl.source) + ": cannot restore its length: " + strerror(errno));
+    report.AddRepair(RepairAction{ProblemClass::kSuperblock,
+                                  "the pool file was truncated: its length is restored (the "
+                                  "blocks it had lost read as zeros)",
+                                  0});
+  }
+  if (!pi.primary.ok() || pi.copies_differ || !pi.backup.ok()) {
+    const bool backup = pi.primary.ok();
+    s = WriteSuperblockCopy(pool->fd(), pi.sb, backup);
+    if (!s.ok()) return Fail(s.message());
+    report.AddRepair(RepairAction{ProblemClass::kSuperblock,
+                                  std::string(backup ? "backup" : "primary") +
+                                      " superblock rewritten from the " +
+                                      (backup ? "primary" : "backup"),
+                                  0});
+  }
+  Superblock sb = pi.sb;
+  RepairOptions ro;
+  ro.pool = sb;
+  ro.data = &*pool;
+  ro.progress = [&](std::string_view phase, double done) { return line.Show(phase, done); };
+  s = RepairStore(db->get(), ro, [&](const RepairAction& a) {
+    report.AddRepair(a,
+                     a.ino != 0 && report.WantsPath() ? InodePath(db->get(), nullptr, a.ino) : "");
+  });
+  line.Clear();
+  if (!s.ok()) {
+    if (s.err() != EINVAL) return Fail("repairing " + cl.source + ": " + s.message());
+    report.Refuse(s.message());
+  } else {
+    // A repair is a read-write open like any other: pool and store move to
+    // a new generation (meta/store.h), so that a copy of either half from
+    // before the repair is never again taken for the other's partner. It
+    // needs the identity records whole, which the repair has just made so.
+    s = AdvanceGeneration(db->get(), PoolPath(cl.source), &sb);
+    if (!s.ok()) return Fail("repairing " + cl.source + ": " + s.message());
+  }
+  s = pool->Sync();
+  if (!s.ok()) return Fail(s.message());
+  rocksdb::Status rs = (*db)->Flush(rocksdb::FlushOptions());
+  if (rs.ok()) rs = (*db)->FlushWAL(true);
+  if (!rs.ok()) return Fail("syncing the metadata store: " + rs.ToString());
+  s = RecordStoreSequence(db->get(), PoolPath(cl.source), &sb);
+  if (!s.ok()) return Fail(s.message());
+
+  // What a second look still finds is what is left.
+  Report again(cl.source, Mode::kCheck, false);
+  s = CheckAll(pool->fd(), db->get(), &line, &again, &pi);
+  if (!s.ok()) return Fail("checking " + cl.source + " after repair: " + s.message());
+  report.SetCounts(again.counts());
+  report.EndRepair(again.problems(), again.problems_found());
+  rs = (*db)->Close();
+  if (!rs.ok()) return Fail("closing the metadata store: " + rs.ToString());
+  return report.Finish();
+}
+
+}  // namespace
+}  // namespace daxref::fsck
+
+int main(int argc, char** argv) {
+  return daxref::fsck::Main(argc, argv);
+}
