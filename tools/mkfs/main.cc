@@ -483,7 +483,8 @@ Status CheckHostRoom(const Config& c, uint64_t* available) {
 // Takes the pool's space on the host filesystem (fallocate), in steps, with
 // a progress line on a terminal when it is slow (a disk filesystem
 // allocates quickly; tmpfs and filesystems without unwritten extents zero
-// every page, about a second per few GiB).
+// every page: 4 GiB took 2.4 s on /dev/shm of the development VM, against
+// 0.2 s sparse).
 Status ReservePool(const Config& c, int fd, const std::string& path) {
   using Clock = std::chrono::steady_clock;
   const Clock::time_point t0 = Clock::now();
