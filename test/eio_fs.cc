@@ -13,8 +13,9 @@
 //
 //   eio_fs BACKDIR MOUNTPOINT   (stays in the foreground; SIGTERM unmounts)
 //
-// SIGUSR1 starts failing writes and fsyncs with EIO, SIGUSR2 stops. Only
-// flat directories of regular files: what one pool file needs.
+// SIGUSR1 starts failing writes and fsyncs with EIO, SIGWINCH reads, SIGUSR2
+// stops both. Only flat directories of regular files: what one pool file
+// needs.
 #define FUSE_USE_VERSION 31
 #include <dirent.h>
 #include <fcntl.h>
@@ -33,7 +34,8 @@
 namespace {
 
 std::string g_back;
-std::atomic<bool> g_fail{false};
+std::atomic<bool> g_fail{false};  // writes and fsyncs
+std::atomic<bool> g_fail_reads{false};
 
 std::string Back(const char* path) {
   return g_back + path;
@@ -68,6 +70,7 @@ int Create(const char* path, mode_t mode, fuse_file_info* fi) {
 }
 
 int Read(const char*, char* buf, size_t size, off_t off, fuse_file_info* fi) {
+  if (g_fail_reads.load()) return -EIO;
   ssize_t n = pread(static_cast<int>(fi->fh), buf, size, off);
   return n < 0 ? -errno : static_cast<int>(n);
 }
@@ -123,11 +126,15 @@ int main(int argc, char** argv) {
   }
   g_back = argv[1];
   struct sigaction sa {};
-  sa.sa_handler = [](int sig) { g_fail.store(sig == SIGUSR1); };
+  sa.sa_handler = [](int sig) {
+    g_fail.store(sig == SIGUSR1);
+    g_fail_reads.store(sig == SIGWINCH);
+  };
   sigemptyset(&sa.sa_mask);
   sa.sa_flags = SA_RESTART;
   sigaction(SIGUSR1, &sa, nullptr);
   sigaction(SIGUSR2, &sa, nullptr);
+  sigaction(SIGWINCH, &sa, nullptr);
 
   fuse_operations ops{};
   ops.getattr = Getattr;

@@ -25,6 +25,8 @@
 #include <string>
 #include <thread>
 
+#include "fs/pool.h"
+#include "meta/superblock.h"
 #include "test/fixture.h"
 #include "test/fs_helpers.h"
 
@@ -67,6 +69,8 @@ class EioFs {
   EioFs& operator=(const EioFs&) = delete;
   // From now on every write and fsync fails with EIO (or works again).
   void Fail(bool fail) { REQUIRE(kill(pid_, fail ? SIGUSR1 : SIGUSR2) == 0); }
+  // From now on every read fails with EIO (Fail(false) ends it).
+  void FailReads() { REQUIRE(kill(pid_, SIGWINCH) == 0); }
 
  private:
   std::string mnt_;
@@ -139,6 +143,48 @@ TEST_CASE(
   fs.Mount();
   CHECK_SAME(ReadFile(fs.path("f")), data + "more");
   fs.Unmount();
+}
+
+TEST_CASE(
+    "A pool page the host filesystem fails to read: the access is retried once after "
+    "fallocate, then EIO; never poison",
+    "[persist][guard]") {
+  TempDir base("/dev/shm");
+  TempDir back_mnt("/tmp");
+  const std::string src = base.path() + "/fs", back = base.path() + "/back";
+  REQUIRE(mkdir(back.c_str(), 0700) == 0);
+  RunResult r = Run({MkfsBin(), "-q", "-s", "4M", src});
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  REQUIRE(rename((src + "/pool").c_str(), (back + "/pool").c_str()) == 0);
+  EioFs eio(back, back_mnt.path());
+  auto p = PoolMapping::Open(back_mnt.path() + "/pool", 0);
+  INFO(p.status().message());
+  REQUIRE(p.ok());
+  PoolMapping& pool = **p;
+  std::vector<uint64_t> told;
+  std::vector<std::string> logged;
+  pool.set_fault_sink([&](uint64_t off) { told.push_back(off); });
+  pool.set_host_fault_log([&](const std::string& line) { logged.push_back(line); });
+
+  eio.FailReads();
+  // A page nothing has read yet: the fault is the host's failed read. The
+  // host can allocate it (fallocate works), so the access is tried again,
+  // fails the same way, and is EIO.
+  char buf[64];
+  Status s = pool.Load(200 * kBlock + 8, buf, sizeof(buf));
+  INFO(s.message());
+  CHECK(s.err() == EIO);
+  CHECK(s.message().find("faulted again after its page was allocated") != std::string::npos);
+  CHECK(told.empty());
+  REQUIRE(logged.size() == 2);
+  CHECK(logged[0].find("retrying") != std::string::npos);
+  CHECK(logged[1].find("faulted again") != std::string::npos);
+  CHECK(logged[1].find("not poison") != std::string::npos);
+  // Reads work again: so does the access.
+  eio.Fail(false);
+  CHECK(pool.Load(200 * kBlock + 8, buf, sizeof(buf)).ok());
+  CHECK(told.empty());
 }
 
 }  // namespace daxref::test
