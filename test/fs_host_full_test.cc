@@ -93,6 +93,16 @@ TEST_CASE("A full host filesystem: ENOSPC for the writer, no poison, the daemon 
   INFO("wrote " << written.size() << " bytes before the host filled");
   CHECK(data_err == ENOSPC);
   CHECK(written.size() < 64 * kMiB);
+  // The other ways to new blocks say the same: preallocation, and a copy
+  // that cannot share (offsets not congruent in a block).
+  {
+    Fd g(fs.path("g"), O_RDWR | O_CREAT | O_TRUNC);
+    Fd f(fs.path("f"), O_RDONLY);
+    CHECK(ErrnoOf(fallocate(g.get(), 0, 0, static_cast<off_t>(4 * kMiB))) == ENOSPC);
+    loff_t in = 0, out = 1;
+    CHECK(ErrnoOf(copy_file_range(f.get(), &in, g.get(), &out, 4 * kMiB, 0)) == ENOSPC);
+    CHECK(StatOf(g.get()).st_size == 0);
+  }
 
   // 2. Metadata until the store cannot take more: 60 KB attributes fill its
   // log quickly. Every failure is ENOSPC.
