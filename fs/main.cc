@@ -178,6 +178,7 @@ int Serve(const CommandLine& cl, StartupReport* report) {
   // ENOSPC or EIO for the request, never poison: one line each.
   (*pool)->set_host_fault_log([](const std::string& line) { spdlog::warn("{}", line); });
   Volume::Options vopts;
+  vopts.pool_path = PoolPath(cl.source);
   vopts.log = [](const std::string& line) { spdlog::warn("{}", line); };
   vopts.pool_path = PoolPath(cl.source);
   auto volume = Volume::Open(MetaPath(cl.source), (*pool)->superblock(), pool->get(), vopts);

@@ -288,9 +288,7 @@ Status PoolMapping::PersistAll() {
 }
 
 Status PoolMapping::Msync(uint64_t pool_off, size_t len) {
-  if (pool_off > size_ || len > size_ - pool_off)
-    return Status::Invalid("persist: [" + std::to_string(pool_off) + ", +" + std::to_string(len) +
-                           ") is not inside the pool");
+  DAXREF_RETURN_IF_ERROR(CheckRange(pool_off, len, "persist"));
   // msync wants a page-aligned start; the mapping itself is page-aligned.
   uint64_t start = pool_off & ~uint64_t{page_size_ - 1};
   uint64_t end = pool_off + len;

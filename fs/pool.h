@@ -69,8 +69,8 @@ class PoolMapping : public DataPlane {
   // Ok; or EIO "pool memory fault at byte N" (and the sink told N) when the
   // memory faulted; or ENOSPC / EIO when the host filesystem could not
   // provide a page (above). See DataPlane for what moved. A range that is
-  // not inside the pool is refused (EIO, nothing touched): the metadata
-  // that produced it is damaged.
+  // not inside the pool is refused (EIO, nothing touched): the metadata that
+  // produced it is damaged.
   Status Write(uint64_t pool_off, const void* src, size_t len) override;
   Status Load(uint64_t pool_off, void* dst, size_t len) override;
   Status Copy(uint64_t dst_pool_off, uint64_t src_pool_off, size_t len) override;

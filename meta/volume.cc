@@ -202,9 +202,10 @@ Volume::~Volume() {
       (void)ss;
     }
     // The pool learns how far the store got, so that a store that later
-    // loses some of it (a damaged MANIFEST) is refused (meta/store.h).
-    if (!pool_path_.empty() && !health_->stopped())
-      (void)RecordStoreSequence(db_.get(), pool_path_, &sb_);
+    // loses some of it (a damaged MANIFEST) is refused (meta/store.h). A
+    // stopped store got as far as its log: a failed write takes no
+    // sequence number, and the next mount replays the log to here.
+    if (!pool_path_.empty()) (void)RecordStoreSequence(db_.get(), pool_path_, &sb_);
     rocksdb::Status cs = db_->Close();
     cs.PermitUncheckedError();
   }

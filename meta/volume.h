@@ -123,11 +123,11 @@ class Volume {
     // Open advances the generation of store and pool (meta/store.h); the
     // daemon and the tools that change a filesystem set it. Unset (meta's
     // own tests, with no pool file), the generation is checked only.
-    std::string pool_path;
+    std::string pool_path = {};
     // Told, one line each, when the metadata store stops taking writes
-    // after an error of its host filesystem and when it takes them again
-    // (see "When the store's filesystem fails" in docs/design.md).
-    std::function<void(const std::string& line)> log;
+    // after an error of its host filesystem (see "When the store's filesystem
+    // fails" in meta/volume.cc).
+    std::function<void(const std::string& line)> log = {};
   };
 
   // Creates a fresh store in `dir` for the pool described by `sb`; fails if

@@ -86,7 +86,7 @@ Status PoolFile::Persist(uint64_t, size_t) {
   // commits: a crash in between leaves the copy in blocks still free.
   if (!dirty_) return Status::Ok();
   if (fdatasync(fd_.get()) != 0)
-    return Status::Error(errno, std::string("pool file: fdatasync: ") + strerror(errno));
+    return Status::Error(errno, std::string("fdatasync of the pool: ") + strerror(errno));
   dirty_ = false;
   return Status::Ok();
 }
