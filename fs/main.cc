@@ -180,7 +180,6 @@ int Serve(const CommandLine& cl, StartupReport* report) {
   Volume::Options vopts;
   vopts.pool_path = PoolPath(cl.source);
   vopts.log = [](const std::string& line) { spdlog::warn("{}", line); };
-  vopts.pool_path = PoolPath(cl.source);
   auto volume = Volume::Open(MetaPath(cl.source), (*pool)->superblock(), pool->get(), vopts);
   if (!volume.ok()) {
     report->Fail(volume.status().message());

@@ -278,7 +278,6 @@ void PoolMapping::WillWrite(uint64_t pool_off, size_t len) {
 // operation (its batch never commits), not a reason to kill every mount.
 Status PoolMapping::Persist(uint64_t pool_off, size_t len) {
   if (!page_granular_ || len == 0) return Status::Ok();
-  DAXREF_RETURN_IF_ERROR(CheckRange(pool_off, len, "persist"));
   return Msync(pool_off, len);
 }
 
