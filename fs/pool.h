@@ -82,11 +82,12 @@ class PoolMapping : public DataPlane {
   // already was); as Persist for the whole pool.
   Status PersistAll();
 
-  // Where faults are reported: called with the pool byte offset of each
-  // fault inside the mapping, on the thread that met it, after it has
-  // recovered (outside the guard, no lock held), before the failing call
-  // returns. Several threads may call it at once. Faults outside the
-  // mapping (a bad caller buffer) fail the call but are not reported.
+  // Where machine checks are reported (poison): called with the pool byte
+  // offset of each BUS_MCEERR_AR fault inside the mapping, on the thread
+  // that met it, after it has recovered (outside the guard, no lock held),
+  // before the failing call returns. Several threads may call it at once.
+  // Host faults go to the host fault log instead, never here; faults
+  // outside the mapping (a bad caller buffer) fail the call and go nowhere.
   using FaultSink = std::function<void(uint64_t pool_off)>;
   void set_fault_sink(FaultSink sink);
   // Where host faults (ENOSPC / EIO above) are described: one line per
@@ -100,8 +101,8 @@ class PoolMapping : public DataPlane {
   bool PoolOffsetOf(const void* addr, uint64_t* pool_off) const;
 
   // Touches one byte of each page of [pool_off, pool_off+len) under the
-  // guard. Ok, or EIO with *bad_off the first pool offset that faulted (the
-  // sink is told too); EINVAL if the range is not inside the pool. For the
+  // guard. Ok, or the fault's Status (above) with *bad_off the first pool
+  // offset that faulted; EINVAL if the range is not inside the pool. For the
   // read path, whose replies point into the mapping: when the kernel's copy
   // out of it fails (EFAULT), this finds the bad block. It finds pages that
   // are gone (truncated) or that the kernel has marked poisoned; a poisoned
