@@ -472,6 +472,71 @@ TEST_CASE("fsck.daxref finds, reports and repairs each kind of damage", "[fsck]"
            CHECK(b[0].second == EncodeLength(2));
          }};
   }
+  SECTION("a bad-block record dropped: the retired block looks leaked, and is freed") {
+    // fsck cannot know a block was bad once its record is gone (docs/fsck.md);
+    // on real persistent memory the daemon records it again from the
+    // device's list at the next mount.
+    c = {"drop B",
+         [](StoreEditor& ed, const std::string&) {
+           auto b = ed.Scan(std::string(1, prefix::kBad));
+           REQUIRE(b.size() == 1);
+           ed.Delete(b[0].first);
+         },
+         {"leaked"},
+         nullptr};
+  }
+  SECTION("a readdir cookie record naming another inode") {
+    c = {"alter C",
+         [](StoreEditor& ed, const std::string&) {
+           const uint64_t dir = ed.Lookup("/dir");
+           DirentRecord d = ed.Dirent(dir, "c");
+           const std::string name = "c";
+           DirentRecord wrong = d;
+           wrong.ino = ed.Lookup("/b");
+           ed.Put(keys::DirCookie(dir, d.cookie), EncodeCookie(wrong, name));
+         },
+         {"cookie"},
+         [&](const std::string& src) {
+           WithMount(src, [](MountedFs& fs) { ExpectFilesIntact(fs); });
+         }};
+  }
+  SECTION("a parent pointer under the wrong name") {
+    c = {"alter P",
+         [](StoreEditor& ed, const std::string&) {
+           const uint64_t ino = ed.Lookup("/dir/c"), dir = ed.Lookup("/dir");
+           ed.Delete(keys::Parent(ino, dir, "c"));
+           ed.Put(keys::Parent(ino, dir, "not-c"), "");
+         },
+         {"parent-pointer"},
+         nullptr};
+  }
+  SECTION("an orphan record with a value") {
+    c = {"alter O",
+         [](StoreEditor& ed, const std::string&) {
+           auto o = ed.Scan(std::string(1, prefix::kOrphan));
+           REQUIRE(o.size() == 1);
+           ed.Put(o[0].first, "x");
+         },
+         {"undecodable"},
+         nullptr};
+  }
+  SECTION("a directory's inode record dropped: its entries go, its files to lost+found") {
+    uint64_t d_ino = 0;
+    c = {"drop I of a directory",
+         [&](StoreEditor& ed, const std::string&) {
+           d_ino = ed.Lookup("/dir/sub/d");
+           ed.Delete(keys::Inode(ed.Lookup("/dir/sub")));
+         },
+         {"dirent", "unreachable"},
+         [&](const std::string& src) {
+           WithMount(src, [&](MountedFs& fs) {
+             ExpectFilesIntact(fs, {"/dir/sub/d"});
+             CHECK(ErrnoOf(access(fs.path("dir/sub").c_str(), F_OK)) == ENOENT);
+             REQUIRE_SAME(ReadFile(fs.path("lost+found/#" + std::to_string(d_ino))),
+                          TheBase().content.at("/dir/sub/d"));
+           });
+         }};
+  }
   SECTION("an orphan record dropped: the unlinked inode is reclaimed") {
     c = {"drop O",
          [](StoreEditor& ed, const std::string&) {
