@@ -265,9 +265,10 @@ Status Repairer::AddInodes(rocksdb::WriteBatch* b, int64_t delta) {
 }
 
 bool Repairer::Released(uint64_t a, uint64_t b) const {
-  for (const auto& [lo, hi] : released_)
-    if (lo < b && a < hi) return true;
-  return false;
+  // released_ is sorted and merged (RebuildSpace): the last range starting
+  // before b is the only one that can overlap [a, b).
+  auto it = std::lower_bound(released_.begin(), released_.end(), std::make_pair(b, uint64_t{0}));
+  return it != released_.begin() && std::prev(it)->second > a;
 }
 
 // ---- M records ------------------------------------------------------------------
@@ -1242,6 +1243,17 @@ Status Repairer::RebuildSpace() {
   } release{db_, snap};
   rocksdb::ReadOptions ro;
   ro.snapshot = snap;
+
+  // Sorted and merged, for Released().
+  std::sort(released_.begin(), released_.end());
+  std::vector<std::pair<uint64_t, uint64_t>> merged;
+  for (const auto& r : released_) {
+    if (!merged.empty() && r.first <= merged.back().second)
+      merged.back().second = std::max(merged.back().second, r.second);
+    else
+      merged.push_back(r);
+  }
+  released_.swap(merged);
 
   bool fix_free = false, fix_refs = false, fix_bad = false;
   std::set<uint64_t> unflagged;
