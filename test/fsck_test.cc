@@ -717,6 +717,43 @@ TEST_CASE("fsck.daxref's command line", "[fsck][cli]") {
   ExpectOneLineFailure(Fsck({"-n", "/tmp"}), prog, "not a daxref filesystem", 8);
 }
 
+TEST_CASE("fsck.daxref through fsck(8), and its progress line on a terminal", "[fsck][cli]") {
+  const Base& base = TheBase();
+  TempDir t("/dev/shm");
+  const std::string src = t.path() + "/fs";
+  CopySource(base.source, src);
+  SECTION("fsck -t fuse.daxref finds fsck.fuse.daxref and passes the options on") {
+    // As installed: fsck.fuse.daxref, a link to fsck.daxref, on the path.
+    TempDir bin;
+    REQUIRE(symlink(kFsck.c_str(), (bin.path() + "/fsck.fuse.daxref").c_str()) == 0);
+    const std::vector<std::string> env = {"PATH=" + bin.path() + ":/usr/sbin:/usr/bin:/sbin:/bin"};
+    RunResult r = RunWithEnv({"/sbin/fsck", "-t", "fuse.daxref", "-n", src}, env);
+    INFO(r.out << r.err);
+    CHECK(r.status == 0);
+    CHECK(Contains(r.out, ": clean;"));
+    {
+      StoreEditor ed(src);
+      ed.Delete(keys::Misc(kMiscInodes));
+    }
+    r = RunWithEnv({"/sbin/fsck", "-t", "fuse.daxref", "-n", src}, env);
+    CHECK(r.status == 4);
+    r = RunWithEnv({"/sbin/fsck", "-t", "fuse.daxref", "-a", src}, env);
+    INFO(r.out << r.err);
+    CHECK(r.status == 1);
+    CHECK(RunWithEnv({"/sbin/fsck", "-t", "fuse.daxref", "-n", src}, env).status == 0);
+  }
+  SECTION("the progress line goes to a terminal, rewritten in place") {
+    // script(1) runs fsck.daxref on a pseudo-terminal and copies what it
+    // wrote there (stdout and stderr both) to our stdout.
+    RunResult r = Run({"/usr/bin/script", "-qec", kFsck + " -n " + src, "/dev/null"});
+    INFO(r.out << r.err);
+    CHECK(r.status == 0);
+    CHECK(Contains(r.out, "\rfsck.daxref: "));
+    CHECK(Contains(r.out, "%"));
+    CHECK(Contains(r.out, ": clean;"));
+  }
+}
+
 // Random damage, bounded in time: fsck never crashes, -n never writes, and
 // after -y a second run is clean, or -y said honestly that it was not.
 TEST_CASE("fsck.daxref survives random record damage", "[fsck][fuzz]") {

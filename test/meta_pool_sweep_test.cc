@@ -26,10 +26,9 @@ using testing::TempDir;
 struct Rec {
   SpaceKind kind;
   uint64_t pblock, len, ino, fblock, refs;
-  bool operator<(const Rec& o) const {
-    return std::tie(kind, pblock, len, ino, fblock, refs) <
-           std::tie(o.kind, o.pblock, o.len, o.ino, o.fblock, o.refs);
-  }
+  auto Tie() const { return std::tie(kind, pblock, len, ino, fblock, refs); }
+  bool operator<(const Rec& o) const { return Tie() < o.Tie(); }
+  bool operator==(const Rec& o) const { return Tie() == o.Tie(); }
 };
 
 TEST_CASE("The pool sweep reports, for every block, exactly the records covering it",
