@@ -1078,9 +1078,10 @@ Status Repairer::SyncRmap() {
   return Status::Ok();
 }
 
-// Blocks that two or more extents claim with no refcount record saying
-// they are shared: the first claimant (lowest inode, then file block)
-// keeps them, every other gets a copy in blocks nobody owns.
+// Blocks that two or more extents claim with no refcount record counting
+// exactly them (none, or one with another count): not a consistent share
+// but a double claim. The first claimant (lowest inode, then file block)
+// keeps the blocks, every other gets a copy in blocks nobody owns.
 Status Repairer::ResolveDoubleClaims() {
   DAXREF_RETURN_IF_ERROR(progress_.Phase("repairing double claims", {prefix::kRmap}));
   const uint64_t bc = opts_.pool.block_count, data_end = bc - 1;
@@ -1092,7 +1093,11 @@ Status Repairer::ResolveDoubleClaims() {
     DAXREF_RETURN_IF_ERROR(sweep.Run(
         bc, [&](const SpaceRecord&) { return progress_.Tick().ok(); },
         [&](uint64_t a, uint64_t b, const Coverage& c) {
-          if (c.owners < 2 || c.counted > 0 || c.bad > 0 || a < 1 || b > data_end) return true;
+          // A share is consistent when one refcount record counts exactly
+          // the owners; overlapping refcount records are only rebuilt.
+          const bool share = c.counted == 1 && c.refs == c.owners;
+          if (c.owners < 2 || share || c.counted > 1 || c.bad > 0 || a < 1 || b > data_end)
+            return true;
           owners.clear();
           for (const SpaceRecord& o : sweep.open())
             if (o.kind == SpaceKind::kOwner) owners.push_back(o);
@@ -1187,8 +1192,9 @@ Status Repairer::MoveClaims(const std::vector<Move>& moves,
         Did(ProblemClass::kDoubleClaim,
             "pool blocks " + Range(src, src + n) + " were claimed by inode " + Str(m.kept_by) +
                 " and inode " + Str(m.ino) + " (file block " +
-                Str(m0.ext_fblock + (src - m0.ext_pblock)) + "), not shared: copied to " +
-                Range(fstart, fstart + n) + " for inode " + Str(m.ino),
+                Str(m0.ext_fblock + (src - m0.ext_pblock)) +
+                ") without a refcount that counts them: copied to " + Range(fstart, fstart + n) +
+                " for inode " + Str(m.ino),
             m.ino);
         fstart += n, flen -= n, src += n, left -= n;
         moved_any = true;

@@ -417,7 +417,7 @@ TEST_CASE("fsck.daxref finds, reports and repairs each kind of damage", "[fsck]"
            });
          }};
   }
-  SECTION("a refcount record with the wrong count") {
+  SECTION("a refcount record with the wrong count: a double claim, copied") {
     c = {"alter N",
          [](StoreEditor& ed, const std::string&) {
            auto n = ed.Scan(std::string(1, prefix::kRefcount));
@@ -427,9 +427,28 @@ TEST_CASE("fsck.daxref finds, reports and repairs each kind of damage", "[fsck]"
            r.refs = 3;
            ed.Put(n[0].first, EncodeRefcount(r));
          },
+         {"double-claim"},
+         [&](const std::string& src) {
+           WithMount(src, [](MountedFs& fs) {
+             ExpectFilesIntact(fs);
+             WriteFile(fs.path("big"), "changed");
+             REQUIRE_SAME(ReadFile(fs.path("clone")), TheBase().content.at("/clone"));
+           });
+         }};
+  }
+  SECTION("overlapping refcount records: rebuilt, the share stays") {
+    c = {"overlapping N",
+         [](StoreEditor& ed, const std::string&) {
+           auto n = ed.Scan(std::string(1, prefix::kRefcount));
+           REQUIRE(n.size() == 1);
+           RefcountRecord r;
+           REQUIRE(DecodeRefcount(n[0].first, n[0].second, PoolGeometry{UINT64_MAX}, &r).ok());
+           ed.Put(keys::Refcount(r.pblock + 1), EncodeRefcount(RefcountRecord{r.pblock + 1, 2, 2}));
+         },
          {"refcount"},
          [&](const std::string& src) {
-           WithMount(src, [](MountedFs& fs) { ExpectFilesIntact(fs); });
+           StoreEditor ed(src);
+           CHECK(ed.Scan(std::string(1, prefix::kRefcount)).size() == 1);
          }};
   }
   SECTION("a free-space record dropped: the blocks are leaked, then freed") {
