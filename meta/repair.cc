@@ -1421,7 +1421,7 @@ Status Repairer::FixCounters() {
 
 Result<std::unique_ptr<rocksdb::DB>> OpenStoreForRepair(const std::string& meta_dir) {
   // The daemon's options: in particular, no recovery that drops data.
-  rocksdb::Options o = StoreOptions(64 << 20);
+  rocksdb::Options o = StoreOptions(16 << 20);
   o.create_if_missing = false;
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(o, meta_dir, &raw);
