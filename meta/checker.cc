@@ -186,10 +186,10 @@ RunIssue Classify(uint64_t a, uint64_t b, const Coverage& c, uint64_t block_coun
   } else if (c.owners == 1 && c.counted > 0) {
     r.what = RunIssue::kRefcountOneOwner, r.cls = ProblemClass::kRefcount;
   } else if (c.owners >= 2 && (c.counted == 0 || c.refs != c.owners)) {
-    // With no refcount record the owners are not a share but a double
-    // claim; with one, only its count is wrong.
-    r.what = RunIssue::kRefcountWrong;
-    r.cls = c.counted == 0 ? ProblemClass::kDoubleClaim : ProblemClass::kRefcount;
+    // Owners the refcount does not account for: not a consistent share but
+    // blocks claimed twice (fsck copies them; which claim is the damaged
+    // one cannot be told).
+    r.what = RunIssue::kRefcountWrong, r.cls = ProblemClass::kDoubleClaim;
   }
   return r;
 }

@@ -265,9 +265,10 @@ Status Repairer::AddInodes(rocksdb::WriteBatch* b, int64_t delta) {
 }
 
 bool Repairer::Released(uint64_t a, uint64_t b) const {
-  for (const auto& [lo, hi] : released_)
-    if (lo < b && a < hi) return true;
-  return false;
+  // released_ is sorted and merged (RebuildSpace): the last range starting
+  // before b is the only one that can overlap [a, b).
+  auto it = std::lower_bound(released_.begin(), released_.end(), std::make_pair(b, uint64_t{0}));
+  return it != released_.begin() && std::prev(it)->second > a;
 }
 
 // ---- M records ------------------------------------------------------------------
@@ -1077,9 +1078,10 @@ Status Repairer::SyncRmap() {
   return Status::Ok();
 }
 
-// Blocks that two or more extents claim with no refcount record saying
-// they are shared: the first claimant (lowest inode, then file block)
-// keeps them, every other gets a copy in blocks nobody owns.
+// Blocks that two or more extents claim with no refcount record counting
+// exactly them (none, or one with another count): not a consistent share
+// but a double claim. The first claimant (lowest inode, then file block)
+// keeps the blocks, every other gets a copy in blocks nobody owns.
 Status Repairer::ResolveDoubleClaims() {
   DAXREF_RETURN_IF_ERROR(progress_.Phase("repairing double claims", {prefix::kRmap}));
   const uint64_t bc = opts_.pool.block_count, data_end = bc - 1;
@@ -1091,7 +1093,11 @@ Status Repairer::ResolveDoubleClaims() {
     DAXREF_RETURN_IF_ERROR(sweep.Run(
         bc, [&](const SpaceRecord&) { return progress_.Tick().ok(); },
         [&](uint64_t a, uint64_t b, const Coverage& c) {
-          if (c.owners < 2 || c.counted > 0 || c.bad > 0 || a < 1 || b > data_end) return true;
+          // A share is consistent when one refcount record counts exactly
+          // the owners; overlapping refcount records are only rebuilt.
+          const bool share = c.counted == 1 && c.refs == c.owners;
+          if (c.owners < 2 || share || c.counted > 1 || c.bad > 0 || a < 1 || b > data_end)
+            return true;
           owners.clear();
           for (const SpaceRecord& o : sweep.open())
             if (o.kind == SpaceKind::kOwner) owners.push_back(o);
@@ -1186,8 +1192,9 @@ Status Repairer::MoveClaims(const std::vector<Move>& moves,
         Did(ProblemClass::kDoubleClaim,
             "pool blocks " + Range(src, src + n) + " were claimed by inode " + Str(m.kept_by) +
                 " and inode " + Str(m.ino) + " (file block " +
-                Str(m0.ext_fblock + (src - m0.ext_pblock)) + "), not shared: copied to " +
-                Range(fstart, fstart + n) + " for inode " + Str(m.ino),
+                Str(m0.ext_fblock + (src - m0.ext_pblock)) +
+                ") without a refcount that counts them: copied to " + Range(fstart, fstart + n) +
+                " for inode " + Str(m.ino),
             m.ino);
         fstart += n, flen -= n, src += n, left -= n;
         moved_any = true;
@@ -1242,6 +1249,17 @@ Status Repairer::RebuildSpace() {
   } release{db_, snap};
   rocksdb::ReadOptions ro;
   ro.snapshot = snap;
+
+  // Sorted and merged, for Released().
+  std::sort(released_.begin(), released_.end());
+  std::vector<std::pair<uint64_t, uint64_t>> merged;
+  for (const auto& r : released_) {
+    if (!merged.empty() && r.first <= merged.back().second)
+      merged.back().second = std::max(merged.back().second, r.second);
+    else
+      merged.push_back(r);
+  }
+  released_.swap(merged);
 
   bool fix_free = false, fix_refs = false, fix_bad = false;
   std::set<uint64_t> unflagged;
@@ -1403,7 +1421,7 @@ Status Repairer::FixCounters() {
 
 Result<std::unique_ptr<rocksdb::DB>> OpenStoreForRepair(const std::string& meta_dir) {
   // The daemon's options: in particular, no recovery that drops data.
-  rocksdb::Options o = StoreOptions(64 << 20);
+  rocksdb::Options o = StoreOptions(16 << 20);
   o.create_if_missing = false;
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(o, meta_dir, &raw);

@@ -17,8 +17,8 @@
 //     and next cookie, the block count and the xattr flag are recomputed;
 //     orphans (nlink 0) are reclaimed, as a mount would;
 //   - the reverse map is rebuilt from the extents;
-//   - blocks that several extents claim with no refcount record saying they
-//     are shared (a double claim, not a share) are copied, so that every
+//   - blocks that several extents claim with no refcount record counting
+//     exactly them (a double claim, not a consistent share) are copied, so that every
 //     claimant past the first gets its own blocks holding the same bytes
 //     (through the DataPlane, persisted before the extent moves); a claim
 //     the pool has no room to copy, or over a bad block, is recorded as
