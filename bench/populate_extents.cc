@@ -47,7 +47,7 @@ class MappedPool : public daxref::DataPlane {
     memcpy(base_ + dst, base_ + src, len);
     return daxref::Status::Ok();
   }
-  void Persist(uint64_t, size_t) override {}
+  daxref::Status Persist(uint64_t, size_t) override { return daxref::Status::Ok(); }
 
  private:
   int fd_ = -1;

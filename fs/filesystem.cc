@@ -372,9 +372,15 @@ void Release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 void Fsync(fuse_req_t req, fuse_ino_t, int, fuse_file_info*) {
   Filesystem* fs = Fs(req);
   // Pool stores first (msync on a page-granular pool), then the metadata
-  // log, so the synced metadata never points at unsynced data.
-  fs->pool()->PersistAll();
-  Status s = fs->volume()->Sync();
+  // log, so the synced metadata never points at unsynced data. A failed
+  // msync (the pool's host filesystem could not write pages back) is this
+  // fsync's error, as it would be on any filesystem.
+  Status s = fs->pool()->PersistAll();
+  if (!s.ok()) {
+    spdlog::error("fsync: {}", s.message());
+    return ReplyErr(req, s);
+  }
+  s = fs->volume()->Sync();
   if (!s.ok()) return ReplyErr(req, s);
   fuse_reply_err(req, 0);
 }

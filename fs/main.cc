@@ -27,6 +27,7 @@
 #include <string>
 #include <thread>
 
+#include "fs/async_faults.h"
 #include "fs/command_line.h"
 #include "fs/control_server.h"
 #include "fs/filesystem.h"
@@ -122,9 +123,11 @@ class TimeFlusher {
  private:
   void Run(Volume* v) {
     std::unique_lock<std::mutex> g(mu_);
+    bool failing = false;  // one line per run of failures, not one a second
     while (!cv_.wait_for(g, std::chrono::seconds(1), [this] { return stop_; })) {
       Status s = v->FlushTimes();
-      if (!s.ok()) spdlog::warn("storing file times failed: {}", s.message());
+      if (!s.ok() && !failing) spdlog::warn("storing file times failed: {}", s.message());
+      failing = !s.ok();
     }
   }
   std::mutex mu_;
@@ -158,6 +161,12 @@ int Serve(const CommandLine& cl, StartupReport* report) {
                  " is not a daxref filesystem (expected a directory made by mkfs.daxref)");
     return 1;
   }
+  // Poison the kernel finds in the pool before anyone touches it is to be
+  // reported now (BUS_MCEERR_AO), not at the next touch. The flag is per
+  // thread and inherited: set before RocksDB, libfuse or anything else
+  // starts a thread, so that whichever thread the kernel picks has it.
+  if (Status mce = RequestEarlyMachineCheckNotice(); !mce.ok())
+    spdlog::warn("no early notice of machine checks: {}", mce.message());
   auto pool = PoolMapping::Open(PoolPath(cl.source), cl.lock_wait_ms);
   if (!pool.ok()) {
     report->Fail(pool.status().message());
@@ -165,8 +174,14 @@ int Serve(const CommandLine& cl, StartupReport* report) {
   }
   if ((*pool)->used_backup_superblock())
     spdlog::warn("primary pool superblock is damaged; using the backup copy");
-  auto volume = Volume::Open(MetaPath(cl.source), (*pool)->superblock(), pool->get(),
-                             {.pool_path = PoolPath(cl.source)});
+  // A pool page its host filesystem cannot provide (full, cut short) is
+  // ENOSPC or EIO for the request, never poison: one line each.
+  (*pool)->set_host_fault_log([](const std::string& line) { spdlog::warn("{}", line); });
+  Volume::Options vopts;
+  vopts.pool_path = PoolPath(cl.source);
+  vopts.log = [](const std::string& line) { spdlog::warn("{}", line); };
+  vopts.pool_path = PoolPath(cl.source);
+  auto volume = Volume::Open(MetaPath(cl.source), (*pool)->superblock(), pool->get(), vopts);
   if (!volume.ok()) {
     report->Fail(volume.status().message());
     return 1;
@@ -235,6 +250,27 @@ int Serve(const CommandLine& cl, StartupReport* report) {
   (*pool)->set_fault_sink([&fs, &poison](uint64_t pool_off) {
     fs.poison_worker().Post([&poison, pool_off] { poison.MemoryFault(pool_off); });
   });
+  // Poison the kernel reports before anyone touched it (BUS_MCEERR_AO)
+  // takes the same path, from the watcher's thread through the same worker.
+  AsyncFaultWatcher::Handlers on_async;
+  on_async.fault = [&fs, &poison, p = pool->get()](const void* addr) {
+    uint64_t off = 0;
+    if (!p->PoolOffsetOf(addr, &off)) {
+      // The kernel has unmapped that page of the daemon's own memory; the
+      // next touch of it kills the daemon, as for any process.
+      spdlog::critical("machine check reported in the daemon's memory at {}, outside the pool",
+                       addr);
+      return;
+    }
+    fs.poison_worker().Post([&poison, off] { poison.AsyncMemoryFault(off); });
+  };
+  on_async.lost = [&fs, &poison](uint64_t lost) {
+    fs.poison_worker().Post([&poison, lost] { poison.DeviceBadBlocks(lost); });
+  };
+  auto async_faults = AsyncFaultWatcher::Start(std::move(on_async));
+  if (!async_faults.ok())
+    spdlog::error("asynchronous machine checks will not be handled: {}",
+                  async_faults.status().message());
   auto control = ControlServer::Start(cl.source, &poison, &fs);
   if (!control.ok())
     spdlog::error("no admin channel (daxref-poison cannot reach this daemon): {}",
@@ -269,8 +305,11 @@ int Serve(const CommandLine& cl, StartupReport* report) {
   }
   if (control.ok()) control->reset();
   flusher.reset();
+  // Nothing posts to the poison worker once the watcher is gone.
+  if (async_faults.ok()) async_faults->reset();
   fs.StopWorkers();
   (*pool)->set_fault_sink(nullptr);
+  (*pool)->set_host_fault_log(nullptr);
   fuse_remove_signal_handlers(se.get());
   fuse_session_unmount(se.get());
   spdlog::info("unmounted {}; closing the metadata store", cl.mountpoint);

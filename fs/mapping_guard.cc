@@ -1,8 +1,10 @@
 #include "fs/mapping_guard.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
@@ -21,6 +23,7 @@ struct GuardFrame {
   // Written by the signal handler, read after the jump back: volatile, as
   // for any local changed between sigsetjmp and siglongjmp.
   const void* volatile fault;
+  volatile int code;
 };
 
 // Read by the signal handler: initial-exec TLS, so that reaching it never
@@ -39,6 +42,13 @@ std::atomic<bool> g_installed{false};
 static_assert(std::atomic<uintptr_t>::is_always_lock_free);
 std::atomic<uintptr_t> g_async[kAsyncMemoryFaultSlots];
 std::atomic<uint64_t> g_async_lost{0};
+// The eventfd written after each record; -1 for none. g_notify_users
+// counts handlers between reading it and finishing their write, so that
+// SetAsyncMemoryFaultNotifier can wait them out before the old fd is closed
+// (and its number reused for something a stray write would corrupt).
+static_assert(std::atomic<int>::is_always_lock_free);
+std::atomic<int> g_async_notify{-1};
+std::atomic<int> g_notify_users{0};
 
 // Faults the kernel raises for the access of the thread that gets them:
 // what a guard catches. BUS_ADRALN is left out (a misaligned access is a
@@ -50,13 +60,26 @@ bool IsAccessFault(const siginfo_t* si) {
 void RecordAsync(const void* addr) {
   auto a = reinterpret_cast<uintptr_t>(addr);
   if (a == 0) a = 1;  // keep "free" unambiguous; the page is what matters
+  bool recorded = false;
   for (auto& slot : g_async) {
     uintptr_t expect = 0;
     if (slot.compare_exchange_strong(expect, a, std::memory_order_release,
-                                     std::memory_order_relaxed))
-      return;
+                                     std::memory_order_relaxed)) {
+      recorded = true;
+      break;
+    }
   }
-  g_async_lost.fetch_add(1, std::memory_order_relaxed);
+  if (!recorded) g_async_lost.fetch_add(1, std::memory_order_release);
+  // After the record: a worker woken by this write finds it. A failed
+  // write (eventfd counter full, fd gone) loses only the wake-up.
+  g_notify_users.fetch_add(1, std::memory_order_seq_cst);
+  int fd = g_async_notify.load(std::memory_order_seq_cst);
+  if (fd >= 0) {
+    uint64_t one = 1;
+    ssize_t ignored = write(fd, &one, sizeof(one));
+    (void)ignored;
+  }
+  g_notify_users.fetch_sub(1, std::memory_order_seq_cst);
 }
 
 bool IsRealHandler(const struct sigaction& sa) {
@@ -92,6 +115,7 @@ void OnSigbus(int sig, siginfo_t* si, void* uctx) {
   GuardFrame* f = t_frame;
   if (f != nullptr && IsAccessFault(si)) {
     f->fault = si->si_addr;
+    f->code = si->si_code;
     siglongjmp(f->env, 1);
   }
   ChainToPrevious(sig, si, uctx);
@@ -105,6 +129,10 @@ void UnblockSigbus() {
 }
 
 }  // namespace
+
+bool IsMachineCheck(int si_code) {
+  return si_code == BUS_MCEERR_AR || si_code == BUS_MCEERR_AO;
+}
 
 void InstallMappingGuard() {
   std::lock_guard<std::mutex> lock(g_install_mu);
@@ -126,17 +154,19 @@ void InstallMappingGuard() {
   g_installed.store(true, std::memory_order_release);
 }
 
-bool GuardedCall(GuardedFn fn, void* ctx, const void** fault) {
+bool GuardedCall(GuardedFn fn, void* ctx, GuardFault* fault) {
   if (!g_installed.load(std::memory_order_acquire)) InstallMappingGuard();
   GuardFrame frame;
   frame.prev = t_frame;
   frame.fault = nullptr;
+  frame.code = 0;
   if (sigsetjmp(frame.env, 0) != 0) {
     // Back from the handler: fn faulted at frame.fault.
     t_frame = frame.prev;
     std::atomic_signal_fence(std::memory_order_seq_cst);
     UnblockSigbus();
-    *fault = frame.fault;
+    fault->addr = frame.fault;
+    fault->code = frame.code;
     return false;
   }
   t_frame = &frame;
@@ -149,7 +179,7 @@ bool GuardedCall(GuardedFn fn, void* ctx, const void** fault) {
   return true;
 }
 
-bool GuardedCopy(void* dst, const void* src, size_t n, const void** fault) {
+bool GuardedCopy(void* dst, const void* src, size_t n, GuardFault* fault) {
   struct Args {
     void* dst;
     const void* src;
@@ -176,7 +206,15 @@ bool TakeAsyncMemoryFault(const void** addr) {
 }
 
 uint64_t LostAsyncMemoryFaults() {
-  return g_async_lost.load(std::memory_order_relaxed);
+  return g_async_lost.load(std::memory_order_acquire);
+}
+
+void SetAsyncMemoryFaultNotifier(int fd) {
+  g_async_notify.store(fd, std::memory_order_seq_cst);
+  // A handler that read the previous fd is done with it once the count
+  // drops to zero (a handler interrupting this loop on this thread runs to
+  // completion first, so this cannot wait for itself).
+  while (g_notify_users.load(std::memory_order_seq_cst) != 0) sched_yield();
 }
 
 }  // namespace daxref

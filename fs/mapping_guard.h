@@ -8,25 +8,37 @@
 // any touch past its new end. Either would kill the daemon and every mount it
 // serves, for one bad block. So every access to the mapping runs guarded:
 //
-//   const void* fault;
-//   if (!GuardedCopy(dst, src, n, &fault)) { ...fault is the bad address... }
+//   GuardFault fault;
+//   if (!GuardedCopy(dst, src, n, &fault)) { ...fault.addr, fault.code... }
+//
+// The guard only says what the kernel said; telling a machine check
+// (BUS_MCEERR_AR: poison) from a page the pool's host filesystem could not
+// provide (BUS_ADRERR / BUS_OBJERR: the file is full, cut short, or failed
+// to read) is the caller's job (fs/pool.cc), because only a machine check is
+// poison: a full disk is ENOSPC, never a bad block.
 //
 // How it works. One process-wide SIGBUS handler (InstallMappingGuard). A
 // guarded call pushes a frame (a sigjmp_buf, saved without the signal mask:
 // no syscall) on a thread-local list and runs the access; the handler, when a
 // fault the kernel raised in this thread (BUS_ADRERR, BUS_OBJERR,
-// BUS_MCEERR_AR) lands while that thread has a frame, stores si_addr in the
-// innermost frame and siglongjmps to it, and the call returns false. The
-// handler is installed with SA_NODEFER and an empty sa_mask, so nothing is
-// left blocked after the jump (the fault path also unblocks SIGBUS, in case
-// the handler was reached through another that blocked it).
+// BUS_MCEERR_AR) lands while that thread has a frame, stores si_addr and
+// si_code in the innermost frame and siglongjmps to it, and the call returns
+// false. The handler is installed with SA_NODEFER and an empty sa_mask, so
+// nothing is left blocked after the jump (the fault path also unblocks
+// SIGBUS, in case the handler was reached through another that blocked it).
 //
 // Any other SIGBUS is none of the guard's business:
 //   - BUS_MCEERR_AO (action optional: the kernel found poison nobody has
-//     touched yet, delivered asynchronously, to any thread, guarded or not)
-//     is recorded in a small lock-free table for the daemon to collect with
-//     TakeAsyncMemoryFault, then handed to the previous handler if there was
-//     one; the process goes on.
+//     touched yet, delivered asynchronously, to any thread, guarded or not;
+//     a process gets it only if it asked for early notification, see
+//     RequestEarlyMachineCheckNotice) is recorded in a small lock-free table
+//     for the daemon to collect with TakeAsyncMemoryFault, the notifier
+//     (an eventfd, SetAsyncMemoryFaultNotifier) is written so that a worker
+//     wakes up to collect it, then it is handed to the previous handler if
+//     there was one; the process goes on. The handler takes si_code at its
+//     word here even for a signal another process queued (a positive
+//     si_code cannot be queued by anyone but the kernel, the process itself
+//     or a ptrace tracer: all trusted).
 //   - Everything else (an unguarded fault, BUS_ADRALN, a SIGBUS sent with
 //     kill or sigqueue even inside a guard) goes to the handler that was
 //     installed before ours, or, if that was the default or SIG_IGN, the
@@ -68,6 +80,17 @@
 
 namespace daxref {
 
+// Where a guarded access stopped, as the kernel reported it: the faulting
+// address (si_addr) and why (si_code: BUS_MCEERR_AR for a machine check,
+// BUS_ADRERR or BUS_OBJERR for a page the mapped file cannot provide).
+struct GuardFault {
+  const void* addr = nullptr;
+  int code = 0;
+};
+
+// Is si_code a machine check (memory poison), action required or optional?
+bool IsMachineCheck(int si_code);
+
 // Installs the process-wide SIGBUS handler, unless it is already the
 // current one; the handler found there becomes the one unguarded faults are
 // chained to. Idempotent and thread-safe. Guarded calls install it on first
@@ -80,19 +103,19 @@ void InstallMappingGuard();
 using GuardedFn = void (*)(void* ctx) noexcept;
 
 // Runs fn(ctx) under the guard. True if it ran to completion; false if it
-// faulted, with *fault set to the faulting address (si_addr).
-[[nodiscard]] bool GuardedCall(GuardedFn fn, void* ctx, const void** fault);
+// faulted, with *fault set to the faulting address (si_addr) and si_code.
+[[nodiscard]] bool GuardedCall(GuardedFn fn, void* ctx, GuardFault* fault);
 
 // GuardedCall for any callable (a lambda capturing what the access needs).
 template <typename Fn>
-[[nodiscard]] bool Guarded(Fn&& fn, const void** fault) {
+[[nodiscard]] bool Guarded(Fn&& fn, GuardFault* fault) {
   using F = std::remove_reference_t<Fn>;
   GuardedFn thunk = [](void* ctx) noexcept { (*static_cast<F*>(ctx))(); };
   return GuardedCall(thunk, const_cast<void*>(static_cast<const void*>(std::addressof(fn))), fault);
 }
 
 // memcpy(dst, src, n) under the guard; a fault on either side stops it.
-[[nodiscard]] bool GuardedCopy(void* dst, const void* src, size_t n, const void** fault);
+[[nodiscard]] bool GuardedCopy(void* dst, const void* src, size_t n, GuardFault* fault);
 
 // Takes one recorded BUS_MCEERR_AO address (poison found by the kernel, not
 // yet touched); false when there is none. The table holds
@@ -103,5 +126,12 @@ inline constexpr size_t kAsyncMemoryFaultSlots = 64;
 bool TakeAsyncMemoryFault(const void** addr);
 // How many BUS_MCEERR_AO addresses found the table full, since the start.
 uint64_t LostAsyncMemoryFaults();
+// From now on, every BUS_MCEERR_AO the handler records (or counts as lost)
+// is followed by an 8-byte write of 1 to `fd`, an eventfd the caller owns
+// and reads (write(2) is async-signal-safe; a full or non-blocking eventfd
+// only drops the wake-up, never the record). -1 stops the writes. Returns
+// once no handler can still be writing to the fd set before, so the caller
+// may close that one then.
+void SetAsyncMemoryFaultNotifier(int fd);
 
 }  // namespace daxref

@@ -177,14 +177,58 @@ void PoisonHandler::InjectFile(uint64_t ino, uint64_t off, uint64_t len, const S
            .Add("elapsed_us", Micros(t0)));
 }
 
-void PoisonHandler::MemoryFault(uint64_t pool_off) {
+namespace {
+// What the daemon's own poison events reply to: nobody; errors to the log.
+bool LogErrors(const Record& r) {
+  if (r.kind == "error") spdlog::error("poison: {}", r.Get("message") ? *r.Get("message") : "");
+  return true;
+}
+}  // namespace
+
+void PoisonHandler::FoundPoison(uint64_t pool_off, const char* how) {
   uint64_t pb = pool_off >> kBlockShift;
   if (pb >= fs_->volume()->superblock().block_count || fs_->volume()->IsBad(pb, pb + 1)) return;
-  spdlog::error("memory fault at pool byte {} (block {}): treating it as poison", pool_off, pb);
-  Inject(pb, pb + 1, /*strict=*/false, [](const Record& r) {
-    if (r.kind == "error") spdlog::error("poison: {}", r.Get("message") ? *r.Get("message") : "");
+  spdlog::error("{} at pool byte {} (block {}): treating it as poison", how, pool_off, pb);
+  Inject(pb, pb + 1, /*strict=*/false, LogErrors);
+}
+
+void PoisonHandler::MemoryFault(uint64_t pool_off) {
+  FoundPoison(pool_off, "machine check (BUS_MCEERR_AR) while the daemon touched the pool");
+}
+
+void PoisonHandler::AsyncMemoryFault(uint64_t pool_off) {
+  FoundPoison(pool_off, "machine check reported by the kernel (BUS_MCEERR_AO, nobody touched it)");
+}
+
+void PoisonHandler::DeviceBadBlocks(uint64_t lost) {
+  spdlog::error(
+      "{} machine-check reports were lost (more arrived at once than the daemon holds); "
+      "re-reading the device's list of bad blocks",
+      lost);
+  uint64_t ranges = 0;
+  Status s = fs_->pool()->WalkBadBlocks([&](uint64_t off, uint64_t len) {
+    ++ranges;
+    Volume* vol = fs_->volume();
+    uint64_t pb0 = off >> kBlockShift;
+    uint64_t pb1 =
+        std::min((off + len + kBlockSize - 1) >> kBlockShift, vol->superblock().block_count);
+    // Each run of blocks not yet recorded, as its own event: a device range
+    // is a few blocks, and most of it may be known already.
+    uint64_t run = pb1;
+    for (uint64_t pb = pb0; pb <= pb1; ++pb) {
+      bool fresh = pb < pb1 && !vol->IsBad(pb, pb + 1);
+      if (fresh && run == pb1) run = pb;
+      if (!fresh && run != pb1) {
+        Inject(run, pb, /*strict=*/false, LogErrors);
+        run = pb1;
+      }
+    }
     return true;
   });
+  if (!s.ok())
+    spdlog::error("cannot read the device's bad blocks: {}", s.message());
+  else
+    spdlog::warn("the device lists {} bad ranges under the pool", ranges);
 }
 
 void PoisonHandler::List(const Sink& sink) {
@@ -228,8 +272,8 @@ void PoisonHandler::PreRemove(const Sink& sink) {
   fs_->modify_gate().Freeze();
   sink(Record("note").Add("message", "frozen: modifications now fail with EIO"));
   // 2. Everything acknowledged is made durable: pool stores, then metadata.
-  fs_->pool()->PersistAll();
-  Status s = fs_->volume()->Sync();
+  Status s = fs_->pool()->PersistAll();
+  if (s.ok()) s = fs_->volume()->Sync();
   if (!s.ok()) {
     spdlog::error("pre-remove: sync failed: {}", s.message());
     sink(Error(s));

@@ -43,9 +43,18 @@ class PoisonHandler {
   void Inject(uint64_t pb0, uint64_t pb1, bool strict, const Sink& sink);
   // Poison in the pool blocks behind bytes [off, off+len) of inode ino.
   void InjectFile(uint64_t ino, uint64_t off, uint64_t len, const Sink& sink);
-  // A machine check (or a pool cut short) at pool byte `pool_off`, met by
-  // the daemon while it touched the mapping. Logged only.
+  // A machine check at pool byte `pool_off` (BUS_MCEERR_AR), met by the
+  // daemon while it touched the mapping: the block is poison, with the
+  // owner walk, invalidation and signals of Inject. Logged only.
   void MemoryFault(uint64_t pool_off);
+  // The same for poison the kernel reported before anyone touched it
+  // (BUS_MCEERR_AO, fs/async_faults.h).
+  void AsyncMemoryFault(uint64_t pool_off);
+  // Reports of asynchronous machine checks were lost (`lost` of them, more
+  // than the handler's table held): re-reads the device's bad-block list
+  // (PoolMapping::WalkBadBlocks, as mount does) and poisons each block it
+  // lists that is not bad yet, as Inject does. Logged only.
+  void DeviceBadBlocks(uint64_t lost);
   void List(const Sink& sink);
   void Clear(uint64_t pb0, uint64_t pb1, const Sink& sink);
   void Resolve(uint64_t pb0, uint64_t pb1, const Sink& sink);
@@ -62,6 +71,8 @@ class PoisonHandler {
   struct Walk;
   bool WalkOwners(uint64_t pb0, uint64_t pb1, Walk* w, const Sink& sink);
   bool InjectLocked(uint64_t pb0, uint64_t pb1, bool strict, const Sink& sink, Walk* w);
+  // Poison the daemon found itself at pool byte `pool_off`; `how` says how.
+  void FoundPoison(uint64_t pool_off, const char* how);
 
   Filesystem* fs_;
   PoisonOptions opts_;

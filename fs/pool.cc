@@ -62,7 +62,8 @@ Result<std::unique_ptr<PoolMapping>> PoolMapping::Open(const std::string& path, 
   p->size_ = pmem2_map_get_size(p->map_);
   p->memcpy_ = pmem2_get_memcpy_fn(p->map_);
   p->memset_ = pmem2_get_memset_fn(p->map_);
-  p->persist_ = pmem2_get_persist_fn(p->map_);
+  long page = sysconf(_SC_PAGESIZE);
+  if (page > 0) p->page_size_ = static_cast<size_t>(page);
   p->page_granular_ = pmem2_map_get_store_granularity(p->map_) == PMEM2_GRANULARITY_PAGE;
   p->store_flags_ = p->page_granular_ ? PMEM2_F_MEM_NOFLUSH : 0;
   return p;
@@ -76,7 +77,22 @@ PoolMapping::~PoolMapping() {
 }
 
 // Each access captures what it needs before the guard and only calls the
-// copy inside it: nothing is constructed in the guarded region.
+// copy inside it: nothing is constructed in the guarded region. Running an
+// access again is harmless: every one is a copy or a fill whose source is
+// unchanged by it (Copy's ranges never overlap).
+template <typename Fn>
+Status PoolMapping::Access(Fn&& fn, const char* what, uint64_t* fault_off) {
+  for (bool may_retry = true;; may_retry = false) {
+    GuardFault f;
+    if (Guarded(fn, &f)) return Status::Ok();
+    bool retry = false;
+    Status s = Fault(f, what, may_retry, &retry);
+    if (!retry) {
+      if (fault_off != nullptr) PoolOffsetOf(f.addr, fault_off);
+      return s;
+    }
+  }
+}
 
 Status PoolMapping::CheckRange(uint64_t pool_off, uint64_t len, const char* what) const {
   if (Contains(pool_off, len)) return Status::Ok();
@@ -87,35 +103,25 @@ Status PoolMapping::CheckRange(uint64_t pool_off, uint64_t len, const char* what
 
 Status PoolMapping::Write(uint64_t pool_off, const void* src, size_t len) {
   DAXREF_RETURN_IF_ERROR(CheckRange(pool_off, len, "write"));
-  const void* fault;
-  if (Guarded([&] { memcpy_(base_ + pool_off, src, len, store_flags_); }, &fault))
-    return Status::Ok();
-  return Fault(fault, "write");
+  return Access([&] { memcpy_(base_ + pool_off, src, len, store_flags_); }, "write");
 }
 
 Status PoolMapping::Load(uint64_t pool_off, void* dst, size_t len) {
   DAXREF_RETURN_IF_ERROR(CheckRange(pool_off, len, "load"));
-  const void* fault;
-  if (GuardedCopy(dst, base_ + pool_off, len, &fault)) return Status::Ok();
-  return Fault(fault, "load");
+  const char* from = base_ + pool_off;
+  return Access([&] { memcpy(dst, from, len); }, "load");
 }
 
 Status PoolMapping::Copy(uint64_t dst_pool_off, uint64_t src_pool_off, size_t len) {
   DAXREF_RETURN_IF_ERROR(CheckRange(dst_pool_off, len, "copy"));
   DAXREF_RETURN_IF_ERROR(CheckRange(src_pool_off, len, "copy"));
-  const void* fault;
-  if (Guarded([&] { memcpy_(base_ + dst_pool_off, base_ + src_pool_off, len, store_flags_); },
-              &fault))
-    return Status::Ok();
-  return Fault(fault, "copy");
+  return Access([&] { memcpy_(base_ + dst_pool_off, base_ + src_pool_off, len, store_flags_); },
+                "copy");
 }
 
 Status PoolMapping::Zero(uint64_t pool_off, size_t len) {
   DAXREF_RETURN_IF_ERROR(CheckRange(pool_off, len, "zero"));
-  const void* fault;
-  if (Guarded([&] { memset_(base_ + pool_off, 0, len, store_flags_); }, &fault))
-    return Status::Ok();
-  return Fault(fault, "zero");
+  return Access([&] { memset_(base_ + pool_off, 0, len, store_flags_); }, "zero");
 }
 
 void PoolMapping::set_fault_sink(FaultSink sink) {
@@ -124,16 +130,29 @@ void PoolMapping::set_fault_sink(FaultSink sink) {
   sink_ = std::move(p);
 }
 
-Status PoolMapping::Fault(const void* addr, const char* what) {
+void PoolMapping::set_host_fault_log(HostFaultLog log) {
+  auto p = log ? std::make_shared<const HostFaultLog>(std::move(log)) : nullptr;
+  std::lock_guard<std::mutex> lock(sink_mu_);
+  host_log_ = std::move(p);
+}
+
+bool PoolMapping::PoolOffsetOf(const void* addr, uint64_t* pool_off) const {
   auto a = reinterpret_cast<uintptr_t>(addr);
   auto b = reinterpret_cast<uintptr_t>(base_);
-  if (a < b || a - b >= size_) {
+  if (a < b || a - b >= size_) return false;
+  *pool_off = a - b;
+  return true;
+}
+
+Status PoolMapping::Fault(const GuardFault& f, const char* what, bool may_retry, bool* retry) {
+  uint64_t off = 0;
+  if (!PoolOffsetOf(f.addr, &off)) {
     // The caller's buffer, not the pool: nothing for the poison path.
     char msg[96];
-    snprintf(msg, sizeof(msg), "memory fault at address %p, outside the pool (%s)", addr, what);
+    snprintf(msg, sizeof(msg), "memory fault at address %p, outside the pool (%s)", f.addr, what);
     return Status::IOError(msg);
   }
-  uint64_t off = a - b;
+  if (!IsMachineCheck(f.code)) return HostFault(off, what, may_retry, retry);
   std::shared_ptr<const FaultSink> sink;
   {
     std::lock_guard<std::mutex> lock(sink_mu_);
@@ -143,6 +162,50 @@ Status PoolMapping::Fault(const void* addr, const char* what) {
   return Status::IOError("pool memory fault at byte " + std::to_string(off));
 }
 
+// The mapping's page at `off` could not be provided by the pool file. The
+// file itself says why: asking its filesystem for that page with
+// fallocate(2) gets the error the page fault could not report. That costs
+// two syscalls per fault, and faults are rare: a full host filesystem fails
+// the access before anything is committed, and a request that meets one
+// returns ENOSPC right away.
+Status PoolMapping::HostFault(uint64_t off, const char* what, bool may_retry, bool* retry) {
+  const uint64_t page = off & ~uint64_t{page_size_ - 1};
+  std::string at = "pool byte " + std::to_string(off) + " (" + what + ")";
+  Status s;
+  struct stat st {};
+  if (fstat(fd_, &st) != 0) {
+    s = Status::IOError(at +
+                        ": the pool file cannot provide it, and fstat failed: " + strerror(errno));
+  } else if (page >= static_cast<uint64_t>(st.st_size)) {
+    s = Status::IOError(at + " is past the end of the pool file (" + std::to_string(st.st_size) +
+                        " bytes, the pool is " + std::to_string(size_) +
+                        "): was the pool file truncated?");
+  } else if (fallocate(fd_, FALLOC_FL_KEEP_SIZE, static_cast<off_t>(page),
+                       static_cast<off_t>(page_size_)) != 0) {
+    int e = errno;
+    if (e == ENOSPC)
+      s = Status::NoSpace(at + ": no space left on the pool's host filesystem (" +
+                          std::string(strerror(e)) + ")");
+    else
+      s = Status::IOError(
+          at + ": the pool's host filesystem cannot provide the page: fallocate: " + strerror(e));
+  } else if (may_retry) {
+    *retry = true;
+  } else {
+    s = Status::IOError(at + " faulted again after its page was allocated on the host");
+  }
+  std::shared_ptr<const HostFaultLog> log;
+  {
+    std::lock_guard<std::mutex> lock(sink_mu_);
+    log = host_log_;
+  }
+  if (log)
+    (*log)(*retry ? at + ": the host filesystem could not provide the page at first; it has it "
+                         "now, retrying"
+                  : s.message() + " (not poison)");
+  return s;
+}
+
 Status PoolMapping::CheckReadable(uint64_t pool_off, size_t len, uint64_t* bad_off) {
   if (pool_off > size_ || len > size_ - pool_off)
     return Status::Invalid("CheckReadable: [" + std::to_string(pool_off) + ", +" +
@@ -150,10 +213,9 @@ Status PoolMapping::CheckReadable(uint64_t pool_off, size_t len, uint64_t* bad_o
   if (len == 0) return Status::Ok();
   const char* p = base_ + pool_off;
   const char* end = p + len;
-  const void* fault;
   // The first byte of the range, then the first byte of each later page, in
   // order: the first fault is the first bad page.
-  bool ok = Guarded(
+  return Access(
       [p, end] {
         const volatile char* q = p;
         while (true) {
@@ -163,13 +225,7 @@ Status PoolMapping::CheckReadable(uint64_t pool_off, size_t len, uint64_t* bad_o
           q = reinterpret_cast<const volatile char*>(next);
         }
       },
-      &fault);
-  if (ok) return Status::Ok();
-  Status s = Fault(fault, "check");
-  auto a = reinterpret_cast<uintptr_t>(fault);
-  auto b = reinterpret_cast<uintptr_t>(base_);
-  if (a >= b && a - b < size_) *bad_off = a - b;
-  return s;
+      "check", bad_off);
 }
 
 namespace {
@@ -215,13 +271,31 @@ void PoolMapping::WillWrite(uint64_t pool_off, size_t len) {
 #endif
 }
 
-void PoolMapping::Persist(uint64_t pool_off, size_t len) {
-  if (!Contains(pool_off, len)) return;
-  if (page_granular_) persist_(base_ + pool_off, len);
+// Where every store already persisted (byte or cache-line granularity:
+// libpmem2's copies flush before they return), there is nothing to do. On a
+// page-granular pool libpmem2's persist is msync, and it abort()s when msync
+// fails; the host filesystem failing to write pages back is an error for the
+// operation (its batch never commits), not a reason to kill every mount.
+Status PoolMapping::Persist(uint64_t pool_off, size_t len) {
+  if (!page_granular_ || len == 0) return Status::Ok();
+  DAXREF_RETURN_IF_ERROR(CheckRange(pool_off, len, "persist"));
+  return Msync(pool_off, len);
 }
 
-void PoolMapping::PersistAll() {
-  if (page_granular_) persist_(base_, size_);
+Status PoolMapping::PersistAll() {
+  if (!page_granular_) return Status::Ok();
+  return Msync(0, size_);
+}
+
+Status PoolMapping::Msync(uint64_t pool_off, size_t len) {
+  DAXREF_RETURN_IF_ERROR(CheckRange(pool_off, len, "persist"));
+  // msync wants a page-aligned start; the mapping itself is page-aligned.
+  uint64_t start = pool_off & ~uint64_t{page_size_ - 1};
+  uint64_t end = pool_off + len;
+  if (msync(base_ + start, end - start, MS_SYNC) == 0) return Status::Ok();
+  int e = errno;
+  return Status::Error(e, "persisting pool bytes " + std::to_string(start) + ".." +
+                              std::to_string(end - 1) + " (msync): " + strerror(e));
 }
 
 const char* PoolMapping::granularity() const {

@@ -7,13 +7,35 @@
 // two daemons never serve one pool, and a daemon that is still exiting after
 // umount is waited for instead of raced.
 //
-// Bad memory. Every touch of the mapping (Write, Load, Copy, Zero,
-// CheckReadable) runs under the SIGBUS guard (fs/mapping_guard.h): poisoned
-// persistent memory, or a pool file cut short under the mapping, makes that
-// call fail with EIO instead of killing the daemon. The pool byte offset of
-// the fault goes to the fault sink, which the daemon points at its poison
-// path. Persist, PersistAll and WillWrite do not read or write the bytes
-// (cache flushes, msync, madvise) and are not guarded.
+// Faults. Every touch of the mapping (Write, Load, Copy, Zero,
+// CheckReadable) runs under the SIGBUS guard (fs/mapping_guard.h), so a
+// fault makes that call fail instead of killing the daemon. What the fault
+// means decides what happens next, and only a machine check is poison:
+//
+//   si_code                  cause                      result
+//   BUS_MCEERR_AR            poisoned memory            EIO; the pool offset goes
+//                                                       to the fault sink (poison)
+//   BUS_ADRERR, BUS_OBJERR   the host filesystem could  fallocate(2) of that page
+//                            not provide the page: a    tells which: ENOSPC ->
+//                            full tmpfs or disk under   ENOSPC; it worked (space
+//                            a sparse pool, a pool cut  came back) -> the access is
+//                            short, a failed read of    retried once; past the
+//                            the backing file           file's end or any other
+//                                                       error -> EIO
+//
+// Host faults never reach the fault sink (a full disk must not turn good
+// blocks into permanent poison); each is described, one line, to the host
+// fault log. BUS_MCEERR_AO (poison nobody touched yet) is not an access
+// fault: the daemon collects it separately (fs/async_faults.h) and uses
+// PoolOffsetOf to place it.
+//
+// Persist and PersistAll do not touch the bytes and are not guarded. On a
+// page-granular pool they are msync(MS_SYNC) done here, whose failure (the
+// host filesystem could not write the pages back) is returned as a Status:
+// libpmem2's own persist would abort() the process on that failure. Where
+// stores are persistent as they land (byte or cache-line granularity,
+// libpmem2's memcpy flushes), there is nothing left to do and nothing can
+// fail.
 //
 // Thread safety: after Open, every method may be called from any number of
 // threads at once (the caller keeps concurrent writers off each other's
@@ -28,6 +50,7 @@
 #include <mutex>
 #include <string>
 
+#include "fs/mapping_guard.h"
 #include "meta/data_plane.h"
 #include "meta/status.h"
 #include "meta/superblock.h"
@@ -43,19 +66,21 @@ class PoolMapping : public DataPlane {
   PoolMapping(const PoolMapping&) = delete;
   PoolMapping& operator=(const PoolMapping&) = delete;
 
-  // Ok, or EIO "pool memory fault at byte N" (and the sink told N) when the
-  // memory faulted; see DataPlane for what moved. A range that is not inside
-  // the pool is refused (EIO, nothing touched): the metadata that produced
-  // it is damaged.
+  // Ok; or EIO "pool memory fault at byte N" (and the sink told N) when the
+  // memory faulted; or ENOSPC / EIO when the host filesystem could not
+  // provide a page (above). See DataPlane for what moved. A range that is
+  // not inside the pool is refused (EIO, nothing touched): the metadata that
+  // produced it is damaged.
   Status Write(uint64_t pool_off, const void* src, size_t len) override;
   Status Load(uint64_t pool_off, void* dst, size_t len) override;
   Status Copy(uint64_t dst_pool_off, uint64_t src_pool_off, size_t len) override;
   Status Zero(uint64_t pool_off, size_t len) override;
-  void Persist(uint64_t pool_off, size_t len) override;
+  // msync's errno (EIO, ENOSPC, ...) as a Status on a page-granular pool.
+  Status Persist(uint64_t pool_off, size_t len) override;
   void WillWrite(uint64_t pool_off, size_t len) override;
   // Makes every store to the mapping durable (a no-op where each store
-  // already was).
-  void PersistAll();
+  // already was); as Persist for the whole pool.
+  Status PersistAll();
 
   // Where faults are reported: called with the pool byte offset of each
   // fault inside the mapping, on the thread that met it, after it has
@@ -64,6 +89,15 @@ class PoolMapping : public DataPlane {
   // mapping (a bad caller buffer) fail the call but are not reported.
   using FaultSink = std::function<void(uint64_t pool_off)>;
   void set_fault_sink(FaultSink sink);
+  // Where host faults (ENOSPC / EIO above) are described: one line per
+  // fault, saying what happened and what the access does about it. Called
+  // as the fault sink is. Unset, host faults are only returned.
+  using HostFaultLog = std::function<void(const std::string& line)>;
+  void set_host_fault_log(HostFaultLog log);
+
+  // The pool byte offset of an address inside the mapping (a BUS_MCEERR_AO
+  // si_addr); false if it is not in the mapping.
+  bool PoolOffsetOf(const void* addr, uint64_t* pool_off) const;
 
   // Touches one byte of each page of [pool_off, pool_off+len) under the
   // guard. Ok, or EIO with *bad_off the first pool offset that faulted (the
@@ -97,9 +131,15 @@ class PoolMapping : public DataPlane {
 
  private:
   PoolMapping() = default;
-  // The Status for a guarded access that faulted at `addr`, after telling
-  // the sink if addr is in the mapping.
-  Status Fault(const void* addr, const char* what);
+  // Runs the access `fn` under the guard, and what a fault means (above).
+  template <typename Fn>
+  Status Access(Fn&& fn, const char* what, uint64_t* fault_off = nullptr);
+  // The Status for a guarded access that faulted; *retry when the access
+  // should run again (only if `may_retry`).
+  Status Fault(const GuardFault& f, const char* what, bool may_retry, bool* retry);
+  // A page of the pool file that the host filesystem did not provide.
+  Status HostFault(uint64_t off, const char* what, bool may_retry, bool* retry);
+  Status Msync(uint64_t pool_off, size_t len);
   // EIO naming the access unless [pool_off, pool_off+len) is inside the pool.
   Status CheckRange(uint64_t pool_off, uint64_t len, const char* what) const;
   int fd_ = -1;
@@ -110,7 +150,6 @@ class PoolMapping : public DataPlane {
   uint64_t size_ = 0;
   pmem2_memcpy_fn memcpy_ = nullptr;
   pmem2_memset_fn memset_ = nullptr;
-  pmem2_persist_fn persist_ = nullptr;
   // On a page-granular pool (tmpfs, an ordinary file) "persist" is msync:
   // stores skip it and fsync persists the whole mapping instead. A shared
   // mapping's stores survive the daemon's death either way; only power loss
@@ -122,7 +161,9 @@ class PoolMapping : public DataPlane {
   // Read only on the fault path, so a lock costs nothing that matters; the
   // sink is called on a copy of the pointer, outside the lock.
   std::mutex sink_mu_;
-  std::shared_ptr<const FaultSink> sink_;  // GUARDED_BY(sink_mu_)
+  std::shared_ptr<const FaultSink> sink_;         // GUARDED_BY(sink_mu_)
+  std::shared_ptr<const HostFaultLog> host_log_;  // GUARDED_BY(sink_mu_)
+  size_t page_size_ = 4096;
 };
 
 }  // namespace daxref

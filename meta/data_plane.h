@@ -34,8 +34,10 @@ class DataPlane {
   // to be written in full, so the backing memory can be readied in one go.
   virtual void WillWrite(uint64_t pool_off, size_t len) {}
   // Makes earlier stores to [pool_off, pool_off+len) survive power loss too.
-  // Called before a batch that points at newly allocated blocks commits.
-  virtual void Persist(uint64_t pool_off, size_t len) = 0;
+  // Called before a batch that points at newly allocated blocks commits; a
+  // failure (the pool's host filesystem could not write the pages back:
+  // EIO, ENOSPC) fails that operation, whose batch then never commits.
+  virtual Status Persist(uint64_t pool_off, size_t len) = 0;
 };
 
 }  // namespace daxref

@@ -1243,11 +1243,11 @@ Status Repairer::MoveClaims(const std::vector<Move>& moves,
         auto& [fstart, flen] = (*free)[fi];
         const uint64_t n = std::min(left, flen);
         Status s = opts_.data->Copy(fstart << kBlockShift, src << kBlockShift, n << kBlockShift);
+        if (s.ok()) s = opts_.data->Persist(fstart << kBlockShift, n << kBlockShift);
         if (!s.ok()) {
           why = "cannot copy: " + s.message();
           break;
         }
-        opts_.data->Persist(fstart << kBlockShift, n << kBlockShift);
         pieces.push_back(Extent{m0.ext_fblock + (src - m0.ext_pblock), fstart, n});
         Did(ProblemClass::kDoubleClaim,
             "pool blocks " + Range(src, src + n) + " were claimed by inode " + Str(m.kept_by) +

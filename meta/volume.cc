@@ -4,6 +4,7 @@
 #include <linux/fs.h>
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
+#include <rocksdb/listener.h>
 #include <rocksdb/table.h>
 #include <rocksdb/utilities/write_batch_with_index.h>
 #include <sys/stat.h>
@@ -13,10 +14,12 @@
 #include <algorithm>
 #include <cstring>
 #include <ctime>
+#include <filesystem>
 #include <vector>
 
 #include "meta/codec.h"
 #include "meta/store.h"
+#include "meta/store_logger.h"
 #include "meta/volume_txn.h"
 
 namespace daxref {
@@ -53,6 +56,119 @@ Status ValidName(std::string_view name) {
 
 }  // namespace
 
+// ---------------------------------------------------------------------------
+// When the store's filesystem fails.
+//
+// The store lives on the same host filesystem as the pool, so it fills with
+// it. RocksDB 7.8 reacts to a failed write of its log, of a flush or of the
+// MANIFEST by stopping writes: a "hard" background error for ENOSPC, a
+// "fatal" one for other I/O errors. Every later DB::Write fails at once with
+// that error; reads go on. What the daemon does about it:
+//
+//   - Every operation from then on fails with that error, as ENOSPC for a
+//     full filesystem, else EIO, before it writes anything (its Txn rolls
+//     back). The failed operation itself was not applied: not in the log's
+//     replayable part, not in the memtable.
+//   - No SyncWAL while a failed log write may have marked the log writer:
+//     RocksDB 7.8 (Debian builds it with assertions) asserts when such a
+//     writer is synced ("Assertion 'sync_without_flush_called_' failed",
+//     from fsync and from the flush at unmount: the daemon died and the
+//     mount was gone). A stopped store's log is synced by fsync(2) on the
+//     log files themselves instead (SyncLogFiles): what was acknowledged is
+//     in them, and nothing of RocksDB's is touched. SyncWAL never runs
+//     concurrently with a DB::Write (wal_mu_), so a write failing in
+//     between cannot surprise it either.
+//   - No recovery while mounted: writes come back at the next mount, which
+//     replays the log. RocksDB can resume a stopped store (DB::Resume, or
+//     its SstFileManager retrying every 5 s), but in 7.8.3 a resume that
+//     runs while a failed flush is still queued waits for that flush
+//     forever: measured here, with the host tmpfs full, the third Resume()
+//     never returned, holding the mutation lock, and DB::Close waits for a
+//     recovery in progress, so unmount would hang too. A full disk that
+//     needs a remount is a nuisance; a hung filesystem is not acceptable.
+//     So the listener below turns RocksDB's own recovery off and nothing
+//     calls Resume.
+//   - At unmount a stopped store closes without the final flush (which
+//     would fail), after the same direct sync of its log.
+class StoreHealth : public rocksdb::EventListener {
+ public:
+  explicit StoreHealth(std::function<void(const std::string&)> log) : log_(std::move(log)) {}
+  void OnBackgroundError(rocksdb::BackgroundErrorReason, rocksdb::Status* error) override {
+    if (error != nullptr && error->severity() >= rocksdb::Status::Severity::kHardError)
+      Stop(*error);
+  }
+  void OnErrorRecoveryBegin(rocksdb::BackgroundErrorReason, rocksdb::Status error,
+                            bool* auto_recovery) override {
+    *auto_recovery = false;
+    error.PermitUncheckedError();
+  }
+  bool stopped() const { return stopped_.load(std::memory_order_acquire); }
+  // Records what stopped the store (the first error only), and says so once.
+  void Stop(const rocksdb::Status& error) {
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      if (!error_.ok()) return;
+      error_ = error;
+      stopped_.store(true, std::memory_order_release);
+    }
+    if (log_)
+      log_("the metadata store stopped taking changes after an error of its filesystem (" +
+           error.ToString() +
+           "); changes fail from now on, reads go on; changes work again after a remount "
+           "once its filesystem has room");
+  }
+  rocksdb::Status error() {
+    std::lock_guard<std::mutex> g(mu_);
+    return error_;
+  }
+
+ private:
+  const std::function<void(const std::string&)> log_;
+  std::atomic<bool> stopped_{false};
+  std::mutex mu_;
+  rocksdb::Status error_;  // the first error that stopped the store
+};
+
+namespace {
+
+// A store error as the errno the caller returns: a full filesystem is
+// ENOSPC, never EIO.
+Status StoreError(const rocksdb::Status& s, const std::string& what) {
+  if (s.IsNoSpace() || s.subcode() == rocksdb::Status::SubCode::kSpaceLimit)
+    return Status::NoSpace(what + ": " + s.ToString());
+  if (s.IsCorruption()) return Status::Corruption(what + ": " + s.ToString());
+  return Status::IOError(what + ": " + s.ToString());
+}
+
+// fdatasync of every log file of the store in `dir`, then of `dir`: what
+// SyncWAL would make durable, without RocksDB's log writer.
+Status SyncLogFiles(const std::string& dir) {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.size() < 4 || name.compare(name.size() - 4, 4, ".log") != 0) continue;
+    int fd = open(e.path().c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      if (errno == ENOENT) continue;  // deleted meanwhile: obsolete
+      return Status::Error(errno, e.path().string() + ": " + strerror(errno));
+    }
+    int rc = fdatasync(fd);
+    int err = errno;
+    close(fd);
+    if (rc != 0) return Status::Error(err, "sync of " + e.path().string() + ": " + strerror(err));
+  }
+  if (ec) return Status::Error(ec.value(), dir + ": " + ec.message());
+  int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return Status::Error(errno, dir + ": " + strerror(errno));
+  int rc = fsync(fd);
+  int err = errno;
+  close(fd);
+  if (rc != 0) return Status::Error(err, "sync of " + dir + ": " + strerror(err));
+  return Status::Ok();
+}
+
+}  // namespace
+
 Timespec Now() {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
@@ -66,14 +182,32 @@ Volume::~Volume() {
   if (db_) {
     Status s = FlushTimes();
     (void)s;  // nothing to tell at teardown; the data itself is in the pool
-    // Flushing the memtables at a clean unmount leaves no log to replay, so
-    // the next mount opens the store without reading the day's operations.
-    db_->Flush(rocksdb::FlushOptions());
-    db_->FlushWAL(true);
+    std::lock_guard<std::mutex> wal(wal_mu_);
+    if (!health_->stopped()) {
+      // Flushing the memtables at a clean unmount leaves no log to replay,
+      // so the next mount opens the store without reading the day's
+      // operations.
+      rocksdb::Status fs = db_->Flush(rocksdb::FlushOptions());
+      fs.PermitUncheckedError();
+    }
+    // A flush that failed (no room) stops the store but writes no log
+    // record; only a failed log write makes SyncWAL unsafe (above).
+    if (!health_->stopped() || !wal_suspect_) {
+      rocksdb::Status ws = db_->FlushWAL(true);
+      ws.PermitUncheckedError();
+    } else {
+      // Stopped by a failed log write: everything acknowledged is in the
+      // log files; the next mount replays them.
+      Status ss = SyncLogFiles(dir_);
+      (void)ss;
+    }
     // The pool learns how far the store got, so that a store that later
-    // loses some of it (a damaged MANIFEST) is refused (meta/store.h).
+    // loses some of it (a damaged MANIFEST) is refused (meta/store.h). A
+    // stopped store got as far as its log: a failed write takes no
+    // sequence number, and the next mount replays the log to here.
     if (!pool_path_.empty()) (void)RecordStoreSequence(db_.get(), pool_path_, &sb_);
-    db_->Close();
+    rocksdb::Status cs = db_->Close();
+    cs.PermitUncheckedError();
   }
 }
 
@@ -130,10 +264,15 @@ Result<std::unique_ptr<Volume>> Volume::Open(const std::string& dir, const Super
     DAXREF_RETURN_IF_ERROR(VerifyStore(ro->get(), id, sb));
   }
   rocksdb::Options o = StoreOptions(opts.block_cache_bytes);
+  o.info_log = StoreLogger::Open(dir);
+  auto health = std::make_shared<StoreHealth>(opts.log);
+  o.listeners.push_back(health);
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(o, dir, &raw);
   if (!s.ok()) {
-    int err = s.IsIOError() && s.ToString().find("lock") != std::string::npos ? EBUSY : EIO;
+    int err = s.IsIOError() && s.ToString().find("lock") != std::string::npos ? EBUSY
+              : s.IsNoSpace()                                                 ? ENOSPC
+                                                                              : EIO;
     return Status::Error(err, "cannot open metadata store " + dir + ": " + s.ToString());
   }
   std::unique_ptr<rocksdb::DB> db(raw);
@@ -161,6 +300,8 @@ Result<std::unique_ptr<Volume>> Volume::Open(const std::string& dir, const Super
 
   std::unique_ptr<Volume> vol(new Volume(std::move(db), current, data));
   vol->pool_path_ = opts.pool_path;
+  vol->health_ = std::move(health);
+  vol->dir_ = dir;
   vol->next_ino_ = next_ino;
   vol->inodes_ = inodes;
   DAXREF_RETURN_IF_ERROR(vol->free_.Load(vol->db_.get(), current.geometry()));
@@ -302,7 +443,12 @@ Status Volume::DeleteInode(Txn& t, const InodeRecord& r, bool orphaned) {
 Status Volume::Commit(Txn& t) {
   // Blocks this batch starts pointing at hold their final bytes now; make
   // them durable first, so the committed map never points at stale data.
-  for (const Extent& e : t.fresh()) data_->Persist(PoolOff(e.pblock), e.len << kBlockShift);
+  // If that fails (the pool's host filesystem could not write them back),
+  // the operation fails and its batch never commits: the Txn rolls back.
+  for (const Extent& e : t.fresh())
+    DAXREF_RETURN_IF_ERROR(data_->Persist(PoolOff(e.pblock), e.len << kBlockShift));
+  std::lock_guard<std::mutex> wal(wal_mu_);
+  DAXREF_RETURN_IF_ERROR(StoreWritable());
   free_.EmitEdit(t.batch().GetWriteBatch());
   refs_.EmitEdit(t.batch().GetWriteBatch());
   if (t.inode_delta() != 0)
@@ -313,7 +459,13 @@ Status Volume::Commit(Txn& t) {
   for (uint64_t ino : t.touched()) extent_cache_.Drop(ino);
   rocksdb::Status s = db_->Write(rocksdb::WriteOptions(), t.batch().GetWriteBatch());
   for (uint64_t ino : t.touched()) extent_cache_.Drop(ino);
-  if (!s.ok()) return Status::IOError("metadata commit failed: " + s.ToString());
+  if (!s.ok()) {
+    // Not in the store, not in the memtable: the Txn rolls back the
+    // in-memory mirrors and the operation fails with nothing done.
+    wal_suspect_ = true;
+    health_->Stop(s);
+    return StoreError(s, "metadata commit failed");
+  }
   inodes_ += t.inode_delta();
   free_.Finish();
   refs_.Finish();
@@ -1267,10 +1419,36 @@ Status Volume::Fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len, Ino
 }
 
 Status Volume::Sync() {
-  DAXREF_RETURN_IF_ERROR(FlushTimes());
+  Status times = FlushTimes();
+  std::lock_guard<std::mutex> wal(wal_mu_);
+  if (health_->stopped()) {
+    // What was acknowledged is in the log: make that durable, without
+    // RocksDB's writer (above). The times that could not be stored are
+    // this fsync's error.
+    if (wal_suspect_) {
+      DAXREF_RETURN_IF_ERROR(SyncLogFiles(dir_));
+    } else {
+      rocksdb::Status s = db_->SyncWAL();
+      if (!s.ok()) return StoreError(s, "sync");
+    }
+    return times;
+  }
+  DAXREF_RETURN_IF_ERROR(times);
   rocksdb::Status s = db_->SyncWAL();
   if (s.IsNotSupported()) s = db_->FlushWAL(true);
-  return FromRocks(s, "sync");
+  if (s.ok()) return Status::Ok();
+  return StoreError(s, "sync");
+}
+
+bool Volume::store_stopped() {
+  return health_->stopped();
+}
+
+Status Volume::StoreWritable() {
+  if (!health_->stopped()) return Status::Ok();
+  return StoreError(health_->error(),
+                    "the metadata store takes no changes until the next mount, after an error of "
+                    "its filesystem");
 }
 
 }  // namespace daxref

@@ -113,6 +113,8 @@ struct DedupeResult {
   uint64_t bytes = 0;
 };
 
+class StoreHealth;
+
 class Volume {
  public:
   struct Options {
@@ -121,7 +123,11 @@ class Volume {
     // Open advances the generation of store and pool (meta/store.h); the
     // daemon and the tools that change a filesystem set it. Unset (meta's
     // own tests, with no pool file), the generation is checked only.
-    std::string pool_path;
+    std::string pool_path = {};
+    // Told, one line each, when the metadata store stops taking writes
+    // after an error of its host filesystem (see "When the store's filesystem
+    // fails" in meta/volume.cc).
+    std::function<void(const std::string& line)> log = {};
   };
 
   // Creates a fresh store in `dir` for the pool described by `sb`; fails if
@@ -190,8 +196,17 @@ class Volume {
   // Stores the timestamps that in-place overwrites left pending.
   Status FlushTimes();
   // Makes every committed operation durable (pending times stored, the
-  // write-ahead log synced).
+  // write-ahead log synced). Works on a stopped store too (below): what was
+  // acknowledged is made durable; times it could not store are its error.
   Status Sync();
+
+  // When the store's host filesystem fails a write (it is full: ENOSPC; or
+  // it fails: EIO), RocksDB stops taking writes. Every operation that
+  // changes something then fails with that error, nothing half-done, until
+  // the next mount; reads go on (volume.cc, "When the store's filesystem
+  // fails", says why there is no recovery while mounted). True while
+  // stopped.
+  bool store_stopped();
 
   // ---- sharing (reflink) ----
   // Makes dst's bytes [dst_off, dst_off+len) share src's blocks at
@@ -363,13 +378,26 @@ class Volume {
 
   Status Truncate(Txn& t, InodeRecord* r, uint64_t size);
   Status Commit(Txn& t);
+  // Ok, or the error that stopped the store (as ENOSPC or EIO). Caller
+  // holds wal_mu_.
+  Status StoreWritable();
   uint64_t NextIno(Txn& t);
 
   std::unique_ptr<rocksdb::DB> db_;
   Superblock sb_;
   std::string pool_path_;  // Options::pool_path
   DataPlane* data_;
-  std::mutex mu_;  // serializes mutations; guards free_ and next_ino_
+  // The store's write path after an error (volume.cc, "When the store's
+  // filesystem fails"). wal_mu_ is a leaf under mu_: held around every
+  // DB::Write (Commit) and SyncWAL (Sync, the destructor), so that a sync
+  // never runs on a log writer a concurrent failed write has just marked
+  // (RocksDB 7.8 asserts on that). wal_suspect_: a DB::Write failed, so a
+  // log writer may carry that failure and must not be synced.
+  std::mutex wal_mu_;
+  bool wal_suspect_ = false;  // guarded by wal_mu_
+  std::shared_ptr<StoreHealth> health_;
+  std::string dir_;  // the store's directory
+  std::mutex mu_;    // serializes mutations; guards free_ and next_ino_
   FreeSpace free_;
   // Refcounts of shared blocks. Edited under mu_; an operation that edits
   // them holds refs_mu_ exclusive from its first edit until it commits or

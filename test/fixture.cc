@@ -148,14 +148,17 @@ TempDir::~TempDir() {
 
 MountedFs::MountedFs() : MountedFs(Options{}) {}
 
-MountedFs::MountedFs(const Options& o) : opts_(o), src_parent_("/dev/shm"), mnt_("/tmp") {
+MountedFs::MountedFs(const Options& o) : opts_(o), src_parent_(o.source_parent), mnt_("/tmp") {
   if (!opts_.source.empty()) {
     source_ = opts_.source;
     Mount();
     return;
   }
   source_ = src_parent_.path() + "/fs";
-  RunResult r = Run({MkfsBin(), "-q", "--size", std::to_string(opts_.size), source_});
+  std::vector<std::string> mkfs = {MkfsBin(), "-q", "--size", std::to_string(opts_.size)};
+  mkfs.insert(mkfs.end(), opts_.mkfs_options.begin(), opts_.mkfs_options.end());
+  mkfs.push_back(source_);
+  RunResult r = Run(mkfs);
   INFO(r.err);
   REQUIRE(r.status == 0);
   Mount();
@@ -182,6 +185,10 @@ void MountedFs::Mount() {
   pid_t pid = fork();
   REQUIRE(pid >= 0);
   if (pid == 0) {
+    if (!opts_.log_path.empty()) {
+      int fd = open(opts_.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+      if (fd >= 0) dup2(fd, STDERR_FILENO);
+    }
     auto a = Argv(argv);
     execv(a[0], a.data());
     _exit(127);

@@ -61,6 +61,13 @@ class MountedFs {
     // Mount this existing SOURCE instead of making a new one (the caller
     // keeps it; `size` is then unused).
     std::string source = {};
+    // Where SOURCE is made (in a fresh directory under it), and what else
+    // mkfs.daxref is told (e.g. --sparse).
+    std::string source_parent = "/dev/shm";
+    std::vector<std::string> mkfs_options = {};
+    // If set, the daemon's log (its stderr, warnings and worse) is appended
+    // to this file instead of the test's stderr.
+    std::string log_path = {};
   };
   MountedFs();
   explicit MountedFs(const Options& o);

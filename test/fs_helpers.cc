@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,6 +12,23 @@
 #include <thread>
 
 namespace daxref::test {
+
+TmpfsMount::TmpfsMount(uint64_t bytes) {
+  const std::string opts = "size=" + std::to_string(bytes) + ",mode=0755";
+  int rc = mount("daxref-test", dir_.path().c_str(), "tmpfs", 0, opts.c_str());
+  INFO("mount tmpfs on " << dir_.path() << ": " << strerror(errno));
+  REQUIRE(rc == 0);
+}
+
+TmpfsMount::~TmpfsMount() {
+  umount2(dir_.path().c_str(), MNT_DETACH);
+}
+
+uint64_t TmpfsMount::Available() const {
+  struct statvfs v {};
+  REQUIRE(statvfs(dir_.path().c_str(), &v) == 0);
+  return static_cast<uint64_t>(v.f_bavail) * v.f_frsize;
+}
 
 Fd::Fd(const std::string& path, int flags, mode_t mode) : fd_(open(path.c_str(), flags, mode)) {
   INFO(path << ": " << strerror(errno));

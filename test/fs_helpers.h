@@ -95,6 +95,25 @@ std::string ZeroedFrom(const std::string& data, uint64_t keep, uint64_t size);
 // or -1 if they are equal.
 int64_t FirstDiff(const std::string& a, const std::string& b);
 
+// ---- a small host filesystem ----
+
+// A tmpfs of `bytes` mounted on a fresh directory under /tmp (root only):
+// a host filesystem a test can fill. Unmounted (lazily, so a daemon still
+// exiting cannot make it fail) and removed on destruction.
+class TmpfsMount {
+ public:
+  explicit TmpfsMount(uint64_t bytes);
+  ~TmpfsMount();
+  TmpfsMount(const TmpfsMount&) = delete;
+  TmpfsMount& operator=(const TmpfsMount&) = delete;
+  const std::string& path() const { return dir_.path(); }
+  // Bytes free on it (statvfs f_bavail * f_frsize).
+  uint64_t Available() const;
+
+ private:
+  TempDir dir_;
+};
+
 // ---- the daxref ioctls (include/daxref/ioctl.h) ----
 // These return 0 or an errno and use no test macros: forked children and
 // RunAs callers use them too.

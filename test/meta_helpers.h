@@ -132,11 +132,16 @@ class MemData : public DataPlane {
   // machine check would (Volume must never touch a block it knows is bad).
   void FailBlock(uint64_t pblock) { failing_.push_back(pblock); }
   void HealBlocks() { failing_.clear(); }
-  void Persist(uint64_t pool_off, size_t len) override {
-    if (!InDataArea(pool_off, len)) return;
+  Status Persist(uint64_t pool_off, size_t len) override {
+    if (fail_persist_) return Status::IOError("persist failed");
+    if (!InDataArea(pool_off, len)) return Status::Ok();
     memcpy(durable_.data() + pool_off, bytes_.data() + pool_off, len);
     persists_++;
+    return Status::Ok();
   }
+  // Makes every Persist fail with EIO, as msync does when the pool's host
+  // filesystem cannot write pages back.
+  void FailPersist(bool fail) { fail_persist_ = fail; }
 
   std::string Read(uint64_t pool_off, size_t len) const {
     REQUIRE(pool_off + len <= bytes_.size());
@@ -162,6 +167,7 @@ class MemData : public DataPlane {
 
  private:
   std::vector<uint64_t> failing_;  // blocks whose every access fails
+  bool fail_persist_ = false;
   bool InDataArea(uint64_t off, size_t len) {
     uint64_t lo = uint64_t{kBlockSize}, hi = (block_count_ - 1) * kBlockSize;
     if (off < lo || off > hi || len > hi - off) {
@@ -325,7 +331,8 @@ class TestStore {
 
   Status Open() {
     vol_.reset();
-    auto r = Volume::Open(meta_dir(), sb_, &data_, Volume::Options{8 << 20});
+    auto r = Volume::Open(meta_dir(), sb_, &data_,
+                          Volume::Options{.block_cache_bytes = 8 << 20, .log = {}});
     if (!r.ok()) return r.status();
     vol_ = std::move(r.value());
     return Status::Ok();

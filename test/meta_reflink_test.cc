@@ -625,7 +625,7 @@ class NullData : public DataPlane {
   }
   Status Copy(uint64_t, uint64_t, size_t) override { return Status::Ok(); }
   Status Zero(uint64_t, size_t) override { return Status::Ok(); }
-  void Persist(uint64_t, size_t) override {}
+  Status Persist(uint64_t, size_t) override { return Status::Ok(); }
 };
 
 // A Volume on a fresh store for a pool of `blocks` blocks, with no data.
@@ -634,7 +634,8 @@ class BigVolume {
   explicit BigVolume(uint64_t blocks) : sb_(testing::TestSuperblock(blocks)) {
     std::string meta = dir_.path() + "/meta";
     DAXREF_REQUIRE_OK(Volume::Create(meta, sb_, kRoot, 0755));
-    auto r = Volume::Open(meta, sb_, &data_, Volume::Options{8 << 20});
+    auto r =
+        Volume::Open(meta, sb_, &data_, Volume::Options{.block_cache_bytes = 8 << 20, .log = {}});
     DAXREF_REQUIRE_OK(r.status());
     vol_ = std::move(r.value());
   }

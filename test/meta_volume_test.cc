@@ -1189,6 +1189,51 @@ TEST_CASE("New blocks are persisted before the batch that maps them commits",
   DAXREF_REQUIRE_VOLUME_CLEAN(st);
 }
 
+// Persist can fail (msync of a page-granular pool whose host filesystem
+// cannot write the pages back). The operation then fails with that error
+// and its batch never commits: the store, free space and the file are as
+// before, and the same operation works once persisting does.
+TEST_CASE("A failed persist fails the operation and commits nothing", "[volume][data][persist]") {
+  TestStore st;
+  Volume& v = st.vol();
+  uint64_t f = st.MakeFile(kRootIno, "f");
+  std::string data = Pattern(2 * kB, 3);
+  st.WriteFile(f, 0, data);
+  uint64_t g = st.MakeFile(kRootIno, "g");
+  const uint64_t free0 = st.free_blocks();
+  InodeRecord before, r;
+  DAXREF_REQUIRE_OK(v.GetInode(f, &before));
+
+  st.data().FailPersist(true);
+  // An append (new blocks), a write into a hole, a preallocation, a clone's
+  // copy-on-write: everything that maps fresh blocks persists them first.
+  DAXREF_REQUIRE_ERR(v.Write(f, 2 * kB, "tail", 4, kRoot, &r), EIO);
+  DAXREF_REQUIRE_ERR(v.Write(f, 8 * kB, "hole", 4, kRoot, &r), EIO);
+  DAXREF_REQUIRE_ERR(v.Fallocate(f, 0, 4 * kB, 2 * kB, &r), EIO);
+  DAXREF_REQUIRE_OK(v.Clone(f, 0, g, 0, 2 * kB, kRoot, &r));  // shares: nothing fresh
+  DAXREF_REQUIRE_ERR(v.Write(g, 10, "cow", 3, kRoot, &r), EIO);
+  REQUIRE(st.free_blocks() == free0);
+  InodeRecord now;
+  DAXREF_REQUIRE_OK(v.GetInode(f, &now));
+  REQUIRE(now.size == before.size);
+  REQUIRE(now.blocks == before.blocks);
+  DAXREF_REQUIRE_BYTES(st.ReadFile(f, 0, 2 * kB), data);
+  DAXREF_REQUIRE_BYTES(st.ReadFile(g, 0, 2 * kB), data);
+  DAXREF_REQUIRE_VOLUME_CLEAN(st);
+
+  st.data().FailPersist(false);
+  DAXREF_REQUIRE_OK(v.Write(f, 2 * kB, "tail", 4, kRoot, &r));
+  DAXREF_REQUIRE_OK(v.Write(g, 10, "cow", 3, kRoot, &r));
+  REQUIRE(r.size == 2 * kB);
+  DAXREF_REQUIRE_BYTES(st.ReadFile(f, 0, 2 * kB + 4), data + "tail");
+  std::string g_want = data;
+  g_want.replace(10, 3, "cow");
+  DAXREF_REQUIRE_BYTES(st.ReadFile(g, 0, 2 * kB), g_want);
+  st.Reopen();
+  DAXREF_REQUIRE_BYTES(st.ReadFile(f, 0, 2 * kB + 4), data + "tail");
+  DAXREF_REQUIRE_VOLUME_CLEAN(st);
+}
+
 TEST_CASE("Stats counts the inodes in use", "[volume][namespace]") {
   TestStore st;
   Volume& v = st.vol();

@@ -81,10 +81,14 @@ Status PoolFile::Zero(uint64_t pool_off, size_t len) {
   return Status::Ok();
 }
 
-void PoolFile::Persist(uint64_t, size_t) {
+Status PoolFile::Persist(uint64_t, size_t) {
   // The repair persists copies before the extent that points at them
   // commits: a crash in between leaves the copy in blocks still free.
-  if (dirty_ && fdatasync(fd_.get()) == 0) dirty_ = false;
+  if (!dirty_) return Status::Ok();
+  if (fdatasync(fd_.get()) != 0)
+    return Status::Error(errno, std::string("fdatasync of the pool: ") + strerror(errno));
+  dirty_ = false;
+  return Status::Ok();
 }
 
 bool StoreLocked(const std::string& meta_dir) {

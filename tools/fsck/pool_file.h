@@ -31,7 +31,8 @@ class PoolFile : public DataPlane {
   Status Load(uint64_t pool_off, void* dst, size_t len) override;
   Status Copy(uint64_t dst_pool_off, uint64_t src_pool_off, size_t len) override;
   Status Zero(uint64_t pool_off, size_t len) override;
-  void Persist(uint64_t pool_off, size_t len) override;
+  // fdatasync of the pool file; its errno as a Status.
+  Status Persist(uint64_t pool_off, size_t len) override;
 
  private:
   PoolFile(cli::Fd fd, bool writable) : fd_(std::move(fd)), writable_(writable) {}

@@ -1,8 +1,22 @@
 // mkfs.daxref: creates a daxref filesystem in a SOURCE directory.
 //
 //   SOURCE/pool   the pool file: superblock in block 0, a copy in the last
-//                 block, file data in between. Sparse; sized with ftruncate.
+//                 block, file data in between. Sized with ftruncate, then
+//                 its space reserved on the host filesystem with fallocate
+//                 (unless --sparse).
 //   SOURCE/meta   the RocksDB metadata store, holding the root directory.
+//
+// Why reserve. The daemon stores file data with plain stores into its
+// mapping of the pool. On a sparse pool the host filesystem provides each
+// page at its first store, and when it cannot (tmpfs or a disk is full) the
+// store faults: the daemon turns that into ENOSPC for the request, but a
+// filesystem that says it has free blocks and cannot write them is a poor
+// one, and the metadata store, on the same host filesystem, fills too. So
+// the space is taken at mkfs, when running out is a clear error, and a pool
+// larger than the host filesystem can hold, or than an address space can
+// map, is refused before anything is created. --sparse is for those who
+// want the overcommit anyway (tests, a pool on a filesystem that cannot
+// reserve), and says what it costs.
 //
 // How this file is laid out (after mkfs.xfs): every option is declared once,
 // in kOptions, and both getopt_long and --help are generated from that table.
@@ -21,13 +35,16 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -67,6 +84,19 @@ constexpr uint64_t kMinPoolBytes = uint64_t{1} << 20;
 // The largest size ftruncate(2) accepts (off_t), in whole blocks.
 constexpr uint64_t kMaxPoolBytes = static_cast<uint64_t>(INT64_MAX) & ~uint64_t{kBlockSize - 1};
 static_assert(kMinPoolBytes / kBlockSize >= kMinPoolBlocks);
+// The daemon maps the whole pool, in one piece. A process on x86-64 has 2^47
+// bytes (128 TiB) of user address space, unless it asks mmap for more by
+// hint, which libpmem2 does not; but the kernel loads a PIE program at about
+// two thirds of it and stacks shared libraries down from the top, so the
+// largest free piece is the ~85 TiB below the program (measured here: an
+// 80 TiB PROT_NONE reservation works, 90 TiB does not). 64 TiB leaves room
+// for the randomized layout and for whatever else maps there. The probe
+// below (reserving that much address space and giving it back) catches a
+// smaller address space still (an rlimit, another architecture).
+constexpr uint64_t kMaxMappableBytes = uint64_t{1} << 46;
+// Reserving the pool's space goes in steps this large, so a slow reservation
+// can show progress (on a terminal) and the first failure stops it early.
+constexpr uint64_t kReserveStep = uint64_t{1} << 30;
 
 // ---- the option table ------------------------------------------------------
 enum class Group { kSize, kOverwrite, kOutput, kGeneral };
@@ -84,6 +114,7 @@ constexpr GroupSpec kGroups[] = {
 
 // Values of long-only options: past every character.
 constexpr int kOptJson = 256;
+constexpr int kOptSparse = 257;
 
 struct OptionSpec {
   const char* name;  // long name
@@ -96,7 +127,14 @@ struct OptionSpec {
 constexpr OptionSpec kOptions[] = {
     {"size", 's', "SIZE", Group::kSize,
      "size of the pool file (required); rounded down\n"
-     "to whole blocks; at least 1 MiB"},
+     "to whole blocks; at least 1 MiB; its space is\n"
+     "reserved on the host filesystem, which must\n"
+     "have room for it"},
+    {"sparse", kOptSparse, nullptr, Group::kSize,
+     "do not reserve the pool's space: the pool takes\n"
+     "host space as files are written, and writes\n"
+     "fail with ENOSPC once the host filesystem is\n"
+     "full (a warning says so)"},
     {"force", 'f', nullptr, Group::kOverwrite,
      "overwrite the daxref filesystem in SOURCE (its\n"
      "pool and meta are removed), or use a non-empty\n"
@@ -122,7 +160,9 @@ void PrintHelp(FILE* out) {
           "\n"
           "Create a daxref filesystem in the directory SOURCE, which is created if\n"
           "missing: the pool file SOURCE/pool, holding the superblock and file data,\n"
-          "and the metadata store SOURCE/meta.\n",
+          "and the metadata store SOURCE/meta. The pool's space is reserved on the\n"
+          "host filesystem (fallocate) unless --sparse is given; a pool larger than\n"
+          "the host filesystem has room for, or than the daemon can map, is refused.\n",
           kProg);
   constexpr size_t kHelpColumn = 26;
   for (const GroupSpec& g : kGroups) {
@@ -161,6 +201,7 @@ void PrintHelp(FILE* out) {
 struct RawArgs {
   std::optional<std::string> size;
   bool force = false;
+  bool sparse = false;
   bool json = false;
   bool quiet = false;
   bool help = false;
@@ -194,6 +235,9 @@ Status ParseArgs(int argc, char** argv, RawArgs* raw) {
         break;
       case kOptJson:
         raw->json = true;
+        break;
+      case kOptSparse:
+        raw->sparse = true;
         break;
       case 'q':
         raw->quiet = true;
@@ -236,8 +280,9 @@ Status ParseArgs(int argc, char** argv, RawArgs* raw) {
 // ---- the validated request -------------------------------------------------
 struct Config {
   std::string source;       // absolute, without a trailing '/'
-  uint64_t pool_bytes = 0;  // a multiple of kBlockSize, in [kMinPoolBytes, kMaxPoolBytes]
+  uint64_t pool_bytes = 0;  // a multiple of kBlockSize, in [kMinPoolBytes, kMaxMappableBytes]
   bool force = false;
+  bool sparse = false;  // skip the reservation of the pool's space
   bool json = false;
   bool quiet = false;
 };
@@ -275,9 +320,28 @@ Result<uint64_t> ParseSize(std::string_view text) {
   return n << shift;
 }
 
+// Can a daemon map a pool this large? Against the bound above, then by
+// reserving that much address space (PROT_NONE, MAP_NORESERVE: no memory,
+// no page tables) and giving it back.
+Status CheckMappable(const std::string& typed, uint64_t bytes) {
+  auto refuse = [&](const std::string& limit) {
+    return Status::Invalid("size " + typed + " (" + std::to_string(bytes) + " bytes, " +
+                           HumanBytes(bytes) + ") is more than the daemon can map: " + limit);
+  };
+  if (bytes > kMaxMappableBytes)
+    return refuse("the address space holds at most " + HumanBytes(kMaxMappableBytes) + " of pool");
+  void* p = mmap(nullptr, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED)
+    return refuse(std::string("no room for it in this address space (mmap: ") + strerror(errno) +
+                  ")");
+  munmap(p, bytes);
+  return Status::Ok();
+}
+
 Result<Config> Validate(const RawArgs& raw) {
   Config c;
   c.force = raw.force;
+  c.sparse = raw.sparse;
   c.json = raw.json;
   c.quiet = raw.quiet;
   if (c.json && c.quiet)
@@ -295,6 +359,7 @@ Result<Config> Validate(const RawArgs& raw) {
                            " bytes; the minimum is 1 MiB (" + std::to_string(kMinPoolBytes) +
                            " bytes)");
   }
+  DAXREF_RETURN_IF_ERROR(CheckMappable(*raw.size, c.pool_bytes));
 
   const std::string& typed = raw.operands[0];
   if (typed.empty()) return Status::Invalid("SOURCE must not be empty");
@@ -387,6 +452,68 @@ Status CheckNotInUse(const std::string& source, Fd* pool_lock) {
   return Status::Ok();
 }
 
+// Does the host filesystem that will hold SOURCE have room for the pool?
+// Checked before anything is created, so a refusal changes nothing. With -f
+// the old pool's space comes back once it is removed, so it counts as
+// available. With --sparse nothing is refused; the caller warns instead.
+// `*available` gets the room there is (bytes).
+Status CheckHostRoom(const Config& c, uint64_t* available) {
+  std::error_code ec;
+  std::string where = c.source;
+  if (!fs::exists(where, ec)) where = fs::path(c.source).parent_path().string();
+  if (where.empty()) where = ".";
+  struct statvfs v {};
+  if (statvfs(where.c_str(), &v) != 0) return Errno(where + ": statvfs");
+  // Root may use the blocks a filesystem keeps back for it.
+  uint64_t blocks = geteuid() == 0 ? v.f_bfree : v.f_bavail;
+  uint64_t room = blocks * static_cast<uint64_t>(v.f_frsize);
+  struct stat st {};
+  if (c.force && stat(PoolPath(c.source).c_str(), &st) == 0 && S_ISREG(st.st_mode))
+    room += static_cast<uint64_t>(st.st_blocks) * 512;
+  *available = room;
+  if (c.sparse || c.pool_bytes <= room) return Status::Ok();
+  const uint64_t total = static_cast<uint64_t>(v.f_blocks) * v.f_frsize;
+  return Status::NoSpace(
+      "a " + HumanBytes(c.pool_bytes) + " pool (" + std::to_string(c.pool_bytes) +
+      " bytes) does not fit on the filesystem of " + where + ": " + HumanBytes(room) + " (" +
+      std::to_string(room) + " bytes) available of " + HumanBytes(total) +
+      " (use --sparse to make it anyway, without reserving its space)");
+}
+
+// Takes the pool's space on the host filesystem (fallocate), in steps, with
+// a progress line on a terminal when it is slow (a disk filesystem
+// allocates quickly; tmpfs and filesystems without unwritten extents zero
+// every page, about a second per few GiB).
+Status ReservePool(const Config& c, int fd, const std::string& path) {
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point t0 = Clock::now();
+  const bool tty = !c.quiet && isatty(STDERR_FILENO);
+  bool shown = false;
+  for (uint64_t off = 0; off < c.pool_bytes;) {
+    const uint64_t n = std::min(kReserveStep, c.pool_bytes - off);
+    if (fallocate(fd, 0, static_cast<off_t>(off), static_cast<off_t>(n)) != 0) {
+      const int err = errno;
+      if (shown) fputc('\n', stderr);
+      if (err == EOPNOTSUPP)
+        return Status::Error(err, path +
+                                      ": the host filesystem cannot reserve the pool's space "
+                                      "(fallocate: " +
+                                      strerror(err) + "); use --sparse to make a sparse pool");
+      return Status::Error(err, path + ": cannot reserve " + HumanBytes(c.pool_bytes) +
+                                    " for the pool (fallocate at byte " + std::to_string(off) +
+                                    ": " + strerror(err) + ")");
+    }
+    off += n;
+    if (tty && Clock::now() - t0 > std::chrono::seconds(1)) {
+      fprintf(stderr, "\r%s: reserving the pool's space: %3u%% of %s", kProg,
+              static_cast<unsigned>(off * 100 / c.pool_bytes), HumanBytes(c.pool_bytes).c_str());
+      shown = true;
+    }
+  }
+  if (shown) fputc('\n', stderr);
+  return Status::Ok();
+}
+
 // Removes, unless dismissed, everything this run created: the pool and the
 // metadata store, and SOURCE itself if this run made it.
 class Undo {
@@ -471,6 +598,7 @@ Status CreatePool(const Config& c, Undo* undo, Fd* pool, Superblock* sb) {
   }
   if (ftruncate(pool->get(), static_cast<off_t>(c.pool_bytes)) != 0)
     return Errno(path + ": cannot size to " + std::to_string(c.pool_bytes) + " bytes");
+  if (!c.sparse) DAXREF_RETURN_IF_ERROR(ReservePool(c, pool->get(), path));
 
   Superblock s;
   s.block_count = c.pool_bytes / kBlockSize;
@@ -488,6 +616,14 @@ Status CreatePool(const Config& c, Undo* undo, Fd* pool, Superblock* sb) {
 }
 
 Status Make(const Config& c, Superblock* sb) {
+  uint64_t room = 0;
+  DAXREF_RETURN_IF_ERROR(CheckHostRoom(c, &room));
+  if (c.sparse)
+    fprintf(stderr,
+            "%s: warning: the pool is sparse: it takes space on the host filesystem as files "
+            "are written, and writes fail with ENOSPC once that is full (%s available now, "
+            "pool %s)\n",
+            kProg, HumanBytes(room).c_str(), HumanBytes(c.pool_bytes).c_str());
   Fd pool;  // declared first: its lock is held until Undo has run
   Undo undo;
   DAXREF_RETURN_IF_ERROR(PrepareSource(c, &undo));
