@@ -30,7 +30,7 @@ class DropBytes : public daxref::DataPlane {
     return daxref::Status::Ok();
   }
   daxref::Status Copy(uint64_t, uint64_t, size_t) override { return daxref::Status::Ok(); }
-  void Persist(uint64_t, size_t) override {}
+  daxref::Status Persist(uint64_t, size_t) override { return daxref::Status::Ok(); }
 };
 
 int Fail(const std::string& what, const daxref::Status& s) {
