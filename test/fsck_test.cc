@@ -132,6 +132,8 @@ struct Case {
   std::function<void(StoreEditor&, const std::string& source)> damage;
   std::vector<std::string> classes;                      // the -n report must name each
   std::function<void(const std::string& source)> after;  // checks on the repaired copy
+  // A Python expression over the -n JSON document (d) that must be True.
+  std::string json_expect = {};
 };
 
 void RunCase(const Case& c) {
@@ -162,6 +164,7 @@ void RunCase(const Case& c) {
   }
   CHECK(Json(n.out, "any(p['repaired'] for p in d['problems'])") == "False");
   CHECK(Json(n.out, "d['problems_found'] == len(d['problems']) > 0") == "True");
+  if (!c.json_expect.empty()) CHECK(Json(n.out, c.json_expect) == "True");
   REQUIRE(TreeDigest(src) == before);
   // Text mode says the same, one problem a line.
   RunResult nt = Fsck({"-n", src});
@@ -350,7 +353,9 @@ TEST_CASE("fsck.daxref finds, reports and repairs each kind of damage", "[fsck]"
              ExpectFilesIntact(fs, {"/b"});
              CHECK(ReadFile(fs.path("b")) == std::string(4 * kKiB, '\0'));
            });
-         }};
+         },
+         // The file is named by its path.
+         "any(p['class'] == 'extent-geometry' and p.get('path') == '/b' for p in d['problems'])"};
   }
   SECTION("an extent pointing at a reserved block (the backup superblock)") {
     c = {"E at a reserved block",
