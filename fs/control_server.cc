@@ -11,7 +11,7 @@
 
 #include <cstring>
 
-#include "fs/scrub.h"
+#include "admin/scrub.h"
 
 namespace daxref {
 

@@ -1,4 +1,4 @@
-// ControlServer: the daemon's end of the admin channel (fs/control_protocol.h),
+// ControlServer: the daemon's end of the admin channel (admin/control_protocol.h),
 // a Unix stream socket at SOURCE/control served by one thread.
 //
 // Who may use it: root, or the user the daemon runs as (the owner of the
@@ -8,7 +8,7 @@
 //
 // Requests are served one at a time, on this thread, which is not a FUSE
 // request thread: the poison path may invalidate the kernel's caches. The
-// one exception is `scrub` (fs/scrub.h), which can take a while: its
+// one exception is `scrub` (admin/scrub.h), which can take a while: its
 // connection is handed to a thread of its own, one scrub at a time (a
 // second is refused with EBUSY), so that poison requests are never queued
 // behind a check; the server stops it and waits for it when it goes.

@@ -18,9 +18,9 @@
 #include "fs/handle_table.h"
 #include "fs/inode_table.h"
 #include "fs/modify_gate.h"
-#include "fs/pool.h"
 #include "fs/worker_thread.h"
 #include "meta/volume.h"
+#include "pool/pool.h"
 
 namespace daxref {
 

@@ -27,16 +27,16 @@
 #include <string>
 #include <thread>
 
-#include "fs/async_faults.h"
+#include "admin/holder_scan.h"
 #include "fs/command_line.h"
 #include "fs/control_server.h"
 #include "fs/filesystem.h"
-#include "fs/holder_scan.h"
 #include "fs/kernel_channel.h"
 #include "fs/poison_handler.h"
-#include "fs/pool.h"
 #include "meta/superblock.h"
 #include "meta/volume.h"
+#include "pool/async_faults.h"
+#include "pool/pool.h"
 
 #ifndef DAXREF_VERSION
 #define DAXREF_VERSION "unknown"

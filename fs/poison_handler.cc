@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "fs/holder_scan.h"
-#include "fs/poison_records.h"
+#include "admin/holder_scan.h"
+#include "admin/poison_records.h"
 
 namespace daxref {
 

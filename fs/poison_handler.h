@@ -20,7 +20,7 @@
 #include <functional>
 #include <mutex>
 
-#include "fs/control_protocol.h"
+#include "admin/control_protocol.h"
 #include "fs/filesystem.h"
 
 namespace daxref {
@@ -48,7 +48,7 @@ class PoisonHandler {
   // owner walk, invalidation and signals of Inject. Logged only.
   void MemoryFault(uint64_t pool_off);
   // The same for poison the kernel reported before anyone touched it
-  // (BUS_MCEERR_AO, fs/async_faults.h).
+  // (BUS_MCEERR_AO, pool/async_faults.h).
   void AsyncMemoryFault(uint64_t pool_off);
   // Reports of asynchronous machine checks were lost (`lost` of them, more
   // than the handler's table held): re-reads the device's bad-block list

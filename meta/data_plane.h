@@ -21,7 +21,7 @@ class DataPlane {
   // The four copies fail (EIO) when the memory itself does: a machine check
   // on poisoned persistent memory, or a pool file cut short under the
   // mapping. Bytes before the bad one may have moved; the implementation
-  // reports where the fault was to whoever handles poison (fs/pool.h).
+  // reports where the fault was to whoever handles poison (pool/pool.h).
   virtual Status Write(uint64_t pool_off, const void* src, size_t len) = 0;
   // Copies len bytes out of the pool at pool_off.
   virtual Status Load(uint64_t pool_off, void* dst, size_t len) = 0;

@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
 scripts/install-deps.sh
+scripts/check-layout.sh
 if [ -f "$build/build.ninja" ]; then
   meson setup --reconfigure "$build" >/dev/null
 else

@@ -1,4 +1,4 @@
-// HolderIndex, SignalHolder and MountDevice (fs/holder_scan.h) against real
+// HolderIndex, SignalHolder and MountDevice (admin/holder_scan.h) against real
 // processes: poison_holder children that open, map, close and fork on
 // command and log every signal they get.
 //
@@ -28,7 +28,7 @@
 #include <string>
 #include <vector>
 
-#include "fs/holder_scan.h"
+#include "admin/holder_scan.h"
 #include "test/fixture.h"
 #include "test/fs_helpers.h"
 #include "test/holder_process.h"

@@ -1,5 +1,5 @@
-// The SIGBUS guard (fs/mapping_guard.h) and PoolMapping's guarded accesses
-// (fs/pool.h), on files under /dev/shm cut short under their MAP_SHARED
+// The SIGBUS guard (pool/mapping_guard.h) and PoolMapping's guarded accesses
+// (pool/pool.h), on files under /dev/shm cut short under their MAP_SHARED
 // mapping: every touch past the new end raises SIGBUS (BUS_ADRERR), as
 // poisoned persistent memory would (BUS_MCEERR_AR, which the tests send
 // themselves with rt_tgsigqueueinfo, allowed for a signal to oneself).
@@ -29,10 +29,10 @@
 #include <utility>
 #include <vector>
 
-#include "fs/async_faults.h"
-#include "fs/mapping_guard.h"
-#include "fs/pool.h"
 #include "meta/superblock.h"
+#include "pool/async_faults.h"
+#include "pool/mapping_guard.h"
+#include "pool/pool.h"
 #include "test/fixture.h"
 #include "test/fs_helpers.h"
 
@@ -511,7 +511,7 @@ TEST_CASE("PoolMapping: WalkBadBlocks on a /dev/shm pool reports none", "[guard]
 
 }  // namespace daxref::test
 
-// ---- asynchronous machine checks (fs/async_faults.h) ----
+// ---- asynchronous machine checks (pool/async_faults.h) ----
 
 namespace daxref::test {
 namespace {

@@ -25,8 +25,8 @@
 #include <string>
 #include <thread>
 
-#include "fs/pool.h"
 #include "meta/superblock.h"
+#include "pool/pool.h"
 #include "test/fixture.h"
 #include "test/fs_helpers.h"
 

@@ -1,4 +1,4 @@
-// daxref-poison's end of the control channel (fs/control_protocol.h): one
+// daxref-poison's end of the control channel (admin/control_protocol.h): one
 // connection to the daemon serving SOURCE, one request, and the replies
 // handed on as they arrive, never collected (an inject can name millions of
 // owners).
@@ -6,7 +6,7 @@
 
 #include <string>
 
-#include "fs/control_protocol.h"
+#include "admin/control_protocol.h"
 #include "meta/status.h"
 #include "tools/common/cli.h"
 #include "tools/poison/request.h"

@@ -30,7 +30,7 @@
 #include <string>
 #include <vector>
 
-#include "fs/control_protocol.h"
+#include "admin/control_protocol.h"
 #include "meta/format.h"
 #include "meta/superblock.h"
 #include "tools/common/cli.h"

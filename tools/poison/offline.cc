@@ -8,7 +8,7 @@
 #include <utility>
 #include <vector>
 
-#include "fs/poison_records.h"
+#include "admin/poison_records.h"
 #include "meta/format.h"
 #include "meta/superblock.h"
 

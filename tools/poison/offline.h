@@ -8,9 +8,9 @@
 #include <memory>
 #include <string>
 
-#include "fs/pool.h"
 #include "meta/status.h"
 #include "meta/volume.h"
+#include "pool/pool.h"
 #include "tools/poison/request.h"
 
 namespace daxref::poison {

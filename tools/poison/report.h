@@ -1,4 +1,4 @@
-// How daxref-poison shows the records of a reply (fs/control_protocol.h),
+// How daxref-poison shows the records of a reply (admin/control_protocol.h),
 // the daemon's or the offline engine's alike: each printed as it arrives,
 // as a line for people or as part of one JSON document, with nothing but
 // small things (range and note records) held back for the end.
@@ -20,7 +20,7 @@
 #include <cstdint>
 #include <string>
 
-#include "fs/control_protocol.h"
+#include "admin/control_protocol.h"
 #include "tools/poison/request.h"
 
 namespace daxref::poison {

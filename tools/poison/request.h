@@ -1,7 +1,7 @@
 // What daxref-poison was asked to do, parsed and checked: the command and
 // the pool blocks or file bytes it acts on. main.cc turns the command line
 // into a Request; the control client (online) and the offline engine both
-// work from it and report through the same records (fs/control_protocol.h),
+// work from it and report through the same records (admin/control_protocol.h),
 // so that one printer serves both.
 #pragma once
 
@@ -10,7 +10,7 @@
 #include <optional>
 #include <string>
 
-#include "fs/control_protocol.h"
+#include "admin/control_protocol.h"
 #include "meta/status.h"
 
 namespace daxref::poison {

@@ -4,7 +4,7 @@
 //   daxref-scrub [--json] FS
 //
 // The daemon serving FS runs the checker over one snapshot of its metadata
-// store (fs/scrub.h) and streams what it finds over SOURCE/control; this
+// store (admin/scrub.h) and streams what it finds over SOURCE/control; this
 // prints it. Nothing is frozen and nothing is changed: repairs need the
 // filesystem unmounted (fsck.daxref -y).
 //
@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "fs/control_protocol.h"
+#include "admin/control_protocol.h"
 #include "tools/common/cli.h"
 #include "tools/poison/control_client.h"
 #include "tools/poison/locate.h"

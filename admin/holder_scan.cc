@@ -1,4 +1,4 @@
-#include "fs/holder_scan.h"
+#include "admin/holder_scan.h"
 
 #include <dirent.h>
 #include <fcntl.h>

@@ -1,4 +1,4 @@
-#include "fs/async_faults.h"
+#include "pool/async_faults.h"
 
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -9,7 +9,7 @@
 #include <cstring>
 #include <string>
 
-#include "fs/mapping_guard.h"
+#include "pool/mapping_guard.h"
 
 namespace daxref {
 

@@ -8,7 +8,7 @@
 // umount is waited for instead of raced.
 //
 // Faults. Every touch of the mapping (Write, Load, Copy, Zero,
-// CheckReadable) runs under the SIGBUS guard (fs/mapping_guard.h), so a
+// CheckReadable) runs under the SIGBUS guard (pool/mapping_guard.h), so a
 // fault makes that call fail instead of killing the daemon. What the fault
 // means decides what happens next, and only a machine check is poison:
 //
@@ -26,7 +26,7 @@
 // Host faults never reach the fault sink (a full disk must not turn good
 // blocks into permanent poison); each is described, one line, to the host
 // fault log. BUS_MCEERR_AO (poison nobody touched yet) is not an access
-// fault: the daemon collects it separately (fs/async_faults.h) and uses
+// fault: the daemon collects it separately (pool/async_faults.h) and uses
 // PoolOffsetOf to place it.
 //
 // Persist and PersistAll do not touch the bytes and are not guarded. On a
@@ -50,10 +50,10 @@
 #include <mutex>
 #include <string>
 
-#include "fs/mapping_guard.h"
 #include "meta/data_plane.h"
 #include "meta/status.h"
 #include "meta/superblock.h"
+#include "pool/mapping_guard.h"
 
 namespace daxref {
 

@@ -1,4 +1,4 @@
-#include "fs/pool.h"
+#include "pool/pool.h"
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -11,7 +11,7 @@
 #include <cstring>
 #include <thread>
 
-#include "fs/mapping_guard.h"
+#include "pool/mapping_guard.h"
 
 namespace daxref {
 

@@ -1,4 +1,4 @@
-#include "fs/poison_records.h"
+#include "admin/poison_records.h"
 
 #include <algorithm>
 

@@ -14,7 +14,7 @@
 // The guard only says what the kernel said; telling a machine check
 // (BUS_MCEERR_AR: poison) from a page the pool's host filesystem could not
 // provide (BUS_ADRERR / BUS_OBJERR: the file is full, cut short, or failed
-// to read) is the caller's job (fs/pool.cc), because only a machine check is
+// to read) is the caller's job (pool/pool.cc), because only a machine check is
 // poison: a full disk is ENOSPC, never a bad block.
 //
 // How it works. One process-wide SIGBUS handler (InstallMappingGuard). A

@@ -1,4 +1,4 @@
-#include "fs/control_protocol.h"
+#include "admin/control_protocol.h"
 
 #include <sys/socket.h>
 #include <unistd.h>

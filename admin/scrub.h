@@ -14,7 +14,7 @@
 #include <atomic>
 #include <functional>
 
-#include "fs/control_protocol.h"
+#include "admin/control_protocol.h"
 #include "meta/volume.h"
 
 namespace daxref {

@@ -1,4 +1,4 @@
-#include "fs/scrub.h"
+#include "admin/scrub.h"
 
 #include <rocksdb/db.h>
 #include <spdlog/spdlog.h>

@@ -1,4 +1,4 @@
-#include "fs/mapping_guard.h"
+#include "pool/mapping_guard.h"
 
 #include <pthread.h>
 #include <sched.h>

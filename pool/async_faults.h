@@ -10,7 +10,7 @@
 // process holding that file should hear now, not when one of them reads it.
 // So the daemon asks for early notification (RequestEarlyMachineCheckNotice,
 // before it starts any thread: the flag is per thread and inherited), and
-// the SIGBUS handler (fs/mapping_guard.h) records each AO address in a
+// the SIGBUS handler (pool/mapping_guard.h) records each AO address in a
 // lock-free table and writes an eventfd.
 //
 // AsyncFaultWatcher owns that eventfd and a thread that waits on it and

@@ -11,7 +11,7 @@
 #include <utility>
 #include <vector>
 
-#include "fs/control_protocol.h"
+#include "admin/control_protocol.h"
 #include "meta/status.h"
 #include "meta/volume.h"
 
