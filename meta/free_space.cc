@@ -124,7 +124,6 @@ void FreeSpace::BeginEdit() {
 }
 
 void FreeSpace::EmitEdit(rocksdb::WriteBatchBase* batch) {
-  assert(editing_);
   for (const Extent& e : busy_) ReleaseNow(e.pblock, e.len);
   busy_.clear();
   for (const auto& [key, old] : before_) {
