@@ -16,11 +16,9 @@
 
 #include "daxref/ioctl.h"
 
-#define DAXREF_ABI_FIELD(type, field, offset, size)                                               \
-  static_assert(offsetof(struct type, field) == (offset),                                         \
-                #type "." #field " is at offset " #offset);                                       \
-  static_assert(sizeof(((struct type*)0)->field) == (size), #type "." #field " is " #size " byte" \
-                                                                                          "s")
+#define DAXREF_ABI_FIELD(type, field, offset, size)                                    \
+  static_assert(offsetof(struct type, field) == (offset), #type "." #field " offset"); \
+  static_assert(sizeof(((struct type*)0)->field) == (size), #type "." #field " size")
 #define DAXREF_ABI_SIZE(type, size) \
   static_assert(sizeof(struct type) == (size), #type " is " #size " bytes")
 /* No structure needs more than 8-byte alignment, so none has tail padding
