@@ -15,6 +15,9 @@
 // without the table mutex held, and the Volume's own lock nests inside io.
 #pragma once
 
+#include <spdlog/spdlog.h>
+
+#include <cassert>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -56,7 +59,16 @@ class InodeTable {
     auto it = map_.find(ino);
     if (it == map_.end()) return;
     InodeState& s = *it->second;
-    s.nlookup -= std::min(s.nlookup, n);
+    // The kernel forgets no more than it was given: a larger n means a reply
+    // that handed the kernel an entry without AddLookup. Debug builds stop
+    // there; release builds log it and clamp, which at worst drops the state
+    // early (the next lookup makes a fresh one).
+    assert(n <= s.nlookup && "kernel forgot more lookups than the daemon counted");
+    if (n > s.nlookup) {
+      spdlog::error("inode {}: the kernel forgot {} lookups of {} counted", ino, n, s.nlookup);
+      n = s.nlookup;
+    }
+    s.nlookup -= n;
     if (s.nlookup == 0 && s.opens == 0) map_.erase(it);
   }
 
@@ -78,7 +90,13 @@ class InodeTable {
     auto it = map_.find(ino);
     if (it == map_.end()) return false;
     InodeState& s = *it->second;
-    if (s.opens > 0) s.opens--;
+    // Every Release pairs with an Open that said true.
+    assert(s.opens > 0 && "release of an inode with no open handle");
+    if (s.opens > 0) {
+      s.opens--;
+    } else {
+      spdlog::error("inode {}: released with no open handle", ino);
+    }
     bool reclaim = s.opens == 0 && s.doomed;
     if (reclaim) s.doomed = false;
     if (s.nlookup == 0 && s.opens == 0) map_.erase(it);

@@ -3,6 +3,7 @@
 #include <rocksdb/db.h>
 
 #include <algorithm>
+#include <cassert>
 #include <memory>
 
 #include "meta/format.h"
@@ -38,6 +39,7 @@ std::optional<uint64_t> BadBlocks::First(uint64_t pb0, uint64_t pb1) const {
 }
 
 BadBlocks::Change BadBlocks::PlanAdd(uint64_t pb0, uint64_t pb1) const {
+  assert(pb0 < pb1);  // the Volume checked the range (CheckPoolRange)
   Change c;
   uint64_t s = pb0, e = pb1;
   // Every range that overlaps or touches [pb0, pb1) merges into one.
@@ -54,6 +56,7 @@ BadBlocks::Change BadBlocks::PlanAdd(uint64_t pb0, uint64_t pb1) const {
 }
 
 BadBlocks::Change BadBlocks::PlanRemove(uint64_t pb0, uint64_t pb1) const {
+  assert(pb0 < pb1);
   Change c;
   auto it = ranges_.upper_bound(pb0);
   if (it != ranges_.begin()) --it;
@@ -68,12 +71,21 @@ BadBlocks::Change BadBlocks::PlanRemove(uint64_t pb0, uint64_t pb1) const {
 }
 
 void BadBlocks::Apply(const Change& c) {
+  // A change is applied to the ranges it was planned against: every range
+  // it removes is there as planned, and what it puts overlaps nothing left.
   for (const auto& [start, len] : c.old) {
+    assert(ranges_.count(start) && ranges_.at(start) == len && blocks_ >= len);
     ranges_.erase(start);
     blocks_ -= len;
   }
   for (const auto& [start, len] : c.now) {
-    ranges_[start] = len;
+    assert(len > 0);
+    auto [it, added] = ranges_.insert_or_assign(start, len);
+    assert(added);
+    assert(it == ranges_.begin() || std::prev(it)->first + std::prev(it)->second <= start);
+    assert(std::next(it) == ranges_.end() || start + len <= std::next(it)->first);
+    (void)it;
+    (void)added;
     blocks_ += len;
   }
 }

@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <cassert>
 #include <cstdio>
 
 #include "meta/codec.h"
@@ -248,6 +249,9 @@ Status DecodeCookie(std::string_view key, std::string_view v, DirentRecord* out,
 }
 
 std::string EncodeExtent(const Extent& e) {
+  // The daemon writes no record its own decoder refuses: every extent it
+  // makes is a piece of an allocation or of a decoded extent.
+  assert(e.len > 0 && ValidFileRun(e.fblock, e.len));
   std::string v;
   PutU64(&v, e.pblock);
   PutU64(&v, e.len);
@@ -322,6 +326,7 @@ Status DecodeRmap(std::string_view key, std::string_view v, const PoolGeometry& 
 }
 
 std::string EncodeRefcount(const RefcountRecord& r) {
+  assert(r.len > 0 && r.refs >= 2);
   std::string v;
   PutU64(&v, r.len);
   PutU64(&v, r.refs);

@@ -3,6 +3,7 @@
 #include <rocksdb/db.h>
 #include <rocksdb/write_batch_base.h>
 
+#include <cassert>
 #include <memory>
 
 #include "meta/store_scan.h"
@@ -54,7 +55,9 @@ std::optional<Extent> FreeSpace::Allocate(uint64_t goal, uint64_t want) {
     at = it->first;
   }
   uint64_t start = it->first, len = it->second, end = start + len;
+  assert(start <= at && at < end);
   uint64_t take = std::min(want, end - at);
+  assert(take > 0 && take <= free_);
   Erase(start);
   if (at > start) Set(start, at - start);
   if (at + take < end) Set(at + take, end - at - take);
@@ -64,6 +67,9 @@ std::optional<Extent> FreeSpace::Allocate(uint64_t goal, uint64_t want) {
 }
 
 void FreeSpace::Release(uint64_t pblock, uint64_t len) {
+  // Callers release what a decoded record or an allocation named: never an
+  // empty run, never one that wraps.
+  assert(len > 0 && pblock + len > pblock);
   if (editing_) {
     busy_.push_back(Extent{0, pblock, len});
     return;
@@ -100,6 +106,7 @@ Status FreeSpace::Claim(uint64_t pblock, uint64_t len) {
   if (!IsFree(pblock, len)) return Status::Invalid("range is not free");
   auto it = std::prev(extents_.upper_bound(pblock));
   uint64_t start = it->first, end = it->first + it->second;
+  assert(len <= free_);
   Erase(start);
   if (pblock > start) Set(start, pblock - start);
   if (pblock + len < end) Set(pblock + len, end - pblock - len);
@@ -108,6 +115,9 @@ Status FreeSpace::Claim(uint64_t pblock, uint64_t len) {
 }
 
 void FreeSpace::BeginEdit() {
+  // One edit at a time (the Volume's mutation lock), and the last one ended
+  // in EmitEdit and Finish, or in Rollback.
+  assert(!editing_ && before_.empty() && busy_.empty());
   editing_ = true;
   before_.clear();
   free_before_ = free_;
@@ -127,6 +137,7 @@ void FreeSpace::EmitEdit(rocksdb::WriteBatchBase* batch) {
 }
 
 void FreeSpace::Rollback() {
+  assert(editing_);
   for (const auto& [key, old] : before_) {
     if (old)
       extents_[key] = *old;

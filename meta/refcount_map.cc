@@ -3,6 +3,7 @@
 #include <rocksdb/db.h>
 #include <rocksdb/write_batch_base.h>
 
+#include <cassert>
 #include <memory>
 
 #include "meta/store_scan.h"
@@ -32,6 +33,9 @@ void RefcountMap::Touch(uint64_t key) {
 }
 
 void RefcountMap::Put(const RefcountRecord& r) {
+  // Only shared blocks have a record (AdjustRefs drops counts below 2), and
+  // a record that does not encode would be refused by the next mount.
+  assert(r.len > 0 && r.refs >= 2 && r.pblock + r.len > r.pblock);
   Touch(r.pblock);
   recs_[r.pblock] = Value{r.len, r.refs};
 }
@@ -48,6 +52,11 @@ void RefcountMap::BeginEdit() {
 void RefcountMap::EmitEdit(rocksdb::WriteBatchBase* batch) const {
   for (const auto& [key, old] : before_) {
     auto it = recs_.find(key);
+    // Records never overlap: Load refuses a store where they do, and every
+    // edit rebuilds a whole window of them (Volume::AdjustRefs). Checked
+    // where this edit wrote, against the next record.
+    assert(it == recs_.end() || std::next(it) == recs_.end() ||
+           it->first + it->second.len <= std::next(it)->first);
     if (it == recs_.end()) {
       if (old) batch->Delete(keys::Refcount(key));
     } else if (!old || !(*old == it->second)) {
