@@ -250,6 +250,7 @@ class Volume {
   // Paths for many inodes in a row (the owners of one block, which mostly
   // live in a few directories): one snapshot and one iterator for all of
   // them, and the paths of the directories met remembered, up to a bound.
+  // Paths above is a resolver used once: the two walk alike by construction.
   class PathResolver {
    public:
     explicit PathResolver(Volume* v);
