@@ -4,7 +4,8 @@
 // Refcount records (N) exist only for shared blocks, as in XFS: an owned
 // block with no record is referenced once. Every operation that adds or
 // drops a reference to a block goes through AdjustRefs or DropBlocks, in the
-// same batch as the extent and reverse-map records that make the reference.
+// same batch as the extent and reverse-map records that make the reference
+// (those are written by extent_edit.cc: Repoint, ShareBlocks, MapExtent).
 #include <fcntl.h>
 #include <sys/stat.h>
 
