@@ -142,25 +142,35 @@ struct SessionDeleter {
 };
 using SessionPtr = std::unique_ptr<fuse_session, SessionDeleter>;
 
-int Serve(const CommandLine& cl, StartupReport* report) {
+// The steps of Serve, in order. Each one that can fail reports the failure
+// itself and returns false or null; Serve then returns 1, and the RAII
+// owners it holds undo what the earlier steps did.
+
+// The mountpoint and SOURCE exist and are directories.
+bool CheckPaths(const CommandLine& cl, StartupReport* report) {
   struct stat st {};
   if (stat(cl.mountpoint.c_str(), &st) != 0) {
     report->Fail("mountpoint " + cl.mountpoint + ": " + strerror(errno));
-    return 1;
+    return false;
   }
   if (!S_ISDIR(st.st_mode)) {
     report->Fail("mountpoint " + cl.mountpoint + " is not a directory");
-    return 1;
+    return false;
   }
   if (stat(cl.source.c_str(), &st) != 0) {
     report->Fail("SOURCE " + cl.source + ": " + strerror(errno));
-    return 1;
+    return false;
   }
   if (!S_ISDIR(st.st_mode)) {
     report->Fail(cl.source +
                  " is not a daxref filesystem (expected a directory made by mkfs.daxref)");
-    return 1;
+    return false;
   }
+  return true;
+}
+
+// Maps and locks the pool. Runs before any thread exists (below).
+std::unique_ptr<PoolMapping> OpenPool(const CommandLine& cl, StartupReport* report) {
   // Poison the kernel finds in the pool before anyone touches it is to be
   // reported now (BUS_MCEERR_AO), not at the next touch. The flag is per
   // thread and inherited: set before RocksDB, libfuse or anything else
@@ -170,27 +180,36 @@ int Serve(const CommandLine& cl, StartupReport* report) {
   auto pool = PoolMapping::Open(PoolPath(cl.source), cl.lock_wait_ms);
   if (!pool.ok()) {
     report->Fail(pool.status().message());
-    return 1;
+    return nullptr;
   }
   if ((*pool)->used_backup_superblock())
     spdlog::warn("primary pool superblock is damaged; using the backup copy");
   // A pool page its host filesystem cannot provide (full, cut short) is
   // ENOSPC or EIO for the request, never poison: one line each.
   (*pool)->set_host_fault_log([](const std::string& line) { spdlog::warn("{}", line); });
+  return std::move(*pool);
+}
+
+std::unique_ptr<Volume> OpenVolume(const CommandLine& cl, PoolMapping* pool,
+                                   StartupReport* report) {
   Volume::Options vopts;
   vopts.pool_path = PoolPath(cl.source);
   vopts.log = [](const std::string& line) { spdlog::warn("{}", line); };
-  auto volume = Volume::Open(MetaPath(cl.source), (*pool)->superblock(), pool->get(), vopts);
+  auto volume = Volume::Open(MetaPath(cl.source), pool->superblock(), pool, vopts);
   if (!volume.ok()) {
     report->Fail(volume.status().message());
-    return 1;
+    return nullptr;
   }
-  // The device's own list of bad blocks (real persistent memory): poison
-  // found while the filesystem was down. No process can hold a file yet.
-  Status bb = (*pool)->WalkBadBlocks([&](uint64_t off, uint64_t len) {
+  return std::move(*volume);
+}
+
+// The device's own list of bad blocks (real persistent memory): poison
+// found while the filesystem was down. No process can hold a file yet.
+void RecordDeviceBadBlocks(PoolMapping* pool, Volume* volume) {
+  Status bb = pool->WalkBadBlocks([&](uint64_t off, uint64_t len) {
     uint64_t pb0 = off >> kBlockShift, pb1 = (off + len + kBlockSize - 1) >> kBlockShift;
     PoisonOutcome out;
-    Status s = (*volume)->MarkBad(pb0, pb1, /*strict=*/false, &out);
+    Status s = volume->MarkBad(pb0, pb1, /*strict=*/false, &out);
     if (!s.ok())
       spdlog::error("recording the device's bad blocks {}..{}: {}", pb0, pb1 - 1, s.message());
     else if (out.added > 0)
@@ -201,13 +220,13 @@ int Serve(const CommandLine& cl, StartupReport* report) {
     return true;
   });
   if (!bb.ok()) spdlog::warn("cannot read the device's bad blocks: {}", bb.message());
-  if ((*volume)->bad_blocks() > 0)
-    spdlog::warn("{} pool blocks are poisoned (daxref-poison list)", (*volume)->bad_blocks());
-  FilesystemOptions fs_opts;
-  fs_opts.attr_timeout = cl.attr_timeout;
-  fs_opts.entry_timeout = cl.entry_timeout;
-  Filesystem fs(pool->get(), volume->get(), fs_opts);
+  if (volume->bad_blocks() > 0)
+    spdlog::warn("{} pool blocks are poisoned (daxref-poison list)", volume->bad_blocks());
+}
 
+// Creates the FUSE session for fs and mounts it, with the kernel channel
+// and the signal handlers in place.
+SessionPtr Mount(const CommandLine& cl, Filesystem* fs, StartupReport* report) {
   std::vector<std::string> args_s = {"daxref"};
   if (cl.debug) args_s.push_back("-d");
   std::string opts = "fsname=" + cl.source + ",subtype=daxref";
@@ -217,105 +236,149 @@ int Serve(const CommandLine& cl, StartupReport* report) {
   std::vector<char*> argv;
   for (auto& s : args_s) argv.push_back(s.data());
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
-  SessionPtr se(fuse_session_new(&args, &Filesystem::Ops(), sizeof(fuse_lowlevel_ops), &fs));
+  SessionPtr se(fuse_session_new(&args, &Filesystem::Ops(), sizeof(fuse_lowlevel_ops), fs));
   if (!se) {
     report->Fail("invalid mount options: " + opts);
-    return 1;
+    return nullptr;
   }
-  fs.set_session(se.get());
+  fs->set_session(se.get());
   if (fuse_session_mount(se.get(), cl.mountpoint.c_str()) != 0) {
     report->Fail("cannot mount on " + cl.mountpoint);
-    return 1;
+    return nullptr;
   }
   if (InstallKernelChannel(se.get()) != 0) {
     fuse_session_unmount(se.get());
     report->Fail("cannot set up the kernel channel");
-    return 1;
+    return nullptr;
   }
   if (fuse_set_signal_handlers(se.get()) != 0) {
     fuse_session_unmount(se.get());
     report->Fail("cannot install signal handlers");
-    return 1;
+    return nullptr;
   }
-  fs.set_mount(cl.mountpoint, MountDevice(cl.mountpoint));
-  if (fs.dev() == 0)
+  fs->set_mount(cl.mountpoint, MountDevice(cl.mountpoint));
+  if (fs->dev() == 0)
     spdlog::warn(
         "cannot find the mount of {} in /proc/self/mountinfo: poison will not signal "
         "holders",
         cl.mountpoint);
-  PoisonHandler poison(&fs, PoisonOptions{cl.poison_signal});
+  return se;
+}
+
+// Routes machine checks to the poison handler: those met while serving a
+// request (the pool's fault sink) and those the kernel reports before anyone
+// touched the page (the watcher). Null if the watcher could not start.
+std::unique_ptr<AsyncFaultWatcher> RouteMachineChecks(PoolMapping* pool, Filesystem* fs,
+                                                      PoisonHandler* poison) {
   // A machine check met while serving a request becomes EIO for it (the
   // pool's guard) and poison for its block, handled away from the request.
-  (*pool)->set_fault_sink([&fs, &poison](uint64_t pool_off) {
-    fs.poison_worker().Post([&poison, pool_off] { poison.MemoryFault(pool_off); });
+  pool->set_fault_sink([fs, poison](uint64_t pool_off) {
+    fs->poison_worker().Post([poison, pool_off] { poison->MemoryFault(pool_off); });
   });
   // Poison the kernel reports before anyone touched it (BUS_MCEERR_AO)
   // takes the same path, from the watcher's thread through the same worker.
   AsyncFaultWatcher::Handlers on_async;
-  on_async.fault = [&fs, &poison, p = pool->get()](const void* addr) {
+  on_async.fault = [fs, poison, pool](const void* addr) {
     uint64_t off = 0;
-    if (!p->PoolOffsetOf(addr, &off)) {
+    if (!pool->PoolOffsetOf(addr, &off)) {
       // The kernel has unmapped that page of the daemon's own memory; the
       // next touch of it kills the daemon, as for any process.
       spdlog::critical("machine check reported in the daemon's memory at {}, outside the pool",
                        addr);
       return;
     }
-    fs.poison_worker().Post([&poison, off] { poison.AsyncMemoryFault(off); });
+    fs->poison_worker().Post([poison, off] { poison->AsyncMemoryFault(off); });
   };
-  on_async.lost = [&fs, &poison](uint64_t lost) {
-    fs.poison_worker().Post([&poison, lost] { poison.DeviceBadBlocks(lost); });
+  on_async.lost = [fs, poison](uint64_t lost) {
+    fs->poison_worker().Post([poison, lost] { poison->DeviceBadBlocks(lost); });
   };
   auto async_faults = AsyncFaultWatcher::Start(std::move(on_async));
-  if (!async_faults.ok())
+  if (!async_faults.ok()) {
     spdlog::error("asynchronous machine checks will not be handled: {}",
                   async_faults.status().message());
-  auto control = ControlServer::Start(cl.source, &poison, &fs);
-  if (!control.ok())
+    return nullptr;
+  }
+  return std::move(*async_faults);
+}
+
+// Null if the control socket could not be set up: the daemon serves files
+// without it.
+std::unique_ptr<ControlServer> StartControl(const CommandLine& cl, PoisonHandler* poison,
+                                            Filesystem* fs) {
+  auto control = ControlServer::Start(cl.source, poison, fs);
+  if (!control.ok()) {
     spdlog::error("no admin channel (daxref-poison cannot reach this daemon): {}",
                   control.status().message());
-  spdlog::info("mounted {} on {} (pool {} blocks, uuid {}, {} granularity)", cl.source,
-               cl.mountpoint, (*pool)->superblock().block_count,
-               UuidToString((*pool)->superblock().uuid), (*pool)->granularity());
-  report->Ready();
-  if (!cl.foreground) {
-    int null = open("/dev/null", O_RDWR);
-    if (null >= 0) {
-      dup2(null, 0);
-      dup2(null, 1);
-      dup2(null, 2);
-      if (null > 2) close(null);
-    }
+    return nullptr;
   }
+  return std::move(*control);
+}
 
-  int rc;
-  auto flusher = std::make_unique<TimeFlusher>(volume->get());
+// In the background, stdin, stdout and stderr go to /dev/null once start-up
+// has been reported.
+void DetachStdio() {
+  int null = open("/dev/null", O_RDWR);
+  if (null >= 0) {
+    dup2(null, 0);
+    dup2(null, 1);
+    dup2(null, 2);
+    if (null > 2) close(null);
+  }
+}
+
+// Serves requests until unmount or a signal; libfuse's result.
+int RunRequestLoop(const CommandLine& cl, fuse_session* se) {
   // Four request threads by default; docs/design.md ("Request threads")
   // has the measurements behind the number. -s or -o threads=1 for one.
-  if (cl.threads <= 1) {
-    rc = fuse_session_loop(se.get());
-  } else {
-    fuse_loop_config* cfg = fuse_loop_cfg_create();
-    fuse_loop_cfg_set_clone_fd(cfg, 0);
-    fuse_loop_cfg_set_idle_threads(cfg, cl.threads);
-    fuse_loop_cfg_set_max_threads(cfg, cl.threads);
-    rc = fuse_session_loop_mt(se.get(), cfg);
-    fuse_loop_cfg_destroy(cfg);
-  }
-  if (control.ok()) control->reset();
+  if (cl.threads <= 1) return fuse_session_loop(se);
+  fuse_loop_config* cfg = fuse_loop_cfg_create();
+  fuse_loop_cfg_set_clone_fd(cfg, 0);
+  fuse_loop_cfg_set_idle_threads(cfg, cl.threads);
+  fuse_loop_cfg_set_max_threads(cfg, cl.threads);
+  int rc = fuse_session_loop_mt(se, cfg);
+  fuse_loop_cfg_destroy(cfg);
+  return rc;
+}
+
+int Serve(const CommandLine& cl, StartupReport* report) {
+  if (!CheckPaths(cl, report)) return 1;
+  std::unique_ptr<PoolMapping> pool = OpenPool(cl, report);
+  if (!pool) return 1;
+  std::unique_ptr<Volume> volume = OpenVolume(cl, pool.get(), report);
+  if (!volume) return 1;
+  RecordDeviceBadBlocks(pool.get(), volume.get());
+  FilesystemOptions fs_opts;
+  fs_opts.attr_timeout = cl.attr_timeout;
+  fs_opts.entry_timeout = cl.entry_timeout;
+  Filesystem fs(pool.get(), volume.get(), fs_opts);
+  SessionPtr se = Mount(cl, &fs, report);
+  if (!se) return 1;
+  PoisonHandler poison(&fs, PoisonOptions{cl.poison_signal});
+  std::unique_ptr<AsyncFaultWatcher> async_faults = RouteMachineChecks(pool.get(), &fs, &poison);
+  std::unique_ptr<ControlServer> control = StartControl(cl, &poison, &fs);
+  spdlog::info("mounted {} on {} (pool {} blocks, uuid {}, {} granularity)", cl.source,
+               cl.mountpoint, pool->superblock().block_count, UuidToString(pool->superblock().uuid),
+               pool->granularity());
+  report->Ready();
+  if (!cl.foreground) DetachStdio();
+
+  auto flusher = std::make_unique<TimeFlusher>(volume.get());
+  int rc = RunRequestLoop(cl, se.get());
+
+  control.reset();
   flusher.reset();
   // Nothing posts to the poison worker once the watcher is gone.
-  if (async_faults.ok()) async_faults->reset();
+  async_faults.reset();
   fs.StopWorkers();
-  (*pool)->set_fault_sink(nullptr);
-  (*pool)->set_host_fault_log(nullptr);
+  pool->set_fault_sink(nullptr);
+  pool->set_host_fault_log(nullptr);
   fuse_remove_signal_handlers(se.get());
   fuse_session_unmount(se.get());
   spdlog::info("unmounted {}; closing the metadata store", cl.mountpoint);
   se.reset();
   // Order: the store closes (flushing its log) before the pool's lock goes.
-  volume->reset();
-  pool->reset();
+  volume.reset();
+  pool.reset();
   spdlog::info("daemon for {} exiting", cl.source);
   return rc == 0 ? 0 : 1;
 }

@@ -1,12 +1,14 @@
-// Checker: verifies the invariants of the design brief over a whole store,
-// cross-referencing the indexes against each other (XFS's scrub idea):
-//   1. every data block is exactly one of free, owned, bad; reserved blocks
-//      (the superblock copies) are none of them;
+// Checker: verifies the store's invariants (docs/design.md, docs/format.md)
+// over a whole store, cross-referencing the indexes against each other
+// (XFS's scrub idea):
+//   1. every data block is exactly one of free, owned, or bad and unowned
+//      (retired); reserved blocks (the superblock copies) are never free or
+//      owned, only possibly bad;
 //   2. for every owned block, refcount = reverse-map owners = extent-map
 //      references (a block with one owner has no refcount record), and
 //      every owner of a shared block is marked reflinked;
 //   3. bad blocks are never free (files that referenced a block when it went
-//      bad may still own it);
+//      bad may still own it: owned and bad);
 //   4. the tree is connected, nlink matches the entries, orphans have nlink 0,
 //      the inode count and counter match the inodes, extended attributes and
 //      symlink targets belong to inodes that exist (and say so);
@@ -16,8 +18,8 @@
 //
 // How it scales: memory is proportional to the number of inodes, never to
 // the number of extents or reverse-map records. The store is read prefix
-// by prefix, in key order; one fact record per inode is kept (InodeFacts in
-// checker.cc). Indexes kept in different orders (E by inode, R by pool
+// by prefix, in key order; one fact record per inode is kept (InodeFacts,
+// meta/check_census.h). Indexes kept in different orders (E by inode, R by pool
 // block; D by name, C by cookie; D and P) are compared as sets with
 // order-independent digests (meta/set_digest.h), and looked up record by
 // record only when the digests differ, to name what is wrong. The pool

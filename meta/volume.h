@@ -13,6 +13,10 @@
 // blocks (the daemon's per-inode I/O lock). Mutations are serialized by one
 // internal lock; lookups read the store directly. Volume frees blocks as soon
 // as the operation that unmaps them commits.
+//
+// The implementation is one file per concern, around the one Txn of
+// meta/volume_txn.h; meta/volume.cc opens with the list of which file owns
+// what, and the private declarations below are grouped the same way.
 #pragma once
 
 #include <sys/types.h>
@@ -246,6 +250,7 @@ class Volume {
   // Paths for many inodes in a row (the owners of one block, which mostly
   // live in a few directories): one snapshot and one iterator for all of
   // them, and the paths of the directories met remembered, up to a bound.
+  // Paths above is a resolver used once: the two walk alike by construction.
   class PathResolver {
    public:
     explicit PathResolver(Volume* v);
@@ -294,9 +299,19 @@ class Volume {
   class Txn;
   Volume(std::unique_ptr<rocksdb::DB> db, const Superblock& sb, DataPlane* data);
 
+  // ---- the store (volume.cc) ----
+  Status Commit(Txn& t);
+  // Ok, or the error that stopped the store (as ENOSPC or EIO). Caller
+  // holds wal_mu_.
+  Status StoreWritable();
+
+  // ---- inode records and pending times (volume_inode.cc) ----
   Status LoadInode(Txn& t, uint64_t ino, InodeRecord* out);
   void ApplyPendingTimes(InodeRecord* r);
   void StoreInode(Txn& t, const InodeRecord& r);
+  uint64_t NextIno(Txn& t);
+
+  // ---- names (volume_namespace.cc) ----
   Status LookupIn(Txn& t, uint64_t dir, std::string_view name, DirentRecord* out);
   Status AddEntry(Txn& t, InodeRecord* dir, std::string_view name, uint64_t ino, uint32_t type);
   Status RemoveEntry(Txn& t, InodeRecord* dir, std::string_view name, const DirentRecord& d);
@@ -306,11 +321,15 @@ class Volume {
   // `orphaned`: the inode has an O record to delete too.
   Status DeleteInode(Txn& t, const InodeRecord& r, bool orphaned);
 
+  // ---- extent-map and reverse-map editing (extent_edit.cc) ----
+  // The only code that writes E and R records; the rest of Volume changes a
+  // file's mapping through these. Each edit keeps the reverse map and,
+  // through DropBlocks, refcounts and free space in step, in the caller's
+  // Txn.
   // The committed extents of `ino` from the cache, or null: then read the
   // store. Only reads (MapRange) `load` a missing entry; operations that are
   // about to edit the extents, and so drop the entry again, do not.
   ExtentCache::Map CommittedExtents(uint64_t ino, bool load);
-  // Extent-map editing; each keeps the reverse map and free space in step.
   using ExtentFn = std::function<bool(const Extent&)>;
   Status WalkExtents(Txn& t, uint64_t ino, uint64_t fb0, uint64_t fb1, const ExtentFn& fn);
   Status UnmapRange(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t fb1);
@@ -326,15 +345,21 @@ class Volume {
   // (file block, pool block, length) to *out. ENOSPC when the pool runs out
   // (what was taken goes back with the batch's rollback).
   Status AllocateFor(uint64_t fblock, uint64_t len, uint64_t goal, std::vector<Extent>* out);
+  // Points r's file blocks [to.fblock, to.fend()), all inside one mapped
+  // extent, at pool blocks to.pblock..., dropping a reference to the old ones.
+  Status Repoint(Txn& t, InodeRecord* r, const Extent& to);
+  // Maps n blocks of src at file block sfb into dst at dfb, sharing them;
+  // dst's range must be a hole.
+  Status ShareBlocks(Txn& t, InodeRecord* src, uint64_t sfb, InodeRecord* dst, uint64_t dfb,
+                     uint64_t n);
+  void PutRmap(Txn& t, uint64_t pblock, uint64_t len, uint64_t ino, uint64_t fblock);
+
+  // ---- data (volume_data.cc) ----
   Status ZeroBytes(Txn& t, uint64_t ino, uint64_t off, uint64_t len);
+  Status Truncate(Txn& t, InodeRecord* r, uint64_t size);
   // Stores len bytes at off, allocating holes and unsharing shared blocks
   // first; grows the size. Privileges and times are the caller's business.
   Status WriteIn(Txn& t, InodeRecord* r, uint64_t off, const char* src, uint64_t len);
-  // What a change of a file's bytes takes away: set-id bits (unless who is
-  // privileged) and file capabilities.
-  void DropWritePrivileges(Txn& t, InodeRecord* r, const Caller& who);
-  // The common end of Clone and CopyRange (volume_share.cc).
-  Status FinishRemap(Txn& t, InodeRecord* src, InodeRecord* to, uint64_t end, const Caller& who);
   // WriteIn's two halves: every allocation and copy-on-write the range
   // needs, then the bytes. Nothing that can fail for lack of space comes
   // after bytes are stored in place, so a failed batch leaves data as it was.
@@ -342,8 +367,12 @@ class Volume {
   Status StoreBytes(Txn& t, InodeRecord* r, uint64_t off, const char* src, uint64_t len);
   // Copies [off, off+len) of ino, as this batch sees it, into dst.
   Status ReadIn(Txn& t, uint64_t ino, uint64_t off, uint64_t len, char* dst);
+  // What a change of a file's bytes takes away: set-id bits (unless who is
+  // privileged) and file capabilities.
+  void DropWritePrivileges(Txn& t, InodeRecord* r, const Caller& who);
 
-  // Refcounts (volume_share.cc); refs_ reflects a batch's edits at once.
+  // ---- refcounts and reflink (volume_share.cc) ----
+  // refs_ reflects a batch's edits at once.
   // Adds delta (+1 or -1) to the refcount of each block of [pb0, pb1), all
   // owned. Blocks left with no reference are released.
   Status AdjustRefs(Txn& t, uint64_t pb0, uint64_t pb1, int delta);
@@ -354,34 +383,23 @@ class Volume {
   // caller is about to overwrite.
   Status Unshare(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t fb1, uint64_t keep_off,
                  uint64_t keep_end);
-  // Points r's file blocks [to.fblock, to.fend()), all inside one mapped
-  // extent, at pool blocks to.pblock..., dropping a reference to the old ones.
-  Status Repoint(Txn& t, InodeRecord* r, const Extent& to);
-  // Maps n blocks of src at file block sfb into dst at dfb, sharing them;
-  // dst's range must be a hole.
-  Status ShareBlocks(Txn& t, InodeRecord* src, uint64_t sfb, InodeRecord* dst, uint64_t dfb,
-                     uint64_t n);
   // Is any block of [pb0, pb1) shared, as committed? For callers outside mu_.
   bool SharedNow(uint64_t pb0, uint64_t pb1);
-  void PutRmap(Txn& t, uint64_t pblock, uint64_t len, uint64_t ino, uint64_t fblock);
+  // The common end of Clone and CopyRange.
+  Status FinishRemap(Txn& t, InodeRecord* src, InodeRecord* to, uint64_t end, const Caller& who);
+
+  // ---- bad blocks (volume_poison.cc) ----
   // Blocks whose last reference went: to free space, except bad ones, which
   // are retired (they stay in their B record only).
   void ReleaseBlocks(uint64_t pblock, uint64_t len);
   // For a write of [keep_off, keep_end): maps a fresh block in place of
   // every bad block of r's in file blocks [fb0, fb1) that the write covers
-  // whole; EIO if it would cover one only in part (volume_poison.cc).
+  // whole; EIO if it would cover one only in part.
   Status ReplaceBadBlocks(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t fb1, uint64_t keep_off,
                           uint64_t keep_end);
   // EIO if any block of [pb0, pb1) is bad; for the copies and shares that
   // would hand a bad block's bytes to someone. Caller holds mu_.
   Status RefuseBad(uint64_t pb0, uint64_t pb1, const char* what);
-
-  Status Truncate(Txn& t, InodeRecord* r, uint64_t size);
-  Status Commit(Txn& t);
-  // Ok, or the error that stopped the store (as ENOSPC or EIO). Caller
-  // holds wal_mu_.
-  Status StoreWritable();
-  uint64_t NextIno(Txn& t);
 
   std::unique_ptr<rocksdb::DB> db_;
   Superblock sb_;

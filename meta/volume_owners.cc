@@ -67,57 +67,16 @@ Status Volume::QueryOwners(uint64_t pb0, uint64_t pb1, const RmapFn& fn, const R
 
 // A path is built leaf first from parent pointers: the inode's own (one per
 // name), then each directory's single one, up to the root. All reads come
-// from one snapshot, so a concurrent rename cannot splice two trees.
-Status Volume::Paths(uint64_t ino, const PathFn& fn) {
-  if (ino == kRootIno) {
-    fn("/");
-    return Status::Ok();
-  }
-  rocksdb::ManagedSnapshot snap(db_.get());
-  // Deeper than any path the kernel can hand us (PATH_MAX is 4096 bytes).
-  constexpr int kMaxDepth = 4096;
-  auto parent_of = [&](uint64_t dir, ParentRecord* out) -> Status {
-    PrefixScan scan(keys::ParentPrefix(dir));
-    rocksdb::ReadOptions ro = scan.Options();
-    ro.snapshot = snap.snapshot();
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
-    it->Seek(scan.prefix());
-    if (!it->Valid()) {
-      DAXREF_RETURN_IF_ERROR(FromRocks(it->status(), "parent lookup"));
-      return Status::NotFound("directory " + std::to_string(dir) + " has no name");
-    }
-    return DecodeParent(it->key().ToStringView(), out);
-  };
-  PrefixScan scan(keys::ParentPrefix(ino));
-  rocksdb::ReadOptions ro = scan.Options();
-  ro.snapshot = snap.snapshot();
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
-  for (it->Seek(scan.prefix()); it->Valid(); it->Next()) {
-    ParentRecord p;
-    DAXREF_RETURN_IF_ERROR(DecodeParent(it->key().ToStringView(), &p));
-    std::vector<std::string> parts{p.name};
-    uint64_t dir = p.parent;
-    int depth = 0;
-    while (dir != kRootIno) {
-      if (++depth > kMaxDepth) return Status::Corruption("parent pointers form a loop");
-      ParentRecord up;
-      DAXREF_RETURN_IF_ERROR(parent_of(dir, &up));
-      parts.push_back(up.name);
-      dir = up.parent;
-    }
-    std::string path;
-    for (auto part = parts.rbegin(); part != parts.rend(); ++part) path.append("/").append(*part);
-    if (!fn(path)) return Status::Ok();
-  }
-  return FromRocks(it->status(), "path walk");
-}
-
-// The resolver reads what Paths reads, from one snapshot taken when it was
-// made, through one iterator repositioned for every lookup.
+// from one snapshot, taken when the resolver was made, so a concurrent
+// rename cannot splice two trees; one iterator is repositioned for every
+// lookup, and the paths of the directories met are remembered. Volume::Paths
+// is a resolver used once: there is one walk.
 struct Volume::PathResolver::State {
   // Enough directories for any realistic set of sharers; past it the cache
   // starts over, so memory stays bounded whatever the walk meets.
   static constexpr size_t kMaxDirs = 4096;
+  // Deeper than any path the kernel can hand us (PATH_MAX is 4096 bytes).
+  static constexpr int kMaxDepth = 4096;
   explicit State(Volume* vol)
       : v(vol), snap(vol->db_.get()), scan(std::string(1, prefix::kParent)) {
     rocksdb::ReadOptions ro = scan.Options();
@@ -138,7 +97,7 @@ struct Volume::PathResolver::State {
     std::vector<std::string> parts;
     uint64_t d = dir;
     for (int depth = 0; d != kRootIno; ++depth) {
-      if (depth > 4096) return Status::Corruption("parent pointers form a loop");
+      if (depth > kMaxDepth) return Status::Corruption("parent pointers form a loop");
       auto known = dirs.find(d);
       if (known != dirs.end()) {
         parts.push_back(known->second);
@@ -194,6 +153,11 @@ Status Volume::PathResolver::Paths(uint64_t ino, const PathFn& fn) {
     if (!fn(dir + "/" + p.name)) return Status::Ok();
   }
   return Status::Ok();
+}
+
+Status Volume::Paths(uint64_t ino, const PathFn& fn) {
+  PathResolver resolver(this);
+  return resolver.Paths(ino, fn);
 }
 
 }  // namespace daxref

@@ -4,7 +4,8 @@
 // Refcount records (N) exist only for shared blocks, as in XFS: an owned
 // block with no record is referenced once. Every operation that adds or
 // drops a reference to a block goes through AdjustRefs or DropBlocks, in the
-// same batch as the extent and reverse-map records that make the reference.
+// same batch as the extent and reverse-map records that make the reference
+// (those are written by extent_edit.cc: Repoint, ShareBlocks, MapExtent).
 #include <fcntl.h>
 #include <sys/stat.h>
 
@@ -37,11 +38,6 @@ bool Aligned(uint64_t v) {
 }
 
 }  // namespace
-
-void Volume::PutRmap(Txn& t, uint64_t pblock, uint64_t len, uint64_t ino, uint64_t fblock) {
-  t.Put(keys::Rmap(pblock, len, ino, fblock), EncodeLength(len));
-  rmap_classes_.fetch_or(uint64_t{1} << keys::RmapClass(len), std::memory_order_release);
-}
 
 // Blocks can only stop being shared behind the caller's back, never start
 // (that takes the caller's own I/O lock): an answer of "not shared" stays
@@ -177,86 +173,6 @@ Status Volume::Unshare(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t fb1, uint6
     fresh.push_back(m.to);
   }
   t.NoteFresh(fresh);
-  return Status::Ok();
-}
-
-//   Repointing file blocks [to.fblock, to.fend()) of the extent e that holds
-//   them rewrites e in place: e keeps its key (shorter), the piece and the
-//   part on the right get keys of their own. No extent key is deleted, so a
-//   batch that repoints thousands of pieces never makes the next extent
-//   lookup step over its own deletions; the price is that the new blocks
-//   are not merged with their neighbours.
-Status Volume::Repoint(Txn& t, InodeRecord* r, const Extent& to) {
-  std::optional<Extent> found;
-  DAXREF_RETURN_IF_ERROR(WalkExtents(t, r->ino, to.fblock, to.fblock + 1, [&](const Extent& e) {
-    found = e;
-    return false;
-  }));
-  if (!found || found->fblock > to.fblock || found->fend() < to.fend())
-    return Status::Corruption("repointing blocks that are not mapped");
-  const Extent e = *found;
-  t.TouchExtents(r->ino);
-  t.Delete(keys::Rmap(e.pblock, e.len, r->ino, e.fblock));
-  auto put = [&](const Extent& x) {
-    t.Put(keys::Extent(r->ino, x.fblock), EncodeExtent(x));
-    PutRmap(t, x.pblock, x.len, r->ino, x.fblock);
-  };
-  if (e.fblock < to.fblock) put(Extent{e.fblock, e.pblock, to.fblock - e.fblock});
-  put(to);
-  if (to.fend() < e.fend())
-    put(Extent{to.fend(), e.pblock + (to.fend() - e.fblock), e.fend() - to.fend()});
-  return DropBlocks(t, *r, e.pblock + (to.fblock - e.fblock), to.len);
-}
-
-Status Volume::ShareBlocks(Txn& t, InodeRecord* src, uint64_t sfb, InodeRecord* dst, uint64_t dfb,
-                           uint64_t n) {
-  // The source's extents are taken a chunk at a time, then shared: the
-  // batch is edited between scans, never under a live iterator. When src
-  // and dst are one file the ranges do not overlap, so mapping the
-  // destination never changes what the next scan of the source finds.
-  //
-  // The destination range is a hole, filled front to back, so only the
-  // first piece can merge with an extent before it and only the last with
-  // one after it: those go through MapExtent, which looks; every other
-  // piece continues the run just mapped or starts a new one, with no lookup.
-  constexpr size_t kChunk = 512;
-  uint64_t from = sfb, end = sfb + n, dend = dfb + n;
-  std::optional<Extent> run;  // the destination extent this call mapped last
-  while (from < end) {
-    std::vector<Extent> chunk;
-    DAXREF_RETURN_IF_ERROR(WalkExtents(t, src->ino, from, end, [&](const Extent& e) {
-      chunk.push_back(e);
-      return chunk.size() < kChunk;
-    }));
-    for (const Extent& e : chunk) {
-      uint64_t f0 = std::max(e.fblock, from), f1 = std::min(e.fend(), end);
-      if (f1 <= f0) continue;
-      Extent piece{dfb + (f0 - sfb), e.pblock + (f0 - e.fblock), f1 - f0};
-      // Sharing a bad block would hand its lost bytes to another file.
-      DAXREF_RETURN_IF_ERROR(RefuseBad(piece.pblock, piece.pend(), "sharing"));
-      DAXREF_RETURN_IF_ERROR(AdjustRefs(t, piece.pblock, piece.pend(), +1));
-      if (run && run->fend() == piece.fblock && run->pend() == piece.pblock &&
-          piece.fend() < dend) {
-        t.Delete(keys::Rmap(run->pblock, run->len, dst->ino, run->fblock));
-        run->len += piece.len;
-      } else if (run && piece.fend() < dend) {
-        run = piece;
-      } else {
-        Extent merged;
-        DAXREF_RETURN_IF_ERROR(MapExtent(t, dst, piece, &merged));
-        run = merged;
-        continue;
-      }
-      t.TouchExtents(dst->ino);
-      t.Put(keys::Extent(dst->ino, run->fblock), EncodeExtent(*run));
-      PutRmap(t, run->pblock, run->len, dst->ino, run->fblock);
-      dst->blocks += piece.len;
-    }
-    if (chunk.size() < kChunk) break;
-    from = std::min(chunk.back().fend(), end);
-  }
-  src->flags |= kInodeReflinked;
-  dst->flags |= kInodeReflinked;
   return Status::Ok();
 }
 

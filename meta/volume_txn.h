@@ -1,10 +1,11 @@
-// Pieces of Volume's implementation shared by its source files (volume.cc,
-// volume_share.cc, volume_owners.cc): the per-operation transaction and
-// bounded prefix scans. Not part of meta/'s interface.
+// Pieces of Volume's implementation shared by its source files (volume*.cc,
+// extent_edit.cc): the per-operation transaction, bounded prefix scans and
+// small helpers more than one of them needs. Not part of meta/'s interface.
 #pragma once
 
 #include <rocksdb/db.h>
 #include <rocksdb/utilities/write_batch_with_index.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <memory>
@@ -34,6 +35,26 @@ inline uint64_t BlockCeil(uint64_t off) {
 }
 inline uint64_t PoolOff(uint64_t pblock) {
   return pblock << kBlockShift;
+}
+
+inline bool IsDir(uint32_t mode) {
+  return S_ISDIR(mode);
+}
+
+// The set-id bits a write, truncate or chown takes away: set-user-id, and
+// set-group-id where it means "run as group" (with group execute; without
+// it the bit marks mandatory locking and stays).
+inline uint32_t KilledSetIdBits(uint32_t mode) {
+  return (mode & S_ISUID) | ((mode & S_IXGRP) ? (mode & S_ISGID) : 0);
+}
+
+// The first extent of a sorted map that ends after fblock.
+inline std::vector<Extent>::const_iterator FirstEndingAfter(const std::vector<Extent>& m,
+                                                            uint64_t fb) {
+  auto it = std::upper_bound(m.begin(), m.end(), fb,
+                             [](uint64_t b, const Extent& e) { return b < e.fblock; });
+  if (it != m.begin() && std::prev(it)->fend() > fb) --it;
+  return it;
 }
 
 // The bounds of a scan over the keys that start with one prefix. Both

@@ -456,4 +456,36 @@ inline std::string Pattern(size_t len, uint32_t seed) {
   return s;
 }
 
+// ---- volume calls that must succeed -------------------------------------------
+
+// A length that reaches past the end of any file in these tests.
+inline constexpr uint64_t kWholeFile = uint64_t{1} << 50;
+
+// file block -> pool block of every mapped block of ino (past EOF included).
+inline std::map<uint64_t, uint64_t> BlockMap(Volume& v, uint64_t ino) {
+  std::map<uint64_t, uint64_t> out;
+  DAXREF_REQUIRE_OK(v.MapRange(ino, 0, kWholeFile, [&](const MappedSegment& s) {
+    if (s.hole) return true;
+    REQUIRE(s.off % kBlockSize == 0);
+    REQUIRE(s.len % kBlockSize == 0);
+    for (uint64_t i = 0; i < s.len / kBlockSize; ++i)
+      out[s.off / kBlockSize + i] = s.pool_off / kBlockSize + i;
+    return true;
+  }));
+  return out;
+}
+
+inline InodeRecord Fallocate(Volume& v, uint64_t ino, int mode, uint64_t off, uint64_t len) {
+  InodeRecord r;
+  DAXREF_REQUIRE_OK(v.Fallocate(ino, mode, off, len, &r));
+  return r;
+}
+
+inline InodeRecord Clone(Volume& v, uint64_t src, uint64_t src_off, uint64_t dst, uint64_t dst_off,
+                         uint64_t len) {
+  InodeRecord r;
+  DAXREF_REQUIRE_OK(v.Clone(src, src_off, dst, dst_off, len, kRoot, &r));
+  return r;
+}
+
 }  // namespace daxref::testing

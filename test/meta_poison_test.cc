@@ -47,6 +47,8 @@ namespace daxref {
 namespace {
 
 using testing::BadRecords;
+using testing::BlockMap;
+using testing::Clone;
 using testing::Dump;
 using testing::DumpStore;
 using testing::ExtentRecords;
@@ -54,6 +56,7 @@ using testing::FreeRecords;
 using testing::kNothingHoldsIt;
 using testing::kRoot;
 using testing::kStillOpen;
+using testing::kWholeFile;
 using testing::Pattern;
 using testing::RequireSameStore;
 using testing::RunChecker;
@@ -61,7 +64,6 @@ using testing::ScanPrefix;
 using testing::TestStore;
 
 constexpr uint64_t kB = kBlockSize;
-constexpr uint64_t kWholeFile = uint64_t{1} << 50;
 
 // ---------------------------------------------------------------------------
 // Looking at the store.
@@ -136,19 +138,6 @@ std::multiset<uint64_t> Owners(Volume& v, uint64_t pb) {
   std::multiset<uint64_t> out;
   DAXREF_REQUIRE_OK(v.QueryOwners(pb, pb + 1, [&](const RmapRecord& r) {
     out.insert(r.ino);
-    return true;
-  }));
-  return out;
-}
-
-// file block -> pool block of every mapped block of ino.
-std::map<uint64_t, uint64_t> BlockMap(Volume& v, uint64_t ino) {
-  std::map<uint64_t, uint64_t> out;
-  DAXREF_REQUIRE_OK(v.MapRange(ino, 0, kWholeFile, [&](const MappedSegment& s) {
-    if (s.hole) return true;
-    REQUIRE(s.off % kB == 0);
-    REQUIRE(s.len % kB == 0);
-    for (uint64_t i = 0; i < s.len / kB; ++i) out[s.off / kB + i] = s.pool_off / kB + i;
     return true;
   }));
   return out;
@@ -236,13 +225,6 @@ void WithAndWithoutFaults(TestStore& st, const std::set<uint64_t>& faulting, Fn&
 void ModelWrite(std::string* m, uint64_t off, std::string_view bytes) {
   if (m->size() < off + bytes.size()) m->resize(off + bytes.size(), '\0');
   std::copy(bytes.begin(), bytes.end(), m->begin() + static_cast<ptrdiff_t>(off));
-}
-
-InodeRecord Clone(Volume& v, uint64_t src, uint64_t src_off, uint64_t dst, uint64_t dst_off,
-                  uint64_t len) {
-  InodeRecord r;
-  DAXREF_REQUIRE_OK(v.Clone(src, src_off, dst, dst_off, len, kRoot, &r));
-  return r;
 }
 
 Status WriteStatus(Volume& v, uint64_t ino, uint64_t off, const std::string& bytes) {

@@ -1,5 +1,6 @@
-// Reflink in meta/: Clone, Dedupe, CopyRange, copy-on-write and unshare,
-// the reverse map and parent pointers once blocks are shared. Every file's
+// Reflink in meta/: Clone, Dedupe, CopyRange, copy-on-write and unshare.
+// The reverse-map query with shared blocks is in meta_owners_test.cc, the
+// inode-to-path walks in meta_paths_test.cc. Every file's
 // bytes are checked against a model (a std::string per file), sharing
 // against what MapRange says every file maps, and the store against the
 // checker, which cross-checks refcount = reverse-map owners = extent
@@ -44,12 +45,16 @@
 namespace daxref {
 namespace {
 
+using testing::BlockMap;
+using testing::Clone;
 using testing::Dump;
 using testing::DumpStore;
 using testing::ExtentRecords;
+using testing::Fallocate;
 using testing::kNothingHoldsIt;
 using testing::kRoot;
 using testing::kStillOpen;
+using testing::kWholeFile;
 using testing::Pattern;
 using testing::RequireSameStore;
 using testing::RmapRecords;
@@ -58,9 +63,6 @@ using testing::TempDir;
 using testing::TestStore;
 
 constexpr uint64_t kB = kBlockSize;
-// A length that reaches past the end of any file in these tests.
-constexpr uint64_t kWholeFile = uint64_t{1} << 50;
-
 uint64_t BlocksFor(uint64_t bytes) {
   return (bytes + kB - 1) / kB;
 }
@@ -114,19 +116,6 @@ std::vector<uint64_t> PoolBlocks(Volume& v, uint64_t ino, uint64_t fb0, uint64_t
     REQUIRE(s.len % kB == 0);
     if (!s.hole)
       for (uint64_t i = 0; i < s.len / kB; ++i) out[s.off / kB - fb0 + i] = s.pool_off / kB + i;
-    return true;
-  }));
-  return out;
-}
-
-// file block -> pool block of every mapped block of ino (past EOF included).
-std::map<uint64_t, uint64_t> BlockMap(Volume& v, uint64_t ino) {
-  std::map<uint64_t, uint64_t> out;
-  DAXREF_REQUIRE_OK(v.MapRange(ino, 0, kWholeFile, [&](const MappedSegment& s) {
-    if (s.hole) return true;
-    REQUIRE(s.off % kB == 0);
-    REQUIRE(s.len % kB == 0);
-    for (uint64_t i = 0; i < s.len / kB; ++i) out[s.off / kB + i] = s.pool_off / kB + i;
     return true;
   }));
   return out;
@@ -203,19 +192,6 @@ void RequireFileIs(TestStore& st, uint64_t ino, const std::string& want) {
     INFO("bytes past EOF in the last block");
     DAXREF_REQUIRE_BYTES(st.ReadFile(ino, want.size(), tail), std::string(tail, '\0'));
   }
-}
-
-InodeRecord Fallocate(Volume& v, uint64_t ino, int mode, uint64_t off, uint64_t len) {
-  InodeRecord r;
-  DAXREF_REQUIRE_OK(v.Fallocate(ino, mode, off, len, &r));
-  return r;
-}
-
-InodeRecord Clone(Volume& v, uint64_t src, uint64_t src_off, uint64_t dst, uint64_t dst_off,
-                  uint64_t len) {
-  InodeRecord r;
-  DAXREF_REQUIRE_OK(v.Clone(src, src_off, dst, dst_off, len, kRoot, &r));
-  return r;
 }
 
 uint64_t CopyRange(Volume& v, uint64_t src, uint64_t src_off, uint64_t dst, uint64_t dst_off,
@@ -1707,402 +1683,6 @@ TEST_CASE("CopyRange that fails with ENOSPC leaves the destination as it was (re
     RequireFileIs(st, s, ms);
     DAXREF_REQUIRE_VOLUME_CLEAN(st);
   }
-}
-
-// ---------------------------------------------------------------------------
-// 9. The reverse map with shared blocks.
-
-// (pool block, inode, file block): one block's owner.
-using Owner = std::tuple<uint64_t, uint64_t, uint64_t>;
-
-std::vector<RmapRecord> Owners(Volume& v, uint64_t pb0, uint64_t pb1) {
-  std::vector<RmapRecord> out;
-  DAXREF_REQUIRE_OK(v.QueryOwners(pb0, pb1, [&](const RmapRecord& r) {
-    out.push_back(r);
-    return true;
-  }));
-  return out;
-}
-
-bool SameRecord(const RmapRecord& x, const RmapRecord& y) {
-  return x.pblock == y.pblock && x.ino == y.ino && x.fblock == y.fblock && x.len == y.len;
-}
-
-TEST_CASE("QueryOwners finds every sharer among overlapping records of any length", "[reflink]") {
-  TestStore st;
-  Volume& v = st.vol();
-  std::vector<uint64_t> inos;
-  auto file = [&](const char* name) {
-    inos.push_back(st.MakeFile(kRootIno, name));
-    return inos.back();
-  };
-  // A long extent (300 blocks: length class 8) and other files around it.
-  uint64_t pre = file("pre");
-  st.WriteFile(pre, 0, Pattern(3 * kB, 1));
-  uint64_t a = file("a");
-  st.WriteFile(a, 0, Pattern(300 * kB, 2));
-  REQUIRE(ExtentRecords(st.db(), a).size() == 1);
-  uint64_t post = file("post");
-  st.WriteFile(post, 0, Pattern(5 * kB, 3));
-  // Clones of parts of it, of parts of those, of itself; then copies-on-
-  // write and punches in some.
-  uint64_t b = file("b"), c = file("c"), d = file("d"), e = file("e"), f = file("f");
-  Clone(v, a, 10 * kB, b, 0, 140 * kB);
-  Clone(v, a, 100 * kB, c, 5 * kB, 190 * kB);
-  Clone(v, a, 5 * kB, d, 0, kB);
-  Clone(v, a, 0, e, 0, 0);
-  Clone(v, a, 200 * kB, a, 400 * kB, 60 * kB);
-  Clone(v, b, 20 * kB, f, 3 * kB, 40 * kB);
-  Clone(v, a, 37 * kB, f, 60 * kB, 3 * kB);
-  st.WriteFile(e, 50 * kB, Pattern(3 * kB, 4));
-  Fallocate(v, c, kFallocPunchHole | kFallocKeepSize, 10 * kB, 11 * kB);
-  st.WriteFile(b, 64 * kB + 5, "w");
-  DAXREF_REQUIRE_VOLUME_CLEAN(st);
-
-  // The truth, from MapRange of every file.
-  std::map<uint64_t, std::set<Owner>> truth;
-  for (uint64_t ino : inos)
-    for (const auto& [fb, pb] : BlockMap(v, ino)) truth[pb].insert(Owner{pb, ino, fb});
-  uint64_t most = 0;
-  for (const auto& [pb, owners] : truth) most = std::max<uint64_t>(most, owners.size());
-  REQUIRE(most >= 4);  // the test means what it says
-  std::set<unsigned> classes;
-  for (const RmapRecord& r : RmapRecords(st.db())) classes.insert(keys::RmapClass(r.len));
-  REQUIRE(classes.size() >= 4);
-
-  auto check = [&](uint64_t pb0, uint64_t pb1) {
-    CAPTURE(pb0, pb1);
-    std::set<Owner> got;
-    std::set<std::tuple<uint64_t, uint64_t, uint64_t>> records;
-    for (const RmapRecord& r : Owners(st.vol(), pb0, pb1)) {
-      CAPTURE(r.pblock, r.ino, r.fblock, r.len);
-      REQUIRE(r.pblock < pb1);
-      REQUIRE(r.pend() > pb0);
-      REQUIRE(records.insert({r.pblock, r.ino, r.fblock}).second);
-      for (uint64_t pb = std::max(pb0, r.pblock); pb < std::min(pb1, r.pend()); ++pb)
-        REQUIRE(got.insert(Owner{pb, r.ino, r.fblock + (pb - r.pblock)}).second);
-    }
-    std::set<Owner> want;
-    for (auto it = truth.lower_bound(pb0); it != truth.end() && it->first < pb1; ++it)
-      want.insert(it->second.begin(), it->second.end());
-    REQUIRE(got == want);
-  };
-  const uint64_t pool = st.sb().block_count;
-  check(0, pool);
-  std::mt19937_64 rng(7);
-  const uint64_t lo = truth.begin()->first, hi = truth.rbegin()->first + 2;
-  for (int i = 0; i < 400; ++i) {
-    uint64_t pb0 = lo + rng() % (hi - lo);
-    uint64_t width = i % 3 == 0 ? 1 : 1 + rng() % (i % 3 == 1 ? 9 : 300);
-    check(pb0, pb0 + width);
-  }
-  for (const RmapRecord& r : RmapRecords(st.db())) {
-    check(r.pblock, r.pblock + 1);
-    check(r.pend() - 1, r.pend());
-    check(r.pend(), r.pend() + 1);
-    if (r.pblock > 0) check(r.pblock - 1, r.pblock);
-  }
-  // The same after a reopen, which finds the length classes in use anew.
-  st.Reopen();
-  check(0, pool);
-  for (const RmapRecord& r : RmapRecords(st.db())) {
-    check(r.pblock, r.pblock + 1);
-    check(r.pend() - 1, r.pend());
-  }
-
-  SECTION("paging with the cursor yields every record exactly once") {
-    for (auto [pb0, pb1] :
-         {std::pair<uint64_t, uint64_t>{0, pool}, {lo + 120, lo + 130}, {lo + 205, lo + 206}}) {
-      CAPTURE(pb0, pb1);
-      const std::vector<RmapRecord> all = Owners(st.vol(), pb0, pb1);
-      REQUIRE(!all.empty());
-      for (size_t page : {size_t{1}, size_t{7}}) {
-        for (bool take_last : {false, true}) {
-          CAPTURE(page, take_last);
-          // Two ways to fill a page: stop at the record that does not fit
-          // (as the daemon's owner query does), or take the record that
-          // fills the page and then stop. Either way the cursor is the last
-          // record taken.
-          std::vector<RmapRecord> paged;
-          std::optional<RmapRecord> cursor;
-          for (int calls = 0; calls < 10000; ++calls) {
-            size_t taken = 0;
-            DAXREF_REQUIRE_OK(st.vol().QueryOwners(
-                pb0, pb1,
-                [&](const RmapRecord& r) {
-                  if (!take_last && taken == page) return false;
-                  paged.push_back(r);
-                  ++taken;
-                  return !(take_last && taken == page);
-                },
-                cursor ? &*cursor : nullptr));
-            if (taken == 0) break;
-            cursor = paged.back();
-          }
-          REQUIRE(paged.size() == all.size());
-          for (size_t i = 0; i < all.size(); ++i) {
-            CAPTURE(i);
-            REQUIRE(SameRecord(paged[i], all[i]));
-          }
-        }
-      }
-    }
-  }
-}
-
-// ---------------------------------------------------------------------------
-// 10. Paths.
-
-// Paths of ino, by Volume::Paths; a PathResolver must agree.
-std::set<std::string> PathSet(Volume& v, uint64_t ino) {
-  std::set<std::string> out, resolved;
-  DAXREF_REQUIRE_OK(v.Paths(ino, [&](const std::string& p) {
-    REQUIRE(out.insert(p).second);
-    return true;
-  }));
-  Volume::PathResolver r(&v);
-  DAXREF_REQUIRE_OK(r.Paths(ino, [&](const std::string& p) {
-    REQUIRE(resolved.insert(p).second);
-    return true;
-  }));
-  REQUIRE(resolved == out);
-  return out;
-}
-
-TEST_CASE("One PathResolver answers for many inodes as Paths does", "[reflink]") {
-  TestStore st;
-  Volume& v = st.vol();
-  std::vector<uint64_t> inos;
-  uint64_t d = kRootIno;
-  for (int depth = 0; depth < 5; ++depth) {
-    d = st.MakeDir(d, "d" + std::to_string(depth));
-    inos.push_back(d);
-    for (int i = 0; i < 20; ++i) inos.push_back(st.MakeFile(d, "f" + std::to_string(i)));
-  }
-  InodeRecord out;
-  DAXREF_REQUIRE_OK(v.Link(inos[3], kRootIno, "top", &out));
-  Volume::PathResolver r(&v);
-  for (int pass = 0; pass < 2; ++pass) {  // the second from its directory cache
-    for (uint64_t ino : inos) {
-      std::set<std::string> want, got;
-      DAXREF_REQUIRE_OK(v.Paths(ino, [&](const std::string& p) { return want.insert(p).second; }));
-      DAXREF_REQUIRE_OK(r.Paths(ino, [&](const std::string& p) { return got.insert(p).second; }));
-      REQUIRE(!want.empty());
-      REQUIRE(got == want);
-    }
-  }
-}
-
-using Names = std::set<std::string>;
-
-TEST_CASE("Paths names every link of an inode, through renames and exchanges", "[reflink]") {
-  TestStore st;
-  Volume& v = st.vol();
-  uint64_t a = st.MakeDir(kRootIno, "a");
-  uint64_t ab = st.MakeDir(a, "b");
-  uint64_t c = st.MakeDir(kRootIno, "c");
-  uint64_t f = st.MakeFile(ab, "f");
-  InodeRecord out;
-  DAXREF_REQUIRE_OK(v.Link(f, c, "g", &out));
-  DAXREF_REQUIRE_OK(v.Link(f, kRootIno, "h", &out));
-  REQUIRE(PathSet(v, kRootIno) == Names{"/"});
-  REQUIRE(PathSet(v, f) == Names{"/a/b/f", "/c/g", "/h"});
-  REQUIRE(PathSet(v, ab) == Names{"/a/b"});
-
-  // Stopping early.
-  int calls = 0;
-  DAXREF_REQUIRE_OK(v.Paths(f, [&](const std::string&) { return ++calls < 1; }));
-  REQUIRE(calls == 1);
-
-  InodeRecord replaced;
-  DAXREF_REQUIRE_OK(v.Rename(kRootIno, "a", kRootIno, "x", 0, kNothingHoldsIt, &replaced));
-  REQUIRE(PathSet(v, f) == Names{"/x/b/f", "/c/g", "/h"});
-  DAXREF_REQUIRE_OK(v.Rename(a, "b", c, "b", 0, kNothingHoldsIt, &replaced));
-  REQUIRE(PathSet(v, f) == Names{"/c/b/f", "/c/g", "/h"});
-  REQUIRE(PathSet(v, ab) == Names{"/c/b"});
-  DAXREF_REQUIRE_OK(v.Rename(c, "g", a, "g2", 0, kNothingHoldsIt, &replaced));
-  REQUIRE(PathSet(v, f) == Names{"/c/b/f", "/x/g2", "/h"});
-
-  // Exchange a file and a directory in one directory: names swap.
-  DAXREF_REQUIRE_OK(v.Rename(kRootIno, "h", kRootIno, "x", RENAME_EXCHANGE, nullptr, &replaced));
-  REQUIRE(PathSet(v, f) == Names{"/c/b/f", "/h/g2", "/x"});
-  REQUIRE(PathSet(v, a) == Names{"/h"});
-  // Exchange two files across directories.
-  uint64_t k = st.MakeFile(kRootIno, "k");
-  DAXREF_REQUIRE_OK(v.Rename(ab, "f", kRootIno, "k", RENAME_EXCHANGE, nullptr, &replaced));
-  REQUIRE(PathSet(v, f) == Names{"/k", "/h/g2", "/x"});
-  REQUIRE(PathSet(v, k) == Names{"/c/b/f"});
-  // Exchange two directories across parents: everything below follows.
-  DAXREF_REQUIRE_OK(v.Rename(kRootIno, "h", c, "b", RENAME_EXCHANGE, nullptr, &replaced));
-  REQUIRE(PathSet(v, f) == Names{"/k", "/c/b/g2", "/x"});
-  REQUIRE(PathSet(v, k) == Names{"/h/f"});
-  // Exchanging two names of one inode changes nothing.
-  DAXREF_REQUIRE_OK(v.Rename(kRootIno, "k", kRootIno, "x", RENAME_EXCHANGE, nullptr, &replaced));
-  REQUIRE(PathSet(v, f) == Names{"/k", "/c/b/g2", "/x"});
-
-  // Rename over a file with another link: it keeps only that one.
-  uint64_t w = st.MakeFile(c, "w");
-  DAXREF_REQUIRE_OK(v.Link(w, ab, "w2", &out));
-  DAXREF_REQUIRE_OK(v.Rename(kRootIno, "x", c, "w", 0, kNothingHoldsIt, &replaced));
-  REQUIRE(replaced.ino == w);
-  REQUIRE(PathSet(v, w) == Names{"/h/w2"});
-  REQUIRE(PathSet(v, f) == Names{"/k", "/c/b/g2", "/c/w"});
-  // Renaming a name onto another name of the same inode changes nothing.
-  DAXREF_REQUIRE_OK(v.Rename(kRootIno, "k", c, "w", 0, kNothingHoldsIt, &replaced));
-  REQUIRE(PathSet(v, f) == Names{"/k", "/c/b/g2", "/c/w"});
-
-  // Unlinking drops names; an open-unlinked (orphaned) inode has none.
-  InodeRecord victim;
-  DAXREF_REQUIRE_OK(v.Unlink(c, "w", kNothingHoldsIt, &victim));
-  REQUIRE(PathSet(v, f) == Names{"/k", "/c/b/g2"});
-  DAXREF_REQUIRE_OK(v.Unlink(ab, "w2", kStillOpen, &victim));
-  REQUIRE(victim.nlink == 0);
-  REQUIRE(PathSet(v, w).empty());
-  st.WriteFile(w, 0, "still open");  // an orphan is still a file
-  REQUIRE(PathSet(v, w).empty());
-  DAXREF_REQUIRE_VOLUME_CLEAN(st);
-  DAXREF_REQUIRE_OK(v.Reclaim(w));
-  REQUIRE(PathSet(v, w).empty());
-  // A directory that was removed has none either.
-  uint64_t e = st.MakeDir(ab, "e");
-  REQUIRE(PathSet(v, e) == Names{"/h/e"});
-  DAXREF_REQUIRE_OK(v.Rmdir(ab, "e"));
-  REQUIRE(PathSet(v, e).empty());
-  st.Reopen();
-  REQUIRE(PathSet(st.vol(), f) == Names{"/k", "/c/b/g2"});
-  REQUIRE(PathSet(st.vol(), k) == Names{"/h/f"});
-  DAXREF_REQUIRE_VOLUME_CLEAN(st);
-}
-
-// Random links, unlinks, renames and exchanges against a model of the tree;
-// after each, every inode's paths are exactly its names in the model.
-TEST_CASE("Paths follow random links, renames, exchanges and unlinks", "[reflink]") {
-  const uint64_t seed = GENERATE(1, 2);
-  CAPTURE(seed);
-  std::mt19937_64 rng(seed);
-  TestStore st;
-  Volume& v = st.vol();
-  struct Entry {
-    uint64_t dir;
-    std::string name;
-    bool operator<(const Entry& o) const { return std::tie(dir, name) < std::tie(o.dir, o.name); }
-  };
-  std::map<Entry, uint64_t> names;  // the model: every entry
-  std::set<uint64_t> dirs{kRootIno}, files, gone;
-  auto entry_of_dir = [&](uint64_t dir) {
-    for (const auto& [e, ino] : names)
-      if (ino == dir) return e;
-    FAIL("directory " << dir << " has no entry");
-    return Entry{};
-  };
-  std::function<std::string(uint64_t)> path_of = [&](uint64_t dir) -> std::string {
-    if (dir == kRootIno) return "";
-    Entry e = entry_of_dir(dir);
-    return path_of(e.dir) + "/" + e.name;
-  };
-  // Is `dir` `top` or below it?
-  auto within = [&](uint64_t dir, uint64_t top) {
-    for (uint64_t d = dir; d != kRootIno; d = entry_of_dir(d).dir)
-      if (d == top) return true;
-    return top == kRootIno;
-  };
-  auto any_of = [&](const std::set<uint64_t>& s) {
-    auto it = s.begin();
-    std::advance(it, rng() % s.size());
-    return *it;
-  };
-  auto any_entry = [&]() {
-    auto it = names.begin();
-    std::advance(it, rng() % names.size());
-    return *it;
-  };
-  auto fresh_name = [&] { return "n" + std::to_string(rng() % 12); };
-  for (int i = 0; i < 4; ++i) {
-    uint64_t parent = any_of(dirs);
-    std::string n = "d" + std::to_string(i);
-    uint64_t d = st.MakeDir(parent, n);
-    dirs.insert(d);
-    names[{parent, n}] = d;
-  }
-  for (int i = 0; i < 6; ++i) {
-    uint64_t parent = any_of(dirs);
-    std::string n = "f" + std::to_string(i);
-    uint64_t f = st.MakeFile(parent, n);
-    files.insert(f);
-    names[{parent, n}] = f;
-  }
-  InodeRecord out, replaced;
-  for (int step = 0; step < 250; ++step) {
-    CAPTURE(step);
-    switch (rng() % 5) {
-      case 0: {  // link
-        if (files.empty()) break;
-        uint64_t f = any_of(files), dir = any_of(dirs);
-        std::string n = fresh_name();
-        if (names.count({dir, n})) break;
-        DAXREF_REQUIRE_OK(v.Link(f, dir, n, &out));
-        names[{dir, n}] = f;
-        break;
-      }
-      case 1: {  // unlink a file's name
-        auto [e, ino] = any_entry();
-        if (!files.count(ino)) break;
-        InodeRecord victim;
-        DAXREF_REQUIRE_OK(v.Unlink(e.dir, e.name, kNothingHoldsIt, &victim));
-        names.erase(e);
-        if (victim.nlink == 0) {
-          files.erase(ino);
-          gone.insert(ino);
-        }
-        break;
-      }
-      case 2:
-      case 3: {  // rename anything to a name that is free or names a file
-        auto [e, ino] = any_entry();
-        uint64_t to = any_of(dirs);
-        std::string n = fresh_name();
-        if (dirs.count(ino) && within(to, ino)) break;  // the kernel refuses these
-        auto target = names.find({to, n});
-        if (target != names.end() && (dirs.count(target->second) || dirs.count(ino))) break;
-        DAXREF_REQUIRE_OK(v.Rename(e.dir, e.name, to, n, 0, kNothingHoldsIt, &replaced));
-        if (target != names.end() && target->second == ino) break;  // two names of one file
-        if (target != names.end()) {
-          uint64_t old = target->second;
-          names.erase(target);
-          bool named = false;
-          for (const auto& [x, i] : names) named |= i == old;
-          if (!named) {
-            files.erase(old);
-            gone.insert(old);
-          }
-        }
-        names.erase(e);
-        names[{to, n}] = ino;
-        break;
-      }
-      case 4: {  // exchange two names
-        auto [e1, i1] = any_entry();
-        auto [e2, i2] = any_entry();
-        if (dirs.count(i1) && within(e2.dir, i1)) break;
-        if (dirs.count(i2) && within(e1.dir, i2)) break;
-        DAXREF_REQUIRE_OK(
-            v.Rename(e1.dir, e1.name, e2.dir, e2.name, RENAME_EXCHANGE, nullptr, &replaced));
-        names[e1] = i2;
-        names[e2] = i1;
-        break;
-      }
-    }
-    std::map<uint64_t, Names> want;
-    for (const auto& [e, ino] : names) want[ino].insert(path_of(e.dir) + "/" + e.name);
-    for (uint64_t ino : dirs)
-      REQUIRE(PathSet(v, ino) == (ino == kRootIno ? Names{"/"} : want[ino]));
-    for (uint64_t ino : files) {
-      CAPTURE(ino);
-      REQUIRE(PathSet(v, ino) == want[ino]);
-    }
-    for (uint64_t ino : gone) REQUIRE(PathSet(v, ino).empty());
-  }
-  DAXREF_REQUIRE_VOLUME_CLEAN(st);
 }
 
 }  // namespace

@@ -1,0 +1,282 @@
+// The data paths: the map a reader copies from (MapRange, Seek), writes
+// (the fast path for in-place overwrites and the batched one), and the
+// byte-level helpers truncate and fallocate share (ZeroBytes, Truncate).
+//
+// Invariants: new blocks are zeroed (FillHoles) or copied (Unshare) before
+// the batch that maps them commits, and persisted by Commit; nothing that
+// can fail for lack of space comes after bytes are stored in place
+// (PrepareWrite, then StoreBytes); bytes past EOF in the last block are
+// zero; a bad block's bytes are never read or partially written
+// (RefuseBad).
+#include <rocksdb/db.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <optional>
+#include <vector>
+
+#include "meta/volume.h"
+#include "meta/volume_txn.h"
+
+namespace daxref {
+
+using internal::BlockCeil;
+using internal::BlockOf;
+using internal::FirstEndingAfter;
+using internal::FromRocks;
+using internal::IsDir;
+using internal::KilledSetIdBits;
+using internal::PoolOff;
+using internal::PrefixScan;
+
+namespace {
+// Turns the extents that overlap [pos, end), met in file order, into the
+// segments MapRange reports: holes between them included. Add returns false
+// when the walk should stop (the range is covered or the caller said stop).
+class SegmentEmitter {
+ public:
+  SegmentEmitter(uint64_t off, uint64_t len, const Volume::SegmentFn& fn)
+      : pos_(off), end_(off + len), fn_(fn) {}
+  bool Add(const Extent& e) {
+    uint64_t es = e.fblock << kBlockShift, ee = e.fend() << kBlockShift;
+    if (ee <= pos_) return true;
+    if (es >= end_) return false;
+    if (es > pos_) {
+      if (!Emit(MappedSegment{pos_, es - pos_, true, 0}, es)) return false;
+    }
+    uint64_t seg_end = std::min(ee, end_);
+    return Emit(MappedSegment{pos_, seg_end - pos_, false, PoolOff(e.pblock) + (pos_ - es)},
+                seg_end) &&
+           pos_ < end_;
+  }
+  // The hole after the last extent, if any.
+  void Finish() {
+    if (!stopped_ && pos_ < end_) fn_(MappedSegment{pos_, end_ - pos_, true, 0});
+  }
+
+ private:
+  bool Emit(const MappedSegment& s, uint64_t next) {
+    pos_ = next;
+    stopped_ = !fn_(s);
+    return !stopped_;
+  }
+  uint64_t pos_, end_;
+  const Volume::SegmentFn& fn_;
+  bool stopped_ = false;
+};
+}  // namespace
+
+Status Volume::MapRange(uint64_t ino, uint64_t off, uint64_t len, const SegmentFn& fn) {
+  if (len == 0) return Status::Ok();
+  SegmentEmitter out(off, len, fn);
+  if (ExtentCache::Map m = CommittedExtents(ino, true)) {
+    for (auto it = FirstEndingAfter(*m, BlockOf(off)); it != m->end(); ++it)
+      if (!out.Add(*it)) break;
+    out.Finish();
+    return Status::Ok();
+  }
+  PrefixScan scan(keys::ExtentPrefix(ino));
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(scan.Options()));
+  // The extent that may cover `off` starts at or before its block.
+  it->SeekForPrev(keys::Extent(ino, BlockOf(off)));
+  if (!it->Valid()) it->Seek(keys::Extent(ino, BlockOf(off)));
+  for (; it->Valid(); it->Next()) {
+    Extent e;
+    DAXREF_RETURN_IF_ERROR(
+        DecodeExtent(it->key().ToStringView(), it->value().ToStringView(), sb_.geometry(), &e));
+    if (!out.Add(e)) break;
+  }
+  DAXREF_RETURN_IF_ERROR(FromRocks(it->status(), "map range"));
+  out.Finish();
+  return Status::Ok();
+}
+
+Status Volume::Seek(uint64_t ino, uint64_t off, int whence, uint64_t* out) {
+  InodeRecord r;
+  DAXREF_RETURN_IF_ERROR(GetInode(ino, &r));
+  if (whence != SEEK_DATA && whence != SEEK_HOLE) return Status::Invalid("bad whence");
+  if (off >= r.size) return Status::Error(ENXIO, "offset past end of file");
+  std::optional<uint64_t> found;
+  DAXREF_RETURN_IF_ERROR(MapRange(ino, off, r.size - off, [&](const MappedSegment& s) {
+    if ((whence == SEEK_DATA) != s.hole) {
+      found = s.off;
+      return false;
+    }
+    return true;
+  }));
+  if (whence == SEEK_HOLE) {
+    *out = found.value_or(r.size);
+    return Status::Ok();
+  }
+  if (!found) return Status::Error(ENXIO, "no data past offset");
+  *out = *found;
+  return Status::Ok();
+}
+
+// Writes that change no metadata but the times (an overwrite of mapped
+// blocks inside EOF, by a writer with no privileges to clear) take a fast
+// path: the bytes go straight into the mapped blocks and the new mtime/ctime
+// wait in pending_times_ until FlushTimes (close, fsync, the daemon's timer,
+// unmount) or the next operation on the inode stores them. A daemon killed
+// in between keeps the data and loses only those timestamps.
+Status Volume::Write(uint64_t ino, uint64_t off, const void* buf, size_t len, const Caller& who,
+                     InodeRecord* out) {
+  if (off >= kMaxFileSize || len > kMaxFileSize - off)
+    return Status::Error(EFBIG, "file too large");
+  const char* src = static_cast<const char*>(buf);
+  uint64_t end = off + len;
+  InodeRecord r;
+  DAXREF_RETURN_IF_ERROR(GetInode(ino, &r));
+  if (IsDir(r.mode)) return Status::Error(EISDIR, "is a directory");
+  if (len > 0 && end <= r.size && (who.uid == 0 || KilledSetIdBits(r.mode) == 0)) {
+    // A file capability must be dropped by the write: that needs a batch.
+    bool fast = true;
+    if (r.flags & kInodeHasXattrs) {
+      std::string cap;
+      fast = db_->Get(rocksdb::ReadOptions(), keys::Xattr(ino, "security.capability"), &cap)
+                 .IsNotFound();
+    }
+    struct Piece {
+      uint64_t pool_off, src_off, len;
+    };
+    Piece pieces[16];
+    size_t n = 0;
+    if (fast) {
+      // Every block must already be mapped (and the range in few pieces).
+      DAXREF_RETURN_IF_ERROR(MapRange(ino, off, len, [&](const MappedSegment& seg) {
+        if (seg.hole || n == 16) {
+          fast = false;
+          return false;
+        }
+        pieces[n++] = Piece{seg.pool_off, seg.off - off, seg.len};
+        return true;
+      }));
+    }
+    // Blocks another file shares take the slow path, which unshares them;
+    // so do bad ones, which it replaces or refuses.
+    if (fast && (r.flags & kInodeReflinked)) {
+      for (size_t i = 0; i < n && fast; ++i)
+        fast =
+            !SharedNow(BlockOf(pieces[i].pool_off), BlockCeil(pieces[i].pool_off + pieces[i].len));
+    }
+    for (size_t i = 0; i < n && fast; ++i)
+      fast = !IsBad(BlockOf(pieces[i].pool_off), BlockCeil(pieces[i].pool_off + pieces[i].len));
+    if (fast) {
+      for (size_t i = 0; i < n; ++i)
+        DAXREF_RETURN_IF_ERROR(
+            data_->Write(pieces[i].pool_off, src + pieces[i].src_off, pieces[i].len));
+      Timespec now = Now();
+      std::lock_guard<std::mutex> g(times_mu_);
+      pending_times_[ino] = now;
+      r.mtime = r.ctime = now;
+      *out = r;
+      return Status::Ok();
+    }
+  }
+
+  std::lock_guard<std::mutex> g(mu_);
+  Txn t(this);
+  DAXREF_RETURN_IF_ERROR(LoadInode(t, ino, &r));
+  if (IsDir(r.mode)) return Status::Error(EISDIR, "is a directory");
+  DAXREF_RETURN_IF_ERROR(WriteIn(t, &r, off, src, len));
+  // Writing drops set-id bits (unless the writer is privileged) and always
+  // drops file capabilities: the daemon clears privileges itself so that the
+  // kernel need not ask for security.capability before every write.
+  DropWritePrivileges(t, &r, who);
+  r.mtime = r.ctime = Now();
+  StoreInode(t, r);
+  DAXREF_RETURN_IF_ERROR(Commit(t));
+  *out = r;
+  return Status::Ok();
+}
+
+void Volume::DropWritePrivileges(Txn& t, InodeRecord* r, const Caller& who) {
+  if (who.uid != 0) r->mode &= ~KilledSetIdBits(r->mode);
+  std::string cap;
+  if ((r->flags & kInodeHasXattrs) && t.Get(keys::Xattr(r->ino, "security.capability"), &cap).ok())
+    t.Delete(keys::Xattr(r->ino, "security.capability"));
+}
+
+Status Volume::WriteIn(Txn& t, InodeRecord* r, uint64_t off, const char* src, uint64_t len) {
+  DAXREF_RETURN_IF_ERROR(PrepareWrite(t, r, off, len));
+  return StoreBytes(t, r, off, src, len);
+}
+
+Status Volume::PrepareWrite(Txn& t, InodeRecord* r, uint64_t off, uint64_t len) {
+  if (len == 0) return Status::Ok();
+  uint64_t end = off + len;
+  DAXREF_RETURN_IF_ERROR(FillHoles(t, r, BlockOf(off), BlockCeil(end), off, end));
+  DAXREF_RETURN_IF_ERROR(ReplaceBadBlocks(t, r, BlockOf(off), BlockCeil(end), off, end));
+  return Unshare(t, r, BlockOf(off), BlockCeil(end), off, end);
+}
+
+Status Volume::StoreBytes(Txn& t, InodeRecord* r, uint64_t off, const char* src, uint64_t len) {
+  if (len == 0) return Status::Ok();
+  uint64_t end = off + len;
+  // Every block of the range is mapped, good and r's own (PrepareWrite).
+  Status st;
+  DAXREF_RETURN_IF_ERROR(WalkExtents(t, r->ino, BlockOf(off), BlockCeil(end), [&](const Extent& e) {
+    uint64_t s = std::max(off, e.fblock << kBlockShift);
+    uint64_t se = std::min(end, e.fend() << kBlockShift);
+    if (se > s)
+      st = data_->Write(PoolOff(e.pblock) + (s - (e.fblock << kBlockShift)), src + (s - off),
+                        se - s);
+    return st.ok();
+  }));
+  DAXREF_RETURN_IF_ERROR(st);
+  r->size = std::max(r->size, end);
+  return Status::Ok();
+}
+
+Status Volume::ReadIn(Txn& t, uint64_t ino, uint64_t off, uint64_t len, char* dst) {
+  if (len == 0) return Status::Ok();
+  memset(dst, 0, len);
+  uint64_t end = off + len;
+  Status st;
+  DAXREF_RETURN_IF_ERROR(WalkExtents(t, ino, BlockOf(off), BlockCeil(end), [&](const Extent& e) {
+    uint64_t s = std::max(off, e.fblock << kBlockShift);
+    uint64_t se = std::min(end, e.fend() << kBlockShift);
+    if (se <= s) return true;
+    uint64_t p = PoolOff(e.pblock) + (s - (e.fblock << kBlockShift));
+    st = RefuseBad(BlockOf(p), BlockCeil(p + (se - s)), "reading");
+    if (st.ok()) st = data_->Load(p, dst + (s - off), se - s);
+    return st.ok();
+  }));
+  return st;
+}
+
+Status Volume::ZeroBytes(Txn& t, uint64_t ino, uint64_t off, uint64_t len) {
+  if (len == 0) return Status::Ok();
+  Status st;
+  DAXREF_RETURN_IF_ERROR(
+      WalkExtents(t, ino, BlockOf(off), BlockCeil(off + len), [&](const Extent& e) {
+        uint64_t s = std::max(off, e.fblock << kBlockShift);
+        uint64_t end = std::min(off + len, e.fend() << kBlockShift);
+        if (end <= s) return true;
+        uint64_t p = PoolOff(e.pblock) + (s - (e.fblock << kBlockShift));
+        // Zeroing part of a bad block is a partial write into it.
+        st = RefuseBad(BlockOf(p), BlockCeil(p + (end - s)), "zeroing bytes of");
+        if (st.ok()) st = data_->Zero(p, end - s);
+        return st.ok();
+      }));
+  return st;
+}
+
+// Bytes past EOF inside the last block are kept zero, so growing a file
+// (truncate up, a write past EOF) never exposes old data.
+Status Volume::Truncate(Txn& t, InodeRecord* r, uint64_t size) {
+  if (size < r->size) {
+    DAXREF_RETURN_IF_ERROR(UnmapRange(t, r, BlockCeil(size), UINT64_MAX));
+    if (size % kBlockSize) {
+      uint64_t block_end = BlockCeil(size) << kBlockShift;
+      DAXREF_RETURN_IF_ERROR(Unshare(t, r, BlockOf(size), BlockCeil(size), size, block_end));
+      DAXREF_RETURN_IF_ERROR(ZeroBytes(t, r->ino, size, block_end - size));
+    }
+  }
+  r->size = size;
+  return Status::Ok();
+}
+
+}  // namespace daxref

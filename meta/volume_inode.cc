@@ -1,0 +1,87 @@
+// Inode records (I keys) and the times in-place writes leave pending.
+//
+// A fast-path write (volume_data.cc) stores no inode: its mtime/ctime wait
+// in pending_times_ (times_mu_, a leaf under mu_). Every read of an inode
+// applies them (GetInode, LoadInode), storing an inode with that time drops
+// the pending entry (StoreInode), and FlushTimes stores all of them at once
+// (close, fsync, the daemon's timer, unmount). Inode numbers come from
+// next_ino_, mirrored by the M "next_ino" record in the same batch.
+#include <rocksdb/db.h>
+
+#include <mutex>
+#include <vector>
+
+#include "meta/volume.h"
+#include "meta/volume_txn.h"
+
+namespace daxref {
+
+using internal::FromRocks;
+
+Status Volume::GetInode(uint64_t ino, InodeRecord* out) {
+  std::string v;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), keys::Inode(ino), &v);
+  if (s.IsNotFound()) return Status::NotFound("no inode " + std::to_string(ino));
+  DAXREF_RETURN_IF_ERROR(FromRocks(s, "read inode"));
+  DAXREF_RETURN_IF_ERROR(DecodeInode(ino, v, out));
+  ApplyPendingTimes(out);
+  return Status::Ok();
+}
+
+Status Volume::LoadInode(Txn& t, uint64_t ino, InodeRecord* out) {
+  std::string v;
+  Status s = t.Get(keys::Inode(ino), &v);
+  if (s.err() == ENOENT) return Status::NotFound("no inode " + std::to_string(ino));
+  DAXREF_RETURN_IF_ERROR(s);
+  DAXREF_RETURN_IF_ERROR(DecodeInode(ino, v, out));
+  ApplyPendingTimes(out);
+  return Status::Ok();
+}
+
+void Volume::ApplyPendingTimes(InodeRecord* r) {
+  std::lock_guard<std::mutex> g(times_mu_);
+  auto it = pending_times_.find(r->ino);
+  if (it != pending_times_.end()) r->mtime = r->ctime = it->second;
+}
+
+void Volume::StoreInode(Txn& t, const InodeRecord& r) {
+  t.Put(keys::Inode(r.ino), EncodeInode(r));
+  // A fast-path write may have left a newer time meanwhile: keep that one.
+  std::lock_guard<std::mutex> g(times_mu_);
+  auto it = pending_times_.find(r.ino);
+  if (it != pending_times_.end() && it->second.sec == r.mtime.sec &&
+      it->second.nsec == r.mtime.nsec)
+    pending_times_.erase(it);
+}
+
+uint64_t Volume::NextIno(Txn& t) {
+  uint64_t ino = next_ino_++;
+  t.Put(keys::Misc(kMiscNextIno), EncodeLength(next_ino_));
+  t.AddInodes(1);
+  return ino;
+}
+
+Status Volume::FlushTimes() {
+  std::vector<uint64_t> inos;
+  {
+    std::lock_guard<std::mutex> g(times_mu_);
+    for (const auto& [ino, ts] : pending_times_) inos.push_back(ino);
+  }
+  if (inos.empty()) return Status::Ok();
+  std::lock_guard<std::mutex> g(mu_);
+  Txn t(this);
+  for (uint64_t ino : inos) {
+    InodeRecord r;
+    Status s = LoadInode(t, ino, &r);
+    if (s.err() == ENOENT) {
+      std::lock_guard<std::mutex> tg(times_mu_);
+      pending_times_.erase(ino);
+      continue;
+    }
+    DAXREF_RETURN_IF_ERROR(s);
+    StoreInode(t, r);
+  }
+  return Commit(t);
+}
+
+}  // namespace daxref
