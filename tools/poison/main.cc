@@ -234,6 +234,9 @@ Result<control::Record> RequestRecord(const Request& req, const CommandLine& cl,
                              req.file->path + " (size " + std::to_string(st.st_size) + ")");
     r.Add("ino", static_cast<uint64_t>(st.st_ino));
     r.Add("offset", req.file->offset).Add("length", req.file->length);
+    // The path as typed, so that the daemon's messages name the file as the
+    // offline ones do.
+    r.Add("name", req.file->path);
   } else if (req.has_pool_range()) {
     r.Add("pblock", req.pblock).Add("blocks", req.blocks);
   }
