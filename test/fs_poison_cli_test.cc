@@ -10,7 +10,9 @@
 // pool without answering, and that the online output has the offline
 // shape. The daemon's own poison handling is tested in fs_poison_test.cc.
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -20,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "admin/control_protocol.h"
 #include "meta/checker.h"
 #include "meta/superblock.h"
 #include "test/cli_expect.h"
@@ -73,6 +76,26 @@ class UnmountedFs {
   TempDir dir_;
   std::string source_;
 };
+
+// Sends one request to the daemon serving `source` over its control socket
+// and returns the last record of the reply (`done` or `error`).
+control::Record Ask(const std::string& source, const control::Record& request) {
+  const std::string path = control::ControlSocketPath(source);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  REQUIRE(path.size() < sizeof(addr.sun_path));
+  memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+  REQUIRE(control::WriteRecord(fd, request));
+  control::RecordReader reader(fd);
+  control::Record r, last;
+  int err = 0;
+  while (reader.Next(&r, &err)) last = r;
+  close(fd);
+  return last;
+}
 
 std::string ListOf(const std::string& fs) {
   RunResult r = Poison({"list", fs});
@@ -403,4 +426,117 @@ TEST_CASE("daxref-poison online: the daemon's answers print as the offline ones 
   char buf[kBlock];
   CHECK(pread(f.get(), buf, kBlock, kBlock) == -1);
   CHECK(errno == EIO);
+}
+
+TEST_CASE(
+    "daxref-poison: mounted and unmounted, a hole and a block already bad get the same answer",
+    "[poison-cli][poison]") {
+  MountedFs fs;
+  WriteFile(fs.path("f"), std::string(2 * kBlock, 'x'));
+  {
+    Fd sparse(fs.path("sparse"), O_CREAT | O_WRONLY);
+    REQUIRE(ftruncate(sparse.get(), 1 * kMiB) == 0);
+  }
+  const uint64_t f_ino = StatOf(fs.path("f")).st_ino;
+  const uint64_t sparse_ino = StatOf(fs.path("sparse")).st_ino;
+
+  // The file's first block goes bad; then each refusal, from the daemon.
+  RunResult injected = Poison({"inject", fs.mnt(), "--file", "/f"});
+  ExpectSuccess(injected);
+  const std::string prefix = "poisoned blocks ";
+  REQUIRE(injected.out.rfind(prefix, 0) == 0);
+  const std::string block =
+      injected.out.substr(prefix.size(), injected.out.find("..") - prefix.size());
+  struct Refusal {
+    std::vector<std::string> args;  // after FS
+    std::string message;
+  };
+  const std::vector<Refusal> refusals = {
+      {{"--file", "/sparse", "--offset", "64K"},
+       "/sparse bytes 65536..69631 have no blocks (a hole): nothing to poison"},
+      {{"--file", "/f", "--length", "8K"},
+       "/f bytes 0..8191: block " + block + " is already poisoned"},
+      {{"--blocks", block, "2"}, "block " + block + " is already poisoned"},
+  };
+  auto run = [&](const std::string& where, const Refusal& c) {
+    std::vector<std::string> args = {"inject", where};
+    args.insert(args.end(), c.args.begin(), c.args.end());
+    return Poison(args);
+  };
+  std::vector<RunResult> online;
+  for (const Refusal& c : refusals) {
+    online.push_back(run(fs.mnt(), c));
+    ExpectFailure(online.back(), c.message);
+  }
+  // The same errno over the wire as offline (ENODATA: a hole holds no data;
+  // EEXIST: already poisoned), whoever asks.
+  control::Record hole("inject");
+  hole.Add("ino", sparse_ino).Add("offset", uint64_t{0}).Add("length", kBlock);
+  control::Record reply = Ask(fs.source(), hole);
+  uint64_t err = 0;
+  CHECK(reply.kind == "error");
+  CHECK((reply.GetU64("errno", &err) && err == ENODATA));
+  CHECK(*reply.Get("message") == "inode " + std::to_string(sparse_ino) +
+                                     " bytes 0..4095 have no blocks (a hole): nothing to poison");
+  control::Record again("inject");
+  again.Add("ino", f_ino).Add("offset", uint64_t{0}).Add("length", kBlock).Add("name", "/f");
+  reply = Ask(fs.source(), again);
+  CHECK(reply.kind == "error");
+  CHECK((reply.GetU64("errno", &err) && err == EEXIST));
+  CHECK(*reply.Get("message") == "/f bytes 0..4095: block " + block + " is already poisoned");
+  const std::string listed = ListOf(fs.mnt());
+
+  // Unmounted: word for word the same.
+  fs.Unmount();
+  for (size_t i = 0; i < refusals.size(); ++i) {
+    RunResult offline = run(fs.source(), refusals[i]);
+    INFO("offline: " << offline.err << "online: " << online[i].err);
+    ExpectFailure(offline, refusals[i].message);
+    CHECK(offline.err == online[i].err);
+  }
+  CHECK(ListOf(fs.source()) == listed);
+  fs.Check();
+}
+
+TEST_CASE("daxref-map owners and daxref-poison resolve give one answer in one form",
+          "[poison-cli][reflink-tools]") {
+  MountedFs fs;
+  REQUIRE(mkdir(fs.path("d").c_str(), 0755) == 0);
+  WriteFile(fs.path("d/a"), std::string(3 * kBlock, 'a'));
+  WriteFile(fs.path("b"), std::string(kBlock, 'b'));
+  REQUIRE(link(fs.path("d/a").c_str(), fs.path("a2").c_str()) == 0);
+  const std::string map = DAXREF_TEST_MAP;
+  for (const char* json : {"", "--json"}) {
+    INFO(json);
+    std::vector<std::string> flags;
+    if (*json) flags.push_back(json);
+    auto args = [&](std::vector<std::string> v) {
+      v.insert(v.begin() + 1, flags.begin(), flags.end());
+      return v;
+    };
+    // The whole pool (cut at its end), in bytes and in blocks.
+    RunResult owners = Run(args({map, "owners", fs.mnt(), "0", "1T"}));
+    RunResult resolved = Poison(args({"resolve", fs.mnt(), "0", "1T"}));
+    ExpectSuccess(owners);
+    ExpectSuccess(resolved);
+    std::string expected = resolved.out;
+    if (*json) {
+      const std::string from = "{\"command\": \"resolve\"", to = "{\"command\": \"owners\"";
+      REQUIRE(expected.rfind(from, 0) == 0);
+      expected.replace(0, from.size(), to);
+      ExpectValidJson(owners.out);
+    }
+    CHECK(owners.out == expected);
+    CHECK(Contains(owners.out, "/d/a"));
+    CHECK(Contains(owners.out, "/a2"));
+    CHECK(Contains(owners.out, "/b"));
+    RunResult in_blocks = Run(args({map, "--blocks", "owners", fs.mnt(), "0", "1T"}));
+    CHECK(in_blocks.out == owners.out);
+  }
+  // Unmounted, resolve still gives the same answer.
+  const std::string text = Run({map, "owners", fs.mnt(), "0", "1T"}).out;
+  fs.Unmount();
+  RunResult offline = Poison({"resolve", fs.source(), "0", "1T"});
+  ExpectSuccess(offline);
+  CHECK(offline.out == text);
 }

@@ -971,8 +971,8 @@ TEST_CASE("daxref-map owners: every file and every path of a shared range; admin
   CHECK(r.err.empty());
   std::vector<std::string> lines = Lines(r.out);
   REQUIRE(lines.size() == 6);  // header, 3 owners, the second path of p3, summary
-  CHECK(lines[0] == "owners of blocks " + std::to_string(pb) + ".." + std::to_string(pb) +
-                        " (1 block):");
+  CHECK(lines[0] ==
+        "owners of blocks " + std::to_string(pb) + ".." + std::to_string(pb) + " (1 block):");
   CHECK(lines.back() == "3 owners");
   std::map<uint64_t, std::vector<std::string>> paths;  // ino -> paths, from the text
   uint64_t last_ino = 0;

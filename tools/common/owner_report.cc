@@ -9,15 +9,6 @@ namespace daxref::cli {
 
 namespace {
 
-uint64_t U64(const control::Record& r, std::string_view key) {
-  uint64_t v = 0;
-  return r.GetU64(key, &v) ? v : 0;
-}
-
-std::string Count(uint64_t n, const char* one, const char* many) {
-  return std::to_string(n) + " " + (n == 1 ? one : many);
-}
-
 std::string Blocks(uint64_t pblock, uint64_t blocks) {
   if (blocks <= 1) return "block " + std::to_string(pblock);
   return "blocks " + std::to_string(pblock) + ".." + std::to_string(pblock + blocks - 1);
@@ -31,6 +22,21 @@ std::string JsonNumber(const std::string& v) {
 }
 
 }  // namespace
+
+uint64_t U64(const control::Record& r, std::string_view key) {
+  uint64_t v = 0;
+  return r.GetU64(key, &v) ? v : 0;
+}
+
+std::string Count(uint64_t n, const char* one, const char* many) {
+  return std::to_string(n) + " " + (n == 1 ? one : many);
+}
+
+std::string BlockSpan(uint64_t pblock, uint64_t blocks) {
+  return "blocks " + std::to_string(pblock) + ".." +
+         std::to_string(blocks ? pblock + blocks - 1 : pblock) + " (" +
+         Count(blocks, "block", "blocks") + ")";
+}
 
 std::string OwnerText(const control::Record& r) {
   const uint64_t off = U64(r, "offset"), len = U64(r, "length");
@@ -81,9 +87,7 @@ void OwnersQueryPrinter::Begin() {
     printf("{\"command\": %s, \"pblock\": %llu, \"blocks\": %llu", Json(command_).c_str(),
            static_cast<unsigned long long>(pblock_), static_cast<unsigned long long>(blocks_));
   else
-    printf("owners of blocks %llu..%llu (%s):\n", static_cast<unsigned long long>(pblock_),
-           static_cast<unsigned long long>(blocks_ ? pblock_ + blocks_ - 1 : pblock_),
-           Count(blocks_, "block", "blocks").c_str());
+    printf("owners of %s:\n", BlockSpan(pblock_, blocks_).c_str());
 }
 
 void OwnersQueryPrinter::Owner(const control::Record& owner) {

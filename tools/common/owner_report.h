@@ -22,11 +22,19 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <utility>
 
 #include "admin/control_protocol.h"
 
 namespace daxref::cli {
+
+// The number in field `key` of a record; 0 when it has none.
+uint64_t U64(const control::Record& r, std::string_view key);
+// "1 owner", "3 owners".
+std::string Count(uint64_t n, const char* one, const char* many);
+// "blocks 7..9 (3 blocks)", as every report names a range of pool blocks.
+std::string BlockSpan(uint64_t pblock, uint64_t blocks);
 
 // The owner's line and one "      also PATH" line per further path, each
 // ending in '\n'; the first line is indented by two spaces.

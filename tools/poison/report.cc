@@ -15,21 +15,9 @@ namespace {
 
 constexpr const char* kProg = "daxref-poison";
 
-uint64_t U64(const control::Record& r, std::string_view key) {
-  uint64_t v = 0;
-  return r.GetU64(key, &v) ? v : 0;
-}
-
-std::string Count(uint64_t n, const char* one, const char* many) {
-  return std::to_string(n) + " " + (n == 1 ? one : many);
-}
-
-// "blocks 7..9 (3 blocks)".
-std::string BlockSpan(uint64_t pblock, uint64_t blocks) {
-  return "blocks " + std::to_string(pblock) + ".." +
-         std::to_string(blocks ? pblock + blocks - 1 : pblock) + " (" +
-         Count(blocks, "block", "blocks") + ")";
-}
+using cli::BlockSpan;
+using cli::Count;
+using cli::U64;
 
 std::string BlockSpan(const control::Record& r) {
   return BlockSpan(U64(r, "pblock"), U64(r, "blocks"));
