@@ -1,9 +1,9 @@
-// The records of a poison event that the daemon (fs/poison_handler.h) and
-// daxref-poison offline (tools/poison/offline.h) both produce, from the
-// metadata alone: which pool blocks stand behind a file range, and one
-// `owner` record per reverse-map record over a range (docs/poison.md,
-// "The control channel"). No FUSE here: what the daemon adds (invalidation,
-// signals) comes in through the walk's hook.
+// The records the poison service (admin/poison_service.h) makes for the
+// daemon and for daxref-poison offline alike, from the metadata alone:
+// which pool blocks stand behind a file range, and one `owner` record per
+// reverse-map record over a range (docs/poison.md, "The control channel").
+// No FUSE here: what the daemon adds (invalidation, signals) comes in
+// through the walk's hook.
 #pragma once
 
 #include <cstdint>

@@ -77,6 +77,15 @@ class UnmountedFs {
   std::string source_;
 };
 
+// The daemon creates SOURCE/control just after the mount appears, which is
+// all MountedFs waits for: a test that needs the socket waits for it too.
+void WaitForControlSocket(const std::string& source) {
+  const std::string path = control::ControlSocketPath(source);
+  struct stat st;
+  for (int i = 0; i < 1000 && lstat(path.c_str(), &st) != 0; ++i) usleep(10000);
+  REQUIRE(lstat(path.c_str(), &st) == 0);
+}
+
 // Sends one request to the daemon serving `source` over its control socket
 // and returns the last record of the reply (`done` or `error`).
 control::Record Ask(const std::string& source, const control::Record& request) {
@@ -383,6 +392,7 @@ TEST_CASE("daxref-poison: a daemon that holds the pool but does not answer is re
           "[poison-cli]") {
   MountedFs fs;
   const std::string socket = fs.source() + "/control";
+  WaitForControlSocket(fs.source());
   struct stat st;
   REQUIRE(lstat(socket.c_str(), &st) == 0);
   REQUIRE(S_ISSOCK(st.st_mode));
@@ -395,6 +405,7 @@ TEST_CASE("daxref-poison: a daemon that holds the pool but does not answer is re
 TEST_CASE("daxref-poison online: the daemon's answers print as the offline ones do",
           "[poison-cli]") {
   MountedFs fs;
+  WaitForControlSocket(fs.source());
   REQUIRE(mkdir(fs.path("d").c_str(), 0755) == 0);
   WriteFile(fs.path("d/f"), std::string(2 * kBlock, 'x'));
   const uint64_t ino = StatOf(fs.path("d/f")).st_ino;
@@ -432,6 +443,7 @@ TEST_CASE(
     "daxref-poison: mounted and unmounted, a hole and a block already bad get the same answer",
     "[poison-cli][poison]") {
   MountedFs fs;
+  WaitForControlSocket(fs.source());
   WriteFile(fs.path("f"), std::string(2 * kBlock, 'x'));
   {
     Fd sparse(fs.path("sparse"), O_CREAT | O_WRONLY);
@@ -501,6 +513,7 @@ TEST_CASE(
 TEST_CASE("daxref-map owners and daxref-poison resolve give one answer in one form",
           "[poison-cli][reflink-tools]") {
   MountedFs fs;
+  WaitForControlSocket(fs.source());
   REQUIRE(mkdir(fs.path("d").c_str(), 0755) == 0);
   WriteFile(fs.path("d/a"), std::string(3 * kBlock, 'a'));
   WriteFile(fs.path("b"), std::string(kBlock, 'b'));
