@@ -23,8 +23,11 @@
 #include <vector>
 
 #include "admin/control_protocol.h"
+#include "admin/poison_service.h"
 #include "meta/checker.h"
 #include "meta/superblock.h"
+#include "meta/volume.h"
+#include "pool/pool.h"
 #include "test/cli_expect.h"
 #include "test/fixture.h"
 #include "test/fs_helpers.h"
@@ -552,4 +555,101 @@ TEST_CASE("daxref-map owners and daxref-poison resolve give one answer in one fo
   RunResult offline = Poison({"resolve", fs.source(), "0", "1T"});
   ExpectSuccess(offline);
   CHECK(offline.out == text);
+}
+
+namespace {
+
+// Hooks that only count what the service told them.
+struct CountingHooks : PoisonHooks {
+  int events = 0, owners = 0, reserved = 0, commits = 0;
+  uint64_t last_ino = 0;
+  void BeginEvent() override { ++events; }
+  void OnOwner(const PoisonFailure& f, const PoisonOwner& o, control::Record* r) override {
+    ++owners;
+    last_ino = o.ino;
+    r->Add("pid", uint64_t{4242});  // as if a holder had been signalled
+  }
+  void OnReserved(const PoisonFailure& f, const PoisonSink& sink) override { ++reserved; }
+  Status AfterCommit() override {
+    ++commits;
+    return Status::Ok();
+  }
+};
+
+}  // namespace
+
+TEST_CASE("The poison service calls its hooks: each owner, a superblock copy, each commit",
+          "[poison-cli][poison]") {
+  MountedFs fs;
+  WriteFile(fs.path("f"), std::string(2 * kBlock, 'x'));
+  {
+    Fd sparse(fs.path("sparse"), O_CREAT | O_WRONLY);
+    REQUIRE(ftruncate(sparse.get(), 1 * kMiB) == 0);
+  }
+  const uint64_t f_ino = StatOf(fs.path("f")).st_ino;
+  const uint64_t sparse_ino = StatOf(fs.path("sparse")).st_ino;
+  fs.Unmount();
+  auto pool = PoolMapping::Open(PoolPath(fs.source()), 0);
+  REQUIRE(pool.ok());
+  auto volume = Volume::Open(MetaPath(fs.source()), (*pool)->superblock(), pool->get(),
+                             {.pool_path = PoolPath(fs.source())});
+  REQUIRE(volume.ok());
+  CountingHooks hooks;
+  PoisonService service(volume->get(), &hooks);
+  std::vector<control::Record> replies;
+  const PoisonSink sink = [&](const control::Record& r) {
+    replies.push_back(r);
+    return true;
+  };
+  auto kinds = [&] {
+    std::string k;
+    for (const auto& r : replies) k += (k.empty() ? "" : " ") + r.kind;
+    replies.clear();
+    return k;
+  };
+
+  // Both blocks of the file: one event, one commit, one owner acted on.
+  service.InjectFile(f_ino, 0, 2 * kBlock, "/f", sink);
+  CHECK(replies.back().Get("signalled") != nullptr);
+  CHECK(*replies.back().Get("signalled") == "1");
+  CHECK(kinds() == "range owner done");
+  CHECK(hooks.events == 1);
+  CHECK(hooks.commits == 1);
+  CHECK(hooks.owners == 1);
+  CHECK(hooks.last_ino == f_ino);
+
+  // The primary superblock: the note, then the hook.
+  service.Inject(0, 1, sink);
+  CHECK(kinds() == "range note done");
+  CHECK(hooks.reserved == 1);
+  CHECK(hooks.commits == 2);
+
+  // Refusals reach no hook and change nothing.
+  uint64_t err = 0;
+  service.InjectFile(sparse_ino, 0, kBlock, "", sink);
+  REQUIRE(replies.size() == 1);
+  CHECK((replies[0].GetU64("errno", &err) && err == ENODATA));
+  replies.clear();
+  service.Inject(0, 1, sink);
+  REQUIRE(replies.size() == 1);
+  CHECK((replies[0].GetU64("errno", &err) && err == EEXIST));
+  CHECK(*replies[0].Get("message") == "block 0 is already poisoned");
+  replies.clear();
+  CHECK(hooks.events == 2);
+  CHECK(hooks.commits == 2);
+
+  // Resolve and list only read: the owner hook is not called.
+  service.List(sink);
+  const std::string listed = kinds();  // block 0 and the file's may make one range
+  CHECK((listed == "bad bad owner done" || listed == "bad owner done"));
+  service.Resolve(0, (*pool)->superblock().block_count, sink);
+  CHECK(kinds() == "owner done");
+  CHECK(hooks.owners == 1);
+  // Clear commits; pre-remove has no mount to act on by default.
+  service.Clear(0, 1, sink);
+  CHECK(kinds() == "done");
+  CHECK(hooks.commits == 3);
+  service.PreRemove(sink);
+  REQUIRE(replies.size() == 1);
+  CHECK((replies[0].GetU64("errno", &err) && err == ENOTCONN));
 }
