@@ -89,6 +89,21 @@ void WaitForControlSocket(const std::string& source) {
   REQUIRE(lstat(path.c_str(), &st) == 0);
 }
 
+// A mounted filesystem whose daemon answers on its control socket.
+class ServedFs : public MountedFs {
+ public:
+  ServedFs() { WaitForControlSocket(source()); }
+};
+
+// Makes /f, two blocks of data, and /sparse, 1 MiB of hole; returns their
+// inode numbers.
+std::pair<uint64_t, uint64_t> MakeDataAndHole(const MountedFs& fs) {
+  WriteFile(fs.path("f"), std::string(2 * kBlock, 'x'));
+  Fd sparse(fs.path("sparse"), O_CREAT | O_WRONLY);
+  REQUIRE(ftruncate(sparse.get(), 1 * kMiB) == 0);
+  return {StatOf(fs.path("f")).st_ino, StatOf(fs.path("sparse")).st_ino};
+}
+
 // Sends one request to the daemon serving `source` over its control socket
 // and returns the last record of the reply (`done` or `error`).
 control::Record Ask(const std::string& source, const control::Record& request) {
@@ -407,8 +422,7 @@ TEST_CASE("daxref-poison: a daemon that holds the pool but does not answer is re
 
 TEST_CASE("daxref-poison online: the daemon's answers print as the offline ones do",
           "[poison-cli]") {
-  MountedFs fs;
-  WaitForControlSocket(fs.source());
+  ServedFs fs;
   REQUIRE(mkdir(fs.path("d").c_str(), 0755) == 0);
   WriteFile(fs.path("d/f"), std::string(2 * kBlock, 'x'));
   const uint64_t ino = StatOf(fs.path("d/f")).st_ino;
@@ -445,15 +459,8 @@ TEST_CASE("daxref-poison online: the daemon's answers print as the offline ones 
 TEST_CASE(
     "daxref-poison: mounted and unmounted, a hole and a block already bad get the same answer",
     "[poison-cli][poison]") {
-  MountedFs fs;
-  WaitForControlSocket(fs.source());
-  WriteFile(fs.path("f"), std::string(2 * kBlock, 'x'));
-  {
-    Fd sparse(fs.path("sparse"), O_CREAT | O_WRONLY);
-    REQUIRE(ftruncate(sparse.get(), 1 * kMiB) == 0);
-  }
-  const uint64_t f_ino = StatOf(fs.path("f")).st_ino;
-  const uint64_t sparse_ino = StatOf(fs.path("sparse")).st_ino;
+  ServedFs fs;
+  const auto [f_ino, sparse_ino] = MakeDataAndHole(fs);
 
   // The file's first block goes bad; then each refusal, from the daemon.
   RunResult injected = Poison({"inject", fs.mnt(), "--file", "/f"});
@@ -515,8 +522,7 @@ TEST_CASE(
 
 TEST_CASE("daxref-map owners and daxref-poison resolve give one answer in one form",
           "[poison-cli][reflink-tools]") {
-  MountedFs fs;
-  WaitForControlSocket(fs.source());
+  ServedFs fs;
   REQUIRE(mkdir(fs.path("d").c_str(), 0755) == 0);
   WriteFile(fs.path("d/a"), std::string(3 * kBlock, 'a'));
   WriteFile(fs.path("b"), std::string(kBlock, 'b'));
@@ -581,13 +587,7 @@ struct CountingHooks : PoisonHooks {
 TEST_CASE("The poison service calls its hooks: each owner, a superblock copy, each commit",
           "[poison-cli][poison]") {
   MountedFs fs;
-  WriteFile(fs.path("f"), std::string(2 * kBlock, 'x'));
-  {
-    Fd sparse(fs.path("sparse"), O_CREAT | O_WRONLY);
-    REQUIRE(ftruncate(sparse.get(), 1 * kMiB) == 0);
-  }
-  const uint64_t f_ino = StatOf(fs.path("f")).st_ino;
-  const uint64_t sparse_ino = StatOf(fs.path("sparse")).st_ino;
+  const auto [f_ino, sparse_ino] = MakeDataAndHole(fs);
   fs.Unmount();
   auto pool = PoolMapping::Open(PoolPath(fs.source()), 0);
   REQUIRE(pool.ok());
