@@ -15,7 +15,8 @@
 // SOURCE/control (control_client.h) and it does the work: it alone can drop
 // the kernel's cached pages and signal the processes that hold the files.
 // When none does, inject, list, clear and resolve work on SOURCE directly
-// (offline.h). Either way the replies are the same records, and report.h
+// (offline.h). Either way one poison service does the work
+// (admin/poison_service.h), the replies are the same records, and report.h
 // prints them as they come.
 //
 // Exit status: 0 success, 1 failure, 2 usage error.
@@ -78,7 +79,8 @@ void PrintHelp() {
       "                          repaired): free ones are usable again\n"
       "  resolve FS OFFSET [LENGTH]\n"
       "                          the files that own pool bytes in the range, with\n"
-      "                          their paths; nothing changes\n"
+      "                          their paths; nothing changes (the same answer,\n"
+      "                          in the same form, as daxref-map owners)\n"
       "  pre-remove FS           the device is about to go away: the daemon stops\n"
       "                          changes, flushes, signals every process using a\n"
       "                          file and shuts the filesystem down (mounted only)\n"
