@@ -6,11 +6,11 @@
 // connection. The socket itself is open to all (mode 0666, inside SOURCE),
 // so that the refusal is a clear answer rather than a bare EACCES.
 //
-// Requests are served one at a time, on this thread, which is not a FUSE
-// request thread: the daemon's poison hooks may invalidate the kernel's
-// caches. The poison verbs are the poison service's (admin/poison_service.h);
-// the server only parses requests and writes replies. The
-// one exception is `scrub` (admin/scrub.h), which can take a while: its
+// The server parses requests and writes replies; the poison verbs are the
+// poison service's (admin/poison_service.h). Requests are served one at a
+// time, on this thread, which is not a FUSE request thread: the daemon's
+// poison hooks may invalidate the kernel's caches. The one exception is
+// `scrub` (admin/scrub.h), which can take a while: its
 // connection is handed to a thread of its own, one scrub at a time (a
 // second is refused with EBUSY), so that poison requests are never queued
 // behind a check; the server stops it and waits for it when it goes.
