@@ -25,6 +25,11 @@ Status FilePoolPieces(Volume* vol, uint64_t ino, uint64_t off, uint64_t len, Poo
   return Status::Ok();
 }
 
+std::string DescribeBlocks(uint64_t pblock, uint64_t blocks) {
+  if (blocks == 1) return "block " + std::to_string(pblock);
+  return "blocks " + std::to_string(pblock) + ".." + std::to_string(pblock + blocks - 1);
+}
+
 control::Record RangeRecord(uint64_t pb0, uint64_t pb1, const PoisonOutcome& out) {
   control::Record r("range");
   r.Add("pblock", pb0).Add("blocks", pb1 - pb0).Add("added", out.added);
@@ -50,7 +55,10 @@ Status WalkOwnerRecords(Volume* vol, uint64_t pb0, uint64_t pb1, const OwnerActF
       r.Add("path", path);
       return true;
     });
-    if (!ps.ok() && path_error->ok()) *path_error = ps;
+    if (!ps.ok()) {
+      r.Add("paths_error", ps.message());
+      if (path_error->ok()) *path_error = ps;
+    }
     if (act) act(o, &r);
     ++*count;
     emit(r);

@@ -1,13 +1,14 @@
-// The records of a poison event that the daemon (fs/poison_handler.h) and
-// daxref-poison offline (tools/poison/offline.h) both produce, from the
-// metadata alone: which pool blocks stand behind a file range, and one
-// `owner` record per reverse-map record over a range (docs/poison.md,
-// "The control channel"). No FUSE here: what the daemon adds (invalidation,
-// signals) comes in through the walk's hook.
+// The records the poison service (admin/poison_service.h) makes for the
+// daemon and for daxref-poison offline alike, from the metadata alone:
+// which pool blocks stand behind a file range, and one `owner` record per
+// reverse-map record over a range (docs/poison.md, "The control channel").
+// No FUSE here: what the daemon adds (invalidation, signals) comes in
+// through the walk's hook.
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -23,6 +24,10 @@ using PoolPieces = std::vector<std::pair<uint64_t, uint64_t>>;
 // The pool blocks behind bytes [off, off+len) of ino (holes have none): as
 // many pieces as the range has extents, no more.
 Status FilePoolPieces(Volume* vol, uint64_t ino, uint64_t off, uint64_t len, PoolPieces* out);
+
+// "block 7" or "blocks 7..9" for [pblock, pblock+blocks): how every message
+// about pool blocks names them.
+std::string DescribeBlocks(uint64_t pblock, uint64_t blocks);
 
 // The `range` record of a MarkBad.
 control::Record RangeRecord(uint64_t pb0, uint64_t pb1, const PoisonOutcome& out);
@@ -41,8 +46,9 @@ struct PoisonOwner {
 // listing them: for each, the record gets the owner's place and paths, then
 // `act` runs (it may add fields, such as the pids it signalled), then the
 // record goes to `emit`. *count counts the owners met. A path lookup
-// that fails does not stop the walk (the record goes out without paths);
-// the first such failure is left in *path_error.
+// that fails does not stop the walk (the record goes out without paths and
+// with a `paths_error` field saying why); the first such failure is left
+// in *path_error.
 using OwnerActFn = std::function<void(const PoisonOwner& o, control::Record* r)>;
 using RecordSinkFn = std::function<void(const control::Record&)>;
 Status WalkOwnerRecords(Volume* vol, uint64_t pb0, uint64_t pb1, const OwnerActFn& act,

@@ -6,7 +6,7 @@
 // has moved on meanwhile; what lives only in memory (free-space and
 // refcount mirrors, pending times, the extent cache) is never consulted.
 //
-// It runs on its own thread (fs/control_server.h hands it the connection),
+// It runs on its own thread (admin/control_server.h hands it the connection),
 // one at a time, so that a long check never holds up a poison request on the
 // control thread; a daemon shutting down stops it.
 #pragma once

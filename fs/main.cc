@@ -27,9 +27,9 @@
 #include <string>
 #include <thread>
 
+#include "admin/control_server.h"
 #include "admin/holder_scan.h"
 #include "fs/command_line.h"
-#include "fs/control_server.h"
 #include "fs/filesystem.h"
 #include "fs/kernel_channel.h"
 #include "fs/poison_handler.h"
@@ -305,7 +305,8 @@ std::unique_ptr<AsyncFaultWatcher> RouteMachineChecks(PoolMapping* pool, Filesys
 // without it.
 std::unique_ptr<ControlServer> StartControl(const CommandLine& cl, PoisonHandler* poison,
                                             Filesystem* fs) {
-  auto control = ControlServer::Start(cl.source, poison, fs);
+  auto control =
+      ControlServer::Start(cl.source, poison->service(), fs->volume(), [fs] { fs->Detach(); });
   if (!control.ok()) {
     spdlog::error("no admin channel (daxref-poison cannot reach this daemon): {}",
                   control.status().message());

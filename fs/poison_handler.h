@@ -1,26 +1,28 @@
-// PoisonHandler: what the daemon does about memory poison (docs/poison.md).
+// PoisonHandler: the daemon's side of memory poison (docs/poison.md). The
+// verbs, their checks and their records are the poison service's
+// (admin/poison_service.h), shared with daxref-poison offline; this file
+// supplies what only a mounted filesystem can do, as the service's hooks:
 //
-// The model is Linux memory-failure on fsdax with XFS's notify_failure:
-// record the failure, walk the reverse map over the bad range, and for each
-// owning file, as it is met, drop the kernel's cached pages of the range and
-// signal every process that holds the file; a range that holds the pool's
-// own metadata shuts the filesystem down. Nothing here builds a list of
-// owners: a block can have millions of sharers. The processes that hold
-// files of the mount are found once per event (HolderIndex, bounded by what
-// is open or mapped, not by how many files share the block).
+//   - on each owner of a poisoned block, drop the kernel's cached pages of
+//     the range and signal every process that holds the file (found once
+//     per event: HolderIndex, bounded by what is open or mapped, not by how
+//     many files share the block);
+//   - on poison in the pool's own metadata, shut the filesystem down;
+//   - pre-remove: freeze, flush, invalidate, signal, shut down;
+//   - the log.
 //
-// Every event is reported, record by record, to a Sink (the admin's
-// connection, fs/control_server.h) and to the log. Events are serialized.
-// Runs on the control thread or the poison worker, never on a request
-// thread: invalidating the kernel's cache there could deadlock
-// (fs/worker_thread.h).
+// It also turns what the daemon meets itself (machine checks, the device's
+// bad-block list) into poison events. Runs on the control thread or the
+// poison worker, never on a request thread: invalidating the kernel's cache
+// there could deadlock (fs/worker_thread.h).
 #pragma once
 
 #include <cstdint>
-#include <functional>
-#include <mutex>
+#include <optional>
+#include <string>
 
-#include "admin/control_protocol.h"
+#include "admin/holder_scan.h"
+#include "admin/poison_service.h"
 #include "fs/filesystem.h"
 
 namespace daxref {
@@ -29,23 +31,17 @@ struct PoisonOptions {
   int signal = 7;  // SIGBUS; 0: signal no one
 };
 
-class PoisonHandler {
+class PoisonHandler : private PoisonHooks {
  public:
-  // Gets each record as it is produced; false means the receiver went away
-  // (the work goes on regardless: the log still gets everything).
-  using Sink = std::function<bool(const control::Record&)>;
+  PoisonHandler(Filesystem* fs, const PoisonOptions& opts)
+      : fs_(fs), opts_(opts), service_(fs->volume(), this) {}
 
-  PoisonHandler(Filesystem* fs, const PoisonOptions& opts) : fs_(fs), opts_(opts) {}
+  // The verbs, for the control server.
+  PoisonService* service() { return &service_; }
 
-  // Poison in pool blocks [pb0, pb1). `strict` (the admin's inject): the
-  // call fails (EEXIST) if a block of the range is bad already. Without it
-  // (poison the daemon met itself), blocks already bad are skipped.
-  void Inject(uint64_t pb0, uint64_t pb1, bool strict, const Sink& sink);
-  // Poison in the pool blocks behind bytes [off, off+len) of inode ino.
-  void InjectFile(uint64_t ino, uint64_t off, uint64_t len, const Sink& sink);
   // A machine check at pool byte `pool_off` (BUS_MCEERR_AR), met by the
   // daemon while it touched the mapping: the block is poison, with the
-  // owner walk, invalidation and signals of Inject. Logged only.
+  // owner walk, invalidation and signals of inject. Logged only.
   void MemoryFault(uint64_t pool_off);
   // The same for poison the kernel reported before anyone touched it
   // (BUS_MCEERR_AO, pool/async_faults.h).
@@ -53,30 +49,29 @@ class PoisonHandler {
   // Reports of asynchronous machine checks were lost (`lost` of them, more
   // than the handler's table held): re-reads the device's bad-block list
   // (PoolMapping::WalkBadBlocks, as mount does) and poisons each block it
-  // lists that is not bad yet, as Inject does. Logged only.
+  // lists that is not bad yet. Logged only.
   void DeviceBadBlocks(uint64_t lost);
-  void List(const Sink& sink);
-  void Clear(uint64_t pb0, uint64_t pb1, const Sink& sink);
-  void Resolve(uint64_t pb0, uint64_t pb1, const Sink& sink);
-  // The device is about to go: freeze, flush, invalidate, signal, shut
-  // down. The caller detaches the mount (Filesystem::Detach) once the
-  // reply is out.
-  void PreRemove(const Sink& sink);
 
  private:
-  // Walks the owners of [pb0, pb1): one `owner` record each, with paths
-  // and, when `act`, after invalidating the kernel's pages and signalling
-  // the holders found in `holders`. False (an `error` record sent) if the
-  // walk failed: the reply ends there.
-  struct Walk;
-  bool WalkOwners(uint64_t pb0, uint64_t pb1, Walk* w, const Sink& sink);
-  bool InjectLocked(uint64_t pb0, uint64_t pb1, bool strict, const Sink& sink, Walk* w);
+  // PoisonHooks.
+  void BeginEvent() override;
+  void OnOwner(const PoisonFailure& f, const PoisonOwner& o, control::Record* r) override;
+  void AfterOwners(const PoisonFailure& f) override;
+  void OnReserved(const PoisonFailure& f, const PoisonSink& sink) override;
+  void PreRemove(const PoisonSink& sink) override;
+  void Log(Level level, const std::string& message) override;
+
   // Poison the daemon found itself at pool byte `pool_off`; `how` says how.
   void FoundPoison(uint64_t pool_off, const char* how);
 
   Filesystem* fs_;
   PoisonOptions opts_;
-  std::mutex mu_;  // one event at a time
+  PoisonService service_;
+  // Per event (the service runs one at a time): the holders, found at the
+  // first owner, and the owners' log line, written a few owners at a time.
+  std::optional<HolderIndex> holders_;
+  std::string log_line_;
+  int in_line_ = 0;
 };
 
 // The value a holder finds in si_value (SI_QUEUE) of the signal: the inode

@@ -10,7 +10,9 @@
 // pool without answering, and that the online output has the offline
 // shape. The daemon's own poison handling is tested in fs_poison_test.cc.
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -20,8 +22,12 @@
 #include <string>
 #include <vector>
 
+#include "admin/control_protocol.h"
+#include "admin/poison_service.h"
 #include "meta/checker.h"
 #include "meta/superblock.h"
+#include "meta/volume.h"
+#include "pool/pool.h"
 #include "test/cli_expect.h"
 #include "test/fixture.h"
 #include "test/fs_helpers.h"
@@ -73,6 +79,50 @@ class UnmountedFs {
   TempDir dir_;
   std::string source_;
 };
+
+// The daemon creates SOURCE/control just after the mount appears, which is
+// all MountedFs waits for: a test that needs the socket waits for it too.
+void WaitForControlSocket(const std::string& source) {
+  const std::string path = control::ControlSocketPath(source);
+  struct stat st;
+  for (int i = 0; i < 1000 && lstat(path.c_str(), &st) != 0; ++i) usleep(10000);
+  REQUIRE(lstat(path.c_str(), &st) == 0);
+}
+
+// A mounted filesystem whose daemon answers on its control socket.
+class ServedFs : public MountedFs {
+ public:
+  ServedFs() { WaitForControlSocket(source()); }
+};
+
+// Makes /f, two blocks of data, and /sparse, 1 MiB of hole; returns their
+// inode numbers.
+std::pair<uint64_t, uint64_t> MakeDataAndHole(const MountedFs& fs) {
+  WriteFile(fs.path("f"), std::string(2 * kBlock, 'x'));
+  Fd sparse(fs.path("sparse"), O_CREAT | O_WRONLY);
+  REQUIRE(ftruncate(sparse.get(), 1 * kMiB) == 0);
+  return {StatOf(fs.path("f")).st_ino, StatOf(fs.path("sparse")).st_ino};
+}
+
+// Sends one request to the daemon serving `source` over its control socket
+// and returns the last record of the reply (`done` or `error`).
+control::Record Ask(const std::string& source, const control::Record& request) {
+  const std::string path = control::ControlSocketPath(source);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  REQUIRE(path.size() < sizeof(addr.sun_path));
+  memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+  REQUIRE(control::WriteRecord(fd, request));
+  control::RecordReader reader(fd);
+  control::Record r, last;
+  int err = 0;
+  while (reader.Next(&r, &err)) last = r;
+  close(fd);
+  return last;
+}
 
 std::string ListOf(const std::string& fs) {
   RunResult r = Poison({"list", fs});
@@ -360,6 +410,7 @@ TEST_CASE("daxref-poison: a daemon that holds the pool but does not answer is re
           "[poison-cli]") {
   MountedFs fs;
   const std::string socket = fs.source() + "/control";
+  WaitForControlSocket(fs.source());
   struct stat st;
   REQUIRE(lstat(socket.c_str(), &st) == 0);
   REQUIRE(S_ISSOCK(st.st_mode));
@@ -371,7 +422,7 @@ TEST_CASE("daxref-poison: a daemon that holds the pool but does not answer is re
 
 TEST_CASE("daxref-poison online: the daemon's answers print as the offline ones do",
           "[poison-cli]") {
-  MountedFs fs;
+  ServedFs fs;
   REQUIRE(mkdir(fs.path("d").c_str(), 0755) == 0);
   WriteFile(fs.path("d/f"), std::string(2 * kBlock, 'x'));
   const uint64_t ino = StatOf(fs.path("d/f")).st_ino;
@@ -403,4 +454,202 @@ TEST_CASE("daxref-poison online: the daemon's answers print as the offline ones 
   char buf[kBlock];
   CHECK(pread(f.get(), buf, kBlock, kBlock) == -1);
   CHECK(errno == EIO);
+}
+
+TEST_CASE(
+    "daxref-poison: mounted and unmounted, a hole and a block already bad get the same answer",
+    "[poison-cli][poison]") {
+  ServedFs fs;
+  const auto [f_ino, sparse_ino] = MakeDataAndHole(fs);
+
+  // The file's first block goes bad; then each refusal, from the daemon.
+  RunResult injected = Poison({"inject", fs.mnt(), "--file", "/f"});
+  ExpectSuccess(injected);
+  const std::string prefix = "poisoned blocks ";
+  REQUIRE(injected.out.rfind(prefix, 0) == 0);
+  const std::string block =
+      injected.out.substr(prefix.size(), injected.out.find("..") - prefix.size());
+  struct Refusal {
+    std::vector<std::string> args;  // after FS
+    std::string message;
+  };
+  const std::vector<Refusal> refusals = {
+      {{"--file", "/sparse", "--offset", "64K"},
+       "/sparse bytes 65536..69631 have no blocks (a hole): nothing to poison"},
+      {{"--file", "/f", "--length", "8K"},
+       "/f bytes 0..8191: block " + block + " is already poisoned"},
+      {{"--blocks", block, "2"}, "block " + block + " is already poisoned"},
+  };
+  auto run = [&](const std::string& where, const Refusal& c) {
+    std::vector<std::string> args = {"inject", where};
+    args.insert(args.end(), c.args.begin(), c.args.end());
+    return Poison(args);
+  };
+  std::vector<RunResult> online;
+  for (const Refusal& c : refusals) {
+    online.push_back(run(fs.mnt(), c));
+    ExpectFailure(online.back(), c.message);
+  }
+  // The same errno over the wire as offline (ENODATA: a hole holds no data;
+  // EEXIST: already poisoned), whoever asks.
+  control::Record hole("inject");
+  hole.Add("ino", sparse_ino).Add("offset", uint64_t{0}).Add("length", kBlock);
+  control::Record reply = Ask(fs.source(), hole);
+  uint64_t err = 0;
+  CHECK(reply.kind == "error");
+  CHECK((reply.GetU64("errno", &err) && err == ENODATA));
+  CHECK(*reply.Get("message") == "inode " + std::to_string(sparse_ino) +
+                                     " bytes 0..4095 have no blocks (a hole): nothing to poison");
+  control::Record again("inject");
+  again.Add("ino", f_ino).Add("offset", uint64_t{0}).Add("length", kBlock).Add("name", "/f");
+  reply = Ask(fs.source(), again);
+  CHECK(reply.kind == "error");
+  CHECK((reply.GetU64("errno", &err) && err == EEXIST));
+  CHECK(*reply.Get("message") == "/f bytes 0..4095: block " + block + " is already poisoned");
+  const std::string listed = ListOf(fs.mnt());
+
+  // Unmounted: word for word the same.
+  fs.Unmount();
+  for (size_t i = 0; i < refusals.size(); ++i) {
+    RunResult offline = run(fs.source(), refusals[i]);
+    INFO("offline: " << offline.err << "online: " << online[i].err);
+    ExpectFailure(offline, refusals[i].message);
+    CHECK(offline.err == online[i].err);
+  }
+  CHECK(ListOf(fs.source()) == listed);
+  fs.Check();
+}
+
+TEST_CASE("daxref-map owners and daxref-poison resolve give one answer in one form",
+          "[poison-cli][reflink-tools]") {
+  ServedFs fs;
+  REQUIRE(mkdir(fs.path("d").c_str(), 0755) == 0);
+  WriteFile(fs.path("d/a"), std::string(3 * kBlock, 'a'));
+  WriteFile(fs.path("b"), std::string(kBlock, 'b'));
+  REQUIRE(link(fs.path("d/a").c_str(), fs.path("a2").c_str()) == 0);
+  const std::string map = DAXREF_TEST_MAP;
+  for (const char* json : {"", "--json"}) {
+    INFO(json);
+    std::vector<std::string> flags;
+    if (*json) flags.push_back(json);
+    auto args = [&](std::vector<std::string> v) {
+      v.insert(v.begin() + 1, flags.begin(), flags.end());
+      return v;
+    };
+    // The whole pool (cut at its end), in bytes and in blocks.
+    RunResult owners = Run(args({map, "owners", fs.mnt(), "0", "1T"}));
+    RunResult resolved = Poison(args({"resolve", fs.mnt(), "0", "1T"}));
+    ExpectSuccess(owners);
+    ExpectSuccess(resolved);
+    std::string expected = resolved.out;
+    if (*json) {
+      const std::string from = "{\"command\": \"resolve\"", to = "{\"command\": \"owners\"";
+      REQUIRE(expected.rfind(from, 0) == 0);
+      expected.replace(0, from.size(), to);
+      ExpectValidJson(owners.out);
+    }
+    CHECK(owners.out == expected);
+    CHECK(Contains(owners.out, "/d/a"));
+    CHECK(Contains(owners.out, "/a2"));
+    CHECK(Contains(owners.out, "/b"));
+    RunResult in_blocks = Run(args({map, "--blocks", "owners", fs.mnt(), "0", "1T"}));
+    CHECK(in_blocks.out == owners.out);
+  }
+  // Unmounted, resolve still gives the same answer.
+  const std::string text = Run({map, "owners", fs.mnt(), "0", "1T"}).out;
+  fs.Unmount();
+  RunResult offline = Poison({"resolve", fs.source(), "0", "1T"});
+  ExpectSuccess(offline);
+  CHECK(offline.out == text);
+}
+
+namespace {
+
+// Hooks that only count what the service told them.
+struct CountingHooks : PoisonHooks {
+  int events = 0, owners = 0, reserved = 0, commits = 0;
+  uint64_t last_ino = 0;
+  void BeginEvent() override { ++events; }
+  void OnOwner(const PoisonFailure& f, const PoisonOwner& o, control::Record* r) override {
+    ++owners;
+    last_ino = o.ino;
+    r->Add("pid", uint64_t{4242});  // as if a holder had been signalled
+  }
+  void OnReserved(const PoisonFailure& f, const PoisonSink& sink) override { ++reserved; }
+  Status AfterCommit() override {
+    ++commits;
+    return Status::Ok();
+  }
+};
+
+}  // namespace
+
+TEST_CASE("The poison service calls its hooks: each owner, a superblock copy, each commit",
+          "[poison-cli][poison]") {
+  MountedFs fs;
+  const auto [f_ino, sparse_ino] = MakeDataAndHole(fs);
+  fs.Unmount();
+  auto pool = PoolMapping::Open(PoolPath(fs.source()), 0);
+  REQUIRE(pool.ok());
+  auto volume = Volume::Open(MetaPath(fs.source()), (*pool)->superblock(), pool->get(),
+                             {.pool_path = PoolPath(fs.source())});
+  REQUIRE(volume.ok());
+  CountingHooks hooks;
+  PoisonService service(volume->get(), &hooks);
+  std::vector<control::Record> replies;
+  const PoisonSink sink = [&](const control::Record& r) {
+    replies.push_back(r);
+    return true;
+  };
+  auto kinds = [&] {
+    std::string k;
+    for (const auto& r : replies) k += (k.empty() ? "" : " ") + r.kind;
+    replies.clear();
+    return k;
+  };
+
+  // Both blocks of the file: one event, one commit, one owner acted on.
+  service.InjectFile(f_ino, 0, 2 * kBlock, "/f", sink);
+  CHECK(replies.back().Get("signalled") != nullptr);
+  CHECK(*replies.back().Get("signalled") == "1");
+  CHECK(kinds() == "range owner done");
+  CHECK(hooks.events == 1);
+  CHECK(hooks.commits == 1);
+  CHECK(hooks.owners == 1);
+  CHECK(hooks.last_ino == f_ino);
+
+  // The primary superblock: the note, then the hook.
+  service.Inject(0, 1, sink);
+  CHECK(kinds() == "range note done");
+  CHECK(hooks.reserved == 1);
+  CHECK(hooks.commits == 2);
+
+  // Refusals reach no hook and change nothing.
+  uint64_t err = 0;
+  service.InjectFile(sparse_ino, 0, kBlock, "", sink);
+  REQUIRE(replies.size() == 1);
+  CHECK((replies[0].GetU64("errno", &err) && err == ENODATA));
+  replies.clear();
+  service.Inject(0, 1, sink);
+  REQUIRE(replies.size() == 1);
+  CHECK((replies[0].GetU64("errno", &err) && err == EEXIST));
+  CHECK(*replies[0].Get("message") == "block 0 is already poisoned");
+  replies.clear();
+  CHECK(hooks.events == 2);
+  CHECK(hooks.commits == 2);
+
+  // Resolve and list only read: the owner hook is not called.
+  service.List(sink);
+  const std::string listed = kinds();  // block 0 and the file's may make one range
+  CHECK((listed == "bad bad owner done" || listed == "bad owner done"));
+  service.Resolve(0, (*pool)->superblock().block_count, sink);
+  CHECK(kinds() == "owner done");
+  CHECK(hooks.owners == 1);
+  // Clear commits; pre-remove has no mount to act on by default.
+  service.Clear(0, 1, sink);
+  CHECK(kinds() == "done");
+  CHECK(hooks.commits == 3);
+  service.PreRemove(sink);
+  REQUIRE(replies.size() == 1);
+  CHECK((replies[0].GetU64("errno", &err) && err == ENOTCONN));
 }

@@ -314,6 +314,9 @@ TEST_CASE("Poison in a superblock copy shuts the filesystem down; the next mount
   INFO(r.out << r.err);
   REQUIRE(r.status == 0);
   CHECK(r.out.find("shut") != std::string::npos);
+  // The same note as offline (docs/poison.md, "One service").
+  CHECK(r.out.find("note: block 0 holds the pool's superblock: the next mount will use the "
+                   "backup copy") != std::string::npos);
 
   struct stat st;
   CHECK(ErrnoOf(stat(fs.path("keep").c_str(), &st)) == EIO);

@@ -962,13 +962,17 @@ TEST_CASE("daxref-map owners: every file and every path of a shared range; admin
   const uint64_t phys = ext[0].physical;
   const uint64_t ino1 = StatOf(p1).st_ino, ino2 = StatOf(p2).st_ino, ino3 = StatOf(p3).st_ino;
 
-  // One block in the middle of the range: every record that overlaps it, whole.
+  // One block in the middle of the range: every owner of it, clipped to it
+  // (the answer daxref-poison resolve gives, in the same form).
+  const uint64_t pb = phys / kBlock + 4;
   RunResult r = Run({kMap, "owners", fs.mnt(), std::to_string(phys + 4 * kBlock), "4096"});
   INFO(r.out << r.err);
   CHECK(r.status == 0);
   CHECK(r.err.empty());
   std::vector<std::string> lines = Lines(r.out);
   REQUIRE(lines.size() == 6);  // header, 3 owners, the second path of p3, summary
+  CHECK(lines[0] ==
+        "owners of blocks " + std::to_string(pb) + ".." + std::to_string(pb) + " (1 block):");
   CHECK(lines.back() == "3 owners");
   std::map<uint64_t, std::vector<std::string>> paths;  // ino -> paths, from the text
   uint64_t last_ino = 0;
@@ -976,16 +980,17 @@ TEST_CASE("daxref-map owners: every file and every path of a shared range; admin
     std::vector<std::string> w;
     std::istringstream in(lines[i]);
     for (std::string s; in >> s;) w.push_back(s);
-    if (w.size() == 1) {  // a further path of the previous inode
-      paths[last_ino].push_back(w[0]);
+    if (w.size() == 2 && w[0] == "also") {  // a further path of the previous inode
+      paths[last_ino].push_back(w[1]);
       continue;
     }
-    REQUIRE(w.size() == 5);
-    CHECK(w[0] == "[" + std::to_string(phys) + ".." + std::to_string(phys + 10 * kBlock - 1) + "]");
-    CHECK(w[1] == std::to_string(10 * kBlock));
-    CHECK(w[3] == "0");
-    last_ino = std::stoull(w[2]);
-    paths[last_ino].push_back(w[4]);
+    // inode N at bytes 16384..20479 (block P): PATH
+    REQUIRE(w.size() == 8);
+    CHECK(w[0] == "inode");
+    CHECK(w[4] == std::to_string(4 * kBlock) + ".." + std::to_string(5 * kBlock - 1));
+    CHECK(w[6] == std::to_string(pb) + "):");
+    last_ino = std::stoull(w[1]);
+    paths[last_ino].push_back(w[7]);
   }
   CHECK(paths[ino1] == std::vector<std::string>{"/p1"});
   CHECK(paths[ino2] == std::vector<std::string>{"/p2"});
@@ -998,7 +1003,10 @@ TEST_CASE("daxref-map owners: every file and every path of a shared range; admin
   INFO(r.out << r.err);
   CHECK(r.status == 0);
   ExpectValidJson(r.out);
-  CHECK(JsonNumbers(r.out, "count") == std::vector<uint64_t>{3});
+  CHECK(r.out.rfind("{\"command\": \"owners\", \"pblock\": " + std::to_string(phys / kBlock) +
+                        ", \"blocks\": 1, \"owners\": [",
+                    0) == 0);
+  CHECK(Contains(r.out, "\"summary\": {\"owners\": 3}}"));
   std::vector<uint64_t> inos = JsonNumbers(r.out, "ino");
   std::sort(inos.begin(), inos.end());
   std::vector<uint64_t> want_inos = {ino1, ino2, ino3};
@@ -1011,14 +1019,20 @@ TEST_CASE("daxref-map owners: every file and every path of a shared range; admin
   std::sort(json_paths.begin(), json_paths.end());
   CHECK(json_paths ==
         std::vector<std::string>{"[\"/p1\"]", "[\"/p2\"]", "[\"/p3link\", \"/sub/p3\"]"});
-  CHECK(JsonNumbers(r.out, "logical") == std::vector<uint64_t>{0, 0, 0});
+  CHECK(JsonNumbers(r.out, "offset") == std::vector<uint64_t>{0, 0, 0});
+  CHECK(JsonNumbers(r.out, "length") == std::vector<uint64_t>{kBlock, kBlock, kBlock});
+  CHECK(JsonNumbers(r.out, "pblock") ==
+        std::vector<uint64_t>{phys / kBlock, phys / kBlock, phys / kBlock, phys / kBlock});
 
-  // --blocks: the same range in 4096-byte blocks, the same answer in bytes.
+  // --blocks: the same range in 4096-byte blocks, the same answer; LENGTH
+  // defaults to one block either way.
   RunResult blocks =
       Run({kMap, "--blocks", "owners", fs.mnt(), std::to_string(phys / kBlock + 4), "1"});
   CHECK(blocks.status == 0);
   CHECK(blocks.out ==
         Run({kMap, "owners", fs.mnt(), std::to_string(phys + 4 * kBlock), "4096"}).out);
+  CHECK(Run({kMap, "--blocks", "owners", fs.mnt(), std::to_string(pb)}).out == blocks.out);
+  CHECK(Run({kMap, "owners", fs.mnt(), std::to_string(phys + 4 * kBlock)}).out == blocks.out);
 
   // A file unlinked while open still owns its blocks, and has no path.
   {
@@ -1027,7 +1041,7 @@ TEST_CASE("daxref-map owners: every file and every path of a shared range; admin
     r = Run({kMap, "owners", fs.mnt(), std::to_string(phys), "1"});
     INFO(r.out);
     CHECK(Lines(r.out).back() == "3 owners");
-    CHECK(Contains(r.out, "(unlinked)"));
+    CHECK(Contains(r.out, "(unlinked, still open)"));
     CHECK(!Contains(r.out, "/p2"));
   }
   // A range no file uses; past the pool's end.

@@ -3,15 +3,18 @@
 //
 //   extents FILE                  a file's extent map with sharing (like
 //                                 xfs_io -c "fiemap -v", filefrag -v)
-//   owners PATH PHYSICAL LENGTH   every file that owns pool bytes in the range,
+//   owners PATH PHYSICAL [LENGTH] every file that owns pool blocks in the range,
 //                                 with its paths (like xfs_io -c fsmap plus
-//                                 btrfs inspect-internal logical-resolve)
+//                                 btrfs inspect-internal logical-resolve);
+//                                 the same answer, in the same form, as
+//                                 daxref-poison resolve
+//                                 (tools/common/owner_report.h)
 //
 // Both print as the daemon's pages arrive and keep nothing but the page in
-// hand: a pool block can have millions of owners, and an inode thousands of
-// names. The one thing kept is the paths of the last inode printed, when
-// they came in a single page, since consecutive owners are often the same
-// file.
+// hand and the owner being printed, paths included: a pool block can have
+// millions of owners. The paths of the last inode printed are kept too,
+// when they came in a single page, since consecutive owners are often the
+// same file.
 //
 // Exit status: 0 success, 1 failure, 2 usage error.
 
@@ -22,6 +25,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cinttypes>
 #include <cstdio>
@@ -31,7 +35,9 @@
 #include <string_view>
 #include <vector>
 
+#include "admin/control_protocol.h"
 #include "tools/common/cli.h"
+#include "tools/common/owner_report.h"
 
 #ifndef DAXREF_VERSION
 #define DAXREF_VERSION "unknown"
@@ -47,7 +53,7 @@ using cli::Fd;
 void PrintHelp() {
   printf(
       "Usage: %s [OPTIONS] extents FILE\n"
-      "       %s [OPTIONS] owners PATH PHYSICAL LENGTH\n"
+      "       %s [OPTIONS] owners PATH PHYSICAL [LENGTH]\n"
       "\n"
       "Show how files share blocks on a daxref mount.\n"
       "\n"
@@ -55,23 +61,25 @@ void PrintHelp() {
       "  extents FILE            FILE's extents: file range, pool range, length,\n"
       "                          references to the blocks and flags (shared, last),\n"
       "                          and the holes between them\n"
-      "  owners PATH PHYSICAL LENGTH\n"
-      "                          every owner of pool bytes [PHYSICAL,\n"
-      "                          PHYSICAL+LENGTH): pool range, inode, file offset\n"
-      "                          and the inode's paths; PATH is the mount or any\n"
-      "                          file or directory on it. Root or the user who\n"
-      "                          mounted the filesystem only\n"
+      "  owners PATH PHYSICAL [LENGTH]\n"
+      "                          every owner of the pool blocks behind bytes\n"
+      "                          [PHYSICAL, PHYSICAL+LENGTH): inode, file bytes,\n"
+      "                          pool blocks and the inode's paths, as\n"
+      "                          daxref-poison resolve prints them; PATH is the\n"
+      "                          mount or any file or directory on it. Root or\n"
+      "                          the user who mounted the filesystem only\n"
       "\n"
       "Options:\n"
-      "      --json              print one JSON document (raw byte counts)\n"
+      "      --json              print one JSON document (raw numbers)\n"
       "      --blocks            owners: PHYSICAL and LENGTH are in filesystem\n"
       "                          blocks (4096 bytes), not bytes\n"
       "  -h, --help              show this help and exit\n"
       "  -V, --version           print the version and exit\n"
       "\n"
       "PHYSICAL and LENGTH are bytes (or blocks with --blocks), optionally\n"
-      "followed by K, M, G or T (powers of 1024). Output is always in bytes;\n"
-      "ranges are inclusive, [first..last].\n"
+      "followed by K, M, G or T (powers of 1024); LENGTH defaults to one block.\n"
+      "owners names pool places in blocks and file places in bytes; extents\n"
+      "gives both in bytes. Ranges are inclusive, first..last.\n"
       "\n"
       "Exit status: 0 success, 1 failure, 2 usage error.\n",
       kProg, kProg);
@@ -282,29 +290,35 @@ int Owners(const std::string& path, const std::string& physical_text,
            const std::string& length_text, bool json, bool blocks) {
   uint64_t physical = 0, length = 0;
   std::string error;
-  if (!cli::ParseSize(physical_text, "PHYSICAL", &physical, &error) ||
-      !cli::ParseSize(length_text, "LENGTH", &length, &error))
-    return Usage(error);
-  if (length == 0) return Usage("LENGTH must be more than 0");
+  if (!cli::ParseSize(physical_text, "PHYSICAL", &physical, &error)) return Usage(error);
+  // LENGTH defaults to one block, as for daxref-poison resolve.
+  const bool one_block = length_text.empty();
+  if (!one_block && !cli::ParseSize(length_text, "LENGTH", &length, &error)) return Usage(error);
+  if (!one_block && length == 0) return Usage("LENGTH must be more than 0");
   Fd fd;
   struct stat st;
   daxref_info info{};
   if (!OpenOnDaxref(path, false, &fd, &st, &info)) return cli::kExitFailure;
+  const uint64_t bs = info.block_size;
+  if (one_block) length = blocks ? 1 : bs;
   if (blocks) {
-    const uint64_t bs = info.block_size;
     if (physical > UINT64_MAX / bs || length > UINT64_MAX / bs)
       return FailMsg("PHYSICAL or LENGTH is too large");
     physical *= bs;
     length *= bs;
   }
-  const uint64_t pool_bytes = info.pool_blocks * info.block_size;
+  const uint64_t pool_bytes = info.pool_blocks * bs;
   if (physical >= pool_bytes)
     return FailMsg("PHYSICAL " + std::to_string(physical) + " is past the end of the pool (" +
                    std::to_string(pool_bytes) + " bytes)");
   if (length > pool_bytes - physical) length = pool_bytes - physical;
+  // The pool blocks the bytes touch: what the daemon walks, and what each
+  // owner is clipped to, as daxref-poison resolve does.
+  const uint64_t pb0 = physical / bs, pb1 = (physical + length + bs - 1) / bs;
 
   auto q = std::make_unique<daxref_owner_query>();
   PathFinder paths(fd.get());
+  cli::OwnersQueryPrinter out("owners", pb0, pb1 - pb0, json);
   uint64_t count = 0;
   bool failed = false;
   uint32_t flags = 0;
@@ -315,58 +329,39 @@ int Owners(const std::string& path, const std::string& physical_text,
     q->length = length;
     q->cursor = cursor;
     q->flags = flags;
-    if (ioctl(fd.get(), DAXREF_IOC_OWNERS, q.get()) != 0)
-      return Fail("owners", errno, errno == EPERM ? kAdminHint : "");
-    if (q->count > DAXREF_OWNERS_PER_CALL) return Fail("owners", EPROTO);
-    if (flags == 0) {  // the first page: the caller may ask, so start the output
-      if (json)
-        printf("{\"physical\": %" PRIu64 ", \"length\": %" PRIu64 ", \"owners\": [", physical,
-               length);
-      else
-        printf("%-31s %12s %12s %14s  %s\n", "POOL-OFFSET", "LENGTH", "INODE", "FILE-OFFSET",
-               "PATH");
+    if (ioctl(fd.get(), DAXREF_IOC_OWNERS, q.get()) != 0) {
+      const int err = errno;
+      out.Failed(err, strerror(err));
+      return Fail("owners", err, err == EPERM ? kAdminHint : "");
     }
+    if (q->count > DAXREF_OWNERS_PER_CALL) return Fail("owners", EPROTO);
     for (uint32_t i = 0; i < q->count; ++i) {
       const daxref_owner& o = q->owners[i];
-      std::string line;
-      if (json) {
-        line = count == 0 ? "\n  " : ",\n  ";
-        line += "{\"physical\": " + std::to_string(o.physical) +
-                ", \"length\": " + std::to_string(o.length) +
-                ", \"ino\": " + std::to_string(o.ino) +
-                ", \"logical\": " + std::to_string(o.logical) + ", \"paths\": [";
-      } else {
-        char buf[128];
-        snprintf(buf, sizeof(buf), "%-31s %12" PRIu64 " %12" PRIu64 " %14" PRIu64 "  ",
-                 Range(o.physical, o.length).c_str(), U(o.length), U(o.ino), U(o.logical));
-        line = buf;
-      }
-      fputs(line.c_str(), stdout);
-      uint64_t n = 0;
-      const std::string indent(31 + 1 + 12 + 1 + 12 + 1 + 14 + 2, ' ');
+      // The reverse-map record, clipped to the blocks asked about.
+      const uint64_t r0 = o.physical / bs, r1 = (o.physical + o.length) / bs;
+      const uint64_t c0 = std::max(r0, pb0), c1 = std::min(r1, pb1);
+      const uint64_t offset = o.logical + (c0 - r0) * bs;
+      control::Record r("owner");
+      r.Add("ino", U(o.ino)).Add("pblock", c0).Add("blocks", c1 - c0);
+      r.Add("offset", offset).Add("length", (c1 - c0) * bs);
+      bool too_long = false;
       int err = paths.ForEach(o.ino, [&](const std::string* p) {
-        if (json)
-          printf("%s%s", n == 0 ? "" : ", ", p ? cli::Json(*p).c_str() : "null");
+        if (p)
+          r.Add("path", *p);
         else
-          printf("%s%s\n", n == 0 ? "" : indent.c_str(),
-                 p ? cli::Printable(*p).c_str() : "(a path too long to show)");
-        ++n;
+          too_long = true;
       });
-      if (json) {
-        printf("]");
-        if (err == ENOENT) printf(", \"deleted\": true");
-        if (err != 0 && err != ENOENT)
-          printf(", \"paths_errno\": %d, \"paths_error\": %s", err,
-                 cli::Json(strerror(err)).c_str());
-        printf("}");
-      } else if (err == ENOENT) {
-        printf("%s(deleted)\n", n == 0 ? "" : indent.c_str());
-      } else if (err != 0) {
-        printf("%s(paths: %s)\n", n == 0 ? "" : indent.c_str(), strerror(err));
-      } else if (n == 0) {
-        printf("(unlinked)\n");
+      if (err == ENOENT)
+        r.Add("paths_error", "the inode was deleted meanwhile");
+      else if (err != 0)
+        r.Add("paths_error", strerror(err));
+      else if (too_long)
+        r.Add("paths_error", "a path too long to show");
+      if (err == EPERM) {
+        out.Failed(err, strerror(err));
+        return Fail("owners: paths", err, kAdminHint);
       }
-      if (err == EPERM) return Fail("owners: paths", err, kAdminHint);
+      out.Owner(r);
       failed |= err != 0 && err != ENOENT;
       ++count;
     }
@@ -375,10 +370,7 @@ int Owners(const std::string& path, const std::string& physical_text,
     cursor = q->cursor;
     flags = DAXREF_QUERY_MORE;
   }
-  if (json)
-    printf("\n], \"count\": %" PRIu64 "}\n", count);
-  else
-    printf("%" PRIu64 " owner%s\n", count, count == 1 ? "" : "s");
+  out.Done(count);
   return failed ? cli::kExitFailure : 0;
 }
 
@@ -421,8 +413,8 @@ int Main(int argc, char** argv) {
     return Extents(args[0], json);
   }
   if (command == "owners") {
-    if (args.size() != 3) return Usage("usage: owners PATH PHYSICAL LENGTH");
-    return Owners(args[0], args[1], args[2], json, blocks);
+    if (args.size() < 2 || args.size() > 3) return Usage("usage: owners PATH PHYSICAL [LENGTH]");
+    return Owners(args[0], args[1], args.size() == 3 ? args[2] : "", json, blocks);
   }
   return Usage("unknown command '" + command + "' (extents or owners)");
 }

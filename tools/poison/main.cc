@@ -15,7 +15,8 @@
 // SOURCE/control (control_client.h) and it does the work: it alone can drop
 // the kernel's cached pages and signal the processes that hold the files.
 // When none does, inject, list, clear and resolve work on SOURCE directly
-// (offline.h). Either way the replies are the same records, and report.h
+// (offline.h). Either way one poison service does the work
+// (admin/poison_service.h), the replies are the same records, and report.h
 // prints them as they come.
 //
 // Exit status: 0 success, 1 failure, 2 usage error.
@@ -78,7 +79,8 @@ void PrintHelp() {
       "                          repaired): free ones are usable again\n"
       "  resolve FS OFFSET [LENGTH]\n"
       "                          the files that own pool bytes in the range, with\n"
-      "                          their paths; nothing changes\n"
+      "                          their paths; nothing changes (the same answer,\n"
+      "                          in the same form, as daxref-map owners)\n"
       "  pre-remove FS           the device is about to go away: the daemon stops\n"
       "                          changes, flushes, signals every process using a\n"
       "                          file and shuts the filesystem down (mounted only)\n"
@@ -234,6 +236,9 @@ Result<control::Record> RequestRecord(const Request& req, const CommandLine& cl,
                              req.file->path + " (size " + std::to_string(st.st_size) + ")");
     r.Add("ino", static_cast<uint64_t>(st.st_ino));
     r.Add("offset", req.file->offset).Add("length", req.file->length);
+    // The path as typed, so that the daemon's messages name the file as the
+    // offline ones do.
+    r.Add("name", req.file->path);
   } else if (req.has_pool_range()) {
     r.Add("pblock", req.pblock).Add("blocks", req.blocks);
   }

@@ -1,13 +1,15 @@
 // daxref-poison on an unmounted filesystem: the pool and the metadata store
 // opened directly (the pool's flock keeps a daemon out meanwhile), and the
-// same records the daemon would send for the same request, so that the
-// output is the same either way. No process can hold a file of an unmounted
-// filesystem, so nobody is signalled, and pre-remove has nothing to do.
+// same poison service as the daemon's (admin/poison_service.h), so that the
+// checks, the messages and the records are the same either way. No process
+// can hold a file of an unmounted filesystem, so nobody is signalled, and
+// pre-remove has nothing to do.
 #pragma once
 
 #include <memory>
 #include <string>
 
+#include "admin/poison_service.h"
 #include "meta/status.h"
 #include "meta/volume.h"
 #include "pool/pool.h"
@@ -15,7 +17,7 @@
 
 namespace daxref::poison {
 
-class OfflineVolume {
+class OfflineVolume : private PoisonHooks {
  public:
   // Opens SOURCE's pool and metadata. EBUSY: a daemon holds the pool (it
   // did not answer on the control socket, or the caller would not be here).
@@ -23,31 +25,25 @@ class OfflineVolume {
 
   const Superblock& superblock() const { return pool_->superblock(); }
 
-  // Carries out `req` (inject, list, clear or resolve) and hands each record
-  // to fn as it is made, the last being `done` or `error`. Nothing changes
+  // Carries out `req` through the poison service and hands each record to
+  // fn as it is made, the last being `done` or `error`. Nothing changes
   // when the request is refused.
   void Run(Request req, const RecordFn& fn);
 
  private:
   OfflineVolume(std::string source, std::unique_ptr<PoolMapping> pool,
                 std::unique_ptr<Volume> volume)
-      : source_(std::move(source)), pool_(std::move(pool)), volume_(std::move(volume)) {}
+      : source_(std::move(source)),
+        pool_(std::move(pool)),
+        volume_(std::move(volume)),
+        service_(volume_.get(), this) {}
 
-  Status InjectPool(const Request& req, const RecordFn& fn);
-  Status InjectFile(const FileRange& file, const RecordFn& fn);
-  Status List(const RecordFn& fn);
-  Status Clear(const Request& req, const RecordFn& fn);
-  Status Resolve(const Request& req, const RecordFn& fn);
+  // PoisonHooks: no owner is acted on and nothing shuts down (nothing runs
+  // on an unmounted filesystem); each commit is synced, since the tool
+  // exits next.
+  Status AfterCommit() override { return volume_->Sync(); }
+  void PreRemove(const PoisonSink& sink) override;
 
-  // Records [pb0, pb1) bad (no block of it may be bad already) and sends
-  // its `range` record, a `note` if it holds a superblock copy, and an
-  // `owner` record for each owner; *owners counts them.
-  Status MarkAndReport(uint64_t pb0, uint64_t pb1, const RecordFn& fn, uint64_t* owners);
-  // Sends an `owner` record, paths included, for each reverse-map record
-  // overlapping [pb0, pb1), clipped to it; *owners counts them.
-  Status ReportOwners(uint64_t pb0, uint64_t pb1, const RecordFn& fn, uint64_t* owners);
-  // EEXIST naming the first bad piece of [pb0, pb1), if there is one.
-  Status RefuseIfBad(uint64_t pb0, uint64_t pb1, const std::string& what);
   // The inode of `path`, from the root, following no symlink.
   Status ResolvePath(const std::string& path, InodeRecord* out);
 
@@ -55,6 +51,7 @@ class OfflineVolume {
   // Declared before the volume, which reads through it, so that it outlives it.
   std::unique_ptr<PoolMapping> pool_;
   std::unique_ptr<Volume> volume_;
+  PoisonService service_;
 };
 
 }  // namespace daxref::poison

@@ -4,6 +4,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <string_view>
 
 #include "tools/common/cli.h"
@@ -14,21 +15,9 @@ namespace {
 
 constexpr const char* kProg = "daxref-poison";
 
-uint64_t U64(const control::Record& r, std::string_view key) {
-  uint64_t v = 0;
-  return r.GetU64(key, &v) ? v : 0;
-}
-
-std::string Count(uint64_t n, const char* one, const char* many) {
-  return std::to_string(n) + " " + (n == 1 ? one : many);
-}
-
-// "blocks 7..9 (3 blocks)".
-std::string BlockSpan(uint64_t pblock, uint64_t blocks) {
-  return "blocks " + std::to_string(pblock) + ".." +
-         std::to_string(blocks ? pblock + blocks - 1 : pblock) + " (" +
-         Count(blocks, "block", "blocks") + ")";
-}
+using cli::BlockSpan;
+using cli::Count;
+using cli::U64;
 
 std::string BlockSpan(const control::Record& r) {
   return BlockSpan(U64(r, "pblock"), U64(r, "blocks"));
@@ -56,7 +45,11 @@ std::string JsonValue(const std::string& v) {
 
 }  // namespace
 
-ReportPrinter::ReportPrinter(const Request& req, bool json) : req_(req), json_(json) {}
+ReportPrinter::ReportPrinter(const Request& req, bool json) : req_(req), json_(json) {
+  if (req.command == Command::kResolve)
+    owners_ = std::make_unique<cli::OwnersQueryPrinter>(CommandName(req.command), req.pblock,
+                                                        req.blocks, json);
+}
 
 int ReportPrinter::ExitStatus() const {
   return succeeded_ ? 0 : cli::kExitFailure;
@@ -69,7 +62,10 @@ void ReportPrinter::Print(const control::Record& r) {
     PrintError(r);
     return;
   }
-  if (json_)
+  if (owners_) {  // resolve: the owners query, as daxref-map owners prints it
+    if (r.kind == "owner") owners_->Owner(r);
+    if (r.kind == "done") owners_->Done(U64(r, "owners"));
+  } else if (json_)
     PrintJson(r);
   else
     PrintHuman(r);
@@ -86,6 +82,7 @@ void ReportPrinter::PrintError(const control::Record& r) {
   std::string message = text && !text->empty() ? *text : strerror(static_cast<int>(err));
   if (err == EPERM && message.find("root") == std::string::npos)
     message += ": only root or the owner of the mount may do this";
+  if (owners_) owners_->Failed(err, message);
   if (json_ && begun_) EndJson(r);
   fflush(stdout);
   fprintf(stderr, "%s: %s\n", kProg, cli::Printable(message).c_str());
@@ -94,11 +91,7 @@ void ReportPrinter::PrintError(const control::Record& r) {
 // ---- human ----------------------------------------------------------------
 
 void ReportPrinter::PrintHuman(const control::Record& r) {
-  if (!begun_) {
-    begun_ = true;
-    if (req_.command == Command::kResolve)
-      printf("owners of %s:\n", BlockSpan(req_.pblock, req_.blocks).c_str());
-  }
+  begun_ = true;
   if (r.kind == "range") {
     const uint64_t blocks = U64(r, "blocks"), added = U64(r, "added");
     std::string parts;
@@ -114,28 +107,7 @@ void ReportPrinter::PrintHuman(const control::Record& r) {
   } else if (r.kind == "bad") {
     printf("bad %s\n", BlockSpan(r).c_str());
   } else if (r.kind == "owner") {
-    const uint64_t off = U64(r, "offset"), len = U64(r, "length");
-    const uint64_t p = U64(r, "pblock"), n = U64(r, "blocks");
-    std::string line = "  inode " + std::to_string(U64(r, "ino")) + " at bytes " +
-                       std::to_string(off) + ".." + std::to_string(len ? off + len - 1 : off) +
-                       " (" + DescribeBlocks(p, n ? n : 1) + "): ";
-    std::string more;
-    int paths = 0;
-    r.ForEach("path", [&](const std::string& path) {
-      if (paths++ == 0)
-        line += cli::Printable(path);
-      else
-        more += "      also " + cli::Printable(path) + "\n";
-    });
-    if (paths == 0) line += "(unlinked, still open)";
-    std::string pids;
-    int npids = 0;
-    r.ForEach("pid", [&](const std::string& pid) {
-      pids += (npids++ == 0 ? "" : ", ") + cli::Printable(pid);
-    });
-    if (npids > 0)
-      line += std::string(" (signalled ") + (npids == 1 ? "pid " : "pids ") + pids + ")";
-    printf("%s\n%s", line.c_str(), more.c_str());
+    fputs(cli::OwnerText(r).c_str(), stdout);
   } else if (r.kind == "note") {
     const std::string* m = r.Get("message");
     printf("note: %s\n", m ? cli::Printable(*m).c_str() : "");
@@ -163,8 +135,7 @@ void ReportPrinter::PrintHuman(const control::Record& r) {
         printf("cleared %s, %" PRIu64 " returned to free space\n",
                Count(U64(r, "cleared"), "block", "blocks").c_str(), U64(r, "returned"));
         break;
-      case Command::kResolve:
-        printf("%s\n", Count(U64(r, "owners"), "owner", "owners").c_str());
+      case Command::kResolve:  // printed by owners_
         break;
       case Command::kPreRemove:
         printf("%s, %s signalled\n", Count(U64(r, "inodes"), "inode", "inodes").c_str(),
@@ -216,7 +187,7 @@ void ReportPrinter::BeginJson() {
 void ReportPrinter::PrintJson(const control::Record& r) {
   if (!begun_) BeginJson();
   if (r.kind == "owner") {
-    const std::string obj = JsonObject(r);
+    const std::string obj = cli::OwnerJson(r);
     if (section_ == Section::kBad) {
       printf("%s\n    %s", bad_has_owners_ ? "," : "", obj.c_str());
       bad_has_owners_ = true;

@@ -3,6 +3,9 @@
 // as a line for people or as part of one JSON document, with nothing but
 // small things (range and note records) held back for the end.
 //
+// Owners are shown as tools/common/owner_report.h shows them, and resolve
+// as the owners query (OwnersQueryPrinter), exactly as daxref-map owners.
+//
 // Human output, one line per record:
 //   poisoned blocks 2345..2345 (1 block): 1 owned by files
 //     inode 12 at bytes 0..4095 (block 2345): /a (signalled pids 301, 302)
@@ -18,9 +21,11 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "admin/control_protocol.h"
+#include "tools/common/owner_report.h"
 #include "tools/poison/request.h"
 
 namespace daxref::poison {
@@ -58,6 +63,8 @@ class ReportPrinter {
   bool first_in_section_ = true;
   bool bad_has_owners_ = false;  // the open bad element's owners array has elements
   std::string ranges_, notes_, shutdown_;
+  // resolve: the owners query, printed as daxref-map owners prints it.
+  std::unique_ptr<cli::OwnersQueryPrinter> owners_;
 };
 
 }  // namespace daxref::poison

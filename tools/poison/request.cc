@@ -2,6 +2,7 @@
 
 #include <cerrno>
 
+#include "admin/poison_records.h"
 #include "meta/format.h"
 
 namespace daxref::poison {
@@ -52,11 +53,6 @@ std::string DescribeBytes(uint64_t bytes) {
     if (bytes >= unit && bytes % unit == 0) return std::to_string(bytes >> shift) + " " + kUnits[i];
   }
   return std::to_string(bytes) + (bytes == 1 ? " byte" : " bytes");
-}
-
-std::string DescribeBlocks(uint64_t pblock, uint64_t blocks) {
-  if (blocks == 1) return "block " + std::to_string(pblock);
-  return "blocks " + std::to_string(pblock) + ".." + std::to_string(pblock + blocks - 1);
 }
 
 }  // namespace daxref::poison

@@ -6,9 +6,11 @@
 // connection. The socket itself is open to all (mode 0666, inside SOURCE),
 // so that the refusal is a clear answer rather than a bare EACCES.
 //
-// Requests are served one at a time, on this thread, which is not a FUSE
-// request thread: the poison path may invalidate the kernel's caches. The
-// one exception is `scrub` (admin/scrub.h), which can take a while: its
+// The server parses requests and writes replies; the poison verbs are the
+// poison service's (admin/poison_service.h). Requests are served one at a
+// time, on this thread, which is not a FUSE request thread: the daemon's
+// poison hooks may invalidate the kernel's caches. The one exception is
+// `scrub` (admin/scrub.h), which can take a while: its
 // connection is handed to a thread of its own, one scrub at a time (a
 // second is refused with EBUSY), so that poison requests are never queued
 // behind a check; the server stops it and waits for it when it goes.
@@ -17,12 +19,14 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
 
-#include "fs/poison_handler.h"
+#include "admin/poison_service.h"
 #include "meta/status.h"
+#include "meta/volume.h"
 
 namespace daxref {
 
@@ -30,9 +34,12 @@ class ControlServer {
  public:
   // Binds SOURCE/control (a stale socket left by a daemon that died is
   // replaced: this daemon holds the pool's lock, so no other one serves
-  // SOURCE) and starts serving.
+  // SOURCE) and starts serving: the poison verbs through `poison`, scrub
+  // on `volume`. `detach` runs once a pre-remove's reply is out (the daemon
+  // lets go of its mount there).
   static Result<std::unique_ptr<ControlServer>> Start(const std::string& source,
-                                                      PoisonHandler* handler, Filesystem* fs);
+                                                      PoisonService* poison, Volume* volume,
+                                                      std::function<void()> detach);
   ~ControlServer();
   ControlServer(const ControlServer&) = delete;
   ControlServer& operator=(const ControlServer&) = delete;
@@ -44,8 +51,9 @@ class ControlServer {
   // Runs a scrub on the scrub thread, replying on `conn` (which it closes).
   void StartScrub(int conn);
 
-  PoisonHandler* handler_ = nullptr;
-  Filesystem* fs_ = nullptr;
+  PoisonService* poison_ = nullptr;
+  Volume* volume_ = nullptr;
+  std::function<void()> detach_;
   std::string path_;
   int listen_fd_ = -1;
   int stop_fd_ = -1;  // an eventfd: written once to end Run

@@ -1,4 +1,4 @@
-#include "fs/control_server.h"
+#include "admin/control_server.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <utility>
 
 #include "admin/scrub.h"
 
@@ -91,11 +92,12 @@ class ReplyWriter {
 }  // namespace
 
 Result<std::unique_ptr<ControlServer>> ControlServer::Start(const std::string& source,
-                                                            PoisonHandler* handler,
-                                                            Filesystem* fs) {
+                                                            PoisonService* poison, Volume* volume,
+                                                            std::function<void()> detach) {
   std::unique_ptr<ControlServer> c(new ControlServer());
-  c->handler_ = handler;
-  c->fs_ = fs;
+  c->poison_ = poison;
+  c->volume_ = volume;
+  c->detach_ = std::move(detach);
   c->path_ = control::ControlSocketPath(source);
   ScopedFd dir(open(source.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (dir.get() < 0) return Status::Error(errno, source + ": " + strerror(errno));
@@ -183,26 +185,28 @@ void ControlServer::Serve(int conn_fd) {
   if (req.kind == "inject" && req.GetU64("ino", &ino)) {
     if (!req.GetU64("offset", &off) || !req.GetU64("length", &len))
       return (void)sink(Refusal(EINVAL, "inject by file needs ino, offset and length"));
-    handler_->InjectFile(ino, off, len, sink);
+    // `name`: the path the admin typed, for messages (absent: the inode).
+    const std::string* name = req.Get("name");
+    poison_->InjectFile(ino, off, len, name ? *name : "", sink);
   } else if (req.kind == "inject") {
     if (!RangeOf(req, &pb0, &pb1)) return (void)sink(Refusal(EINVAL, "inject needs a range"));
-    handler_->Inject(pb0, pb1, /*strict=*/true, sink);
+    poison_->Inject(pb0, pb1, sink);
   } else if (req.kind == "list") {
-    handler_->List(sink);
+    poison_->List(sink);
   } else if (req.kind == "clear") {
     if (!RangeOf(req, &pb0, &pb1)) return (void)sink(Refusal(EINVAL, "clear needs a range"));
-    handler_->Clear(pb0, pb1, sink);
+    poison_->Clear(pb0, pb1, sink);
   } else if (req.kind == "resolve") {
     if (!RangeOf(req, &pb0, &pb1)) return (void)sink(Refusal(EINVAL, "resolve needs a range"));
-    handler_->Resolve(pb0, pb1, sink);
+    poison_->Resolve(pb0, pb1, sink);
   } else if (req.kind == "scrub") {
     if (scrub_running_) return (void)sink(Refusal(EBUSY, "a scrub is already running"));
     StartScrub(conn.release());
   } else if (req.kind == "pre-remove") {
-    handler_->PreRemove(sink);
+    poison_->PreRemove(sink);
     // The reply is out (closing the connection ends it); then the mount goes.
     close(conn.release());
-    fs_->Detach();
+    if (detach_) detach_();
   } else {
     sink(Refusal(EINVAL, "unknown request '" + req.kind + "'"));
   }
@@ -215,7 +219,7 @@ void ControlServer::StartScrub(int conn_fd) {
   scrub_thread_ = std::thread([this, conn_fd] {
     ScopedFd conn(conn_fd);
     ReplyWriter writer(conn.get());
-    ScrubVolume(fs_->volume(), stopping_, [&](const Record& r) { return writer.Send(r); });
+    ScrubVolume(volume_, stopping_, [&](const Record& r) { return writer.Send(r); });
     writer.Flush();
     scrub_running_ = false;
   });
