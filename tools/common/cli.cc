@@ -1,7 +1,5 @@
 #include "tools/common/cli.h"
 
-#include <unistd.h>
-
 #include <cctype>
 #include <cstdio>
 
@@ -111,11 +109,6 @@ std::string Printable(std::string_view text) {
     }
   }
   return out;
-}
-
-void Fd::Reset() {
-  if (fd_ >= 0) close(fd_);
-  fd_ = -1;
 }
 
 }  // namespace daxref::cli

@@ -1,12 +1,10 @@
 // Small helpers shared by daxref's command-line tools (daxref-reflink,
-// daxref-map): sizes as typed, JSON and terminal-safe strings, and a
-// descriptor that closes itself.
+// daxref-map): sizes as typed, JSON and terminal-safe strings.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <string_view>
-#include <utility>
 
 namespace daxref::cli {
 
@@ -33,30 +31,5 @@ std::string Printable(std::string_view text);
 // What getopt_long rejected, as a usage message: "invalid option -- 'x'"
 // for a short option, "unrecognized option '--xyz'" for a long one.
 std::string BadOption(int optopt, const char* arg);
-
-// A file descriptor, closed when it goes out of scope.
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  Fd& operator=(Fd&& other) noexcept {
-    if (this != &other) {
-      Reset();
-      fd_ = std::exchange(other.fd_, -1);
-    }
-    return *this;
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() { Reset(); }
-
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
-  void Reset();
-
- private:
-  int fd_ = -1;
-};
 
 }  // namespace daxref::cli

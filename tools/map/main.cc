@@ -31,6 +31,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/unique_fd.h"
 #include "tools/common/cli.h"
 
 #ifndef DAXREF_VERSION
@@ -41,8 +42,6 @@ namespace daxref {
 namespace {
 
 constexpr const char* kProg = "daxref-map";
-
-using cli::Fd;
 
 void PrintHelp() {
   printf(
@@ -109,7 +108,7 @@ std::string Range(uint64_t first, uint64_t length) {
 
 // Opens a file or directory on a daxref mount without side effects (no
 // device, FIFO or terminal is opened) and reads the daemon's info.
-bool OpenOnDaxref(const std::string& path, bool regular_only, Fd* fd, struct stat* st,
+bool OpenOnDaxref(const std::string& path, bool regular_only, UniqueFd* fd, struct stat* st,
                   daxref_info* info) {
   if (stat(path.c_str(), st) != 0) return Fail(path, errno), false;
   if (regular_only && S_ISDIR(st->st_mode)) return Fail(path, EISDIR), false;
@@ -117,10 +116,10 @@ bool OpenOnDaxref(const std::string& path, bool regular_only, Fd* fd, struct sta
     return FailMsg(path +
                    (regular_only ? ": not a regular file" : ": not a regular file or directory")),
            false;
-  *fd = Fd(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
+  *fd = UniqueFd(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
   // The queries need a descriptor, not read access: a write-only file will do.
   if (!fd->valid() && errno == EACCES && S_ISREG(st->st_mode))
-    *fd = Fd(open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
+    *fd = UniqueFd(open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
   if (!fd->valid()) return Fail(path, errno), false;
   if (fstat(fd->get(), st) != 0) return Fail(path, errno), false;
   if (ioctl(fd->get(), DAXREF_IOC_INFO, info) != 0 || info->magic != DAXREF_INFO_MAGIC)
@@ -192,7 +191,7 @@ class ExtentPrinter {
 };
 
 int Extents(const std::string& path, bool json) {
-  Fd fd;
+  UniqueFd fd;
   struct stat st;
   daxref_info info{};
   if (!OpenOnDaxref(path, true, &fd, &st, &info)) return cli::kExitFailure;
@@ -286,7 +285,7 @@ int Owners(const std::string& path, const std::string& physical_text,
       !cli::ParseSize(length_text, "LENGTH", &length, &error))
     return Usage(error);
   if (length == 0) return Usage("LENGTH must be more than 0");
-  Fd fd;
+  UniqueFd fd;
   struct stat st;
   daxref_info info{};
   if (!OpenOnDaxref(path, false, &fd, &st, &info)) return cli::kExitFailure;

@@ -58,6 +58,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/unique_fd.h"
 #include "meta/format.h"
 #include "meta/status.h"
 #include "meta/superblock.h"
@@ -73,7 +74,6 @@ namespace daxref {
 namespace {
 
 namespace fs = std::filesystem;
-using cli::Fd;
 
 constexpr const char* kProg = "mkfs.daxref";
 constexpr int kExitFailure = 1;
@@ -397,7 +397,7 @@ Status PwriteAll(int fd, const char* buf, size_t len, uint64_t off, const std::s
 }
 
 Status SyncDir(const std::string& dir) {
-  Fd fd(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  UniqueFd fd(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!fd.valid()) return Errno(dir);
   if (fsync(fd.get()) != 0) return Errno(dir + ": fsync");
   return Status::Ok();
@@ -426,11 +426,11 @@ bool IsRegularFile(const std::string& path) {
 
 // Fails if a daemon has the filesystem in `source`. On success `*pool_lock`
 // holds the old pool's lock (if there is a pool) until the caller drops it.
-Status CheckNotInUse(const std::string& source, Fd* pool_lock) {
+Status CheckNotInUse(const std::string& source, UniqueFd* pool_lock) {
   const Status in_use = Status::Error(EBUSY, source + " is mounted or in use");
   const std::string pool = PoolPath(source);
   if (IsRegularFile(pool)) {
-    Fd fd(open(pool.c_str(), O_RDONLY | O_CLOEXEC));
+    UniqueFd fd(open(pool.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd.valid()) return Errno(pool);
     if (flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
       if (errno == EWOULDBLOCK) return in_use;
@@ -441,7 +441,7 @@ Status CheckNotInUse(const std::string& source, Fd* pool_lock) {
   // RocksDB's own lock (fcntl, F_WRLCK) on meta/LOCK: only tested, never taken.
   const std::string lock = MetaPath(source) + "/LOCK";
   if (IsRegularFile(lock)) {
-    Fd fd(open(lock.c_str(), O_RDONLY | O_CLOEXEC));
+    UniqueFd fd(open(lock.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd.valid()) return Errno(lock);
     struct flock fl {};
     fl.l_type = F_WRLCK;
@@ -577,7 +577,7 @@ Status PrepareSource(const Config& c, Undo* undo) {
     return Status::Error(EEXIST, c.source + " is not empty; use -f to overwrite");
   }
 
-  Fd old_pool_lock;
+  UniqueFd old_pool_lock;
   DAXREF_RETURN_IF_ERROR(CheckNotInUse(c.source, &old_pool_lock));
   for (const std::string& path : {PoolPath(c.source), MetaPath(c.source)}) {
     fs::remove_all(path, ec);
@@ -588,9 +588,9 @@ Status PrepareSource(const Config& c, Undo* undo) {
 
 // Creates the pool file, sized and with both superblock copies written and
 // persisted. `*pool` keeps it open and flock()ed.
-Status CreatePool(const Config& c, Undo* undo, Fd* pool, Superblock* sb) {
+Status CreatePool(const Config& c, Undo* undo, UniqueFd* pool, Superblock* sb) {
   const std::string path = PoolPath(c.source);
-  *pool = Fd(open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  *pool = UniqueFd(open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
   if (!pool->valid()) return Errno("cannot create " + path);
   undo->AddPath(path);
   if (flock(pool->get(), LOCK_EX | LOCK_NB) != 0) {
@@ -625,7 +625,7 @@ Status Make(const Config& c, Superblock* sb) {
             "are written, and writes fail with ENOSPC once that is full (%s available now, "
             "pool %s)\n",
             kProg, HumanBytes(room).c_str(), HumanBytes(c.pool_bytes).c_str());
-  Fd pool;  // declared first: its lock is held until Undo has run
+  UniqueFd pool;  // declared first: its lock is held until Undo has run
   Undo undo;
   DAXREF_RETURN_IF_ERROR(PrepareSource(c, &undo));
   DAXREF_RETURN_IF_ERROR(CreatePool(c, &undo, &pool, sb));

@@ -28,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "base/unique_fd.h"
 #include "tools/common/cli.h"
 #include "tools/reflink/remap.h"
 
@@ -41,8 +42,6 @@ namespace {
 constexpr const char* kProg = "daxref-reflink";
 constexpr int kExitDiffers = 3;
 constexpr reflink::IoctlFn kIoctl = &::ioctl;
-
-using cli::Fd;
 
 void PrintHelp() {
   printf(
@@ -115,8 +114,8 @@ bool Size(const std::string& text, const char* what, uint64_t* out, int* rc) {
 
 // Opens `path` with `flags` and checks that it is on a daxref mount.
 // Prints the error and returns false on failure.
-bool OpenDaxref(const std::string& path, int flags, Fd* fd, struct stat* st) {
-  *fd = Fd(open(path.c_str(), flags | O_CLOEXEC | O_NOCTTY));
+bool OpenDaxref(const std::string& path, int flags, UniqueFd* fd, struct stat* st) {
+  *fd = UniqueFd(open(path.c_str(), flags | O_CLOEXEC | O_NOCTTY));
   if (!fd->valid()) return Fail(path, errno), false;
   if (fstat(fd->get(), st) != 0) return Fail(path, errno), false;
   if (S_ISDIR(st->st_mode)) return Fail(path, EISDIR), false;
@@ -134,7 +133,7 @@ bool SameDevice(const std::string& src, const struct stat& s, const std::string&
 }
 
 int Clone(const std::string& src_path, const std::string& dest_path) {
-  Fd src;
+  UniqueFd src;
   struct stat ss;
   if (!OpenDaxref(src_path, O_RDONLY, &src, &ss)) return cli::kExitFailure;
 
@@ -142,13 +141,14 @@ int Clone(const std::string& src_path, const std::string& dest_path) {
   // another filesystem the clone cannot reach.
   struct stat ds;
   bool created = false;
-  Fd dest;
+  UniqueFd dest;
   if (stat(dest_path.c_str(), &ds) == 0) {
     if (ds.st_dev == ss.st_dev && ds.st_ino == ss.st_ino)
       return FailMsg("'" + src_path + "' and '" + dest_path + "' are the same file");
-    dest = Fd(open(dest_path.c_str(), O_WRONLY | O_CLOEXEC | O_NOCTTY));
+    dest = UniqueFd(open(dest_path.c_str(), O_WRONLY | O_CLOEXEC | O_NOCTTY));
   } else if (errno == ENOENT) {
-    dest = Fd(open(dest_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, ss.st_mode & 0777));
+    dest = UniqueFd(
+        open(dest_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, ss.st_mode & 0777));
     created = dest.valid();
   } else {
     return Fail(dest_path, errno);
@@ -177,10 +177,10 @@ int CloneRange(const std::vector<std::string>& args) {
     return rc;
   const std::string& src_path = args[0];
   const std::string& dest_path = args[3];
-  Fd src, dest;
+  UniqueFd src, dest;
   struct stat ss, ds;
   if (!OpenDaxref(src_path, O_RDONLY, &src, &ss)) return cli::kExitFailure;
-  dest = Fd(open(dest_path.c_str(), O_WRONLY | O_CLOEXEC | O_NOCTTY));
+  dest = UniqueFd(open(dest_path.c_str(), O_WRONLY | O_CLOEXEC | O_NOCTTY));
   if (!dest.valid()) return Fail(dest_path, errno);
   if (fstat(dest.get(), &ds) != 0) return Fail(dest_path, errno);
   if (!S_ISREG(ds.st_mode)) return FailMsg(dest_path + ": not a regular file");
@@ -202,7 +202,7 @@ int DedupeInto(int src, uint64_t src_offset, uint64_t length, const std::string&
   *deduped = 0;
   // Read-only is enough for the kernel to let the owner, a user with write
   // permission or an administrator dedupe; the daemon checks the same.
-  Fd dest(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
+  UniqueFd dest(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
   if (!dest.valid()) return -errno;
   int r = reflink::CheckDedupeDest(src, dest.get(), dest_offset, length);
   // In pieces of the kernel's size, so that no one call holds both files
@@ -235,7 +235,7 @@ int Dedupe(const std::vector<std::string>& args, bool json) {
     dests.push_back(d);
   }
   const std::string& src_path = args[0];
-  Fd src;
+  UniqueFd src;
   struct stat ss;
   if (!OpenDaxref(src_path, O_RDONLY, &src, &ss)) return cli::kExitFailure;
   const uint64_t size = static_cast<uint64_t>(ss.st_size);
@@ -297,7 +297,7 @@ int Unshare(const std::vector<std::string>& args) {
       (!Size(args[1], "OFFSET", &offset, &rc) || !Size(args[2], "LENGTH", &length, &rc)))
     return rc;
   const std::string& path = args[0];
-  Fd fd;
+  UniqueFd fd;
   struct stat st;
   // The daemon unshares through a descriptor open for writing, as
   // fallocate(2) requires.
