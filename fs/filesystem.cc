@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "fs/ioctl_handler.h"
+#include "meta/format.h"
 
 namespace daxref {
 
@@ -514,7 +515,7 @@ void StatFs(fuse_req_t req, fuse_ino_t) {
   st.f_files = uint64_t{1} << 32;
   st.f_ffree = st.f_files - std::min<uint64_t>(v.inodes, st.f_files);
   st.f_favail = st.f_ffree;
-  st.f_namemax = 255;
+  st.f_namemax = kMaxNameLen;
   fuse_reply_statfs(req, &st);
 }
 

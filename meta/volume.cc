@@ -32,9 +32,7 @@ using internal::PrefixScan;
 
 namespace {
 
-constexpr uint32_t kMaxNameLen = 255;
 constexpr uint32_t kMaxLinks = 65000;
-constexpr size_t kMaxXattrValue = 65536;
 
 bool IsDir(uint32_t mode) {
   return S_ISDIR(mode);
@@ -1137,7 +1135,7 @@ Status Volume::SetAttr(uint64_t ino, const SetAttrRequest& req, const Caller& wh
   // non-directory, as the kernel does for local filesystems.
   if (owner_change && !IsDir(r.mode)) {
     if (!req.mode) r.mode &= ~KilledSetIdBits(r.mode);
-    if (r.flags & kInodeHasXattrs) t.Delete(keys::Xattr(ino, "security.capability"));
+    if (r.flags & kInodeHasXattrs) t.Delete(keys::Xattr(ino, kCapabilityXattr));
   }
   if (req.size && who.uid != 0 && S_ISREG(r.mode) && !req.mode) r.mode &= ~KilledSetIdBits(r.mode);
   if (req.atime) r.atime = *req.atime;
@@ -1150,8 +1148,9 @@ Status Volume::SetAttr(uint64_t ino, const SetAttrRequest& req, const Caller& wh
 }
 
 Status Volume::SetXattr(uint64_t ino, std::string_view name, std::string_view value, int flags) {
-  if (name.empty() || name.size() > 255) return Status::Error(ERANGE, "bad attribute name");
-  if (value.size() > kMaxXattrValue) return Status::Error(E2BIG, "attribute value too large");
+  if (name.empty() || name.size() > kMaxXattrNameLen)
+    return Status::Error(ERANGE, "bad attribute name");
+  if (value.size() > kMaxXattrValueLen) return Status::Error(E2BIG, "attribute value too large");
   std::lock_guard<std::mutex> g(mu_);
   Txn t(this);
   InodeRecord r;
@@ -1221,8 +1220,8 @@ Status Volume::Write(uint64_t ino, uint64_t off, const void* buf, size_t len, co
     bool fast = true;
     if (r.flags & kInodeHasXattrs) {
       std::string cap;
-      fast = db_->Get(rocksdb::ReadOptions(), keys::Xattr(ino, "security.capability"), &cap)
-                 .IsNotFound();
+      fast =
+          db_->Get(rocksdb::ReadOptions(), keys::Xattr(ino, kCapabilityXattr), &cap).IsNotFound();
     }
     struct Piece {
       uint64_t pool_off, src_off, len;
@@ -1281,8 +1280,8 @@ Status Volume::Write(uint64_t ino, uint64_t off, const void* buf, size_t len, co
 void Volume::DropWritePrivileges(Txn& t, InodeRecord* r, const Caller& who) {
   if (who.uid != 0) r->mode &= ~KilledSetIdBits(r->mode);
   std::string cap;
-  if ((r->flags & kInodeHasXattrs) && t.Get(keys::Xattr(r->ino, "security.capability"), &cap).ok())
-    t.Delete(keys::Xattr(r->ino, "security.capability"));
+  if ((r->flags & kInodeHasXattrs) && t.Get(keys::Xattr(r->ino, kCapabilityXattr), &cap).ok())
+    t.Delete(keys::Xattr(r->ino, kCapabilityXattr));
 }
 
 Status Volume::WriteIn(Txn& t, InodeRecord* r, uint64_t off, const char* src, uint64_t len) {
