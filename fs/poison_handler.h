@@ -16,6 +16,7 @@
 // (fs/worker_thread.h).
 #pragma once
 
+#include <csignal>
 #include <cstdint>
 #include <functional>
 #include <mutex>
@@ -26,7 +27,7 @@
 namespace daxref {
 
 struct PoisonOptions {
-  int signal = 7;  // SIGBUS; 0: signal no one
+  int signal = SIGBUS;  // 0: signal no one
 };
 
 class PoisonHandler {
