@@ -20,6 +20,10 @@
 
 namespace daxref {
 
+int KernelErrno(const Status& s) {
+  return s.err() == 0 || s.err() == EUCLEAN ? EIO : s.err();
+}
+
 namespace {
 
 Filesystem* Fs(fuse_req_t req) {
@@ -32,14 +36,11 @@ Caller CallerOf(fuse_req_t req) {
 }
 
 void ReplyErr(fuse_req_t req, const Status& s) {
-  int err = s.err() ? s.err() : EIO;
-  if (err == EUCLEAN) {
-    // A record failed its checks where it was decoded: the message names
-    // it. The operation wrote nothing; the caller sees an I/O error, and
-    // fsck.daxref is what repairs the store.
+  const int err = KernelErrno(s);
+  if (s.err() == EUCLEAN) {
+    // The message names the record. The operation wrote nothing.
     spdlog::error("metadata corruption: {}; the request fails with EIO (run fsck.daxref)",
                   s.message());
-    err = EIO;
   } else if (err != ENOENT) {
     spdlog::debug("request failed: {} ({})", s.message(), strerror(err));
   }
