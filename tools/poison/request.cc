@@ -2,6 +2,7 @@
 
 #include <cerrno>
 
+#include "base/block_range_text.h"
 #include "meta/format.h"
 
 namespace daxref::poison {
@@ -55,8 +56,7 @@ std::string DescribeBytes(uint64_t bytes) {
 }
 
 std::string DescribeBlocks(uint64_t pblock, uint64_t blocks) {
-  if (blocks == 1) return "block " + std::to_string(pblock);
-  return "blocks " + std::to_string(pblock) + ".." + std::to_string(pblock + blocks - 1);
+  return BlockRangeText(pblock, pblock + blocks);
 }
 
 }  // namespace daxref::poison

@@ -59,7 +59,7 @@ control::Record ErrorRecord(int err, const std::string& message);
 
 // "64 MiB", "3 GiB", "12 KiB", or "12345 bytes".
 std::string DescribeBytes(uint64_t bytes);
-// "block 7" or "blocks 7..9" for [pblock, pblock+blocks).
+// BlockRangeText (base/block_range_text.h) for [pblock, pblock+blocks).
 std::string DescribeBlocks(uint64_t pblock, uint64_t blocks);
 
 }  // namespace daxref::poison
