@@ -42,7 +42,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
@@ -287,39 +286,6 @@ struct Config {
   bool quiet = false;
 };
 
-// Bytes, as typed: digits, then an optional K/M/G/T (any case), then an
-// optional B or iB ("64M", "64MB", "64MiB", "64m"); or digits and a lone B.
-Result<uint64_t> ParseSize(std::string_view text) {
-  const Status invalid = Status::Invalid(
-      "invalid size '" + std::string(text) +
-      "': expected a number of bytes with an optional K, M, G or T suffix (e.g. 64M)");
-  size_t i = 0;
-  uint64_t n = 0;
-  for (; i < text.size() && text[i] >= '0' && text[i] <= '9'; ++i) {
-    const uint64_t digit = static_cast<uint64_t>(text[i] - '0');
-    if (n > (UINT64_MAX - digit) / 10)
-      return Status::Invalid("size '" + std::string(text) + "' is too large");
-    n = n * 10 + digit;
-  }
-  if (i == 0) return invalid;
-
-  std::string suffix;
-  for (char ch : text.substr(i))
-    suffix += static_cast<char>(tolower(static_cast<unsigned char>(ch)));
-  int shift = 0;
-  if (!suffix.empty() && suffix != "b") {
-    const std::string_view units = "kmgt";
-    const size_t u = units.find(suffix[0]);
-    const std::string_view rest = std::string_view(suffix).substr(1);
-    if (u == std::string_view::npos || !(rest.empty() || rest == "b" || rest == "ib"))
-      return invalid;
-    shift = 10 * static_cast<int>(u + 1);
-  }
-  if (n > (UINT64_MAX >> shift))
-    return Status::Invalid("size '" + std::string(text) + "' is too large");
-  return n << shift;
-}
-
 // Can a daemon map a pool this large? Against the bound above, then by
 // reserving that much address space (PROT_NONE, MAP_NORESERVE: no memory,
 // no page tables) and giving it back.
@@ -347,14 +313,15 @@ Result<Config> Validate(const RawArgs& raw) {
   if (c.json && c.quiet)
     return Status::Invalid("--json and --quiet conflict: --json prints the geometry, -q nothing");
 
-  Result<uint64_t> bytes = ParseSize(*raw.size);
-  if (!bytes.ok()) return bytes.status();
-  if (*bytes > kMaxPoolBytes)
+  uint64_t bytes = 0;
+  std::string error;
+  if (!cli::ParseSize(*raw.size, "size", &bytes, &error)) return Status::Invalid(error);
+  if (bytes > kMaxPoolBytes)
     return Status::Invalid("size '" + *raw.size + "' is too large (at most " +
                            std::to_string(kMaxPoolBytes) + " bytes)");
-  c.pool_bytes = *bytes & ~uint64_t{kBlockSize - 1};
+  c.pool_bytes = bytes & ~uint64_t{kBlockSize - 1};
   if (c.pool_bytes < kMinPoolBytes) {
-    const std::string is = *bytes == c.pool_bytes ? " is " : " rounds down to ";
+    const std::string is = bytes == c.pool_bytes ? " is " : " rounds down to ";
     return Status::Invalid("size too small: " + *raw.size + is + std::to_string(c.pool_bytes) +
                            " bytes; the minimum is 1 MiB (" + std::to_string(kMinPoolBytes) +
                            " bytes)");
