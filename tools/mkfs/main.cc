@@ -65,18 +65,12 @@
 #include "tools/common/cli.h"
 #include "tools/mkfs/geometry.h"
 
-#ifndef DAXREF_VERSION
-#define DAXREF_VERSION "unknown"
-#endif
-
 namespace daxref {
 namespace {
 
 namespace fs = std::filesystem;
 
-constexpr const char* kProg = "mkfs.daxref";
-constexpr int kExitFailure = 1;
-constexpr int kExitUsage = 2;
+constexpr cli::Tool kTool("mkfs.daxref", cli::kExitUsage, cli::kExitFailure);
 
 // ---- limits ----------------------------------------------------------------
 constexpr uint64_t kMinPoolBytes = uint64_t{1} << 20;
@@ -162,7 +156,7 @@ void PrintHelp(FILE* out) {
           "and the metadata store SOURCE/meta. The pool's space is reserved on the\n"
           "host filesystem (fallocate) unless --sparse is given; a pool larger than\n"
           "the host filesystem has room for, or than the daemon can map, is refused.\n",
-          kProg);
+          kTool.name());
   constexpr size_t kHelpColumn = 26;
   for (const GroupSpec& g : kGroups) {
     fprintf(out, "\n%s:\n", g.title);
@@ -473,7 +467,7 @@ Status ReservePool(const Config& c, int fd, const std::string& path) {
     }
     off += n;
     if (tty && Clock::now() - t0 > std::chrono::seconds(1)) {
-      fprintf(stderr, "\r%s: reserving the pool's space: %3u%% of %s", kProg,
+      fprintf(stderr, "\r%s: reserving the pool's space: %3u%% of %s", kTool.name(),
               static_cast<unsigned>(off * 100 / c.pool_bytes), HumanBytes(c.pool_bytes).c_str());
       shown = true;
     }
@@ -508,7 +502,7 @@ class Undo {
       fs::remove(path, ec);
     }
     if (ec)
-      fprintf(stderr, "%s: warning: could not remove %s: %s\n", kProg, path.c_str(),
+      fprintf(stderr, "%s: warning: could not remove %s: %s\n", kTool.name(), path.c_str(),
               ec.message().c_str());
   }
 
@@ -591,7 +585,7 @@ Status Make(const Config& c, Superblock* sb) {
             "%s: warning: the pool is sparse: it takes space on the host filesystem as files "
             "are written, and writes fail with ENOSPC once that is full (%s available now, "
             "pool %s)\n",
-            kProg, HumanBytes(room).c_str(), HumanBytes(c.pool_bytes).c_str());
+            kTool.name(), HumanBytes(room).c_str(), HumanBytes(c.pool_bytes).c_str());
   UniqueFd pool;  // declared first: its lock is held until Undo has run
   Undo undo;
   DAXREF_RETURN_IF_ERROR(PrepareSource(c, &undo));
@@ -611,30 +605,18 @@ Status Make(const Config& c, Superblock* sb) {
 
 int Main(int argc, char** argv) {
   RawArgs raw;
-  if (Status s = ParseArgs(argc, argv, &raw); !s.ok()) {
-    fprintf(stderr, "%s: %s\nTry '%s --help' for more information.\n", kProg, s.message().c_str(),
-            kProg);
-    return kExitUsage;
-  }
+  if (Status s = ParseArgs(argc, argv, &raw); !s.ok()) return kTool.Usage(s.message());
   if (raw.help) {
     PrintHelp(stdout);
     return 0;
   }
-  if (raw.version) {
-    printf("%s %s\n", kProg, DAXREF_VERSION);
-    return 0;
-  }
+  if (raw.version) return kTool.PrintVersion();
+  // A value that parses but is wrong: one line, no hint.
   Result<Config> config = Validate(raw);
-  if (!config.ok()) {
-    fprintf(stderr, "%s: %s\n", kProg, config.status().message().c_str());
-    return kExitUsage;
-  }
+  if (!config.ok()) return kTool.FailWith(cli::kExitUsage, config.status().message());
 
   Superblock sb;
-  if (Status s = Make(*config, &sb); !s.ok()) {
-    fprintf(stderr, "%s: %s\n", kProg, s.message().c_str());
-    return kExitFailure;
-  }
+  if (Status s = Make(*config, &sb); !s.ok()) return kTool.Fail(s.message());
   const Geometry g = GeometryOf(config->source, sb);
   if (config->json) {
     fputs(FormatGeometryJson(g).c_str(), stdout);
@@ -642,8 +624,7 @@ int Main(int argc, char** argv) {
     fputs(FormatGeometry(g).c_str(), stdout);
   }
   if (fflush(stdout) != 0 || ferror(stdout)) {
-    fprintf(stderr, "%s: error writing to stdout: %s\n", kProg, strerror(errno));
-    return kExitFailure;
+    return kTool.Fail("error writing to stdout", errno);
   }
   return 0;
 }
