@@ -20,6 +20,11 @@ namespace daxref::cli {
 constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
 
+// --json, which every tool but mkfs.daxref takes. A tool's other long-only
+// options have values past kOptJson.
+inline constexpr int kOptJson = 256;
+inline constexpr option kJsonOption = {"json", no_argument, nullptr, kOptJson};
+
 // The frame of a tool's main(): its name and exit statuses, and the lines it
 // prints. Messages go to stderr, one line each, prefixed with the name.
 class Tool {

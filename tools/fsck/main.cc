@@ -185,7 +185,7 @@ Status CheckAll(int pool_fd, rocksdb::DB* db, ProgressLine* line, Report* report
 int Main(int argc, char** argv) {
   CommandLine cl;
   int modes = 0;
-  auto option = [&](int opt, const char*) {
+  auto on_option = [&](int opt, const char*) {
     switch (opt) {
       case 'n':
         cl.mode = Mode::kCheck, modes |= 1;
@@ -200,7 +200,7 @@ int Main(int argc, char** argv) {
       case 'f':
       case 'C':  // fsck(8)'s progress descriptor: progress goes to a terminal stderr only
         break;
-      case 'J':
+      case cli::kOptJson:
         cl.json = true;
         break;
     }
@@ -210,8 +210,8 @@ int Main(int argc, char** argv) {
                                                     {"preen", no_argument, nullptr, 'p'},
                                                     {"yes", no_argument, nullptr, 'y'},
                                                     {"force", no_argument, nullptr, 'f'},
-                                                    {"json", no_argument, nullptr, 'J'}},
-                                                   PrintHelp, option))
+                                                    cli::kJsonOption},
+                                                   PrintHelp, on_option))
     return *exit;
   if (__builtin_popcount(modes) > 1) return kTool.Usage("-n, -p and -y exclude each other");
   if (optind >= argc) return kTool.Usage("missing SOURCE");

@@ -360,13 +360,12 @@ int Owners(const std::string& path, const std::string& physical_text,
 }
 
 int Main(int argc, char** argv) {
-  enum { kOptJson = 256, kOptBlocks };
+  enum { kOptBlocks = cli::kOptJson + 1 };
   bool json = false, blocks = false;
   if (std::optional<int> exit = kTool.ParseOptions(
-          argc, argv, "",
-          {{"json", no_argument, nullptr, kOptJson}, {"blocks", no_argument, nullptr, kOptBlocks}},
+          argc, argv, "", {cli::kJsonOption, {"blocks", no_argument, nullptr, kOptBlocks}},
           PrintHelp, [&](int opt, const char*) {
-            json |= opt == kOptJson;
+            json |= opt == cli::kOptJson;
             blocks |= opt == kOptBlocks;
           }))
     return *exit;

@@ -225,11 +225,11 @@ Result<control::Record> RequestRecord(const Request& req, const CommandLine& cl,
 }
 
 int Main(int argc, char** argv) {
-  enum { kOptJson = 256, kOptBlocks, kOptFile, kOptOffset, kOptLength };
+  enum { kOptBlocks = cli::kOptJson + 1, kOptFile, kOptOffset, kOptLength };
   CommandLine cl;
-  auto option = [&](int opt, const char* arg) {
+  auto on_option = [&](int opt, const char* arg) {
     switch (opt) {
-      case kOptJson:
+      case cli::kOptJson:
         cl.json = true;
         break;
       case kOptBlocks:
@@ -248,12 +248,12 @@ int Main(int argc, char** argv) {
   };
   if (std::optional<int> exit =
           kTool.ParseOptions(argc, argv, "",
-                             {{"json", no_argument, nullptr, kOptJson},
+                             {cli::kJsonOption,
                               {"blocks", no_argument, nullptr, kOptBlocks},
                               {"file", required_argument, nullptr, kOptFile},
                               {"offset", required_argument, nullptr, kOptOffset},
                               {"length", required_argument, nullptr, kOptLength}},
-                             PrintHelp, option))
+                             PrintHelp, on_option))
     return *exit;
   if (optind >= argc)
     return kTool.Usage("missing COMMAND (inject, list, clear, resolve or pre-remove)");

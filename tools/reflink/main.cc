@@ -294,11 +294,9 @@ int Unshare(const std::vector<std::string>& args) {
 }
 
 int Main(int argc, char** argv) {
-  enum { kOptJson = 256 };
-  bool json = false;
-  if (std::optional<int> exit =
-          kTool.ParseOptions(argc, argv, "", {{"json", no_argument, nullptr, kOptJson}}, PrintHelp,
-                             [&](int opt, const char*) { json |= opt == kOptJson; }))
+  bool json = false;  // --json, the only option
+  if (std::optional<int> exit = kTool.ParseOptions(argc, argv, "", {cli::kJsonOption}, PrintHelp,
+                                                   [&](int, const char*) { json = true; }))
     return *exit;
   if (optind >= argc) return kTool.Usage("missing COMMAND (clone, clone-range, dedupe or unshare)");
   const std::string command = argv[optind];
