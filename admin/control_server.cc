@@ -13,32 +13,13 @@
 #include <utility>
 
 #include "admin/scrub.h"
+#include "base/unique_fd.h"
 
 namespace daxref {
 
 namespace {
 
 using control::Record;
-
-// A descriptor closed on every path out of a scope.
-class ScopedFd {
- public:
-  explicit ScopedFd(int fd) : fd_(fd) {}
-  ~ScopedFd() {
-    if (fd_ >= 0) close(fd_);
-  }
-  ScopedFd(const ScopedFd&) = delete;
-  ScopedFd& operator=(const ScopedFd&) = delete;
-  int get() const { return fd_; }
-  int release() {
-    int f = fd_;
-    fd_ = -1;
-    return f;
-  }
-
- private:
-  int fd_;
-};
 
 // sun_path holds 108 bytes; SOURCE may be longer. The socket is named
 // through a descriptor of SOURCE instead.
@@ -99,12 +80,12 @@ Result<std::unique_ptr<ControlServer>> ControlServer::Start(const std::string& s
   c->volume_ = volume;
   c->detach_ = std::move(detach);
   c->path_ = control::ControlSocketPath(source);
-  ScopedFd dir(open(source.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  UniqueFd dir(open(source.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (dir.get() < 0) return Status::Error(errno, source + ": " + strerror(errno));
   sockaddr_un addr;
   socklen_t len = 0;
   if (!ShortName(dir.get(), &addr, &len)) return Status::Invalid("control socket name too long");
-  ScopedFd sock(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  UniqueFd sock(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (sock.get() < 0) return Status::Error(errno, std::string("socket: ") + strerror(errno));
   unlinkat(dir.get(), "control", 0);
   if (bind(sock.get(), reinterpret_cast<sockaddr*>(&addr), len) != 0)
@@ -153,7 +134,7 @@ void ControlServer::Run() {
 }
 
 void ControlServer::Serve(int conn_fd) {
-  ScopedFd conn(conn_fd);
+  UniqueFd conn(conn_fd);
   // A client that stops reading must not hold up the poison path for
   // long: after this, what it has not read is dropped (the log keeps it).
   timeval tv{10, 0};
@@ -217,7 +198,7 @@ void ControlServer::StartScrub(int conn_fd) {
   if (scrub_thread_.joinable()) scrub_thread_.join();
   scrub_running_ = true;
   scrub_thread_ = std::thread([this, conn_fd] {
-    ScopedFd conn(conn_fd);
+    UniqueFd conn(conn_fd);
     ReplyWriter writer(conn.get());
     ScrubVolume(volume_, stopping_, [&](const Record& r) { return writer.Send(r); });
     writer.Flush();

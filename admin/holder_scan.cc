@@ -14,31 +14,11 @@
 #include <memory>
 #include <utility>
 
+#include "base/mountinfo.h"
+#include "base/unique_fd.h"
+
 namespace daxref {
 namespace {
-
-// A file descriptor closed on destruction.
-class UniqueFd {
- public:
-  explicit UniqueFd(int fd = -1) : fd_(fd) {}
-  ~UniqueFd() {
-    if (fd_ >= 0) close(fd_);
-  }
-  UniqueFd(UniqueFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  UniqueFd& operator=(UniqueFd&& o) noexcept {
-    std::swap(fd_, o.fd_);
-    return *this;
-  }
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-
-  bool valid() const { return fd_ >= 0; }
-  int get() const { return fd_; }
-  int release() { return std::exchange(fd_, -1); }
-
- private:
-  int fd_;
-};
 
 struct DirCloser {
   void operator()(DIR* d) const { closedir(d); }
@@ -171,46 +151,12 @@ bool PidfdExited(int pidfd) {
   return poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
 }
 
-// Reads a whole (small) file with read(2); false with errno set on failure.
-bool ReadWholeFile(const char* path, std::string* out) {
-  UniqueFd fd(open(path, O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return false;
-  out->clear();
-  char chunk[16 << 10];
-  for (;;) {
-    const ssize_t n = read(fd.get(), chunk, sizeof(chunk));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    if (n == 0) return true;
-    out->append(chunk, n);
-  }
-}
-
 // Splits off the text before the next `sep` (or the rest of s).
 std::string_view NextField(std::string_view* s, char sep) {
   const size_t at = s->find(sep);
   std::string_view field = s->substr(0, at);
   s->remove_prefix(at == std::string_view::npos ? s->size() : at + 1);
   return field;
-}
-
-// Undoes mountinfo's \ooo escapes.
-std::string UnescapeMountinfo(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 3 < s.size() && s[i + 1] >= '0' && s[i + 1] <= '3' && s[i + 2] >= '0' &&
-        s[i + 2] <= '7' && s[i + 3] >= '0' && s[i + 3] <= '7') {
-      out.push_back(
-          static_cast<char>((s[i + 1] - '0') << 6 | (s[i + 2] - '0') << 3 | (s[i + 3] - '0')));
-      i += 3;
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
 }
 
 // Parses an unsigned number in `base` (10 or 16) from the whole of s; false
@@ -346,35 +292,16 @@ SignalOutcome SignalHolder(pid_t pid, dev_t dev, uint64_t ino, int sig, uint64_t
 
 dev_t MountDevice(const std::string& mountpoint) {
   std::string mountinfo;
-  if (!ReadWholeFile("/proc/self/mountinfo", &mountinfo)) return 0;
+  if (!ReadSelfMountInfo(&mountinfo)) return 0;
   return MountDeviceIn(mountinfo, mountpoint);
 }
 
-// A mountinfo line (proc(5)):
-//   36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw
-//   (1)(2)(3)   (4)   (5)      (6)       (7)  (8) (9)   (10)    (11)
-// (7) is any number of optional fields, ended by the "-" of (8).
 dev_t MountDeviceIn(std::string_view mountinfo, std::string_view mountpoint) {
   dev_t found = 0;
-  while (!mountinfo.empty()) {
-    std::string_view line = NextField(&mountinfo, '\n');
-    NextField(&line, ' ');  // mount id
-    NextField(&line, ' ');  // parent id
-    const std::string_view device = NextField(&line, ' ');
-    NextField(&line, ' ');  // root
-    const std::string_view point = NextField(&line, ' ');
-    NextField(&line, ' ');  // mount options
-    std::string_view field;
-    do {
-      field = NextField(&line, ' ');
-    } while (field != "-" && !line.empty());
-    if (field != "-") continue;
-    const std::string_view fstype = NextField(&line, ' ');
-    dev_t dev;
-    if (UnescapeMountinfo(fstype) == "fuse.daxref" && UnescapeMountinfo(point) == mountpoint &&
-        ParseDevice(device, 10, &dev))
-      found = dev;
-  }
+  ForEachMountInfoEntry(mountinfo, [&](const MountInfoEntry& e) {
+    if (e.fstype == kDaxrefFsType && e.mount_point == mountpoint) found = e.device;
+    return true;
+  });
   return found;
 }
 

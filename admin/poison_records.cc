@@ -25,11 +25,6 @@ Status FilePoolPieces(Volume* vol, uint64_t ino, uint64_t off, uint64_t len, Poo
   return Status::Ok();
 }
 
-std::string DescribeBlocks(uint64_t pblock, uint64_t blocks) {
-  if (blocks == 1) return "block " + std::to_string(pblock);
-  return "blocks " + std::to_string(pblock) + ".." + std::to_string(pblock + blocks - 1);
-}
-
 control::Record RangeRecord(uint64_t pb0, uint64_t pb1, const PoisonOutcome& out) {
   control::Record r("range");
   r.Add("pblock", pb0).Add("blocks", pb1 - pb0).Add("added", out.added);

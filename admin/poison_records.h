@@ -25,10 +25,6 @@ using PoolPieces = std::vector<std::pair<uint64_t, uint64_t>>;
 // many pieces as the range has extents, no more.
 Status FilePoolPieces(Volume* vol, uint64_t ino, uint64_t off, uint64_t len, PoolPieces* out);
 
-// "block 7" or "blocks 7..9" for [pblock, pblock+blocks): how every message
-// about pool blocks names them.
-std::string DescribeBlocks(uint64_t pblock, uint64_t blocks);
-
 // The `range` record of a MarkBad.
 control::Record RangeRecord(uint64_t pb0, uint64_t pb1, const PoisonOutcome& out);
 

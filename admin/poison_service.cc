@@ -7,6 +7,8 @@
 #include <chrono>
 #include <optional>
 
+#include "base/block_range_text.h"
+
 namespace daxref {
 
 namespace {
@@ -19,10 +21,6 @@ Record ErrorRecord(const Status& s) {
   r.Add("errno", static_cast<uint64_t>(s.err() ? s.err() : EIO));
   r.Add("message", s.message());
   return r;
-}
-
-std::string Blocks(uint64_t pb0, uint64_t pb1) {
-  return DescribeBlocks(pb0, pb1 - pb0);
 }
 
 std::string ByteRange(uint64_t off, uint64_t len) {
@@ -70,8 +68,8 @@ Status PoisonService::RefuseIfBad(uint64_t pb0, uint64_t pb1, const std::string&
     }
     return false;
   });
-  return Status::Error(EEXIST, what + DescribeBlocks(first, count) + (count == 1 ? " is" : " are") +
-                                   " already poisoned");
+  return Status::Error(EEXIST, what + BlockRangeText(first, first + count) +
+                                   (count == 1 ? " is" : " are") + " already poisoned");
 }
 
 Status PoisonService::ReportOwners(uint64_t pb0, uint64_t pb1, const PoisonFailure* failure,
@@ -89,10 +87,10 @@ Status PoisonService::ReportOwners(uint64_t pb0, uint64_t pb1, const PoisonFailu
   if (failure) hooks_->AfterOwners(*failure);
   if (!path_error.ok()) hooks_->Log(Level::kWarn, "poison: owners' paths: " + path_error.message());
   if (!s.ok()) {
-    hooks_->Log(Level::kError,
-                "poison: reverse-map walk over " + Blocks(pb0, pb1) + " failed: " + s.message());
-    return Status::Error(s.err(),
-                         "cannot walk the owners of " + Blocks(pb0, pb1) + ": " + s.message());
+    hooks_->Log(Level::kError, "poison: reverse-map walk over " + BlockRangeText(pb0, pb1) +
+                                   " failed: " + s.message());
+    return Status::Error(
+        s.err(), "cannot walk the owners of " + BlockRangeText(pb0, pb1) + ": " + s.message());
   }
   return Status::Ok();
 }
@@ -103,11 +101,11 @@ Status PoisonService::MarkAndReport(uint64_t pb0, uint64_t pb1, bool strict, con
   Status s = vol_->MarkBad(pb0, pb1, strict, &f.outcome);
   if (s.err() == EEXIST) return RefuseIfBad(pb0, pb1, "");
   if (!s.ok())
-    return Status::Error(s.err(), "cannot poison " + Blocks(pb0, pb1) + ": " + s.message());
+    return Status::Error(s.err(), "cannot poison " + BlockRangeText(pb0, pb1) + ": " + s.message());
   if (f.outcome.added == 0) return Status::Ok();  // all of it was bad already (not strict)
   DAXREF_RETURN_IF_ERROR(hooks_->AfterCommit());
   sink(RangeRecord(pb0, pb1, f.outcome));
-  hooks_->Log(Level::kWarn, "poison: pool " + Blocks(pb0, pb1) + " recorded bad (" +
+  hooks_->Log(Level::kWarn, "poison: pool " + BlockRangeText(pb0, pb1) + " recorded bad (" +
                                 std::to_string(f.outcome.retired) + " retired, " +
                                 std::to_string(f.outcome.owned) + " owned by files, " +
                                 std::to_string(f.outcome.reserved) + " reserved)");
@@ -229,10 +227,10 @@ void PoisonService::Clear(uint64_t pb0, uint64_t pb1, const PoisonSink& sink) {
   ClearOutcome out;
   Status s = vol_->ClearBad(pb0, pb1, &out);
   if (!s.ok() && s.err() != ENOENT)  // ENOENT: "nothing in ... is poisoned"
-    s = Status::Error(s.err(), "cannot clear " + Blocks(pb0, pb1) + ": " + s.message());
+    s = Status::Error(s.err(), "cannot clear " + BlockRangeText(pb0, pb1) + ": " + s.message());
   if (s.ok()) s = hooks_->AfterCommit();
   if (!s.ok()) return (void)sink(ErrorRecord(s));
-  hooks_->Log(Level::kInfo, "poison cleared in pool " + Blocks(pb0, pb1) + ": " +
+  hooks_->Log(Level::kInfo, "poison cleared in pool " + BlockRangeText(pb0, pb1) + ": " +
                                 std::to_string(out.cleared) + " blocks back in service, " +
                                 std::to_string(out.returned) + " returned to free space");
   sink(Record("done").Add("cleared", out.cleared).Add("returned", out.returned));

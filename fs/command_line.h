@@ -3,6 +3,7 @@
 // that every mistake is reported before anything is opened or mounted.
 #pragma once
 
+#include <csignal>
 #include <string>
 #include <vector>
 
@@ -22,7 +23,7 @@ struct CommandLine {
   bool version = false;
   std::string log_level = "info";
   int lock_wait_ms = 30000;
-  int poison_signal = 7;  // SIGBUS; 0: none (docs/poison.md)
+  int poison_signal = SIGBUS;  // 0: none (docs/poison.md)
   // Options handed to libfuse as one -o list (default_permissions included).
   std::vector<std::string> fuse_options;
 };

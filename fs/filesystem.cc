@@ -16,8 +16,13 @@
 #include <vector>
 
 #include "fs/ioctl_handler.h"
+#include "meta/format.h"
 
 namespace daxref {
+
+int KernelErrno(const Status& s) {
+  return s.err() == 0 || s.err() == EUCLEAN ? EIO : s.err();
+}
 
 namespace {
 
@@ -31,14 +36,11 @@ Caller CallerOf(fuse_req_t req) {
 }
 
 void ReplyErr(fuse_req_t req, const Status& s) {
-  int err = s.err() ? s.err() : EIO;
-  if (err == EUCLEAN) {
-    // A record failed its checks where it was decoded: the message names
-    // it. The operation wrote nothing; the caller sees an I/O error, and
-    // fsck.daxref is what repairs the store.
+  const int err = KernelErrno(s);
+  if (s.err() == EUCLEAN) {
+    // The message names the record. The operation wrote nothing.
     spdlog::error("metadata corruption: {}; the request fails with EIO (run fsck.daxref)",
                   s.message());
-    err = EIO;
   } else if (err != ENOENT) {
     spdlog::debug("request failed: {} ({})", s.message(), strerror(err));
   }
@@ -514,7 +516,7 @@ void StatFs(fuse_req_t req, fuse_ino_t) {
   st.f_files = uint64_t{1} << 32;
   st.f_ffree = st.f_files - std::min<uint64_t>(v.inodes, st.f_files);
   st.f_favail = st.f_ffree;
-  st.f_namemax = 255;
+  st.f_namemax = kMaxNameLen;
   fuse_reply_statfs(req, &st);
 }
 

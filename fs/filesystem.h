@@ -24,6 +24,12 @@
 
 namespace daxref {
 
+// The errno a request fails with for the failed status `s`: its own, except
+// EIO for one without an errno and for metadata corruption (EUCLEAN: a record
+// failed its checks where it was decoded), which no caller of the kernel
+// expects; fsck.daxref is what repairs the store.
+int KernelErrno(const Status& s);
+
 // How long the kernel may trust what it was told. Every change to this
 // filesystem passes through this kernel mount and this daemon, and the kernel
 // updates or drops what it caches for the changes it makes, so the only

@@ -18,9 +18,7 @@ namespace daxref {
 namespace {
 
 void ReplyStatus(fuse_req_t req, const Status& s) {
-  int err = s.err() ? s.err() : EIO;
-  if (err == EUCLEAN) err = EIO;
-  fuse_reply_err(req, err);
+  fuse_reply_err(req, KernelErrno(s));
 }
 
 // Root, or the user the daemon runs as (who mounted it).
@@ -136,7 +134,7 @@ void DedupeRange(Filesystem* fs, fuse_req_t req, fuse_ino_t dst, fuse_file_info*
       s = fs->volume()->Dedupe(src, a.src_offset, dst, a.dest_offset, a.src_length, &r);
     }
     if (!s.ok()) {
-      a.status = -(s.err() == EUCLEAN || s.err() == 0 ? EIO : s.err());
+      a.status = -KernelErrno(s);
     } else {
       a.status = r.same ? FILE_DEDUPE_RANGE_SAME : FILE_DEDUPE_RANGE_DIFFERS;
       a.bytes_deduped = r.bytes;

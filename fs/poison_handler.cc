@@ -6,6 +6,8 @@
 #include <cstring>
 #include <string>
 
+#include "base/block_range_text.h"
+
 namespace daxref {
 
 namespace {
@@ -61,15 +63,14 @@ void PoisonHandler::OnOwner(const PoisonFailure& f, const PoisonOwner& o, Record
 }
 
 void PoisonHandler::AfterOwners(const PoisonFailure& f) {
-  if (in_line_ > 0)
-    spdlog::warn("poison: pool {}: {}", DescribeBlocks(f.pb0, f.pb1 - f.pb0), log_line_);
+  if (in_line_ > 0) spdlog::warn("poison: pool {}: {}", BlockRangeText(f.pb0, f.pb1), log_line_);
   log_line_.clear();
   in_line_ = 0;
 }
 
 void PoisonHandler::OnReserved(const PoisonFailure& f, const PoisonSink& sink) {
-  const std::string why = "poison in the pool's own metadata (superblock copy, " +
-                          DescribeBlocks(f.pb0, f.pb1 - f.pb0) + ")";
+  const std::string why =
+      "poison in the pool's own metadata (superblock copy, " + BlockRangeText(f.pb0, f.pb1) + ")";
   fs_->Shutdown(why);
   sink(Record("shutdown").Add("reason", why));
   // Nothing the kernel cached may be served any more either.

@@ -17,6 +17,7 @@
 // there could deadlock (fs/worker_thread.h).
 #pragma once
 
+#include <csignal>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -28,7 +29,7 @@
 namespace daxref {
 
 struct PoisonOptions {
-  int signal = 7;  // SIGBUS; 0: signal no one
+  int signal = SIGBUS;  // 0: signal no one
 };
 
 class PoisonHandler : private PoisonHooks {

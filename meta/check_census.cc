@@ -271,7 +271,7 @@ Status ValidateRecord(std::string_view k, std::string_view v) {
     case prefix::kOrphan:
       return k.size() == 9 && v.empty() ? Status::Ok() : Status::Corruption("bad orphan record");
     case prefix::kXattr:
-      return k.size() >= 10 && k.size() <= 9 + 255 && v.size() <= 65536
+      return k.size() >= 10 && k.size() <= 9 + kMaxXattrNameLen && v.size() <= kMaxXattrValueLen
                  ? Status::Ok()
                  : Status::Corruption("bad extended attribute record");
     case prefix::kSymlink:
@@ -299,7 +299,7 @@ std::string ExtentGeometry(const Extent& e, uint64_t block_count) {
 }
 
 bool ValidName(std::string_view name) {
-  return !name.empty() && name.size() <= 255 && name != "." && name != ".." &&
+  return !name.empty() && name.size() <= kMaxNameLen && name != "." && name != ".." &&
          name.find('/') == std::string_view::npos && name.find('\0') == std::string_view::npos;
 }
 

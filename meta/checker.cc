@@ -521,7 +521,7 @@ Status Checker::CheckSmallRecords() {
   uint64_t last = 0;
   DAXREF_RETURN_IF_ERROR(scan_.Walk(std::string(1, prefix::kXattr), [&](std::string_view k,
                                                                         std::string_view v) {
-    if (k.size() < 10 || k.size() > 9 + 255 || v.size() > 65536) {
+    if (k.size() < 10 || k.size() > 9 + kMaxXattrNameLen || v.size() > kMaxXattrValueLen) {
       Undecodable(k, Status::Corruption("bad extended attribute record"));
       return Tick();
     }

@@ -242,8 +242,8 @@ Status DecodeCookie(std::string_view key, std::string_view v, DirentRecord* out,
   if (out->cookie != cookie || cookie < kFirstCookie)
     return Status::Corruption(who + ": names cookie " + std::to_string(out->cookie));
   name->assign(v.substr(20));
-  if (name->empty() || name->size() > 255 || name->find('/') != std::string::npos || *name == "." ||
-      *name == "..")
+  if (name->empty() || name->size() > kMaxNameLen || name->find('/') != std::string::npos ||
+      *name == "." || *name == "..")
     return Status::Corruption(who + ": bad name");
   return Status::Ok();
 }

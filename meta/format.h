@@ -55,6 +55,10 @@ inline constexpr std::string_view kMiscGenerationPending = "generation_pending";
 // InodeRecord::flags bits.
 inline constexpr uint32_t kInodeHasXattrs = 1u << 0;  // X records may exist
 inline constexpr uint32_t kInodeReflinked = 1u << 1;  // extents may be shared (N records)
+// The extended attribute holding a file's capabilities. A write drops it (as
+// the kernel's file_remove_privs does), so that a modified program does not
+// keep the privileges granted to the old one.
+inline constexpr std::string_view kCapabilityXattr = "security.capability";
 
 // Dirent cookies 1 and 2 are "." and ".."; real entries start here.
 inline constexpr uint64_t kFirstCookie = 3;
@@ -68,6 +72,13 @@ inline constexpr unsigned kRmapClasses = 64;
 // past kMaxFileBlocks.
 inline constexpr uint64_t kMaxFileSize = uint64_t{1} << 62;
 inline constexpr uint64_t kMaxFileBlocks = kMaxFileSize >> kBlockShift;
+// The longest name of a directory entry and of an extended attribute, and
+// the largest attribute value, in bytes: Linux's NAME_MAX, XATTR_NAME_MAX and
+// XATTR_SIZE_MAX. Volume refuses more, the decoders and the checker call
+// more corruption, and statfs reports kMaxNameLen.
+inline constexpr size_t kMaxNameLen = 255;
+inline constexpr size_t kMaxXattrNameLen = 255;
+inline constexpr size_t kMaxXattrValueLen = 65536;
 // ---- end of on-disk constants. ---------------------------------------------
 
 // The pool's shape as the decoders check records against it: blocks

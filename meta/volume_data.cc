@@ -135,7 +135,7 @@ Status Volume::Write(uint64_t ino, uint64_t off, const void* buf, size_t len, co
     bool fast = true;
     if (r.flags & kInodeHasXattrs) {
       std::string cap;
-      fast = db_->Get(rocksdb::ReadOptions(), keys::Xattr(ino, "security.capability"), &cap)
+      fast = db_->Get(rocksdb::ReadOptions(), keys::Xattr(ino, kCapabilityXattr), &cap)
                  .IsNotFound();
     }
     struct Piece {
@@ -195,8 +195,8 @@ Status Volume::Write(uint64_t ino, uint64_t off, const void* buf, size_t len, co
 void Volume::DropWritePrivileges(Txn& t, InodeRecord* r, const Caller& who) {
   if (who.uid != 0) r->mode &= ~KilledSetIdBits(r->mode);
   std::string cap;
-  if ((r->flags & kInodeHasXattrs) && t.Get(keys::Xattr(r->ino, "security.capability"), &cap).ok())
-    t.Delete(keys::Xattr(r->ino, "security.capability"));
+  if ((r->flags & kInodeHasXattrs) && t.Get(keys::Xattr(r->ino, kCapabilityXattr), &cap).ok())
+    t.Delete(keys::Xattr(r->ino, kCapabilityXattr));
 }
 
 Status Volume::WriteIn(Txn& t, InodeRecord* r, uint64_t off, const char* src, uint64_t len) {

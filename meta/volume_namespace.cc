@@ -29,9 +29,7 @@ using internal::PrefixScan;
 
 namespace {
 
-constexpr uint32_t kMaxNameLen = 255;
 constexpr uint32_t kMaxLinks = 65000;
-constexpr size_t kMaxXattrValue = 65536;
 
 Status ValidName(std::string_view name) {
   if (name.empty() || name == "." || name == "..") return Status::Invalid("invalid name");
@@ -402,7 +400,7 @@ Status Volume::SetAttr(uint64_t ino, const SetAttrRequest& req, const Caller& wh
   // non-directory, as the kernel does for local filesystems.
   if (owner_change && !IsDir(r.mode)) {
     if (!req.mode) r.mode &= ~KilledSetIdBits(r.mode);
-    if (r.flags & kInodeHasXattrs) t.Delete(keys::Xattr(ino, "security.capability"));
+    if (r.flags & kInodeHasXattrs) t.Delete(keys::Xattr(ino, kCapabilityXattr));
   }
   if (req.size && who.uid != 0 && S_ISREG(r.mode) && !req.mode) r.mode &= ~KilledSetIdBits(r.mode);
   if (req.atime) r.atime = *req.atime;
@@ -415,8 +413,9 @@ Status Volume::SetAttr(uint64_t ino, const SetAttrRequest& req, const Caller& wh
 }
 
 Status Volume::SetXattr(uint64_t ino, std::string_view name, std::string_view value, int flags) {
-  if (name.empty() || name.size() > 255) return Status::Error(ERANGE, "bad attribute name");
-  if (value.size() > kMaxXattrValue) return Status::Error(E2BIG, "attribute value too large");
+  if (name.empty() || name.size() > kMaxXattrNameLen)
+    return Status::Error(ERANGE, "bad attribute name");
+  if (value.size() > kMaxXattrValueLen) return Status::Error(E2BIG, "attribute value too large");
   std::lock_guard<std::mutex> g(mu_);
   Txn t(this);
   InodeRecord r;

@@ -15,21 +15,13 @@
 #include <map>
 #include <vector>
 
+#include "base/block_range_text.h"
 #include "meta/volume.h"
 #include "meta/volume_txn.h"
 
 namespace daxref {
 
 using internal::PoolOff;
-
-namespace {
-
-std::string BlockRange(uint64_t pb0, uint64_t pb1) {
-  return pb1 - pb0 == 1 ? "block " + std::to_string(pb0)
-                        : "blocks " + std::to_string(pb0) + ".." + std::to_string(pb1 - 1);
-}
-
-}  // namespace
 
 bool Volume::IsBad(uint64_t pb0, uint64_t pb1) {
   if (bad_count_.load(std::memory_order_acquire) == 0) return false;
@@ -66,7 +58,7 @@ Status Volume::RefuseBad(uint64_t pb0, uint64_t pb1, const char* what) {
 Status Volume::CheckPoolRange(uint64_t pb0, uint64_t pb1) const {
   if (pb1 <= pb0) return Status::Invalid("empty range");
   if (pb1 > sb_.block_count)
-    return Status::Invalid(BlockRange(pb0, pb1) + " reach past the end of the pool (" +
+    return Status::Invalid(BlockRangeText(pb0, pb1) + " reach past the end of the pool (" +
                            std::to_string(sb_.block_count) + " blocks)");
   return Status::Ok();
 }
@@ -174,7 +166,7 @@ Status Volume::ClearBad(uint64_t pb0, uint64_t pb1, ClearOutcome* out) {
   DAXREF_RETURN_IF_ERROR(CheckPoolRange(pb0, pb1));
   std::lock_guard<std::mutex> g(mu_);
   if (!bad_.Any(pb0, pb1))
-    return Status::NotFound("nothing in " + BlockRange(pb0, pb1) + " is poisoned");
+    return Status::NotFound("nothing in " + BlockRangeText(pb0, pb1) + " is poisoned");
   Txn t(this);
   // Which blocks of the range files still own: they stay owned; the others
   // (retired data blocks) go back to free space. The superblock copies are

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The layout rules the compiler cannot see (docs/design.md "The parts"):
-# meta/ includes neither FUSE nor libpmem2; pool/ and admin/ include no FUSE
+# base/ includes nothing from the rest of the tree and no FUSE, libpmem2 or
+# RocksDB; meta/ includes neither FUSE nor libpmem2; pool/ and admin/ include no FUSE
 # and nothing from fs/; tools/ include nothing from fs/. Prints each
 # offending line and exits 1 if there is one.
 set -uo pipefail
@@ -19,6 +20,8 @@ check() {  # check WHAT DIRS... -- PATTERN
     bad=1
   fi
 }
+check "base/ includes meta/, pool/, admin/, fs/, tools/, FUSE, libpmem2 or RocksDB" base -- \
+  '#include [<"](meta/|pool/|admin/|fs/|tools/|fuse|libpmem2|rocksdb/)'
 check "meta/ includes FUSE or libpmem2" meta -- '#include [<"](fuse|libpmem2)'
 check "pool/ or admin/ includes FUSE or fs/" pool admin -- '#include [<"](fuse|fs/)'
 check "tools/ include fs/" tools -- '#include "fs/'

@@ -1,11 +1,89 @@
 #include "tools/common/cli.h"
 
-#include <unistd.h>
-
 #include <cctype>
 #include <cstdio>
+#include <cstring>
+#include <vector>
+
+#ifndef DAXREF_VERSION
+#define DAXREF_VERSION "unknown"
+#endif
 
 namespace daxref::cli {
+namespace {
+
+// What getopt_long rejected, in its own words: "invalid option -- 'x'" for a
+// short option, "unrecognized option '--xyz'" for a long one.
+std::string BadOption(int optopt, const char* arg) {
+  if (optopt > ' ' && optopt < 127)
+    return std::string("invalid option -- '") + static_cast<char>(optopt) + "'";
+  return std::string("unrecognized option '") + arg + "'";
+}
+
+// An option given last without the argument it needs; `arg` is the word it
+// was in ("--file", or "-nC" for -C).
+std::string MissingArgument(int optopt, const char* arg) {
+  const std::string name = std::strncmp(arg, "--", 2) == 0
+                               ? std::string(arg)
+                               : std::string("-") + static_cast<char>(optopt);
+  return "option '" + name + "' needs an argument";
+}
+
+}  // namespace
+
+std::optional<int> Tool::ParseOptions(
+    int argc, char** argv, std::string_view shorts, std::initializer_list<option> longs,
+    void (*print_help)(), const std::function<void(int val, const char* arg)>& on_option) const {
+  // The leading ':' has getopt_long tell a missing argument (':') from an
+  // unknown option ('?'); opterr = 0 keeps its own messages off stderr.
+  const std::string short_options = ":" + std::string(shorts) + "hV";
+  std::vector<option> long_options(longs);
+  long_options.push_back({"help", no_argument, nullptr, 'h'});
+  long_options.push_back({"version", no_argument, nullptr, 'V'});
+  long_options.push_back({nullptr, 0, nullptr, 0});
+  opterr = 0;
+  int c;
+  while ((c = getopt_long(argc, argv, short_options.c_str(), long_options.data(), nullptr)) != -1) {
+    switch (c) {
+      case 'h':
+        print_help();
+        return 0;
+      case 'V':
+        return PrintVersion();
+      case ':':
+        return Usage(MissingArgument(optopt, argv[optind - 1]));
+      case '?':
+        return Usage(BadOption(optopt, argv[optind - 1]));
+      default:
+        on_option(c, optarg);
+    }
+  }
+  return std::nullopt;
+}
+
+int Tool::Usage(const std::string& message) const {
+  fprintf(stderr, "%s: %s\nTry '%s --help' for more information.\n", name_, message.c_str(), name_);
+  return usage_status_;
+}
+
+int Tool::Fail(const std::string& message) const {
+  return FailWith(failure_status_, message);
+}
+
+int Tool::Fail(const std::string& what, int err, const std::string& hint) const {
+  return Fail(what + ": " + strerror(err) + hint);
+}
+
+int Tool::FailWith(int status, const std::string& message) const {
+  fflush(stdout);
+  fprintf(stderr, "%s: %s\n", name_, Printable(message).c_str());
+  return status;
+}
+
+int Tool::PrintVersion() const {
+  printf("%s %s\n", name_, DAXREF_VERSION);
+  return 0;
+}
 
 bool ParseSize(std::string_view text, std::string_view what, uint64_t* out, std::string* error) {
   auto fail = [&](const char* why) {
@@ -86,12 +164,6 @@ std::string Json(std::string_view text) {
   return out;
 }
 
-std::string BadOption(int optopt, const char* arg) {
-  if (optopt > ' ' && optopt < 127)
-    return std::string("invalid option -- '") + static_cast<char>(optopt) + "'";
-  return std::string("unrecognized option '") + arg + "'";
-}
-
 std::string Printable(std::string_view text) {
   std::string out;
   for (char c : text) {
@@ -111,11 +183,6 @@ std::string Printable(std::string_view text) {
     }
   }
   return out;
-}
-
-void Fd::Reset() {
-  if (fd_ >= 0) close(fd_);
-  fd_ = -1;
 }
 
 }  // namespace daxref::cli

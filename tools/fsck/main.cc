@@ -19,7 +19,6 @@
 // finds is what is left.
 
 #include <fcntl.h>
-#include <getopt.h>
 #include <rocksdb/db.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -30,6 +29,7 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_set>
 #include <vector>
@@ -43,14 +43,10 @@
 #include "tools/fsck/pool_file.h"
 #include "tools/fsck/report.h"
 
-#ifndef DAXREF_VERSION
-#define DAXREF_VERSION "unknown"
-#endif
-
 namespace daxref::fsck {
 namespace {
 
-constexpr const char* kProg = "fsck.daxref";
+constexpr cli::Tool kTool("fsck.daxref", kExitOperational, kExitOperational);
 
 void PrintHelp() {
   printf(
@@ -75,18 +71,7 @@ void PrintHelp() {
       "Exit status: 0 no errors, 1 errors corrected (all of them), 4 errors left\n"
       "uncorrected, 8 operational error (bad usage, SOURCE cannot be opened, or is\n"
       "mounted or in use).\n",
-      kProg);
-}
-
-int Usage(const std::string& message) {
-  fprintf(stderr, "%s: %s\nTry '%s --help' for more information.\n", kProg, message.c_str(), kProg);
-  return kExitOperational;
-}
-
-int Fail(const std::string& message) {
-  fflush(stdout);
-  fprintf(stderr, "%s: %s\n", kProg, cli::Printable(message).c_str());
-  return kExitOperational;
+      kTool.name());
 }
 
 // The phase and percent on one line of the terminal, rewritten in place
@@ -102,7 +87,7 @@ class ProgressLine {
     last_ = now;
     phase_ = phase;
     shown_ = true;
-    fprintf(stderr, "\r%s: %-24.24s %3d%%", kProg, std::string(phase).c_str(),
+    fprintf(stderr, "\r%s: %-24.24s %3d%%", kTool.name(), std::string(phase).c_str(),
             static_cast<int>(done * 100));
     fflush(stderr);
     return true;
@@ -198,18 +183,10 @@ Status CheckAll(int pool_fd, rocksdb::DB* db, ProgressLine* line, Report* report
 }
 
 int Main(int argc, char** argv) {
-  static const option kLong[] = {
-      {"no", no_argument, nullptr, 'n'},      {"preen", no_argument, nullptr, 'p'},
-      {"yes", no_argument, nullptr, 'y'},     {"force", no_argument, nullptr, 'f'},
-      {"json", no_argument, nullptr, 'J'},    {"help", no_argument, nullptr, 'h'},
-      {"version", no_argument, nullptr, 'V'}, {nullptr, 0, nullptr, 0},
-  };
   CommandLine cl;
   int modes = 0;
-  opterr = 0;
-  int c;
-  while ((c = getopt_long(argc, argv, "npayfhVC:", kLong, nullptr)) != -1) {
-    switch (c) {
+  auto on_option = [&](int opt, const char*) {
+    switch (opt) {
       case 'n':
         cl.mode = Mode::kCheck, modes |= 1;
         break;
@@ -223,61 +200,61 @@ int Main(int argc, char** argv) {
       case 'f':
       case 'C':  // fsck(8)'s progress descriptor: progress goes to a terminal stderr only
         break;
-      case 'J':
+      case cli::kOptJson:
         cl.json = true;
         break;
-      case 'h':
-        PrintHelp();
-        return 0;
-      case 'V':
-        printf("%s %s\n", kProg, DAXREF_VERSION);
-        return 0;
-      default:
-        if (optopt == 'C') return Usage("option '-C' needs an argument");
-        return Usage(cli::BadOption(optopt, argv[optind - 1]));
     }
-  }
-  if (__builtin_popcount(modes) > 1) return Usage("-n, -p and -y exclude each other");
-  if (optind >= argc) return Usage("missing SOURCE");
-  if (optind + 1 < argc) return Usage("too many arguments (one SOURCE)");
+  };
+  if (std::optional<int> exit = kTool.ParseOptions(argc, argv, "npayfC:",
+                                                   {{"no", no_argument, nullptr, 'n'},
+                                                    {"preen", no_argument, nullptr, 'p'},
+                                                    {"yes", no_argument, nullptr, 'y'},
+                                                    {"force", no_argument, nullptr, 'f'},
+                                                    cli::kJsonOption},
+                                                   PrintHelp, on_option))
+    return *exit;
+  if (__builtin_popcount(modes) > 1) return kTool.Usage("-n, -p and -y exclude each other");
+  if (optind >= argc) return kTool.Usage("missing SOURCE");
+  if (optind + 1 < argc) return kTool.Usage("too many arguments (one SOURCE)");
   cl.source = argv[optind];
 
   struct stat st {};
-  if (stat(cl.source.c_str(), &st) != 0) return Fail(cl.source + ": " + strerror(errno));
+  if (stat(cl.source.c_str(), &st) != 0) return kTool.Fail(cl.source + ": " + strerror(errno));
   if (!S_ISDIR(st.st_mode) || stat(PoolPath(cl.source).c_str(), &st) != 0 ||
       stat(MetaPath(cl.source).c_str(), &st) != 0)
-    return Fail(cl.source +
-                " is not a daxref filesystem (expected the SOURCE directory made by "
-                "mkfs.daxref, holding pool and meta)");
+    return kTool.Fail(cl.source +
+                      " is not a daxref filesystem (expected the SOURCE directory made by "
+                      "mkfs.daxref, holding pool and meta)");
 
   const bool repair = cl.mode != Mode::kCheck;
   Result<PoolFile> pool = PoolFile::Open(PoolPath(cl.source), repair);
   if (!pool.ok()) {
     if (pool.status().err() == EBUSY)
-      return Fail(cl.source +
-                  " is mounted or in use (a daxref daemon or another tool holds it): unmount "
-                  "it first");
-    return Fail(pool.status().message());
+      return kTool.Fail(cl.source +
+                        " is mounted or in use (a daxref daemon or another tool holds it): unmount "
+                        "it first");
+    return kTool.Fail(pool.status().message());
   }
   if (StoreLocked(MetaPath(cl.source)))
-    return Fail(cl.source + " is in use (its metadata store is locked by another process)");
+    return kTool.Fail(cl.source + " is in use (its metadata store is locked by another process)");
 
   Report report(cl.source, cl.mode, cl.json);
   ProgressLine line;
   // Nothing can be checked without knowing the pool's geometry.
   PoolInspection pi;
   Status s = InspectPool(pool->fd(), &pi);
-  if (!s.ok()) return Fail(s.message());
+  if (!s.ok()) return kTool.Fail(s.message());
   if (!pi.have_sb)
-    return Fail(PoolPath(cl.source) + ": no valid superblock copy (" + pi.primary.message() + ")");
+    return kTool.Fail(PoolPath(cl.source) + ": no valid superblock copy (" + pi.primary.message() +
+                      ")");
 
   // The first check always reads only: a run that ends up changing nothing
   // (a clean store, or -p refusing) leaves every byte of SOURCE as it was.
   {
     Result<std::unique_ptr<rocksdb::DB>> ro = OpenStoreReadOnly(MetaPath(cl.source));
-    if (!ro.ok()) return Fail(ro.status().message());
+    if (!ro.ok()) return kTool.Fail(ro.status().message());
     s = CheckAll(pool->fd(), ro->get(), &line, &report, &pi);
-    if (!s.ok()) return Fail("checking " + cl.source + ": " + s.message());
+    if (!s.ok()) return kTool.Fail("checking " + cl.source + ": " + s.message());
   }
   report.EndFirstCheck();
   // Orphans are no error, but repairing reclaims them, as a mount would.
@@ -298,14 +275,14 @@ int Main(int argc, char** argv) {
     return report.Finish();
   }
   Result<std::unique_ptr<rocksdb::DB>> db = OpenStoreForRepair(MetaPath(cl.source));
-  if (!db.ok()) return Fail(db.status().message());
+  if (!db.ok()) return kTool.Fail(db.status().message());
 
   // The pool first: a file cut short is given its length back (what its
   // end held is gone; extents there read zeros), and a damaged superblock
   // copy is rewritten from the trusted one.
   if (pi.truncated) {
     if (ftruncate(pool->fd(), static_cast<off_t>(pi.sb.block_count * kBlockSize)) != 0)
-      return Fail(PoolPath(cl.source) + ": cannot restore its length: " + strerror(errno));
+      return kTool.Fail(PoolPath(cl.source) + ": cannot restore its length: " + strerror(errno));
     report.AddRepair(RepairAction{ProblemClass::kSuperblock,
                                   "the pool file was truncated: its length is restored (the "
                                   "blocks it had lost read as zeros)",
@@ -314,7 +291,7 @@ int Main(int argc, char** argv) {
   if (!pi.primary.ok() || pi.copies_differ || !pi.backup.ok()) {
     const bool backup = pi.primary.ok();
     s = WriteSuperblockCopy(pool->fd(), pi.sb, backup);
-    if (!s.ok()) return Fail(s.message());
+    if (!s.ok()) return kTool.Fail(s.message());
     report.AddRepair(RepairAction{ProblemClass::kSuperblock,
                                   std::string(backup ? "backup" : "primary") +
                                       " superblock rewritten from the " +
@@ -332,7 +309,7 @@ int Main(int argc, char** argv) {
   });
   line.Clear();
   if (!s.ok()) {
-    if (s.err() != EINVAL) return Fail("repairing " + cl.source + ": " + s.message());
+    if (s.err() != EINVAL) return kTool.Fail("repairing " + cl.source + ": " + s.message());
     report.Refuse(s.message());
   } else {
     // A repair is a read-write open like any other: pool and store move to
@@ -340,24 +317,24 @@ int Main(int argc, char** argv) {
     // before the repair is never again taken for the other's partner. It
     // needs the identity records whole, which the repair has just made so.
     s = AdvanceGeneration(db->get(), PoolPath(cl.source), &sb);
-    if (!s.ok()) return Fail("repairing " + cl.source + ": " + s.message());
+    if (!s.ok()) return kTool.Fail("repairing " + cl.source + ": " + s.message());
   }
   s = pool->Sync();
-  if (!s.ok()) return Fail(s.message());
+  if (!s.ok()) return kTool.Fail(s.message());
   rocksdb::Status rs = (*db)->Flush(rocksdb::FlushOptions());
   if (rs.ok()) rs = (*db)->FlushWAL(true);
-  if (!rs.ok()) return Fail("syncing the metadata store: " + rs.ToString());
+  if (!rs.ok()) return kTool.Fail("syncing the metadata store: " + rs.ToString());
   s = RecordStoreSequence(db->get(), PoolPath(cl.source), &sb);
-  if (!s.ok()) return Fail(s.message());
+  if (!s.ok()) return kTool.Fail(s.message());
 
   // What a second look still finds is what is left.
   Report again(cl.source, Mode::kCheck, false);
   s = CheckAll(pool->fd(), db->get(), &line, &again, &pi);
-  if (!s.ok()) return Fail("checking " + cl.source + " after repair: " + s.message());
+  if (!s.ok()) return kTool.Fail("checking " + cl.source + " after repair: " + s.message());
   report.SetCounts(again.counts());
   report.EndRepair(again.problems(), again.problems_found());
   rs = (*db)->Close();
-  if (!rs.ok()) return Fail("closing the metadata store: " + rs.ToString());
+  if (!rs.ok()) return kTool.Fail("closing the metadata store: " + rs.ToString());
   return report.Finish();
 }
 

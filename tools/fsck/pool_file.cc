@@ -20,7 +20,7 @@ Status Errno(const std::string& what) {
 }  // namespace
 
 Result<PoolFile> PoolFile::Open(const std::string& path, bool writable) {
-  cli::Fd fd(open(path.c_str(), (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC));
+  UniqueFd fd(open(path.c_str(), (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC));
   if (!fd.valid()) return Errno(path);
   if (flock(fd.get(), (writable ? LOCK_EX : LOCK_SH) | LOCK_NB) != 0) {
     if (errno == EWOULDBLOCK) return Status::Error(EBUSY, path + " is in use");
@@ -93,7 +93,7 @@ Status PoolFile::Persist(uint64_t, size_t) {
 
 bool StoreLocked(const std::string& meta_dir) {
   const std::string lock = meta_dir + "/LOCK";
-  cli::Fd fd(open(lock.c_str(), O_RDONLY | O_CLOEXEC));
+  UniqueFd fd(open(lock.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) return false;
   struct flock fl {};
   fl.l_type = F_WRLCK;

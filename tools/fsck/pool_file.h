@@ -10,9 +10,9 @@
 
 #include <string>
 
+#include "base/unique_fd.h"
 #include "meta/data_plane.h"
 #include "meta/status.h"
-#include "tools/common/cli.h"
 
 namespace daxref::fsck {
 
@@ -35,8 +35,8 @@ class PoolFile : public DataPlane {
   Status Persist(uint64_t pool_off, size_t len) override;
 
  private:
-  PoolFile(cli::Fd fd, bool writable) : fd_(std::move(fd)), writable_(writable) {}
-  cli::Fd fd_;
+  PoolFile(UniqueFd fd, bool writable) : fd_(std::move(fd)), writable_(writable) {}
+  UniqueFd fd_;
   bool writable_ = false;
   bool dirty_ = false;
 };

@@ -20,7 +20,6 @@
 
 #include <daxref/ioctl.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -31,24 +30,20 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "admin/control_protocol.h"
+#include "base/unique_fd.h"
 #include "tools/common/cli.h"
 #include "tools/common/owner_report.h"
-
-#ifndef DAXREF_VERSION
-#define DAXREF_VERSION "unknown"
-#endif
 
 namespace daxref {
 namespace {
 
-constexpr const char* kProg = "daxref-map";
-
-using cli::Fd;
+constexpr cli::Tool kTool("daxref-map", cli::kExitUsage, cli::kExitFailure);
 
 void PrintHelp() {
   printf(
@@ -82,26 +77,7 @@ void PrintHelp() {
       "gives both in bytes. Ranges are inclusive, first..last.\n"
       "\n"
       "Exit status: 0 success, 1 failure, 2 usage error.\n",
-      kProg, kProg);
-}
-
-int Usage(const std::string& message) {
-  fprintf(stderr, "%s: %s\nTry '%s --help' for more information.\n", kProg, message.c_str(), kProg);
-  return cli::kExitUsage;
-}
-
-int Fail(const std::string& what, int err, const char* hint = "") {
-  fflush(stdout);
-  // Paths in the message are escaped: one error, one line.
-  fprintf(stderr, "%s: %s: %s%s\n", kProg, cli::Printable(what).c_str(), strerror(err),
-          cli::Printable(hint).c_str());
-  return cli::kExitFailure;
-}
-
-int FailMsg(const std::string& message) {
-  fflush(stdout);
-  fprintf(stderr, "%s: %s\n", kProg, cli::Printable(message).c_str());
-  return cli::kExitFailure;
+      kTool.name(), kTool.name());
 }
 
 // The ABI's __u64 is unsigned long long; PRIu64 wants uint64_t.
@@ -117,22 +93,22 @@ std::string Range(uint64_t first, uint64_t length) {
 
 // Opens a file or directory on a daxref mount without side effects (no
 // device, FIFO or terminal is opened) and reads the daemon's info.
-bool OpenOnDaxref(const std::string& path, bool regular_only, Fd* fd, struct stat* st,
+bool OpenOnDaxref(const std::string& path, bool regular_only, UniqueFd* fd, struct stat* st,
                   daxref_info* info) {
-  if (stat(path.c_str(), st) != 0) return Fail(path, errno), false;
-  if (regular_only && S_ISDIR(st->st_mode)) return Fail(path, EISDIR), false;
+  if (stat(path.c_str(), st) != 0) return kTool.Fail(path, errno), false;
+  if (regular_only && S_ISDIR(st->st_mode)) return kTool.Fail(path, EISDIR), false;
   if (!S_ISREG(st->st_mode) && !S_ISDIR(st->st_mode))
-    return FailMsg(path +
-                   (regular_only ? ": not a regular file" : ": not a regular file or directory")),
+    return kTool.Fail(path + (regular_only ? ": not a regular file"
+                                           : ": not a regular file or directory")),
            false;
-  *fd = Fd(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
+  *fd = UniqueFd(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
   // The queries need a descriptor, not read access: a write-only file will do.
   if (!fd->valid() && errno == EACCES && S_ISREG(st->st_mode))
-    *fd = Fd(open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
-  if (!fd->valid()) return Fail(path, errno), false;
-  if (fstat(fd->get(), st) != 0) return Fail(path, errno), false;
+    *fd = UniqueFd(open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
+  if (!fd->valid()) return kTool.Fail(path, errno), false;
+  if (fstat(fd->get(), st) != 0) return kTool.Fail(path, errno), false;
   if (ioctl(fd->get(), DAXREF_IOC_INFO, info) != 0 || info->magic != DAXREF_INFO_MAGIC)
-    return FailMsg(path + ": not on a daxref filesystem"), false;
+    return kTool.Fail(path + ": not on a daxref filesystem"), false;
   return true;
 }
 
@@ -200,7 +176,7 @@ class ExtentPrinter {
 };
 
 int Extents(const std::string& path, bool json) {
-  Fd fd;
+  UniqueFd fd;
   struct stat st;
   daxref_info info{};
   if (!OpenOnDaxref(path, true, &fd, &st, &info)) return cli::kExitFailure;
@@ -212,8 +188,9 @@ int Extents(const std::string& path, bool json) {
     memset(q.get(), 0, offsetof(daxref_extent_query, extents));
     q->start = start;
     q->length = 0;  // to the end of the file
-    if (ioctl(fd.get(), DAXREF_IOC_EXTENTS, q.get()) != 0) return Fail(path + ": extents", errno);
-    if (q->count > DAXREF_EXTENTS_PER_CALL) return Fail(path + ": extents", EPROTO);
+    if (ioctl(fd.get(), DAXREF_IOC_EXTENTS, q.get()) != 0)
+      return kTool.Fail(path + ": extents", errno);
+    if (q->count > DAXREF_EXTENTS_PER_CALL) return kTool.Fail(path + ": extents", EPROTO);
     for (uint32_t i = 0; i < q->count; ++i) {
       const daxref_extent& e = q->extents[i];
       if (e.logical > pos) out.Hole(pos, e.logical - pos);
@@ -221,7 +198,7 @@ int Extents(const std::string& path, bool json) {
       pos = e.logical + e.length;
     }
     if (!(q->flags & DAXREF_QUERY_MORE)) break;
-    if (q->count == 0 || q->next <= start) return Fail(path + ": extents", EPROTO);
+    if (q->count == 0 || q->next <= start) return kTool.Fail(path + ": extents", EPROTO);
     start = q->next;
   }
   if (size > pos) out.Hole(pos, size - pos);
@@ -290,12 +267,13 @@ int Owners(const std::string& path, const std::string& physical_text,
            const std::string& length_text, bool json, bool blocks) {
   uint64_t physical = 0, length = 0;
   std::string error;
-  if (!cli::ParseSize(physical_text, "PHYSICAL", &physical, &error)) return Usage(error);
+  if (!cli::ParseSize(physical_text, "PHYSICAL", &physical, &error)) return kTool.Usage(error);
   // LENGTH defaults to one block, as for daxref-poison resolve.
   const bool one_block = length_text.empty();
-  if (!one_block && !cli::ParseSize(length_text, "LENGTH", &length, &error)) return Usage(error);
-  if (!one_block && length == 0) return Usage("LENGTH must be more than 0");
-  Fd fd;
+  if (!one_block && !cli::ParseSize(length_text, "LENGTH", &length, &error))
+    return kTool.Usage(error);
+  if (!one_block && length == 0) return kTool.Usage("LENGTH must be more than 0");
+  UniqueFd fd;
   struct stat st;
   daxref_info info{};
   if (!OpenOnDaxref(path, false, &fd, &st, &info)) return cli::kExitFailure;
@@ -303,14 +281,14 @@ int Owners(const std::string& path, const std::string& physical_text,
   if (one_block) length = blocks ? 1 : bs;
   if (blocks) {
     if (physical > UINT64_MAX / bs || length > UINT64_MAX / bs)
-      return FailMsg("PHYSICAL or LENGTH is too large");
+      return kTool.Fail("PHYSICAL or LENGTH is too large");
     physical *= bs;
     length *= bs;
   }
   const uint64_t pool_bytes = info.pool_blocks * bs;
   if (physical >= pool_bytes)
-    return FailMsg("PHYSICAL " + std::to_string(physical) + " is past the end of the pool (" +
-                   std::to_string(pool_bytes) + " bytes)");
+    return kTool.Fail("PHYSICAL " + std::to_string(physical) + " is past the end of the pool (" +
+                      std::to_string(pool_bytes) + " bytes)");
   if (length > pool_bytes - physical) length = pool_bytes - physical;
   // The pool blocks the bytes touch: what the daemon walks, and what each
   // owner is clipped to, as daxref-poison resolve does.
@@ -332,9 +310,9 @@ int Owners(const std::string& path, const std::string& physical_text,
     if (ioctl(fd.get(), DAXREF_IOC_OWNERS, q.get()) != 0) {
       const int err = errno;
       out.Failed(err, strerror(err));
-      return Fail("owners", err, err == EPERM ? kAdminHint : "");
+      return kTool.Fail("owners", err, err == EPERM ? kAdminHint : "");
     }
-    if (q->count > DAXREF_OWNERS_PER_CALL) return Fail("owners", EPROTO);
+    if (q->count > DAXREF_OWNERS_PER_CALL) return kTool.Fail("owners", EPROTO);
     for (uint32_t i = 0; i < q->count; ++i) {
       const daxref_owner& o = q->owners[i];
       // The reverse-map record, clipped to the blocks asked about.
@@ -359,14 +337,14 @@ int Owners(const std::string& path, const std::string& physical_text,
         r.Add("paths_error", "a path too long to show");
       if (err == EPERM) {
         out.Failed(err, strerror(err));
-        return Fail("owners: paths", err, kAdminHint);
+        return kTool.Fail("owners: paths", err, kAdminHint);
       }
       out.Owner(r);
       failed |= err != 0 && err != ENOENT;
       ++count;
     }
     if (!(q->flags & DAXREF_QUERY_MORE)) break;
-    if (q->count == 0) return Fail("owners", EPROTO);
+    if (q->count == 0) return kTool.Fail("owners", EPROTO);
     cursor = q->cursor;
     flags = DAXREF_QUERY_MORE;
   }
@@ -375,48 +353,29 @@ int Owners(const std::string& path, const std::string& physical_text,
 }
 
 int Main(int argc, char** argv) {
-  enum { kOptJson = 256, kOptBlocks };
-  static const option kLong[] = {
-      {"json", no_argument, nullptr, kOptJson},
-      {"blocks", no_argument, nullptr, kOptBlocks},
-      {"help", no_argument, nullptr, 'h'},
-      {"version", no_argument, nullptr, 'V'},
-      {nullptr, 0, nullptr, 0},
-  };
+  enum { kOptBlocks = cli::kOptJson + 1 };
   bool json = false, blocks = false;
-  opterr = 0;
-  int c;
-  while ((c = getopt_long(argc, argv, "hV", kLong, nullptr)) != -1) {
-    switch (c) {
-      case kOptJson:
-        json = true;
-        break;
-      case kOptBlocks:
-        blocks = true;
-        break;
-      case 'h':
-        PrintHelp();
-        return 0;
-      case 'V':
-        printf("%s %s\n", kProg, DAXREF_VERSION);
-        return 0;
-      default:
-        return Usage(cli::BadOption(optopt, argv[optind - 1]));
-    }
-  }
-  if (optind >= argc) return Usage("missing COMMAND (extents or owners)");
+  if (std::optional<int> exit = kTool.ParseOptions(
+          argc, argv, "", {cli::kJsonOption, {"blocks", no_argument, nullptr, kOptBlocks}},
+          PrintHelp, [&](int opt, const char*) {
+            json |= opt == cli::kOptJson;
+            blocks |= opt == kOptBlocks;
+          }))
+    return *exit;
+  if (optind >= argc) return kTool.Usage("missing COMMAND (extents or owners)");
   const std::string command = argv[optind];
   const std::vector<std::string> args(argv + optind + 1, argv + argc);
   if (command == "extents") {
-    if (blocks) return Usage("--blocks applies to owners only");
-    if (args.size() != 1) return Usage("usage: extents FILE");
+    if (blocks) return kTool.Usage("--blocks applies to owners only");
+    if (args.size() != 1) return kTool.Usage("usage: extents FILE");
     return Extents(args[0], json);
   }
   if (command == "owners") {
-    if (args.size() < 2 || args.size() > 3) return Usage("usage: owners PATH PHYSICAL [LENGTH]");
+    if (args.size() < 2 || args.size() > 3)
+      return kTool.Usage("usage: owners PATH PHYSICAL [LENGTH]");
     return Owners(args[0], args[1], args.size() == 3 ? args[2] : "", json, blocks);
   }
-  return Usage("unknown command '" + command + "' (extents or owners)");
+  return kTool.Usage("unknown command '" + command + "' (extents or owners)");
 }
 
 }  // namespace

@@ -42,7 +42,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
@@ -58,6 +57,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/unique_fd.h"
 #include "meta/format.h"
 #include "meta/status.h"
 #include "meta/superblock.h"
@@ -65,19 +65,12 @@
 #include "tools/common/cli.h"
 #include "tools/mkfs/geometry.h"
 
-#ifndef DAXREF_VERSION
-#define DAXREF_VERSION "unknown"
-#endif
-
 namespace daxref {
 namespace {
 
 namespace fs = std::filesystem;
-using cli::Fd;
 
-constexpr const char* kProg = "mkfs.daxref";
-constexpr int kExitFailure = 1;
-constexpr int kExitUsage = 2;
+constexpr cli::Tool kTool("mkfs.daxref", cli::kExitUsage, cli::kExitFailure);
 
 // ---- limits ----------------------------------------------------------------
 constexpr uint64_t kMinPoolBytes = uint64_t{1} << 20;
@@ -163,7 +156,7 @@ void PrintHelp(FILE* out) {
           "and the metadata store SOURCE/meta. The pool's space is reserved on the\n"
           "host filesystem (fallocate) unless --sparse is given; a pool larger than\n"
           "the host filesystem has room for, or than the daemon can map, is refused.\n",
-          kProg);
+          kTool.name());
   constexpr size_t kHelpColumn = 26;
   for (const GroupSpec& g : kGroups) {
     fprintf(out, "\n%s:\n", g.title);
@@ -287,39 +280,6 @@ struct Config {
   bool quiet = false;
 };
 
-// Bytes, as typed: digits, then an optional K/M/G/T (any case), then an
-// optional B or iB ("64M", "64MB", "64MiB", "64m"); or digits and a lone B.
-Result<uint64_t> ParseSize(std::string_view text) {
-  const Status invalid = Status::Invalid(
-      "invalid size '" + std::string(text) +
-      "': expected a number of bytes with an optional K, M, G or T suffix (e.g. 64M)");
-  size_t i = 0;
-  uint64_t n = 0;
-  for (; i < text.size() && text[i] >= '0' && text[i] <= '9'; ++i) {
-    const uint64_t digit = static_cast<uint64_t>(text[i] - '0');
-    if (n > (UINT64_MAX - digit) / 10)
-      return Status::Invalid("size '" + std::string(text) + "' is too large");
-    n = n * 10 + digit;
-  }
-  if (i == 0) return invalid;
-
-  std::string suffix;
-  for (char ch : text.substr(i))
-    suffix += static_cast<char>(tolower(static_cast<unsigned char>(ch)));
-  int shift = 0;
-  if (!suffix.empty() && suffix != "b") {
-    const std::string_view units = "kmgt";
-    const size_t u = units.find(suffix[0]);
-    const std::string_view rest = std::string_view(suffix).substr(1);
-    if (u == std::string_view::npos || !(rest.empty() || rest == "b" || rest == "ib"))
-      return invalid;
-    shift = 10 * static_cast<int>(u + 1);
-  }
-  if (n > (UINT64_MAX >> shift))
-    return Status::Invalid("size '" + std::string(text) + "' is too large");
-  return n << shift;
-}
-
 // Can a daemon map a pool this large? Against the bound above, then by
 // reserving that much address space (PROT_NONE, MAP_NORESERVE: no memory,
 // no page tables) and giving it back.
@@ -347,14 +307,15 @@ Result<Config> Validate(const RawArgs& raw) {
   if (c.json && c.quiet)
     return Status::Invalid("--json and --quiet conflict: --json prints the geometry, -q nothing");
 
-  Result<uint64_t> bytes = ParseSize(*raw.size);
-  if (!bytes.ok()) return bytes.status();
-  if (*bytes > kMaxPoolBytes)
+  uint64_t bytes = 0;
+  std::string error;
+  if (!cli::ParseSize(*raw.size, "size", &bytes, &error)) return Status::Invalid(error);
+  if (bytes > kMaxPoolBytes)
     return Status::Invalid("size '" + *raw.size + "' is too large (at most " +
                            std::to_string(kMaxPoolBytes) + " bytes)");
-  c.pool_bytes = *bytes & ~uint64_t{kBlockSize - 1};
+  c.pool_bytes = bytes & ~uint64_t{kBlockSize - 1};
   if (c.pool_bytes < kMinPoolBytes) {
-    const std::string is = *bytes == c.pool_bytes ? " is " : " rounds down to ";
+    const std::string is = bytes == c.pool_bytes ? " is " : " rounds down to ";
     return Status::Invalid("size too small: " + *raw.size + is + std::to_string(c.pool_bytes) +
                            " bytes; the minimum is 1 MiB (" + std::to_string(kMinPoolBytes) +
                            " bytes)");
@@ -397,7 +358,7 @@ Status PwriteAll(int fd, const char* buf, size_t len, uint64_t off, const std::s
 }
 
 Status SyncDir(const std::string& dir) {
-  Fd fd(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  UniqueFd fd(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!fd.valid()) return Errno(dir);
   if (fsync(fd.get()) != 0) return Errno(dir + ": fsync");
   return Status::Ok();
@@ -426,11 +387,11 @@ bool IsRegularFile(const std::string& path) {
 
 // Fails if a daemon has the filesystem in `source`. On success `*pool_lock`
 // holds the old pool's lock (if there is a pool) until the caller drops it.
-Status CheckNotInUse(const std::string& source, Fd* pool_lock) {
+Status CheckNotInUse(const std::string& source, UniqueFd* pool_lock) {
   const Status in_use = Status::Error(EBUSY, source + " is mounted or in use");
   const std::string pool = PoolPath(source);
   if (IsRegularFile(pool)) {
-    Fd fd(open(pool.c_str(), O_RDONLY | O_CLOEXEC));
+    UniqueFd fd(open(pool.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd.valid()) return Errno(pool);
     if (flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
       if (errno == EWOULDBLOCK) return in_use;
@@ -441,7 +402,7 @@ Status CheckNotInUse(const std::string& source, Fd* pool_lock) {
   // RocksDB's own lock (fcntl, F_WRLCK) on meta/LOCK: only tested, never taken.
   const std::string lock = MetaPath(source) + "/LOCK";
   if (IsRegularFile(lock)) {
-    Fd fd(open(lock.c_str(), O_RDONLY | O_CLOEXEC));
+    UniqueFd fd(open(lock.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd.valid()) return Errno(lock);
     struct flock fl {};
     fl.l_type = F_WRLCK;
@@ -506,7 +467,7 @@ Status ReservePool(const Config& c, int fd, const std::string& path) {
     }
     off += n;
     if (tty && Clock::now() - t0 > std::chrono::seconds(1)) {
-      fprintf(stderr, "\r%s: reserving the pool's space: %3u%% of %s", kProg,
+      fprintf(stderr, "\r%s: reserving the pool's space: %3u%% of %s", kTool.name(),
               static_cast<unsigned>(off * 100 / c.pool_bytes), HumanBytes(c.pool_bytes).c_str());
       shown = true;
     }
@@ -541,7 +502,7 @@ class Undo {
       fs::remove(path, ec);
     }
     if (ec)
-      fprintf(stderr, "%s: warning: could not remove %s: %s\n", kProg, path.c_str(),
+      fprintf(stderr, "%s: warning: could not remove %s: %s\n", kTool.name(), path.c_str(),
               ec.message().c_str());
   }
 
@@ -577,7 +538,7 @@ Status PrepareSource(const Config& c, Undo* undo) {
     return Status::Error(EEXIST, c.source + " is not empty; use -f to overwrite");
   }
 
-  Fd old_pool_lock;
+  UniqueFd old_pool_lock;
   DAXREF_RETURN_IF_ERROR(CheckNotInUse(c.source, &old_pool_lock));
   for (const std::string& path : {PoolPath(c.source), MetaPath(c.source)}) {
     fs::remove_all(path, ec);
@@ -588,9 +549,9 @@ Status PrepareSource(const Config& c, Undo* undo) {
 
 // Creates the pool file, sized and with both superblock copies written and
 // persisted. `*pool` keeps it open and flock()ed.
-Status CreatePool(const Config& c, Undo* undo, Fd* pool, Superblock* sb) {
+Status CreatePool(const Config& c, Undo* undo, UniqueFd* pool, Superblock* sb) {
   const std::string path = PoolPath(c.source);
-  *pool = Fd(open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  *pool = UniqueFd(open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
   if (!pool->valid()) return Errno("cannot create " + path);
   undo->AddPath(path);
   if (flock(pool->get(), LOCK_EX | LOCK_NB) != 0) {
@@ -624,8 +585,8 @@ Status Make(const Config& c, Superblock* sb) {
             "%s: warning: the pool is sparse: it takes space on the host filesystem as files "
             "are written, and writes fail with ENOSPC once that is full (%s available now, "
             "pool %s)\n",
-            kProg, HumanBytes(room).c_str(), HumanBytes(c.pool_bytes).c_str());
-  Fd pool;  // declared first: its lock is held until Undo has run
+            kTool.name(), HumanBytes(room).c_str(), HumanBytes(c.pool_bytes).c_str());
+  UniqueFd pool;  // declared first: its lock is held until Undo has run
   Undo undo;
   DAXREF_RETURN_IF_ERROR(PrepareSource(c, &undo));
   DAXREF_RETURN_IF_ERROR(CreatePool(c, &undo, &pool, sb));
@@ -644,30 +605,18 @@ Status Make(const Config& c, Superblock* sb) {
 
 int Main(int argc, char** argv) {
   RawArgs raw;
-  if (Status s = ParseArgs(argc, argv, &raw); !s.ok()) {
-    fprintf(stderr, "%s: %s\nTry '%s --help' for more information.\n", kProg, s.message().c_str(),
-            kProg);
-    return kExitUsage;
-  }
+  if (Status s = ParseArgs(argc, argv, &raw); !s.ok()) return kTool.Usage(s.message());
   if (raw.help) {
     PrintHelp(stdout);
     return 0;
   }
-  if (raw.version) {
-    printf("%s %s\n", kProg, DAXREF_VERSION);
-    return 0;
-  }
+  if (raw.version) return kTool.PrintVersion();
+  // A value that parses but is wrong: one line, no hint.
   Result<Config> config = Validate(raw);
-  if (!config.ok()) {
-    fprintf(stderr, "%s: %s\n", kProg, config.status().message().c_str());
-    return kExitUsage;
-  }
+  if (!config.ok()) return kTool.FailWith(cli::kExitUsage, config.status().message());
 
   Superblock sb;
-  if (Status s = Make(*config, &sb); !s.ok()) {
-    fprintf(stderr, "%s: %s\n", kProg, s.message().c_str());
-    return kExitFailure;
-  }
+  if (Status s = Make(*config, &sb); !s.ok()) return kTool.Fail(s.message());
   const Geometry g = GeometryOf(config->source, sb);
   if (config->json) {
     fputs(FormatGeometryJson(g).c_str(), stdout);
@@ -675,8 +624,7 @@ int Main(int argc, char** argv) {
     fputs(FormatGeometry(g).c_str(), stdout);
   }
   if (fflush(stdout) != 0 || ferror(stdout)) {
-    fprintf(stderr, "%s: error writing to stdout: %s\n", kProg, strerror(errno));
-    return kExitFailure;
+    return kTool.Fail("error writing to stdout", errno);
   }
   return 0;
 }

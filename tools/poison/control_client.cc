@@ -17,7 +17,7 @@ Result<ControlConnection> ControlConnection::Connect(const std::string& source) 
   const std::string socket_path = control::ControlSocketPath(source);
   // sun_path holds 108 bytes: reach the socket through a descriptor of
   // SOURCE instead of its whole path.
-  cli::Fd dir(open(source.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  UniqueFd dir(open(source.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!dir.valid()) {
     const int err = errno;
     if (err == EACCES) return Status::Error(err, kPermissionDenied);
@@ -32,7 +32,7 @@ Result<ControlConnection> ControlConnection::Connect(const std::string& source) 
     return Status::Error(ENAMETOOLONG, socket_path + ": " + strerror(ENAMETOOLONG));
   memcpy(addr.sun_path, path.data(), path.size());
 
-  cli::Fd sock(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  UniqueFd sock(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!sock.valid()) return Status::Error(errno, std::string("socket: ") + strerror(errno));
   int rc;
   do {
@@ -41,7 +41,7 @@ Result<ControlConnection> ControlConnection::Connect(const std::string& source) 
   if (rc != 0) {
     const int err = errno;
     // No socket, or one left by a daemon that is gone: nobody serves SOURCE.
-    if (err == ENOENT || err == ECONNREFUSED) return ControlConnection(cli::Fd());
+    if (err == ENOENT || err == ECONNREFUSED) return ControlConnection(UniqueFd());
     if (err == EACCES) return Status::Error(err, kPermissionDenied);
     return Status::Error(err, socket_path + ": " + strerror(err));
   }

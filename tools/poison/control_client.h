@@ -7,8 +7,8 @@
 #include <string>
 
 #include "admin/control_protocol.h"
+#include "base/unique_fd.h"
 #include "meta/status.h"
-#include "tools/common/cli.h"
 #include "tools/poison/request.h"
 
 namespace daxref::poison {
@@ -29,8 +29,8 @@ class ControlConnection {
   void Exchange(const control::Record& request, const RecordFn& fn);
 
  private:
-  explicit ControlConnection(cli::Fd fd) : fd_(std::move(fd)) {}
-  cli::Fd fd_;
+  explicit ControlConnection(UniqueFd fd) : fd_(std::move(fd)) {}
+  UniqueFd fd_;
 };
 
 // The message for a caller the daemon turned away (EPERM) or whose socket

@@ -21,7 +21,6 @@
 //
 // Exit status: 0 success, 1 failure, 2 usage error.
 
-#include <getopt.h>
 #include <sys/stat.h>
 
 #include <cerrno>
@@ -41,14 +40,10 @@
 #include "tools/poison/report.h"
 #include "tools/poison/request.h"
 
-#ifndef DAXREF_VERSION
-#define DAXREF_VERSION "unknown"
-#endif
-
 namespace daxref::poison {
 namespace {
 
-constexpr const char* kProg = "daxref-poison";
+constexpr cli::Tool kTool("daxref-poison", cli::kExitUsage, cli::kExitFailure);
 
 void PrintHelp() {
   printf(
@@ -103,18 +98,7 @@ void PrintHelp() {
       "block. Block ranges are inclusive, first..last.\n"
       "\n"
       "Exit status: 0 success, 1 failure, 2 usage error.\n",
-      kProg, kProg, kProg, kProg, kProg, kProg);
-}
-
-int Usage(const std::string& message) {
-  fprintf(stderr, "%s: %s\nTry '%s --help' for more information.\n", kProg, message.c_str(), kProg);
-  return cli::kExitUsage;
-}
-
-int Fail(const std::string& message) {
-  fflush(stdout);
-  fprintf(stderr, "%s: %s\n", kProg, cli::Printable(message).c_str());
-  return cli::kExitFailure;
+      kTool.name(), kTool.name(), kTool.name(), kTool.name(), kTool.name(), kTool.name());
 }
 
 std::optional<Command> ParseCommand(const std::string& name) {
@@ -246,93 +230,82 @@ Result<control::Record> RequestRecord(const Request& req, const CommandLine& cl,
 }
 
 int Main(int argc, char** argv) {
-  enum { kOptJson = 256, kOptBlocks, kOptFile, kOptOffset, kOptLength };
-  static const option kLong[] = {
-      {"json", no_argument, nullptr, kOptJson},
-      {"blocks", no_argument, nullptr, kOptBlocks},
-      {"file", required_argument, nullptr, kOptFile},
-      {"offset", required_argument, nullptr, kOptOffset},
-      {"length", required_argument, nullptr, kOptLength},
-      {"help", no_argument, nullptr, 'h'},
-      {"version", no_argument, nullptr, 'V'},
-      {nullptr, 0, nullptr, 0},
-  };
+  enum { kOptBlocks = cli::kOptJson + 1, kOptFile, kOptOffset, kOptLength };
   CommandLine cl;
-  opterr = 0;
-  int c;
-  while ((c = getopt_long(argc, argv, "hV", kLong, nullptr)) != -1) {
-    switch (c) {
-      case kOptJson:
+  auto on_option = [&](int opt, const char* arg) {
+    switch (opt) {
+      case cli::kOptJson:
         cl.json = true;
         break;
       case kOptBlocks:
         cl.blocks = true;
         break;
       case kOptFile:
-        cl.file = optarg;
+        cl.file = arg;
         break;
       case kOptOffset:
-        cl.offset = optarg;
+        cl.offset = arg;
         break;
       case kOptLength:
-        cl.length = optarg;
+        cl.length = arg;
         break;
-      case 'h':
-        PrintHelp();
-        return 0;
-      case 'V':
-        printf("%s %s\n", kProg, DAXREF_VERSION);
-        return 0;
-      default:
-        if (optopt >= kOptFile && optopt <= kOptLength)
-          return Usage(std::string("option '") + argv[optind - 1] + "' needs an argument");
-        return Usage(cli::BadOption(optopt, argv[optind - 1]));
     }
-  }
-  if (optind >= argc) return Usage("missing COMMAND (inject, list, clear, resolve or pre-remove)");
+  };
+  if (std::optional<int> exit =
+          kTool.ParseOptions(argc, argv, "",
+                             {cli::kJsonOption,
+                              {"blocks", no_argument, nullptr, kOptBlocks},
+                              {"file", required_argument, nullptr, kOptFile},
+                              {"offset", required_argument, nullptr, kOptOffset},
+                              {"length", required_argument, nullptr, kOptLength}},
+                             PrintHelp, on_option))
+    return *exit;
+  if (optind >= argc)
+    return kTool.Usage("missing COMMAND (inject, list, clear, resolve or pre-remove)");
   const std::string name = argv[optind];
   cl.command = ParseCommand(name);
   if (!cl.command)
-    return Usage("unknown command '" + name + "' (inject, list, clear, resolve or pre-remove)");
+    return kTool.Usage("unknown command '" + name +
+                       "' (inject, list, clear, resolve or pre-remove)");
   cl.args.assign(argv + optind + 1, argv + argc);
   Request req;
   std::string error;
-  if (!BuildRequest(cl, &req, &error)) return Usage(error);
+  if (!BuildRequest(cl, &req, &error)) return kTool.Usage(error);
 
   // Which filesystem, and whether a daemon serves it.
   struct stat file_st;
   Result<Location> loc =
       cl.args.empty() ? LocateMountOf(req.file->path, &file_st) : LocateFilesystem(cl.args[0]);
-  if (!loc.ok()) return Fail(loc.status().message());
+  if (!loc.ok()) return kTool.Fail(loc.status().message());
   // Refuse a range outside the pool before anyone is asked, when the pool's
   // superblock can be read here (else the daemon or the offline open will).
   Superblock sb;
   bool backup = false;
   if (req.has_pool_range() && ReadPoolSuperblock(PoolPath(loc->source), &sb, &backup).ok()) {
     Status s = FitToPool(&req, sb.block_count);
-    if (!s.ok()) return Fail(s.message());
+    if (!s.ok()) return kTool.Fail(s.message());
   }
   Result<ControlConnection> conn = ControlConnection::Connect(loc->source);
-  if (!conn.ok()) return Fail(conn.status().message());
+  if (!conn.ok()) return kTool.Fail(conn.status().message());
 
   ReportPrinter printer(req, cl.json);
   const RecordFn print = [&](const control::Record& r) { printer.Print(r); };
   if (conn->connected()) {
     Result<control::Record> request = RequestRecord(req, cl, *loc);
-    if (!request.ok()) return Fail(request.status().message());
+    if (!request.ok()) return kTool.Fail(request.status().message());
     conn->Exchange(*request, print);
     return printer.ExitStatus();
   }
 
   // Nobody serves SOURCE: work on it directly.
   if (req.command == Command::kPreRemove)
-    return Fail(cl.args[0] + " is not mounted: nothing to pre-remove");
+    return kTool.Fail(cl.args[0] + " is not mounted: nothing to pre-remove");
   if (cl.args.empty())
-    return Fail(req.file->path + ": the daemon serving " + loc->source + " does not answer on " +
-                control::ControlSocketPath(loc->source) +
-                " (to work offline, unmount it and give FS and the path inside it)");
+    return kTool.Fail(req.file->path + ": the daemon serving " + loc->source +
+                      " does not answer on " + control::ControlSocketPath(loc->source) +
+                      " (to work offline, unmount it and give FS and the path inside it)");
   Result<std::unique_ptr<OfflineVolume>> offline = OfflineVolume::Open(loc->source);
-  if (!offline.ok()) return Fail(offline.status().message());
+  if (!offline.ok()) return kTool.Fail(offline.status().message());
   (*offline)->Run(req, print);
   return printer.ExitStatus();
 }

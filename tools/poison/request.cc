@@ -3,6 +3,7 @@
 #include <cerrno>
 
 #include "admin/poison_records.h"
+#include "base/block_range_text.h"
 #include "meta/format.h"
 
 namespace daxref::poison {
@@ -31,8 +32,8 @@ Status FitToPool(Request* req, uint64_t block_count) {
   if (req->pblock >= block_count) return Status::Invalid(offset + " is past the end of " + pool);
   if (req->blocks > block_count - req->pblock) {
     if (req->command == Command::kInject)
-      return Status::Invalid(DescribeBlocks(req->pblock, req->blocks) + " (from " + offset +
-                             ") run past the end of " + pool);
+      return Status::Invalid(BlockRangeText(req->pblock, req->pblock + req->blocks) + " (from " +
+                             offset + ") run past the end of " + pool);
     req->blocks = block_count - req->pblock;
   }
   return Status::Ok();

@@ -14,7 +14,6 @@
 // destination differs from the source and none failed.
 
 #include <fcntl.h>
-#include <getopt.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -25,24 +24,20 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "base/unique_fd.h"
 #include "tools/common/cli.h"
 #include "tools/reflink/remap.h"
-
-#ifndef DAXREF_VERSION
-#define DAXREF_VERSION "unknown"
-#endif
 
 namespace daxref {
 namespace {
 
-constexpr const char* kProg = "daxref-reflink";
+constexpr cli::Tool kTool("daxref-reflink", cli::kExitUsage, cli::kExitFailure);
 constexpr int kExitDiffers = 3;
 constexpr reflink::IoctlFn kIoctl = &::ioctl;
-
-using cli::Fd;
 
 void PrintHelp() {
   printf(
@@ -80,25 +75,7 @@ void PrintHelp() {
       "\n"
       "Exit status: 0 success, 1 failure, 2 usage error, 3 dedupe: some\n"
       "destination's bytes differ (and none failed).\n",
-      kProg);
-}
-
-int Usage(const std::string& message) {
-  fprintf(stderr, "%s: %s\nTry '%s --help' for more information.\n", kProg, message.c_str(), kProg);
-  return cli::kExitUsage;
-}
-
-// "daxref-reflink: WHAT: strerror(err)[ HINT]", exit status 1.
-int Fail(const std::string& what, int err, const std::string& hint = "") {
-  // Paths in the message are escaped: one error, one line.
-  fprintf(stderr, "%s: %s: %s%s\n", kProg, cli::Printable(what).c_str(), strerror(err),
-          cli::Printable(hint).c_str());
-  return cli::kExitFailure;
-}
-
-int FailMsg(const std::string& message) {
-  fprintf(stderr, "%s: %s\n", kProg, cli::Printable(message).c_str());
-  return cli::kExitFailure;
+      kTool.name());
 }
 
 // What the daemon's EINVAL usually means for a remap.
@@ -109,32 +86,32 @@ const char* kAlignHint =
 bool Size(const std::string& text, const char* what, uint64_t* out, int* rc) {
   std::string error;
   if (cli::ParseSize(text, what, out, &error)) return true;
-  *rc = Usage(error);
+  *rc = kTool.Usage(error);
   return false;
 }
 
 // Opens `path` with `flags` and checks that it is on a daxref mount.
 // Prints the error and returns false on failure.
-bool OpenDaxref(const std::string& path, int flags, Fd* fd, struct stat* st) {
-  *fd = Fd(open(path.c_str(), flags | O_CLOEXEC | O_NOCTTY));
-  if (!fd->valid()) return Fail(path, errno), false;
-  if (fstat(fd->get(), st) != 0) return Fail(path, errno), false;
-  if (S_ISDIR(st->st_mode)) return Fail(path, EISDIR), false;
-  if (!S_ISREG(st->st_mode)) return FailMsg(path + ": not a regular file"), false;
+bool OpenDaxref(const std::string& path, int flags, UniqueFd* fd, struct stat* st) {
+  *fd = UniqueFd(open(path.c_str(), flags | O_CLOEXEC | O_NOCTTY));
+  if (!fd->valid()) return kTool.Fail(path, errno), false;
+  if (fstat(fd->get(), st) != 0) return kTool.Fail(path, errno), false;
+  if (S_ISDIR(st->st_mode)) return kTool.Fail(path, EISDIR), false;
+  if (!S_ISREG(st->st_mode)) return kTool.Fail(path + ": not a regular file"), false;
   if (!reflink::IsDaxref(kIoctl, fd->get()))
-    return FailMsg(path + ": not on a daxref filesystem"), false;
+    return kTool.Fail(path + ": not on a daxref filesystem"), false;
   return true;
 }
 
 bool SameDevice(const std::string& src, const struct stat& s, const std::string& dest,
                 const struct stat& d) {
   if (s.st_dev == d.st_dev) return true;
-  Fail(dest, EXDEV, " (" + src + " and " + dest + " must be on the same daxref mount)");
+  kTool.Fail(dest, EXDEV, " (" + src + " and " + dest + " must be on the same daxref mount)");
   return false;
 }
 
 int Clone(const std::string& src_path, const std::string& dest_path) {
-  Fd src;
+  UniqueFd src;
   struct stat ss;
   if (!OpenDaxref(src_path, O_RDONLY, &src, &ss)) return cli::kExitFailure;
 
@@ -142,30 +119,31 @@ int Clone(const std::string& src_path, const std::string& dest_path) {
   // another filesystem the clone cannot reach.
   struct stat ds;
   bool created = false;
-  Fd dest;
+  UniqueFd dest;
   if (stat(dest_path.c_str(), &ds) == 0) {
     if (ds.st_dev == ss.st_dev && ds.st_ino == ss.st_ino)
-      return FailMsg("'" + src_path + "' and '" + dest_path + "' are the same file");
-    dest = Fd(open(dest_path.c_str(), O_WRONLY | O_CLOEXEC | O_NOCTTY));
+      return kTool.Fail("'" + src_path + "' and '" + dest_path + "' are the same file");
+    dest = UniqueFd(open(dest_path.c_str(), O_WRONLY | O_CLOEXEC | O_NOCTTY));
   } else if (errno == ENOENT) {
-    dest = Fd(open(dest_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, ss.st_mode & 0777));
+    dest = UniqueFd(
+        open(dest_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, ss.st_mode & 0777));
     created = dest.valid();
   } else {
-    return Fail(dest_path, errno);
+    return kTool.Fail(dest_path, errno);
   }
-  if (!dest.valid()) return Fail(dest_path, errno);
+  if (!dest.valid()) return kTool.Fail(dest_path, errno);
   auto fail = [&](int rc) {
     if (created) unlink(dest_path.c_str());
     return rc;
   };
-  if (fstat(dest.get(), &ds) != 0) return fail(Fail(dest_path, errno));
+  if (fstat(dest.get(), &ds) != 0) return fail(kTool.Fail(dest_path, errno));
   if (ds.st_dev == ss.st_dev && ds.st_ino == ss.st_ino)
-    return fail(FailMsg("'" + src_path + "' and '" + dest_path + "' are the same file"));
-  if (!S_ISREG(ds.st_mode)) return fail(FailMsg(dest_path + ": not a regular file"));
+    return fail(kTool.Fail("'" + src_path + "' and '" + dest_path + "' are the same file"));
+  if (!S_ISREG(ds.st_mode)) return fail(kTool.Fail(dest_path + ": not a regular file"));
   if (!SameDevice(src_path, ss, dest_path, ds)) return fail(cli::kExitFailure);
-  if (!created && ftruncate(dest.get(), 0) != 0) return Fail(dest_path + ": truncate", errno);
+  if (!created && ftruncate(dest.get(), 0) != 0) return kTool.Fail(dest_path + ": truncate", errno);
   if (int e = reflink::CloneRange(kIoctl, src.get(), 0, 0, dest.get(), 0); e < 0)
-    return fail(Fail("clone " + src_path + " to " + dest_path, -e));
+    return fail(kTool.Fail("clone " + src_path + " to " + dest_path, -e));
   return 0;
 }
 
@@ -177,21 +155,21 @@ int CloneRange(const std::vector<std::string>& args) {
     return rc;
   const std::string& src_path = args[0];
   const std::string& dest_path = args[3];
-  Fd src, dest;
+  UniqueFd src, dest;
   struct stat ss, ds;
   if (!OpenDaxref(src_path, O_RDONLY, &src, &ss)) return cli::kExitFailure;
-  dest = Fd(open(dest_path.c_str(), O_WRONLY | O_CLOEXEC | O_NOCTTY));
-  if (!dest.valid()) return Fail(dest_path, errno);
-  if (fstat(dest.get(), &ds) != 0) return Fail(dest_path, errno);
-  if (!S_ISREG(ds.st_mode)) return FailMsg(dest_path + ": not a regular file");
+  dest = UniqueFd(open(dest_path.c_str(), O_WRONLY | O_CLOEXEC | O_NOCTTY));
+  if (!dest.valid()) return kTool.Fail(dest_path, errno);
+  if (fstat(dest.get(), &ds) != 0) return kTool.Fail(dest_path, errno);
+  if (!S_ISREG(ds.st_mode)) return kTool.Fail(dest_path + ": not a regular file");
   if (!SameDevice(src_path, ss, dest_path, ds)) return cli::kExitFailure;
   if (src_offset > INT64_MAX || length > INT64_MAX || dest_offset > INT64_MAX ||
       src_offset > static_cast<uint64_t>(INT64_MAX) - length ||
       dest_offset > static_cast<uint64_t>(INT64_MAX) - length)
-    return Fail("clone-range", EINVAL, " (the range passes the largest file offset)");
+    return kTool.Fail("clone-range", EINVAL, " (the range passes the largest file offset)");
   int e = reflink::CloneRange(kIoctl, src.get(), src_offset, length, dest.get(), dest_offset);
   if (e < 0)
-    return Fail("clone " + src_path + " to " + dest_path, -e, e == -EINVAL ? kAlignHint : "");
+    return kTool.Fail("clone " + src_path + " to " + dest_path, -e, e == -EINVAL ? kAlignHint : "");
   return 0;
 }
 
@@ -202,7 +180,7 @@ int DedupeInto(int src, uint64_t src_offset, uint64_t length, const std::string&
   *deduped = 0;
   // Read-only is enough for the kernel to let the owner, a user with write
   // permission or an administrator dedupe; the daemon checks the same.
-  Fd dest(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
+  UniqueFd dest(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
   if (!dest.valid()) return -errno;
   int r = reflink::CheckDedupeDest(src, dest.get(), dest_offset, length);
   // In pieces of the kernel's size, so that no one call holds both files
@@ -235,18 +213,19 @@ int Dedupe(const std::vector<std::string>& args, bool json) {
     dests.push_back(d);
   }
   const std::string& src_path = args[0];
-  Fd src;
+  UniqueFd src;
   struct stat ss;
   if (!OpenDaxref(src_path, O_RDONLY, &src, &ss)) return cli::kExitFailure;
   const uint64_t size = static_cast<uint64_t>(ss.st_size);
   if (src_offset > size)
-    return Fail(src_path, EINVAL,
-                " (SRC_OFFSET " + std::to_string(src_offset) + " is past the end of the file, " +
-                    std::to_string(size) + " bytes)");
+    return kTool.Fail(src_path, EINVAL,
+                      " (SRC_OFFSET " + std::to_string(src_offset) +
+                          " is past the end of the file, " + std::to_string(size) + " bytes)");
   if (length == 0) length = size - src_offset;
   if (length > size - src_offset)
-    return Fail(src_path, EINVAL,
-                " (the range ends past the end of the file, " + std::to_string(size) + " bytes)");
+    return kTool.Fail(
+        src_path, EINVAL,
+        " (the range ends past the end of the file, " + std::to_string(size) + " bytes)");
 
   bool failed = false, differs = false;
   if (json)
@@ -271,10 +250,10 @@ int Dedupe(const std::vector<std::string>& args, bool json) {
       fputs(out.c_str(), stdout);
     } else if (r < 0) {
       fflush(stdout);
-      Fail(d.path, -r,
-           r == -EINVAL  ? kAlignHint
-           : r == -EXDEV ? " (not on the same daxref mount as " + src_path + ")"
-                         : std::string());
+      kTool.Fail(d.path, -r,
+                 r == -EINVAL  ? kAlignHint
+                 : r == -EXDEV ? " (not on the same daxref mount as " + src_path + ")"
+                               : std::string());
     } else if (r == FILE_DEDUPE_RANGE_DIFFERS) {
       if (deduped > 0)
         printf("%s: contents differ (after %" PRIu64 " bytes deduped)\n",
@@ -297,7 +276,7 @@ int Unshare(const std::vector<std::string>& args) {
       (!Size(args[1], "OFFSET", &offset, &rc) || !Size(args[2], "LENGTH", &length, &rc)))
     return rc;
   const std::string& path = args[0];
-  Fd fd;
+  UniqueFd fd;
   struct stat st;
   // The daemon unshares through a descriptor open for writing, as
   // fallocate(2) requires.
@@ -308,60 +287,42 @@ int Unshare(const std::vector<std::string>& args) {
     length = size - offset;
   }
   if (offset > INT64_MAX || length > static_cast<uint64_t>(INT64_MAX) - offset)
-    return Fail(path, EINVAL, " (the range passes the largest file offset)");
+    return kTool.Fail(path, EINVAL, " (the range passes the largest file offset)");
   if (int e = reflink::Unshare(kIoctl, fd.get(), offset, length); e < 0)
-    return Fail(path + ": unshare", -e);
+    return kTool.Fail(path + ": unshare", -e);
   return 0;
 }
 
 int Main(int argc, char** argv) {
-  enum { kOptJson = 256 };
-  static const option kLong[] = {
-      {"json", no_argument, nullptr, kOptJson},
-      {"help", no_argument, nullptr, 'h'},
-      {"version", no_argument, nullptr, 'V'},
-      {nullptr, 0, nullptr, 0},
-  };
-  bool json = false;
-  opterr = 0;
-  int c;
-  while ((c = getopt_long(argc, argv, "hV", kLong, nullptr)) != -1) {
-    switch (c) {
-      case kOptJson:
-        json = true;
-        break;
-      case 'h':
-        PrintHelp();
-        return 0;
-      case 'V':
-        printf("%s %s\n", kProg, DAXREF_VERSION);
-        return 0;
-      default:
-        return Usage(cli::BadOption(optopt, argv[optind - 1]));
-    }
-  }
-  if (optind >= argc) return Usage("missing COMMAND (clone, clone-range, dedupe or unshare)");
+  bool json = false;  // --json, the only option
+  if (std::optional<int> exit = kTool.ParseOptions(argc, argv, "", {cli::kJsonOption}, PrintHelp,
+                                                   [&](int, const char*) { json = true; }))
+    return *exit;
+  if (optind >= argc) return kTool.Usage("missing COMMAND (clone, clone-range, dedupe or unshare)");
   const std::string command = argv[optind];
   const std::vector<std::string> args(argv + optind + 1, argv + argc);
-  if (json && command != "dedupe") return Usage("--json applies to dedupe only");
+  if (json && command != "dedupe") return kTool.Usage("--json applies to dedupe only");
   if (command == "clone") {
-    if (args.size() != 2) return Usage("usage: clone SRC DEST");
+    if (args.size() != 2) return kTool.Usage("usage: clone SRC DEST");
     return Clone(args[0], args[1]);
   }
   if (command == "clone-range") {
-    if (args.size() != 5) return Usage("usage: clone-range SRC SRC_OFFSET LENGTH DEST DEST_OFFSET");
+    if (args.size() != 5)
+      return kTool.Usage("usage: clone-range SRC SRC_OFFSET LENGTH DEST DEST_OFFSET");
     return CloneRange(args);
   }
   if (command == "dedupe") {
     if (args.size() < 5 || (args.size() - 3) % 2 != 0)
-      return Usage("usage: dedupe SRC SRC_OFFSET LENGTH DEST DEST_OFFSET [DEST DEST_OFFSET]...");
+      return kTool.Usage(
+          "usage: dedupe SRC SRC_OFFSET LENGTH DEST DEST_OFFSET [DEST DEST_OFFSET]...");
     return Dedupe(args, json);
   }
   if (command == "unshare") {
-    if (args.size() != 1 && args.size() != 3) return Usage("usage: unshare FILE [OFFSET LENGTH]");
+    if (args.size() != 1 && args.size() != 3)
+      return kTool.Usage("usage: unshare FILE [OFFSET LENGTH]");
     return Unshare(args);
   }
-  return Usage("unknown command '" + command + "' (clone, clone-range, dedupe or unshare)");
+  return kTool.Usage("unknown command '" + command + "' (clone, clone-range, dedupe or unshare)");
 }
 
 }  // namespace

@@ -11,10 +11,10 @@
 // Exit status: 0 clean, 4 problems found, 8 error (bad usage, not a daxref
 // filesystem, no daemon serving it, the check failed).
 
-#include <getopt.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,17 +23,13 @@
 #include "tools/poison/control_client.h"
 #include "tools/poison/locate.h"
 
-#ifndef DAXREF_VERSION
-#define DAXREF_VERSION "unknown"
-#endif
-
 namespace daxref::scrub {
 namespace {
 
-constexpr const char* kProg = "daxref-scrub";
 constexpr int kExitClean = 0;
 constexpr int kExitProblems = 4;
 constexpr int kExitError = 8;
+constexpr cli::Tool kTool("daxref-scrub", kExitError, kExitError);
 // The JSON document's format; bump on any incompatible change.
 constexpr int kJsonFormat = 1;
 // The counts of the `done` record, in the order they are printed.
@@ -60,18 +56,7 @@ void PrintHelp() {
       "A progress line is shown when stderr is a terminal.\n"
       "\n"
       "Exit status: 0 clean, 4 problems found, 8 error.\n",
-      kProg);
-}
-
-int Usage(const std::string& message) {
-  fprintf(stderr, "%s: %s\nTry '%s --help' for more information.\n", kProg, message.c_str(), kProg);
-  return kExitError;
-}
-
-int Fail(const std::string& message) {
-  fflush(stdout);
-  fprintf(stderr, "%s: %s\n", kProg, cli::Printable(message).c_str());
-  return kExitError;
+      kTool.name());
 }
 
 struct Problem {
@@ -80,43 +65,22 @@ struct Problem {
 };
 
 int Main(int argc, char** argv) {
-  enum { kOptJson = 256 };
-  static const option kLong[] = {
-      {"json", no_argument, nullptr, kOptJson},
-      {"help", no_argument, nullptr, 'h'},
-      {"version", no_argument, nullptr, 'V'},
-      {nullptr, 0, nullptr, 0},
-  };
-  bool json = false;
-  opterr = 0;
-  int c;
-  while ((c = getopt_long(argc, argv, "hV", kLong, nullptr)) != -1) {
-    switch (c) {
-      case kOptJson:
-        json = true;
-        break;
-      case 'h':
-        PrintHelp();
-        return 0;
-      case 'V':
-        printf("%s %s\n", kProg, DAXREF_VERSION);
-        return 0;
-      default:
-        return Usage(cli::BadOption(optopt, argv[optind - 1]));
-    }
-  }
-  if (optind >= argc) return Usage("missing FS");
-  if (optind + 1 < argc) return Usage("too many arguments (one FS)");
+  bool json = false;  // --json, the only option
+  if (std::optional<int> exit = kTool.ParseOptions(argc, argv, "", {cli::kJsonOption}, PrintHelp,
+                                                   [&](int, const char*) { json = true; }))
+    return *exit;
+  if (optind >= argc) return kTool.Usage("missing FS");
+  if (optind + 1 < argc) return kTool.Usage("too many arguments (one FS)");
   const std::string fs = argv[optind];
 
   Result<poison::Location> loc = poison::LocateFilesystem(fs);
-  if (!loc.ok()) return Fail(loc.status().message());
+  if (!loc.ok()) return kTool.Fail(loc.status().message());
   Result<poison::ControlConnection> conn = poison::ControlConnection::Connect(loc->source);
-  if (!conn.ok()) return Fail(conn.status().message());
+  if (!conn.ok()) return kTool.Fail(conn.status().message());
   if (!conn->connected())
-    return Fail(fs + " is not mounted (no daxref daemon answers on " +
-                control::ControlSocketPath(loc->source) + "): check it with fsck.daxref -n " +
-                loc->source);
+    return kTool.Fail(fs + " is not mounted (no daxref daemon answers on " +
+                      control::ControlSocketPath(loc->source) + "): check it with fsck.daxref -n " +
+                      loc->source);
 
   const bool tty = isatty(STDERR_FILENO) == 1;
   bool progress_shown = false;
@@ -129,7 +93,7 @@ int Main(int argc, char** argv) {
       r.GetU64("percent", &pct);
       const std::string* phase = r.Get("phase");
       if (tty) {
-        fprintf(stderr, "\r%s: %-24.24s %3d%%", kProg, phase ? phase->c_str() : "",
+        fprintf(stderr, "\r%s: %-24.24s %3d%%", kTool.name(), phase ? phase->c_str() : "",
                 static_cast<int>(pct));
         fflush(stderr);
         progress_shown = true;
@@ -151,7 +115,7 @@ int Main(int argc, char** argv) {
   if (progress_shown) fprintf(stderr, "\r%-40s\r", "");
   if (!finished) {
     const std::string* m = error.Get("message");
-    return Fail(m ? *m : std::string("the daemon ended the scrub without an answer"));
+    return kTool.Fail(m ? *m : std::string("the daemon ended the scrub without an answer"));
   }
   uint64_t found = 0;
   done.GetU64("problems", &found);
