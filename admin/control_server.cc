@@ -72,13 +72,8 @@ class ReplyWriter {
 
 }  // namespace
 
-Result<std::unique_ptr<ControlServer>> ControlServer::Start(const std::string& source,
-                                                            PoisonService* poison, Volume* volume,
-                                                            std::function<void()> detach) {
+Result<std::unique_ptr<ControlServer>> ControlServer::Bind(const std::string& source) {
   std::unique_ptr<ControlServer> c(new ControlServer());
-  c->poison_ = poison;
-  c->volume_ = volume;
-  c->detach_ = std::move(detach);
   c->path_ = control::ControlSocketPath(source);
   UniqueFd dir(open(source.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (dir.get() < 0) return Status::Error(errno, source + ": " + strerror(errno));
@@ -97,8 +92,14 @@ Result<std::unique_ptr<ControlServer>> ControlServer::Start(const std::string& s
   c->stop_fd_ = eventfd(0, EFD_CLOEXEC);
   if (c->stop_fd_ < 0) return Status::Error(errno, std::string("eventfd: ") + strerror(errno));
   c->listen_fd_ = sock.release();
-  c->thread_ = std::thread([p = c.get()] { p->Run(); });
   return c;
+}
+
+void ControlServer::Start(PoisonService* poison, Volume* volume, std::function<void()> detach) {
+  poison_ = poison;
+  volume_ = volume;
+  detach_ = std::move(detach);
+  thread_ = std::thread([this] { Run(); });
 }
 
 ControlServer::~ControlServer() {
@@ -200,9 +201,19 @@ void ControlServer::StartScrub(int conn_fd) {
   scrub_thread_ = std::thread([this, conn_fd] {
     UniqueFd conn(conn_fd);
     ReplyWriter writer(conn.get());
-    ScrubVolume(volume_, stopping_, [&](const Record& r) { return writer.Send(r); });
+    bool running = true;
+    ScrubVolume(volume_, stopping_, [&](const Record& r) {
+      // A client that has read the last record may ask for the next scrub
+      // at once: it must not find this one still running. StartScrub joins
+      // this thread before starting another.
+      if (r.kind == "done" || r.kind == "error") {
+        running = false;
+        scrub_running_ = false;
+      }
+      return writer.Send(r);
+    });
     writer.Flush();
-    scrub_running_ = false;
+    if (running) scrub_running_ = false;
   });
 }
 

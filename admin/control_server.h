@@ -34,12 +34,14 @@ class ControlServer {
  public:
   // Binds SOURCE/control (a stale socket left by a daemon that died is
   // replaced: this daemon holds the pool's lock, so no other one serves
-  // SOURCE) and starts serving: the poison verbs through `poison`, scrub
-  // on `volume`. `detach` runs once a pre-remove's reply is out (the daemon
+  // SOURCE). Nothing is served until Start; a client that connects in
+  // between waits in the listen queue, so the daemon binds before it mounts
+  // and a tool run as soon as the mount appears is answered.
+  static Result<std::unique_ptr<ControlServer>> Bind(const std::string& source);
+  // Starts serving, once: the poison verbs through `poison`, scrub on
+  // `volume`. `detach` runs once a pre-remove's reply is out (the daemon
   // lets go of its mount there).
-  static Result<std::unique_ptr<ControlServer>> Start(const std::string& source,
-                                                      PoisonService* poison, Volume* volume,
-                                                      std::function<void()> detach);
+  void Start(PoisonService* poison, Volume* volume, std::function<void()> detach);
   ~ControlServer();
   ControlServer(const ControlServer&) = delete;
   ControlServer& operator=(const ControlServer&) = delete;

@@ -302,17 +302,19 @@ std::unique_ptr<AsyncFaultWatcher> RouteMachineChecks(PoolMapping* pool, Filesys
 }
 
 // Null if the control socket could not be set up: the daemon serves files
-// without it.
-std::unique_ptr<ControlServer> StartControl(const CommandLine& cl, PoisonHandler* poison,
-                                            Filesystem* fs) {
-  auto control =
-      ControlServer::Start(cl.source, poison->service(), fs->volume(), [fs] { fs->Detach(); });
+// without it. Bound before the mount appears (served after it: StartControl).
+std::unique_ptr<ControlServer> BindControl(const CommandLine& cl) {
+  auto control = ControlServer::Bind(cl.source);
   if (!control.ok()) {
     spdlog::error("no admin channel (daxref-poison cannot reach this daemon): {}",
                   control.status().message());
     return nullptr;
   }
   return std::move(*control);
+}
+
+void StartControl(ControlServer* control, PoisonHandler* poison, Filesystem* fs) {
+  if (control) control->Start(poison->service(), fs->volume(), [fs] { fs->Detach(); });
 }
 
 // In the background, stdin, stdout and stderr go to /dev/null once start-up
@@ -352,11 +354,12 @@ int Serve(const CommandLine& cl, StartupReport* report) {
   fs_opts.attr_timeout = cl.attr_timeout;
   fs_opts.entry_timeout = cl.entry_timeout;
   Filesystem fs(pool.get(), volume.get(), fs_opts);
+  std::unique_ptr<ControlServer> control = BindControl(cl);
   SessionPtr se = Mount(cl, &fs, report);
   if (!se) return 1;
   PoisonHandler poison(&fs, PoisonOptions{cl.poison_signal});
   std::unique_ptr<AsyncFaultWatcher> async_faults = RouteMachineChecks(pool.get(), &fs, &poison);
-  std::unique_ptr<ControlServer> control = StartControl(cl, &poison, &fs);
+  StartControl(control.get(), &poison, &fs);
   spdlog::info("mounted {} on {} (pool {} blocks, uuid {}, {} granularity)", cl.source,
                cl.mountpoint, pool->superblock().block_count, UuidToString(pool->superblock().uuid),
                pool->granularity());

@@ -80,30 +80,6 @@ class UnmountedFs {
   std::string source_;
 };
 
-// The daemon creates SOURCE/control just after the mount appears, which is
-// all MountedFs waits for: a test that needs the socket waits for it too.
-void WaitForControlSocket(const std::string& source) {
-  const std::string path = control::ControlSocketPath(source);
-  struct stat st;
-  for (int i = 0; i < 1000 && lstat(path.c_str(), &st) != 0; ++i) usleep(10000);
-  REQUIRE(lstat(path.c_str(), &st) == 0);
-}
-
-// A mounted filesystem whose daemon answers on its control socket.
-class ServedFs : public MountedFs {
- public:
-  ServedFs() { WaitForControlSocket(source()); }
-};
-
-// Makes /f, two blocks of data, and /sparse, 1 MiB of hole; returns their
-// inode numbers.
-std::pair<uint64_t, uint64_t> MakeDataAndHole(const MountedFs& fs) {
-  WriteFile(fs.path("f"), std::string(2 * kBlock, 'x'));
-  Fd sparse(fs.path("sparse"), O_CREAT | O_WRONLY);
-  REQUIRE(ftruncate(sparse.get(), 1 * kMiB) == 0);
-  return {StatOf(fs.path("f")).st_ino, StatOf(fs.path("sparse")).st_ino};
-}
-
 // Sends one request to the daemon serving `source` over its control socket
 // and returns the last record of the reply (`done` or `error`).
 control::Record Ask(const std::string& source, const control::Record& request) {
@@ -410,7 +386,7 @@ TEST_CASE("daxref-poison: a daemon that holds the pool but does not answer is re
           "[poison-cli]") {
   MountedFs fs;
   const std::string socket = fs.source() + "/control";
-  WaitForControlSocket(fs.source());
+  // The daemon binds its socket before the mount appears.
   struct stat st;
   REQUIRE(lstat(socket.c_str(), &st) == 0);
   REQUIRE(S_ISSOCK(st.st_mode));
