@@ -383,6 +383,12 @@ class Volume {
   // caller is about to overwrite.
   Status Unshare(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t fb1, uint64_t keep_off,
                  uint64_t keep_end);
+  // Gives r new blocks for the mapped pieces (file block, pool block,
+  // length), copying the old bytes except those in [keep_off, keep_end);
+  // the old blocks lose r's reference. The old bytes stay as they were until
+  // the batch commits.
+  Status MoveBlocks(Txn& t, InodeRecord* r, const std::vector<Extent>& pieces, uint64_t keep_off,
+                    uint64_t keep_end);
   // Is any block of [pb0, pb1) shared, as committed? For callers outside mu_.
   bool SharedNow(uint64_t pb0, uint64_t pb1);
   // The common end of Clone and CopyRange.

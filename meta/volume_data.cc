@@ -135,8 +135,8 @@ Status Volume::Write(uint64_t ino, uint64_t off, const void* buf, size_t len, co
     bool fast = true;
     if (r.flags & kInodeHasXattrs) {
       std::string cap;
-      fast = db_->Get(rocksdb::ReadOptions(), keys::Xattr(ino, kCapabilityXattr), &cap)
-                 .IsNotFound();
+      fast =
+          db_->Get(rocksdb::ReadOptions(), keys::Xattr(ino, kCapabilityXattr), &cap).IsNotFound();
     }
     struct Piece {
       uint64_t pool_off, src_off, len;
@@ -265,13 +265,27 @@ Status Volume::ZeroBytes(Txn& t, uint64_t ino, uint64_t off, uint64_t len) {
 }
 
 // Bytes past EOF inside the last block are kept zero, so growing a file
-// (truncate up, a write past EOF) never exposes old data.
+// (truncate up, a write past EOF) never exposes old data. The new last block
+// is zeroed past the new size in a block of its own, not in place: until the
+// batch commits the file has its old size, and the bytes under it must be
+// the old ones (a daemon killed mid-truncate leaves the file as it was).
 Status Volume::Truncate(Txn& t, InodeRecord* r, uint64_t size) {
   if (size < r->size) {
     DAXREF_RETURN_IF_ERROR(UnmapRange(t, r, BlockCeil(size), UINT64_MAX));
     if (size % kBlockSize) {
-      uint64_t block_end = BlockCeil(size) << kBlockShift;
-      DAXREF_RETURN_IF_ERROR(Unshare(t, r, BlockOf(size), BlockCeil(size), size, block_end));
+      const uint64_t fb = BlockOf(size), block_end = BlockCeil(size) << kBlockShift;
+      std::vector<Extent> last;
+      DAXREF_RETURN_IF_ERROR(WalkExtents(t, r->ino, fb, fb + 1, [&](const Extent& e) {
+        if (e.fblock <= fb && fb < e.fend())
+          last.push_back(Extent{fb, e.pblock + (fb - e.fblock), 1});
+        return false;
+      }));
+      // A full pool must still let files shrink: then the tail is zeroed in
+      // place (MoveBlocks has changed nothing), and only that truncate can
+      // be seen half done after a crash.
+      Status moved = MoveBlocks(t, r, last, size, block_end);
+      if (!moved.ok() && moved.err() != ENOSPC) return moved;
+      if (!moved.ok()) DAXREF_RETURN_IF_ERROR(Unshare(t, r, fb, fb + 1, size, block_end));
       DAXREF_RETURN_IF_ERROR(ZeroBytes(t, r->ino, size, block_end - size));
     }
   }

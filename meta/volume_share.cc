@@ -140,15 +140,19 @@ Status Volume::Unshare(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t fb1, uint6
     });
     return true;
   }));
-  if (shared.empty()) return Status::Ok();
+  return MoveBlocks(t, r, shared, keep_off, keep_end);
+}
 
+Status Volume::MoveBlocks(Txn& t, InodeRecord* r, const std::vector<Extent>& pieces,
+                          uint64_t keep_off, uint64_t keep_end) {
+  if (pieces.empty()) return Status::Ok();
   // Take every new block before writing any, so ENOSPC changes nothing.
   struct Move {
     Extent from, to;  // to.fblock == from.fblock
   };
   std::vector<Move> moves;
   std::vector<Extent> got;
-  for (const Extent& s : shared) {
+  for (const Extent& s : pieces) {
     got.clear();
     DAXREF_RETURN_IF_ERROR(AllocateFor(s.fblock, s.len, s.pblock, &got));
     for (const Extent& to : got)

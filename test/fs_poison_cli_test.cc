@@ -80,6 +80,15 @@ class UnmountedFs {
   std::string source_;
 };
 
+// Makes /f, two blocks of data, and /sparse, 1 MiB of hole; returns their
+// inode numbers.
+std::pair<uint64_t, uint64_t> MakeDataAndHole(const MountedFs& fs) {
+  WriteFile(fs.path("f"), std::string(2 * kBlock, 'x'));
+  Fd sparse(fs.path("sparse"), O_CREAT | O_WRONLY);
+  REQUIRE(ftruncate(sparse.get(), 1 * kMiB) == 0);
+  return {StatOf(fs.path("f")).st_ino, StatOf(fs.path("sparse")).st_ino};
+}
+
 // Sends one request to the daemon serving `source` over its control socket
 // and returns the last record of the reply (`done` or `error`).
 control::Record Ask(const std::string& source, const control::Record& request) {
@@ -398,7 +407,7 @@ TEST_CASE("daxref-poison: a daemon that holds the pool but does not answer is re
 
 TEST_CASE("daxref-poison online: the daemon's answers print as the offline ones do",
           "[poison-cli]") {
-  ServedFs fs;
+  MountedFs fs;
   REQUIRE(mkdir(fs.path("d").c_str(), 0755) == 0);
   WriteFile(fs.path("d/f"), std::string(2 * kBlock, 'x'));
   const uint64_t ino = StatOf(fs.path("d/f")).st_ino;
@@ -435,7 +444,7 @@ TEST_CASE("daxref-poison online: the daemon's answers print as the offline ones 
 TEST_CASE(
     "daxref-poison: mounted and unmounted, a hole and a block already bad get the same answer",
     "[poison-cli][poison]") {
-  ServedFs fs;
+  MountedFs fs;
   const auto [f_ino, sparse_ino] = MakeDataAndHole(fs);
 
   // The file's first block goes bad; then each refusal, from the daemon.
@@ -498,7 +507,7 @@ TEST_CASE(
 
 TEST_CASE("daxref-map owners and daxref-poison resolve give one answer in one form",
           "[poison-cli][reflink-tools]") {
-  ServedFs fs;
+  MountedFs fs;
   REQUIRE(mkdir(fs.path("d").c_str(), 0755) == 0);
   WriteFile(fs.path("d/a"), std::string(3 * kBlock, 'a'));
   WriteFile(fs.path("b"), std::string(kBlock, 'b'));

@@ -680,9 +680,14 @@ TEST_CASE("Truncate down frees blocks and zeroes the tail; up reads zeros", "[vo
   REQUIRE(st.Inode(f).blocks == 2);
   REQUIRE(st.free_blocks() == free0 + 6);
   REQUIRE(ExtentBlocks(st.db(), f) == 2);
-  // The rest of the last block is zero in the pool itself.
-  DAXREF_REQUIRE_BYTES(st.data().Read(seg0.pool_off + 5000, 2 * kB - 5000),
+  // The rest of the last block is zero in the pool itself, in a block of
+  // its own: the old one still holds the old bytes (until the batch
+  // committed, they were the file's).
+  auto last = st.Segments(f, kB, 5000 - kB)[0];
+  REQUIRE(last.pool_off != seg0.pool_off + kB);
+  DAXREF_REQUIRE_BYTES(st.data().Read(last.pool_off + (5000 - kB), 2 * kB - 5000),
                        std::string(2 * kB - 5000, '\0'));
+  DAXREF_REQUIRE_BYTES(st.data().Read(seg0.pool_off + kB, kB), data.substr(kB, kB));
   DAXREF_REQUIRE_BYTES(st.ReadFile(f, 0, 5000), data.substr(0, 5000));
   DAXREF_REQUIRE_VOLUME_CLEAN(st);
 
@@ -862,6 +867,25 @@ TEST_CASE("Seek finds data and holes", "[volume][data]") {
     DAXREF_REQUIRE_OK(v.Seek(g, 123, SEEK_HOLE, &at));
     REQUIRE(at == 123);
   }
+  DAXREF_REQUIRE_VOLUME_CLEAN(st);
+}
+
+// A truncate that ends inside a block zeroes the block's tail in a new block
+// (the old bytes stay until the commit); with no free block it zeroes in
+// place rather than refuse: a full filesystem must let files shrink.
+TEST_CASE("Truncate into a block works on a full pool", "[volume][data]") {
+  TestStore st(64);  // 62 data blocks
+  uint64_t a = st.MakeFile(kRootIno, "a");
+  std::string data = Pattern(62 * kB, 3);
+  st.WriteFile(a, 0, data);
+  REQUIRE(st.free_blocks() == 0);
+  InodeRecord r = st.Truncate(a, 61 * kB + 10);
+  REQUIRE(r.size == 61 * kB + 10);
+  REQUIRE(st.free_blocks() == 0);  // the one freed block went back: nothing moved
+  DAXREF_REQUIRE_BYTES(st.ReadFile(a, 0, r.size), data.substr(0, r.size));
+  r = st.Truncate(a, 62 * kB);
+  DAXREF_REQUIRE_BYTES(st.ReadFile(a, 61 * kB, kB),
+                       data.substr(61 * kB, 10) + std::string(kB - 10, '\0'));
   DAXREF_REQUIRE_VOLUME_CLEAN(st);
 }
 
