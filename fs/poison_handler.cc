@@ -133,7 +133,7 @@ bool PoisonHandler::InjectLocked(uint64_t pb0, uint64_t pb1, bool strict, const 
 
 void PoisonHandler::Inject(uint64_t pb0, uint64_t pb1, bool strict, const Sink& sink) {
   auto t0 = std::chrono::steady_clock::now();
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   Walk w;
   w.act = true;
   if (!InjectLocked(pb0, pb1, strict, sink, &w)) return;
@@ -145,7 +145,7 @@ void PoisonHandler::Inject(uint64_t pb0, uint64_t pb1, bool strict, const Sink& 
 
 void PoisonHandler::InjectFile(uint64_t ino, uint64_t off, uint64_t len, const Sink& sink) {
   auto t0 = std::chrono::steady_clock::now();
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   Volume* vol = fs_->volume();
   InodeRecord r;
   Status s = vol->GetInode(ino, &r);
@@ -232,7 +232,7 @@ void PoisonHandler::DeviceBadBlocks(uint64_t lost) {
 }
 
 void PoisonHandler::List(const Sink& sink) {
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   uint64_t ranges = 0, blocks = 0;
   Walk w;
   bool ok = true;
@@ -248,7 +248,7 @@ void PoisonHandler::List(const Sink& sink) {
 }
 
 void PoisonHandler::Clear(uint64_t pb0, uint64_t pb1, const Sink& sink) {
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   ClearOutcome out;
   Status s = fs_->volume()->ClearBad(pb0, pb1, &out);
   if (!s.ok()) return (void)sink(Error(s));
@@ -266,7 +266,7 @@ void PoisonHandler::Resolve(uint64_t pb0, uint64_t pb1, const Sink& sink) {
 }
 
 void PoisonHandler::PreRemove(const Sink& sink) {
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   spdlog::warn("pre-remove: the pool's device is going away; freezing {}", fs_->mountpoint());
   // 1. No modification starts from now on; those under way finish.
   fs_->modify_gate().Freeze();

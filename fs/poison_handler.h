@@ -18,9 +18,10 @@
 
 #include <cstdint>
 #include <functional>
-#include <mutex>
 
 #include "admin/control_protocol.h"
+#include "base/mutex.h"
+#include "base/thread_annotations.h"
 #include "fs/filesystem.h"
 
 namespace daxref {
@@ -70,13 +71,16 @@ class PoisonHandler {
   // walk failed: the reply ends there.
   struct Walk;
   bool WalkOwners(uint64_t pb0, uint64_t pb1, Walk* w, const Sink& sink);
-  bool InjectLocked(uint64_t pb0, uint64_t pb1, bool strict, const Sink& sink, Walk* w);
+  bool InjectLocked(uint64_t pb0, uint64_t pb1, bool strict, const Sink& sink, Walk* w)
+      REQUIRES(mu_);
   // Poison the daemon found itself at pool byte `pool_off`; `how` says how.
   void FoundPoison(uint64_t pool_off, const char* how);
 
   Filesystem* fs_;
   PoisonOptions opts_;
-  std::mutex mu_;  // one event at a time
+  // One event at a time. The outermost daemon lock: held across the
+  // Volume's operations and the holder scan, never taken under another.
+  Mutex mu_;
 };
 
 // The value a holder finds in si_value (SI_QUEUE) of the signal: the inode

@@ -106,7 +106,7 @@ class StoreHealth : public rocksdb::EventListener {
   // Records what stopped the store (the first error only), and says so once.
   void Stop(const rocksdb::Status& error) {
     {
-      std::lock_guard<std::mutex> g(mu_);
+      MutexLock g(&mu_);
       if (!error_.ok()) return;
       error_ = error;
       stopped_.store(true, std::memory_order_release);
@@ -118,15 +118,16 @@ class StoreHealth : public rocksdb::EventListener {
            "once its filesystem has room");
   }
   rocksdb::Status error() {
-    std::lock_guard<std::mutex> g(mu_);
+    MutexLock g(&mu_);
     return error_;
   }
 
  private:
   const std::function<void(const std::string&)> log_;
   std::atomic<bool> stopped_{false};
-  std::mutex mu_;
-  rocksdb::Status error_;  // the first error that stopped the store
+  // A leaf: taken inside the Volume's wal_mu_ (Commit, StoreWritable).
+  Mutex mu_;
+  rocksdb::Status error_ GUARDED_BY(mu_);  // the first error that stopped the store
 };
 
 namespace {
@@ -182,7 +183,7 @@ Volume::~Volume() {
   if (db_) {
     Status s = FlushTimes();
     (void)s;  // nothing to tell at teardown; the data itself is in the pool
-    std::lock_guard<std::mutex> wal(wal_mu_);
+    MutexLock wal(&wal_mu_);
     if (!health_->stopped()) {
       // Flushing the memtables at a clean unmount leaves no log to replay,
       // so the next mount opens the store without reading the day's
@@ -302,12 +303,17 @@ Result<std::unique_ptr<Volume>> Volume::Open(const std::string& dir, const Super
   vol->pool_path_ = opts.pool_path;
   vol->health_ = std::move(health);
   vol->dir_ = dir;
-  vol->next_ino_ = next_ino;
-  vol->inodes_ = inodes;
-  DAXREF_RETURN_IF_ERROR(vol->free_.Load(vol->db_.get(), current.geometry()));
-  DAXREF_RETURN_IF_ERROR(vol->refs_.Load(vol->db_.get(), current.geometry()));
-  DAXREF_RETURN_IF_ERROR(vol->bad_.Load(vol->db_.get(), current.geometry()));
-  vol->bad_count_ = vol->bad_.blocks();
+  {
+    // No other thread knows the Volume yet; the lock is for the rule that
+    // these are only touched under it.
+    MutexLock g(&vol->mu_);
+    vol->next_ino_ = next_ino;
+    vol->inodes_ = inodes;
+    DAXREF_RETURN_IF_ERROR(vol->free_.Load(vol->db_.get(), current.geometry()));
+    DAXREF_RETURN_IF_ERROR(vol->refs_.Load(vol->db_.get(), current.geometry()));
+    DAXREF_RETURN_IF_ERROR(vol->bad_.Load(vol->db_.get(), current.geometry()));
+    vol->bad_count_ = vol->bad_.blocks();
+  }
   {
     PrefixScan scan(std::string(1, prefix::kRmap));
     std::unique_ptr<rocksdb::Iterator> it(vol->db_->NewIterator(scan.Options()));
@@ -350,7 +356,7 @@ Status Volume::LoadInode(Txn& t, uint64_t ino, InodeRecord* out) {
 }
 
 void Volume::ApplyPendingTimes(InodeRecord* r) {
-  std::lock_guard<std::mutex> g(times_mu_);
+  MutexLock g(&times_mu_);
   auto it = pending_times_.find(r->ino);
   if (it != pending_times_.end()) r->mtime = r->ctime = it->second;
 }
@@ -358,7 +364,7 @@ void Volume::ApplyPendingTimes(InodeRecord* r) {
 void Volume::StoreInode(Txn& t, const InodeRecord& r) {
   t.Put(keys::Inode(r.ino), EncodeInode(r));
   // A fast-path write may have left a newer time meanwhile: keep that one.
-  std::lock_guard<std::mutex> g(times_mu_);
+  MutexLock g(&times_mu_);
   auto it = pending_times_.find(r.ino);
   if (it != pending_times_.end() && it->second.sec == r.mtime.sec &&
       it->second.nsec == r.mtime.nsec)
@@ -447,7 +453,7 @@ Status Volume::Commit(Txn& t) {
   // the operation fails and its batch never commits: the Txn rolls back.
   for (const Extent& e : t.fresh())
     DAXREF_RETURN_IF_ERROR(data_->Persist(PoolOff(e.pblock), e.len << kBlockShift));
-  std::lock_guard<std::mutex> wal(wal_mu_);
+  MutexLock wal(&wal_mu_);
   DAXREF_RETURN_IF_ERROR(StoreWritable());
   free_.EmitEdit(t.batch().GetWriteBatch());
   refs_.EmitEdit(t.batch().GetWriteBatch());
@@ -708,7 +714,7 @@ Status Volume::ZeroBytes(Txn& t, uint64_t ino, uint64_t off, uint64_t len) {
   if (len == 0) return Status::Ok();
   Status st;
   DAXREF_RETURN_IF_ERROR(
-      WalkExtents(t, ino, BlockOf(off), BlockCeil(off + len), [&](const Extent& e) {
+      WalkExtents(t, ino, BlockOf(off), BlockCeil(off + len), [&](const Extent& e) REQUIRES(mu_) {
         uint64_t s = std::max(off, e.fblock << kBlockShift);
         uint64_t end = std::min(off + len, e.fend() << kBlockShift);
         if (end <= s) return true;
@@ -887,7 +893,7 @@ Status Volume::ListXattr(uint64_t ino, std::string* names) {
 }
 
 VolumeStats Volume::Stats() {
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   VolumeStats s;
   s.data_blocks = sb_.data_blocks();
   s.free_blocks = free_.free_blocks();
@@ -903,7 +909,7 @@ Status Volume::MakeNode(uint64_t parent, std::string_view name, uint32_t mode, u
   DAXREF_RETURN_IF_ERROR(ValidName(name));
   if (S_ISLNK(mode) && (link_target.empty() || link_target.size() >= 4096))
     return Status::Error(link_target.empty() ? ENOENT : ENAMETOOLONG, "bad symlink target");
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   Txn t(this);
   InodeRecord dir;
   DAXREF_RETURN_IF_ERROR(LoadInode(t, parent, &dir));
@@ -947,7 +953,7 @@ Status Volume::MakeNode(uint64_t parent, std::string_view name, uint32_t mode, u
 
 Status Volume::Link(uint64_t ino, uint64_t newparent, std::string_view newname, InodeRecord* out) {
   DAXREF_RETURN_IF_ERROR(ValidName(newname));
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   Txn t(this);
   InodeRecord r, dir;
   DAXREF_RETURN_IF_ERROR(LoadInode(t, ino, &r));
@@ -972,7 +978,7 @@ Status Volume::Link(uint64_t ino, uint64_t newparent, std::string_view newname, 
 
 Status Volume::Unlink(uint64_t parent, std::string_view name, const LastLinkFn& last_link,
                       InodeRecord* victim) {
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   Txn t(this);
   InodeRecord dir;
   DAXREF_RETURN_IF_ERROR(LoadInode(t, parent, &dir));
@@ -993,7 +999,7 @@ Status Volume::Unlink(uint64_t parent, std::string_view name, const LastLinkFn& 
 Status Volume::Rmdir(uint64_t parent, std::string_view name) {
   if (name == ".") return Status::Invalid("cannot remove '.'");
   if (name == "..") return Status::Error(ENOTEMPTY, "cannot remove '..'");
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   Txn t(this);
   InodeRecord dir;
   DAXREF_RETURN_IF_ERROR(LoadInode(t, parent, &dir));
@@ -1019,7 +1025,7 @@ Status Volume::Rename(uint64_t parent, std::string_view name, uint64_t newparent
   if ((flags & RENAME_NOREPLACE) && (flags & RENAME_EXCHANGE))
     return Status::Invalid("NOREPLACE with EXCHANGE");
   DAXREF_RETURN_IF_ERROR(ValidName(newname));
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   Txn t(this);
   InodeRecord src_dir, dst_dir;
   DAXREF_RETURN_IF_ERROR(LoadInode(t, parent, &src_dir));
@@ -1108,7 +1114,7 @@ Status Volume::Rename(uint64_t parent, std::string_view name, uint64_t newparent
 
 Status Volume::SetAttr(uint64_t ino, const SetAttrRequest& req, const Caller& who,
                        InodeRecord* out) {
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   Txn t(this);
   InodeRecord r;
   DAXREF_RETURN_IF_ERROR(LoadInode(t, ino, &r));
@@ -1152,7 +1158,7 @@ Status Volume::SetAttr(uint64_t ino, const SetAttrRequest& req, const Caller& wh
 Status Volume::SetXattr(uint64_t ino, std::string_view name, std::string_view value, int flags) {
   if (name.empty() || name.size() > 255) return Status::Error(ERANGE, "bad attribute name");
   if (value.size() > kMaxXattrValue) return Status::Error(E2BIG, "attribute value too large");
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   Txn t(this);
   InodeRecord r;
   DAXREF_RETURN_IF_ERROR(LoadInode(t, ino, &r));
@@ -1169,7 +1175,7 @@ Status Volume::SetXattr(uint64_t ino, std::string_view name, std::string_view va
 }
 
 Status Volume::RemoveXattr(uint64_t ino, std::string_view name) {
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   Txn t(this);
   InodeRecord r;
   DAXREF_RETURN_IF_ERROR(LoadInode(t, ino, &r));
@@ -1184,7 +1190,7 @@ Status Volume::RemoveXattr(uint64_t ino, std::string_view name) {
 }
 
 Status Volume::Reclaim(uint64_t ino) {
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   Txn t(this);
   InodeRecord r;
   Status s = LoadInode(t, ino, &r);
@@ -1254,7 +1260,7 @@ Status Volume::Write(uint64_t ino, uint64_t off, const void* buf, size_t len, co
         DAXREF_RETURN_IF_ERROR(
             data_->Write(pieces[i].pool_off, src + pieces[i].src_off, pieces[i].len));
       Timespec now = Now();
-      std::lock_guard<std::mutex> g(times_mu_);
+      MutexLock g(&times_mu_);
       pending_times_[ino] = now;
       r.mtime = r.ctime = now;
       *out = r;
@@ -1262,7 +1268,7 @@ Status Volume::Write(uint64_t ino, uint64_t off, const void* buf, size_t len, co
     }
   }
 
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   Txn t(this);
   DAXREF_RETURN_IF_ERROR(LoadInode(t, ino, &r));
   if (IsDir(r.mode)) return Status::Error(EISDIR, "is a directory");
@@ -1321,32 +1327,33 @@ Status Volume::ReadIn(Txn& t, uint64_t ino, uint64_t off, uint64_t len, char* ds
   memset(dst, 0, len);
   uint64_t end = off + len;
   Status st;
-  DAXREF_RETURN_IF_ERROR(WalkExtents(t, ino, BlockOf(off), BlockCeil(end), [&](const Extent& e) {
-    uint64_t s = std::max(off, e.fblock << kBlockShift);
-    uint64_t se = std::min(end, e.fend() << kBlockShift);
-    if (se <= s) return true;
-    uint64_t p = PoolOff(e.pblock) + (s - (e.fblock << kBlockShift));
-    st = RefuseBad(BlockOf(p), BlockCeil(p + (se - s)), "reading");
-    if (st.ok()) st = data_->Load(p, dst + (s - off), se - s);
-    return st.ok();
-  }));
+  DAXREF_RETURN_IF_ERROR(
+      WalkExtents(t, ino, BlockOf(off), BlockCeil(end), [&](const Extent& e) REQUIRES(mu_) {
+        uint64_t s = std::max(off, e.fblock << kBlockShift);
+        uint64_t se = std::min(end, e.fend() << kBlockShift);
+        if (se <= s) return true;
+        uint64_t p = PoolOff(e.pblock) + (s - (e.fblock << kBlockShift));
+        st = RefuseBad(BlockOf(p), BlockCeil(p + (se - s)), "reading");
+        if (st.ok()) st = data_->Load(p, dst + (s - off), se - s);
+        return st.ok();
+      }));
   return st;
 }
 
 Status Volume::FlushTimes() {
   std::vector<uint64_t> inos;
   {
-    std::lock_guard<std::mutex> g(times_mu_);
+    MutexLock g(&times_mu_);
     for (const auto& [ino, ts] : pending_times_) inos.push_back(ino);
   }
   if (inos.empty()) return Status::Ok();
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   Txn t(this);
   for (uint64_t ino : inos) {
     InodeRecord r;
     Status s = LoadInode(t, ino, &r);
     if (s.err() == ENOENT) {
-      std::lock_guard<std::mutex> tg(times_mu_);
+      MutexLock tg(&times_mu_);
       pending_times_.erase(ino);
       continue;
     }
@@ -1368,7 +1375,7 @@ Status Volume::Fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len, Ino
     return Status::Error(EOPNOTSUPP, "punch hole needs keep size");
   if ((mode & kFallocPunchHole) && (mode & kFallocZeroRange))
     return Status::Invalid("punch hole with zero range");
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   Txn t(this);
   InodeRecord r;
   DAXREF_RETURN_IF_ERROR(LoadInode(t, ino, &r));
@@ -1420,7 +1427,7 @@ Status Volume::Fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len, Ino
 
 Status Volume::Sync() {
   Status times = FlushTimes();
-  std::lock_guard<std::mutex> wal(wal_mu_);
+  MutexLock wal(&wal_mu_);
   if (health_->stopped()) {
     // What was acknowledged is in the log: make that durable, without
     // RocksDB's writer (above). The times that could not be stored are

@@ -47,8 +47,14 @@ void Volume::PutRmap(Txn& t, uint64_t pblock, uint64_t len, uint64_t ino, uint64
 // (that takes the caller's own I/O lock): an answer of "not shared" stays
 // true after the lock is dropped.
 bool Volume::SharedNow(uint64_t pb0, uint64_t pb1) {
-  std::shared_lock<std::shared_mutex> g(refs_mu_);
-  return refs_.AnyShared(pb0, pb1);
+  ReaderLock g(&refs_mu_);
+  return committed_refs().AnyShared(pb0, pb1);
+}
+
+// refs_ is written only under mu_ with refs_mu_ held exclusive (Txn::
+// LockRefcounts), so either lock is enough to read it; GUARDED_BY names one.
+const RefcountMap& Volume::committed_refs() NO_THREAD_SAFETY_ANALYSIS {
+  return refs_;
 }
 
 //   The records in the window (those overlapping [pb0, pb1) and the ones
@@ -134,7 +140,7 @@ Status Volume::Unshare(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t fb1, uint6
   // First the shared pieces (file block, pool block, length), then the
   // edits: the batch is not changed under a live iterator.
   std::vector<Extent> shared;
-  DAXREF_RETURN_IF_ERROR(WalkExtents(t, r->ino, fb0, fb1, [&](const Extent& e) {
+  DAXREF_RETURN_IF_ERROR(WalkExtents(t, r->ino, fb0, fb1, [&](const Extent& e) REQUIRES(mu_) {
     uint64_t f0 = std::max(e.fblock, fb0), f1 = std::min(e.fend(), fb1);
     uint64_t p0 = e.pblock + (f0 - e.fblock), p1 = p0 + (f1 - f0);
     refs_.ForEachOverlap(p0, p1, [&](const RefcountRecord& n) {
@@ -197,7 +203,7 @@ Status Volume::Repoint(Txn& t, InodeRecord* r, const Extent& to) {
   const Extent e = *found;
   t.TouchExtents(r->ino);
   t.Delete(keys::Rmap(e.pblock, e.len, r->ino, e.fblock));
-  auto put = [&](const Extent& x) {
+  auto put = [&](const Extent& x) REQUIRES(mu_) {
     t.Put(keys::Extent(r->ino, x.fblock), EncodeExtent(x));
     PutRmap(t, x.pblock, x.len, r->ino, x.fblock);
   };
@@ -320,7 +326,7 @@ Status Volume::FinishRemap(Txn& t, InodeRecord* src, InodeRecord* to, uint64_t e
 
 Status Volume::Clone(uint64_t src_ino, uint64_t src_off, uint64_t dst_ino, uint64_t dst_off,
                      uint64_t len, const Caller& who, InodeRecord* dst_out) {
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   Txn t(this);
   InodeRecord src, dst;
   DAXREF_RETURN_IF_ERROR(LoadInode(t, src_ino, &src));
@@ -348,7 +354,7 @@ Status Volume::Clone(uint64_t src_ino, uint64_t src_off, uint64_t dst_ino, uint6
 Status Volume::Dedupe(uint64_t src_ino, uint64_t src_off, uint64_t dst_ino, uint64_t dst_off,
                       uint64_t len, DedupeResult* result) {
   *result = DedupeResult{};
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   Txn t(this);
   InodeRecord src, dst;
   DAXREF_RETURN_IF_ERROR(LoadInode(t, src_ino, &src));
@@ -389,7 +395,7 @@ Status Volume::Dedupe(uint64_t src_ino, uint64_t src_off, uint64_t dst_ino, uint
 Status Volume::CopyRange(uint64_t src_ino, uint64_t src_off, uint64_t dst_ino, uint64_t dst_off,
                          uint64_t len, const Caller& who, uint64_t* copied, InodeRecord* dst_out) {
   *copied = 0;
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   Txn t(this);
   InodeRecord src, dst;
   DAXREF_RETURN_IF_ERROR(LoadInode(t, src_ino, &src));
@@ -457,12 +463,12 @@ Status Volume::CopyRange(uint64_t src_ino, uint64_t src_off, uint64_t dst_ino, u
 
 Status Volume::WalkSharing(uint64_t ino, uint64_t fb0, uint64_t fb1, const SharedExtentFn& fn) {
   // A read-only walk of the committed store, through an empty batch.
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   Txn t(this);
   InodeRecord r;
   DAXREF_RETURN_IF_ERROR(LoadInode(t, ino, &r));
   bool stop = false;
-  return WalkExtents(t, ino, fb0, fb1, [&](const Extent& e) {
+  return WalkExtents(t, ino, fb0, fb1, [&](const Extent& e) REQUIRES(mu_) {
     uint64_t f0 = std::max(e.fblock, fb0), f1 = std::min(e.fend(), fb1);
     uint64_t p0 = e.pblock + (f0 - e.fblock), p1 = p0 + (f1 - f0), pos = p0;
     auto out = [&](uint64_t s, uint64_t x, uint64_t refs) {
