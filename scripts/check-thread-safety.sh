@@ -24,14 +24,16 @@ fail() {
 command -v clang++ >/dev/null || fail "clang++ not found; scripts/install-deps.sh installs it"
 if [ -f "$dir/build.ninja" ]; then
   # The compiler of a build dir is fixed at setup: refuse one that is not clang.
-  grep -q '"id": "clang"' "$dir/meson-info/intro-compilers.json" 2>/dev/null ||
+  grep -qE '^ command = .*clang\+\+ ' "$dir/build.ninja" ||
     fail "$dir was set up with another compiler; remove it or name another dir"
   meson configure "$dir" -Dcpp_args="$flags" >"$log" 2>&1 || {
     cat "$log"
     fail "meson configure $dir"
   }
 else
-  CXX=clang++ meson setup "$dir" --buildtype=debug -Dcpp_args="$flags" >"$log" 2>&1 || {
+  cxx=clang++
+  command -v ccache >/dev/null && cxx="ccache clang++"
+  CXX=$cxx meson setup "$dir" --buildtype=debug -Dcpp_args="$flags" >"$log" 2>&1 || {
     cat "$log"
     fail "meson setup $dir"
   }
