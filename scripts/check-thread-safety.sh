@@ -26,10 +26,12 @@ if [ -f "$dir/build.ninja" ]; then
   # The compiler of a build dir is fixed at setup: refuse one that is not clang.
   grep -qE '^ command = .*clang\+\+ ' "$dir/build.ninja" ||
     fail "$dir was set up with another compiler; remove it or name another dir"
-  meson configure "$dir" -Dcpp_args="$flags" >"$log" 2>&1 || {
-    cat "$log"
-    fail "meson configure $dir"
-  }
+  if ! grep -qF -- "$flags" "$dir/build.ninja"; then
+    meson configure "$dir" -Dcpp_args="$flags" >"$log" 2>&1 || {
+      cat "$log"
+      fail "meson configure $dir"
+    }
+  fi
 else
   cxx=clang++
   command -v ccache >/dev/null && cxx="ccache clang++"
