@@ -32,8 +32,12 @@ namespace internal {
 class LockOwner {
  public:
 #ifndef NDEBUG
-  void Set() { owner_.store(std::this_thread::get_id(), std::memory_order_relaxed); }
-  void Clear() { owner_.store(std::thread::id(), std::memory_order_relaxed); }
+  void Set() {
+    owner_.store(std::this_thread::get_id(), std::memory_order_relaxed);
+  }
+  void Clear() {
+    owner_.store(std::thread::id(), std::memory_order_relaxed);
+  }
   bool IsMine() const {
     return owner_.load(std::memory_order_relaxed) == std::this_thread::get_id();
   }
@@ -43,7 +47,9 @@ class LockOwner {
 #else
   void Set() {}
   void Clear() {}
-  bool IsMine() const { return true; }
+  bool IsMine() const {
+    return true;
+  }
 #endif
 };
 

@@ -125,7 +125,7 @@ class InodeTable {
   }
 
  private:
-  Mutex mu_;
+  Mutex mu_;  // a leaf: nothing is taken while it is held
   std::unordered_map<uint64_t, std::shared_ptr<InodeState>> map_ GUARDED_BY(mu_);
 };
 
