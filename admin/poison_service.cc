@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "base/block_range_text.h"
+#include "base/mutex.h"
 
 namespace daxref {
 
@@ -120,7 +121,7 @@ Status PoisonService::MarkAndReport(uint64_t pb0, uint64_t pb1, bool strict, con
 
 void PoisonService::Inject(uint64_t pb0, uint64_t pb1, const PoisonSink& sink) {
   const auto t0 = std::chrono::steady_clock::now();
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   Status s = vol_->CheckPoolRange(pb0, pb1);
   if (s.ok()) s = RefuseIfBad(pb0, pb1, "");
   Counts counts;
@@ -163,7 +164,7 @@ Status PoisonService::ValidateFileRange(uint64_t ino, uint64_t off, uint64_t* le
 void PoisonService::InjectFile(uint64_t ino, uint64_t off, uint64_t len, const std::string& name,
                                const PoisonSink& sink) {
   const auto t0 = std::chrono::steady_clock::now();
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   PoolPieces pieces;
   Status s = ValidateFileRange(ino, off, &len, name, &pieces);
   Counts counts;
@@ -182,7 +183,7 @@ void PoisonService::InjectFile(uint64_t ino, uint64_t off, uint64_t len, const s
 }
 
 void PoisonService::RecordFound(uint64_t pb0, uint64_t pb1) {
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   pb1 = std::min(pb1, vol_->superblock().block_count);
   // Nobody asked: the records go nowhere, errors to the log.
   const PoisonSink to_log = [&](const Record& r) {
@@ -206,7 +207,7 @@ void PoisonService::RecordFound(uint64_t pb0, uint64_t pb1) {
 }
 
 void PoisonService::List(const PoisonSink& sink) {
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   uint64_t ranges = 0, blocks = 0;
   Counts counts;
   Status s;
@@ -223,7 +224,7 @@ void PoisonService::List(const PoisonSink& sink) {
 }
 
 void PoisonService::Clear(uint64_t pb0, uint64_t pb1, const PoisonSink& sink) {
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   ClearOutcome out;
   Status s = vol_->ClearBad(pb0, pb1, &out);
   if (!s.ok() && s.err() != ENOENT)  // ENOENT: "nothing in ... is poisoned"
@@ -245,7 +246,7 @@ void PoisonService::Resolve(uint64_t pb0, uint64_t pb1, const PoisonSink& sink) 
 }
 
 void PoisonService::PreRemove(const PoisonSink& sink) {
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   hooks_->PreRemove(sink);
 }
 

@@ -21,11 +21,11 @@
 
 #include <cstdint>
 #include <functional>
-#include <mutex>
 #include <string>
 
 #include "admin/control_protocol.h"
 #include "admin/poison_records.h"
+#include "base/mutex.h"
 #include "meta/status.h"
 #include "meta/volume.h"
 
@@ -126,7 +126,7 @@ class PoisonService {
 
   Volume* vol_;
   PoisonHooks* hooks_;
-  std::mutex mu_;  // one event at a time
+  Mutex mu_;  // one event at a time
 };
 
 }  // namespace daxref

@@ -144,7 +144,7 @@ void SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse
   if (r.size) {
     // Truncation frees blocks: no reader of this inode may be mid-copy.
     auto st = fs->inodes().Get(ino);
-    std::unique_lock<std::shared_mutex> io(st->io);
+    WriterLock io(&st->io);
     s = fs->volume()->SetAttr(ino, r, CallerOf(req), &out);
   } else {
     s = fs->volume()->SetAttr(ino, r, CallerOf(req), &out);
@@ -238,7 +238,7 @@ void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     // The kernel uses atomic O_TRUNC (libfuse asks for it): the truncation
     // is this open's to do, with the same rules as a size change by setattr.
     auto state = fs->inodes().Get(ino);
-    std::unique_lock<std::shared_mutex> io(state->io);
+    WriterLock io(&state->io);
     SetAttrRequest trunc;
     trunc.size = 0;
     s = fs->volume()->SetAttr(ino, trunc, CallerOf(req), &r);
@@ -285,7 +285,7 @@ void Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info
   auto state = fs->inodes().Get(ino);
   // Held until the reply has been copied out of the mapping: no block of
   // this file can be freed and reused meanwhile.
-  std::shared_lock<std::shared_mutex> io(state->io);
+  ReaderLock io(&state->io);
   InodeRecord r;
   Status s = fs->volume()->GetInode(ino, &r);
   if (!s.ok()) return ReplyErr(req, s);
@@ -348,7 +348,7 @@ void Write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t o
   Filesystem* fs = Fs(req);
   if (off < 0) return (void)fuse_reply_err(req, EINVAL);
   auto state = fs->inodes().Get(ino);
-  std::unique_lock<std::shared_mutex> io(state->io);
+  WriterLock io(&state->io);
   InodeRecord r;
   Status s = fs->volume()->Write(ino, off, buf, size, CallerOf(req), &r);
   if (!s.ok()) return ReplyErr(req, s);
@@ -397,7 +397,7 @@ void Fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len, f
   Filesystem* fs = Fs(req);
   if (off < 0 || len <= 0) return (void)fuse_reply_err(req, EINVAL);
   auto state = fs->inodes().Get(ino);
-  std::unique_lock<std::shared_mutex> io(state->io);
+  WriterLock io(&state->io);
   InodeRecord r;
   Status s = fs->volume()->Fallocate(ino, mode, off, len, &r);
   if (!s.ok()) return ReplyErr(req, s);
@@ -617,10 +617,11 @@ Volume::LastLinkFn Filesystem::LastLinkCheck() {
 
 void Filesystem::ReclaimNow(uint64_t ino) {
   auto state = inodes_.Get(ino);
-  std::unique_lock<std::shared_mutex> io(state->io);
-  Status s = volume_->Reclaim(ino);
-  if (!s.ok()) spdlog::error("reclaim of inode {} failed: {}", ino, s.message());
-  io.unlock();
+  {
+    WriterLock io(&state->io);
+    Status s = volume_->Reclaim(ino);
+    if (!s.ok()) spdlog::error("reclaim of inode {} failed: {}", ino, s.message());
+  }
   inodes_.Forget(ino, 0);
 }
 
@@ -672,7 +673,7 @@ struct Modifying<Handler> {
 
 void Filesystem::Shutdown(const std::string& reason) {
   {
-    std::lock_guard<std::mutex> g(shutdown_mu_);
+    MutexLock g(&shutdown_mu_);
     if (shut_down_.load()) return;
     shutdown_reason_ = reason;
     shut_down_.store(true, std::memory_order_release);
@@ -682,7 +683,7 @@ void Filesystem::Shutdown(const std::string& reason) {
 }
 
 std::string Filesystem::shutdown_reason() {
-  std::lock_guard<std::mutex> g(shutdown_mu_);
+  MutexLock g(&shutdown_mu_);
   return shutdown_reason_;
 }
 

@@ -12,9 +12,10 @@
 
 #include <atomic>
 #include <memory>
-#include <mutex>
 #include <string>
 
+#include "base/mutex.h"
+#include "base/thread_annotations.h"
 #include "fs/handle_table.h"
 #include "fs/inode_table.h"
 #include "fs/modify_gate.h"
@@ -108,8 +109,8 @@ class Filesystem {
   HandleTable handles_;
   fuse_session* session_ = nullptr;
   std::atomic<bool> shut_down_{false};
-  std::mutex shutdown_mu_;
-  std::string shutdown_reason_;  // guarded by shutdown_mu_
+  Mutex shutdown_mu_;  // a leaf: nothing is taken while it is held
+  std::string shutdown_reason_ GUARDED_BY(shutdown_mu_);
   ModifyGate gate_;
   std::string mountpoint_;
   dev_t dev_ = 0;

@@ -16,8 +16,10 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
-#include <mutex>
 #include <unordered_map>
+
+#include "base/mutex.h"
+#include "base/thread_annotations.h"
 
 namespace daxref {
 
@@ -35,7 +37,7 @@ class HandleTable {
  public:
   // Handle ids start at 1: 0 is what a directory handle carries.
   uint64_t Add(uint64_t ino, int flags) {
-    std::lock_guard<std::mutex> g(mu_);
+    MutexLock g(&mu_);
     uint64_t fh = next_++;
     handles_[fh] = Handle{ino, flags};
     return fh;
@@ -43,14 +45,14 @@ class HandleTable {
 
   // Forgets the handle and revokes its tokens.
   void Remove(uint64_t fh) {
-    std::lock_guard<std::mutex> g(mu_);
+    MutexLock g(&mu_);
     handles_.erase(fh);
     for (auto it = tokens_.begin(); it != tokens_.end();)
       it = it->second.fh == fh ? tokens_.erase(it) : std::next(it);
   }
 
   bool Find(uint64_t fh, Handle* out) {
-    std::lock_guard<std::mutex> g(mu_);
+    MutexLock g(&mu_);
     auto it = handles_.find(fh);
     if (it == handles_.end()) return false;
     *out = it->second;
@@ -62,7 +64,7 @@ class HandleTable {
   bool Issue(uint64_t fh, Token* out) {
     Token t;
     if (getrandom(t.data(), sizeof(t), 0) != sizeof(t)) return false;
-    std::lock_guard<std::mutex> g(mu_);
+    MutexLock g(&mu_);
     auto h = handles_.find(fh);
     if (h == handles_.end()) return false;
     Clock::time_point now = Clock::now();
@@ -81,7 +83,7 @@ class HandleTable {
 
   // Uses up a token: the inode it stands for, if it is live.
   bool Redeem(const Token& t, uint64_t* ino) {
-    std::lock_guard<std::mutex> g(mu_);
+    MutexLock g(&mu_);
     auto it = tokens_.find(t);
     if (it == tokens_.end()) return false;
     bool live = it->second.expires > Clock::now();
@@ -99,15 +101,15 @@ class HandleTable {
     uint64_t ino;
     Clock::time_point expires;
   };
-  void Expire(Clock::time_point now) {
+  void Expire(Clock::time_point now) REQUIRES(mu_) {
     for (auto it = tokens_.begin(); it != tokens_.end();)
       it = it->second.expires <= now ? tokens_.erase(it) : std::next(it);
   }
 
-  std::mutex mu_;
-  uint64_t next_ = 1;
-  std::unordered_map<uint64_t, Handle> handles_;
-  std::map<Token, Issued> tokens_;
+  Mutex mu_;  // a leaf: nothing is taken while it is held
+  uint64_t next_ GUARDED_BY(mu_) = 1;
+  std::unordered_map<uint64_t, Handle> handles_ GUARDED_BY(mu_);
+  std::map<Token, Issued> tokens_ GUARDED_BY(mu_);
 };
 
 }  // namespace daxref

@@ -11,8 +11,9 @@
 // blocks are reclaimed when the last handle is released (invariant 5 of the
 // brief), or at the next mount if the daemon dies first (orphan list).
 //
-// Lock order: table mutex, then nothing; an InodeState's io lock is taken
-// without the table mutex held, and the Volume's own lock nests inside io.
+// Lock order (docs/design.md, "Locks"): the table mutex is a leaf; an
+// InodeState's io lock is taken without it held, and the Volume's own locks
+// nest inside io.
 #pragma once
 
 #include <spdlog/spdlog.h>
@@ -20,26 +21,34 @@
 #include <cassert>
 #include <cstdint>
 #include <memory>
-#include <mutex>
-#include <shared_mutex>
 #include <unordered_map>
 #include <vector>
+
+#include "base/mutex.h"
+#include "base/thread_annotations.h"
 
 namespace daxref {
 
 struct InodeState {
-  uint64_t nlookup = 0;  // guarded by the table mutex
-  uint32_t opens = 0;    // guarded by the table mutex
-  bool doomed = false;   // unlinked while open; guarded by the table mutex
-  bool gone = false;     // deleted with its last name; guarded by the table mutex
-  std::shared_mutex io;
+  SharedMutex io;
+
+ private:
+  // The table's bookkeeping, guarded by the table mutex. The analysis
+  // cannot name another object's mutex here; instead only InodeTable may
+  // touch these, and it reaches an InodeState only through its map, which
+  // is GUARDED_BY that mutex.
+  friend class InodeTable;
+  uint64_t nlookup = 0;
+  uint32_t opens = 0;
+  bool doomed = false;  // unlinked while open
+  bool gone = false;    // deleted with its last name
 };
 
 class InodeTable {
  public:
   // The state of `ino`, created on first use.
   std::shared_ptr<InodeState> Get(uint64_t ino) {
-    std::lock_guard<std::mutex> g(mu_);
+    MutexLock g(&mu_);
     auto& s = map_[ino];
     if (!s) s = std::make_shared<InodeState>();
     return s;
@@ -47,7 +56,7 @@ class InodeTable {
 
   // The kernel learned of `ino` (a lookup, create, readdirplus entry...).
   void AddLookup(uint64_t ino, uint64_t n = 1) {
-    std::lock_guard<std::mutex> g(mu_);
+    MutexLock g(&mu_);
     auto& s = map_[ino];
     if (!s) s = std::make_shared<InodeState>();
     s->nlookup += n;
@@ -55,7 +64,7 @@ class InodeTable {
 
   // The kernel forgot `n` references.
   void Forget(uint64_t ino, uint64_t n) {
-    std::lock_guard<std::mutex> g(mu_);
+    MutexLock g(&mu_);
     auto it = map_.find(ino);
     if (it == map_.end()) return;
     InodeState& s = *it->second;
@@ -75,7 +84,7 @@ class InodeTable {
   // Registers a handle. False if the inode was deleted with its last name:
   // the open must fail (ENOENT), since its blocks may already be reused.
   bool Open(uint64_t ino) {
-    std::lock_guard<std::mutex> g(mu_);
+    MutexLock g(&mu_);
     auto& s = map_[ino];
     if (!s) s = std::make_shared<InodeState>();
     if (s->gone) return false;
@@ -86,7 +95,7 @@ class InodeTable {
   // Drops one handle. True if that was the last handle of a doomed inode:
   // the caller must reclaim it.
   bool Release(uint64_t ino) {
-    std::lock_guard<std::mutex> g(mu_);
+    MutexLock g(&mu_);
     auto it = map_.find(ino);
     if (it == map_.end()) return false;
     InodeState& s = *it->second;
@@ -114,7 +123,7 @@ class InodeTable {
   void ForEachKnown(Fn&& fn) {
     std::vector<uint64_t> inos;
     {
-      std::lock_guard<std::mutex> g(mu_);
+      MutexLock g(&mu_);
       inos.reserve(map_.size());
       for (const auto& [ino, state] : map_) inos.push_back(ino);
     }
@@ -122,7 +131,7 @@ class InodeTable {
   }
 
   bool Unlinked(uint64_t ino) {
-    std::lock_guard<std::mutex> g(mu_);
+    MutexLock g(&mu_);
     auto it = map_.find(ino);
     if (it == map_.end()) return true;  // the kernel cannot open what it never looked up
     if (it->second->opens == 0) {
@@ -134,37 +143,41 @@ class InodeTable {
   }
 
  private:
-  std::mutex mu_;
-  std::unordered_map<uint64_t, std::shared_ptr<InodeState>> map_;
+  Mutex mu_;  // a leaf: nothing is taken while it is held
+  std::unordered_map<uint64_t, std::shared_ptr<InodeState>> map_ GUARDED_BY(mu_);
 };
 
 // The io locks of an operation on two files: the source shared (its blocks
 // are read or shared, not changed), the destination exclusive. Taken in
 // inode order, so two such operations in opposite directions cannot
 // deadlock; with one file for both, its lock is taken once, exclusive.
+// Not checked by the analysis: which lock comes first, and whether there
+// are two, depend on the inode numbers at run time.
 class SourceDestLock {
  public:
-  SourceDestLock(InodeTable& table, uint64_t src, uint64_t dst)
-      : src_(table.Get(src)), dst_(table.Get(dst)), same_(src == dst) {
+  SourceDestLock(InodeTable& table, uint64_t src, uint64_t dst) NO_THREAD_SAFETY_ANALYSIS
+      : src_(table.Get(src)),
+        dst_(table.Get(dst)),
+        same_(src == dst) {
     if (same_) {
-      dst_->io.lock();
+      dst_->io.Lock();
     } else if (src < dst) {
-      src_->io.lock_shared();
-      dst_->io.lock();
+      src_->io.LockShared();
+      dst_->io.Lock();
     } else {
-      dst_->io.lock();
-      src_->io.lock_shared();
+      dst_->io.Lock();
+      src_->io.LockShared();
     }
     held_ = true;
   }
   ~SourceDestLock() { Unlock(); }
   SourceDestLock(const SourceDestLock&) = delete;
   SourceDestLock& operator=(const SourceDestLock&) = delete;
-  void Unlock() {
+  void Unlock() NO_THREAD_SAFETY_ANALYSIS {
     if (!held_) return;
     held_ = false;
-    dst_->io.unlock();
-    if (!same_) src_->io.unlock_shared();
+    dst_->io.Unlock();
+    if (!same_) src_->io.UnlockShared();
   }
 
  private:

@@ -154,11 +154,13 @@ void UnshareRange(Filesystem* fs, fuse_req_t req, fuse_ino_t ino, fuse_file_info
   if (a.length == 0 || a.offset > INT64_MAX || a.length > INT64_MAX)
     return (void)fuse_reply_err(req, EINVAL);
   auto state = fs->inodes().Get(ino);
-  std::unique_lock<std::shared_mutex> io(state->io);
   InodeRecord out;
-  Status s =
-      fs->volume()->Fallocate(ino, kFallocUnshareRange | kFallocKeepSize, a.offset, a.length, &out);
-  io.unlock();
+  Status s;
+  {
+    WriterLock io(&state->io);
+    s = fs->volume()->Fallocate(ino, kFallocUnshareRange | kFallocKeepSize, a.offset, a.length,
+                                &out);
+  }
   if (!s.ok()) return ReplyStatus(req, s);
   fs->InvalidateAttributes(ino);  // filled holes: st_blocks changed
   fuse_reply_ioctl(req, 0, nullptr, 0);

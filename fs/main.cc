@@ -17,18 +17,19 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <climits>
-#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 
 #include "admin/control_server.h"
 #include "admin/holder_scan.h"
+#include "base/mutex.h"
+#include "base/thread_annotations.h"
 #include "fs/command_line.h"
 #include "fs/filesystem.h"
 #include "fs/kernel_channel.h"
@@ -113,26 +114,31 @@ class TimeFlusher {
   explicit TimeFlusher(Volume* v) : thread_([this, v] { Run(v); }) {}
   ~TimeFlusher() {
     {
-      std::lock_guard<std::mutex> g(mu_);
+      MutexLock g(&mu_);
       stop_ = true;
     }
-    cv_.notify_all();
+    cv_.SignalAll();
     thread_.join();
   }
 
  private:
   void Run(Volume* v) {
-    std::unique_lock<std::mutex> g(mu_);
+    MutexLock g(&mu_);
     bool failing = false;  // one line per run of failures, not one a second
-    while (!cv_.wait_for(g, std::chrono::seconds(1), [this] { return stop_; })) {
+    for (;;) {
+      // A second, or until stopped; a wakeup may be spurious.
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+      bool woken = true;
+      while (!stop_ && woken) woken = cv_.WaitUntil(&mu_, deadline);
+      if (stop_) return;
       Status s = v->FlushTimes();
       if (!s.ok() && !failing) spdlog::warn("storing file times failed: {}", s.message());
       failing = !s.ok();
     }
   }
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;
+  Mutex mu_;  // held across FlushTimes, outside the Volume's locks
+  CondVar cv_;
+  bool stop_ GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
 

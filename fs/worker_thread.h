@@ -13,11 +13,12 @@
 // hands the job over and goes back to serving; the job replies when done.
 #pragma once
 
-#include <condition_variable>
 #include <deque>
 #include <functional>
-#include <mutex>
 #include <thread>
+
+#include "base/mutex.h"
+#include "base/thread_annotations.h"
 
 namespace daxref {
 
@@ -31,10 +32,10 @@ class WorkerThread {
   // Queues a job. After Stop, runs it at once on the caller's thread.
   void Post(std::function<void()> job) {
     {
-      std::lock_guard<std::mutex> g(mu_);
+      MutexLock g(&mu_);
       if (!stopped_) {
         jobs_.push_back(std::move(job));
-        cv_.notify_one();
+        cv_.Signal();
         return;
       }
     }
@@ -45,32 +46,32 @@ class WorkerThread {
   // the jobs reply through goes away.
   void Stop() {
     {
-      std::lock_guard<std::mutex> g(mu_);
+      MutexLock g(&mu_);
       if (stopped_) return;
       stopped_ = true;
-      cv_.notify_one();
+      cv_.Signal();
     }
     thread_.join();
   }
 
  private:
   void Run() {
-    std::unique_lock<std::mutex> g(mu_);
+    MutexLock g(&mu_);
     for (;;) {
-      cv_.wait(g, [this] { return stopped_ || !jobs_.empty(); });
+      while (!stopped_ && jobs_.empty()) cv_.Wait(&mu_);
       if (jobs_.empty()) return;  // stopped, and nothing left
       std::function<void()> job = std::move(jobs_.front());
       jobs_.pop_front();
-      g.unlock();
+      mu_.Unlock();  // jobs run unlocked, so Post never waits behind one
       job();
-      g.lock();
+      mu_.Lock();
     }
   }
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> jobs_;
-  bool stopped_ = false;
+  Mutex mu_;  // a leaf: jobs run without it
+  CondVar cv_;
+  std::deque<std::function<void()>> jobs_ GUARDED_BY(mu_);
+  bool stopped_ GUARDED_BY(mu_) = false;
   std::thread thread_;  // last: starts once the rest is built
 };
 

@@ -17,11 +17,12 @@
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
+#include "base/mutex.h"
+#include "base/thread_annotations.h"
 #include "meta/format.h"
 
 namespace daxref {
@@ -37,27 +38,27 @@ class ExtentCache {
   static constexpr size_t kMaxTotal = 1 << 20;
 
   Map Get(uint64_t ino) const {
-    std::lock_guard<std::mutex> g(mu_);
+    MutexLock g(&mu_);
     auto it = maps_.find(ino);
     return it == maps_.end() ? nullptr : it->second;
   }
   // Whether `ino` was found to have more than kMaxPerFile extents (since its
   // extents last changed): then do not try to load it.
   bool TooBig(uint64_t ino) const {
-    std::lock_guard<std::mutex> g(mu_);
+    MutexLock g(&mu_);
     return too_big_.count(ino) != 0;
   }
   void MarkTooBig(uint64_t ino, uint64_t generation) {
-    std::lock_guard<std::mutex> g(mu_);
+    MutexLock g(&mu_);
     if (generation == generation_) too_big_.insert(ino);
   }
   // A value to pass to Put, taken before reading the store.
   uint64_t generation() const {
-    std::lock_guard<std::mutex> g(mu_);
+    MutexLock g(&mu_);
     return generation_;
   }
   void Put(uint64_t ino, Map m, uint64_t generation) {
-    std::lock_guard<std::mutex> g(mu_);
+    MutexLock g(&mu_);
     if (generation != generation_ || m->size() > kMaxPerFile) return;
     if (total_ + m->size() > kMaxTotal) {
       maps_.clear();
@@ -69,7 +70,7 @@ class ExtentCache {
     slot = std::move(m);
   }
   void Drop(uint64_t ino) {
-    std::lock_guard<std::mutex> g(mu_);
+    MutexLock g(&mu_);
     generation_++;
     too_big_.erase(ino);
     auto it = maps_.find(ino);
@@ -79,11 +80,11 @@ class ExtentCache {
   }
 
  private:
-  mutable std::mutex mu_;
-  std::unordered_map<uint64_t, Map> maps_;
-  std::unordered_set<uint64_t> too_big_;
-  size_t total_ = 0;
-  uint64_t generation_ = 0;
+  mutable Mutex mu_;  // a leaf: nothing is taken while it is held
+  std::unordered_map<uint64_t, Map> maps_ GUARDED_BY(mu_);
+  std::unordered_set<uint64_t> too_big_ GUARDED_BY(mu_);
+  size_t total_ GUARDED_BY(mu_) = 0;
+  uint64_t generation_ GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace daxref

@@ -29,6 +29,7 @@
 #include <filesystem>
 #include <vector>
 
+#include "base/mutex.h"
 #include "meta/codec.h"
 #include "meta/store.h"
 #include "meta/store_logger.h"
@@ -90,7 +91,7 @@ class StoreHealth : public rocksdb::EventListener {
   // Records what stopped the store (the first error only), and says so once.
   void Stop(const rocksdb::Status& error) {
     {
-      std::lock_guard<std::mutex> g(mu_);
+      MutexLock g(&mu_);
       if (!error_.ok()) return;
       error_ = error;
       stopped_.store(true, std::memory_order_release);
@@ -102,15 +103,16 @@ class StoreHealth : public rocksdb::EventListener {
            "once its filesystem has room");
   }
   rocksdb::Status error() {
-    std::lock_guard<std::mutex> g(mu_);
+    MutexLock g(&mu_);
     return error_;
   }
 
  private:
   const std::function<void(const std::string&)> log_;
   std::atomic<bool> stopped_{false};
-  std::mutex mu_;
-  rocksdb::Status error_;  // the first error that stopped the store
+  // A leaf: taken inside the Volume's wal_mu_ (Commit, StoreWritable).
+  Mutex mu_;
+  rocksdb::Status error_ GUARDED_BY(mu_);  // the first error that stopped the store
 };
 
 namespace {
@@ -166,7 +168,7 @@ Volume::~Volume() {
   if (db_) {
     Status s = FlushTimes();
     (void)s;  // nothing to tell at teardown; the data itself is in the pool
-    std::lock_guard<std::mutex> wal(wal_mu_);
+    MutexLock wal(&wal_mu_);
     if (!health_->stopped()) {
       // Flushing the memtables at a clean unmount leaves no log to replay,
       // so the next mount opens the store without reading the day's
@@ -327,7 +329,7 @@ Status Volume::Commit(Txn& t) {
   // the operation fails and its batch never commits: the Txn rolls back.
   for (const Extent& e : t.fresh())
     DAXREF_RETURN_IF_ERROR(data_->Persist(PoolOff(e.pblock), e.len << kBlockShift));
-  std::lock_guard<std::mutex> wal(wal_mu_);
+  MutexLock wal(&wal_mu_);
   DAXREF_RETURN_IF_ERROR(StoreWritable());
   free_.EmitEdit(t.batch().GetWriteBatch());
   refs_.EmitEdit(t.batch().GetWriteBatch());
@@ -354,7 +356,7 @@ Status Volume::Commit(Txn& t) {
 }
 
 VolumeStats Volume::Stats() {
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   VolumeStats s;
   s.data_blocks = sb_.data_blocks();
   s.free_blocks = free_.free_blocks();
@@ -364,7 +366,7 @@ VolumeStats Volume::Stats() {
 
 Status Volume::Sync() {
   Status times = FlushTimes();
-  std::lock_guard<std::mutex> wal(wal_mu_);
+  MutexLock wal(&wal_mu_);
   if (health_->stopped()) {
     // What was acknowledged is in the log: make that durable, without
     // RocksDB's writer (above). The times that could not be stored are

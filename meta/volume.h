@@ -25,12 +25,12 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
-#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 
+#include "base/mutex.h"
+#include "base/thread_annotations.h"
 #include "meta/bad_blocks.h"
 #include "meta/data_plane.h"
 #include "meta/extent_cache.h"
@@ -164,13 +164,14 @@ class Volume {
   Status GetXattr(uint64_t ino, std::string_view name, std::string* value);
   // Names, each followed by a NUL, as listxattr(2) returns them.
   Status ListXattr(uint64_t ino, std::string* names);
-  VolumeStats Stats();
+  VolumeStats Stats() EXCLUDES(mu_);
 
   // ---- namespace operations ----
   // mode carries the S_IFMT type. For symlinks `link_target` is the target.
   Status MakeNode(uint64_t parent, std::string_view name, uint32_t mode, uint64_t rdev,
-                  const Caller& who, std::string_view link_target, InodeRecord* out);
-  Status Link(uint64_t ino, uint64_t newparent, std::string_view newname, InodeRecord* out);
+                  const Caller& who, std::string_view link_target, InodeRecord* out) EXCLUDES(mu_);
+  Status Link(uint64_t ino, uint64_t newparent, std::string_view newname, InodeRecord* out)
+      EXCLUDES(mu_);
   // Asked, inside an operation, when an inode loses its last name: true
   // means nothing holds it, and it is deleted (blocks freed) in the same
   // batch; false leaves it on the orphan list for a later Reclaim. Null means
@@ -179,30 +180,33 @@ class Volume {
   // Removes a non-directory entry. `*victim` gets the inode after the change
   // (nlink 0: deleted or orphaned, as `last_link` said).
   Status Unlink(uint64_t parent, std::string_view name, const LastLinkFn& last_link,
-                InodeRecord* victim);
-  Status Rmdir(uint64_t parent, std::string_view name);
+                InodeRecord* victim) EXCLUDES(mu_);
+  Status Rmdir(uint64_t parent, std::string_view name) EXCLUDES(mu_);
   // flags: 0, RENAME_NOREPLACE or RENAME_EXCHANGE. A replaced non-directory
   // is reported in `*replaced` (ino 0 if none) and treated as by Unlink.
   Status Rename(uint64_t parent, std::string_view name, uint64_t newparent,
                 std::string_view newname, unsigned flags, const LastLinkFn& last_link,
-                InodeRecord* replaced);
-  Status SetAttr(uint64_t ino, const SetAttrRequest& req, const Caller& who, InodeRecord* out);
-  Status SetXattr(uint64_t ino, std::string_view name, std::string_view value, int flags);
-  Status RemoveXattr(uint64_t ino, std::string_view name);
+                InodeRecord* replaced) EXCLUDES(mu_);
+  Status SetAttr(uint64_t ino, const SetAttrRequest& req, const Caller& who, InodeRecord* out)
+      EXCLUDES(mu_);
+  Status SetXattr(uint64_t ino, std::string_view name, std::string_view value, int flags)
+      EXCLUDES(mu_);
+  Status RemoveXattr(uint64_t ino, std::string_view name) EXCLUDES(mu_);
   // Deletes an unlinked inode and frees its blocks.
-  Status Reclaim(uint64_t ino);
+  Status Reclaim(uint64_t ino) EXCLUDES(mu_);
 
   // ---- data ----
   Status Write(uint64_t ino, uint64_t off, const void* buf, size_t len, const Caller& who,
-               InodeRecord* out);
-  Status Fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len, InodeRecord* out);
+               InodeRecord* out) EXCLUDES(mu_);
+  Status Fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len, InodeRecord* out)
+      EXCLUDES(mu_);
 
   // Stores the timestamps that in-place overwrites left pending.
-  Status FlushTimes();
+  Status FlushTimes() EXCLUDES(mu_);
   // Makes every committed operation durable (pending times stored, the
   // write-ahead log synced). Works on a stopped store too (below): what was
   // acknowledged is made durable; times it could not store are its error.
-  Status Sync();
+  Status Sync() EXCLUDES(mu_);
 
   // When the store's host filesystem fails a write (it is full: ENOSPC; or
   // it fails: EIO), RocksDB stops taking writes. Every operation that
@@ -219,21 +223,22 @@ class Volume {
   // src's EOF, len 0 meaning "to src's EOF", no overlap within one file.
   // Whatever dst had in the range is released. One batch.
   Status Clone(uint64_t src, uint64_t src_off, uint64_t dst, uint64_t dst_off, uint64_t len,
-               const Caller& who, InodeRecord* dst_out);
+               const Caller& who, InodeRecord* dst_out) EXCLUDES(mu_);
   // FIDEDUPERANGE for one destination: shares the range only if both hold
   // the same bytes now. Both ranges must lie within EOF; len is rounded
   // down to whole blocks unless both ranges end at their files' EOF.
   Status Dedupe(uint64_t src, uint64_t src_off, uint64_t dst, uint64_t dst_off, uint64_t len,
-                DedupeResult* result);
+                DedupeResult* result) EXCLUDES(mu_);
   // copy_file_range(2): shares what can be shared (whole blocks at the same
   // offset within a block on both sides), copies the rest. May copy less
   // than asked (*copied), as copy_file_range may; 0 at src's EOF.
   Status CopyRange(uint64_t src, uint64_t src_off, uint64_t dst, uint64_t dst_off, uint64_t len,
-                   const Caller& who, uint64_t* copied, InodeRecord* dst_out);
+                   const Caller& who, uint64_t* copied, InodeRecord* dst_out) EXCLUDES(mu_);
   // Walks ino's extents overlapping file blocks [fb0, fb1), split where the
   // refcount changes, in file order. fn returns false to stop.
   using SharedExtentFn = std::function<bool(const SharedExtent&)>;
-  Status WalkSharing(uint64_t ino, uint64_t fb0, uint64_t fb1, const SharedExtentFn& fn);
+  Status WalkSharing(uint64_t ino, uint64_t fb0, uint64_t fb1, const SharedExtentFn& fn)
+      EXCLUDES(mu_);
 
   // ---- reverse map ----
   // Walks every reverse-map record that overlaps pool blocks [pb0, pb1),
@@ -276,11 +281,11 @@ class Volume {
   // `strict` the call fails (EEXIST) if any block of the range is bad
   // already; without, only the blocks not yet bad are added. Any block of
   // the pool is accepted, [0, block_count).
-  Status MarkBad(uint64_t pb0, uint64_t pb1, bool strict, PoisonOutcome* out);
+  Status MarkBad(uint64_t pb0, uint64_t pb1, bool strict, PoisonOutcome* out) EXCLUDES(mu_);
   // Takes [pb0, pb1) out of the bad list (the memory was repaired): unowned
   // blocks go back to free space, owned ones are served again. ENOENT if no
   // block of the range is bad.
-  Status ClearBad(uint64_t pb0, uint64_t pb1, ClearOutcome* out);
+  Status ClearBad(uint64_t pb0, uint64_t pb1, ClearOutcome* out) EXCLUDES(mu_);
   // EINVAL unless [pb0, pb1) is a non-empty range of the pool's blocks.
   Status CheckPoolRange(uint64_t pb0, uint64_t pb1) const;
   // Is any block of [pb0, pb1) bad? Committed state; safe from any thread,
@@ -300,26 +305,28 @@ class Volume {
   Volume(std::unique_ptr<rocksdb::DB> db, const Superblock& sb, DataPlane* data);
 
   // ---- the store (volume.cc) ----
-  Status Commit(Txn& t);
+  Status Commit(Txn& t) REQUIRES(mu_);
   // Ok, or the error that stopped the store (as ENOSPC or EIO). Caller
   // holds wal_mu_.
-  Status StoreWritable();
+  Status StoreWritable() REQUIRES(wal_mu_);
 
   // ---- inode records and pending times (volume_inode.cc) ----
-  Status LoadInode(Txn& t, uint64_t ino, InodeRecord* out);
-  void ApplyPendingTimes(InodeRecord* r);
-  void StoreInode(Txn& t, const InodeRecord& r);
-  uint64_t NextIno(Txn& t);
+  Status LoadInode(Txn& t, uint64_t ino, InodeRecord* out) REQUIRES(mu_);
+  void ApplyPendingTimes(InodeRecord* r) EXCLUDES(times_mu_);
+  void StoreInode(Txn& t, const InodeRecord& r) REQUIRES(mu_);
+  uint64_t NextIno(Txn& t) REQUIRES(mu_);
 
   // ---- names (volume_namespace.cc) ----
-  Status LookupIn(Txn& t, uint64_t dir, std::string_view name, DirentRecord* out);
-  Status AddEntry(Txn& t, InodeRecord* dir, std::string_view name, uint64_t ino, uint32_t type);
-  Status RemoveEntry(Txn& t, InodeRecord* dir, std::string_view name, const DirentRecord& d);
-  Status DirIsEmpty(Txn& t, uint64_t dir, bool* empty);
+  Status LookupIn(Txn& t, uint64_t dir, std::string_view name, DirentRecord* out) REQUIRES(mu_);
+  Status AddEntry(Txn& t, InodeRecord* dir, std::string_view name, uint64_t ino, uint32_t type)
+      REQUIRES(mu_);
+  Status RemoveEntry(Txn& t, InodeRecord* dir, std::string_view name, const DirentRecord& d)
+      REQUIRES(mu_);
+  Status DirIsEmpty(Txn& t, uint64_t dir, bool* empty) REQUIRES(mu_);
   // Drops one link of a non-directory; at zero deletes or orphans it.
-  Status DropLink(Txn& t, InodeRecord* r, const LastLinkFn& last_link);
+  Status DropLink(Txn& t, InodeRecord* r, const LastLinkFn& last_link) REQUIRES(mu_);
   // `orphaned`: the inode has an O record to delete too.
-  Status DeleteInode(Txn& t, const InodeRecord& r, bool orphaned);
+  Status DeleteInode(Txn& t, const InodeRecord& r, bool orphaned) REQUIRES(mu_);
 
   // ---- extent-map and reverse-map editing (extent_edit.cc) ----
   // The only code that writes E and R records; the rest of Volume changes a
@@ -331,58 +338,61 @@ class Volume {
   // about to edit the extents, and so drop the entry again, do not.
   ExtentCache::Map CommittedExtents(uint64_t ino, bool load);
   using ExtentFn = std::function<bool(const Extent&)>;
-  Status WalkExtents(Txn& t, uint64_t ino, uint64_t fb0, uint64_t fb1, const ExtentFn& fn);
-  Status UnmapRange(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t fb1);
+  Status WalkExtents(Txn& t, uint64_t ino, uint64_t fb0, uint64_t fb1, const ExtentFn& fn)
+      REQUIRES(mu_);
+  Status UnmapRange(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t fb1) REQUIRES(mu_);
   // *merged (if given) is the extent e became part of.
-  Status MapExtent(Txn& t, InodeRecord* r, const Extent& e, Extent* merged = nullptr);
+  Status MapExtent(Txn& t, InodeRecord* r, const Extent& e, Extent* merged = nullptr) REQUIRES(mu_);
   // Allocates blocks for every hole in [fb0, fb1), zeroing the parts of new
   // blocks outside [zero_keep_off, zero_keep_end) (bytes the caller is about
   // to write). Nothing is written to existing blocks.
   Status FillHoles(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t fb1, uint64_t keep_off,
-                   uint64_t keep_end);
+                   uint64_t keep_end) REQUIRES(mu_);
   // Takes `len` free blocks for file blocks from `fblock` on, as few runs as
   // free space allows, starting at pool block `goal`; appends each run
   // (file block, pool block, length) to *out. ENOSPC when the pool runs out
   // (what was taken goes back with the batch's rollback).
-  Status AllocateFor(uint64_t fblock, uint64_t len, uint64_t goal, std::vector<Extent>* out);
+  Status AllocateFor(uint64_t fblock, uint64_t len, uint64_t goal, std::vector<Extent>* out)
+      REQUIRES(mu_);
   // Points r's file blocks [to.fblock, to.fend()), all inside one mapped
   // extent, at pool blocks to.pblock..., dropping a reference to the old ones.
-  Status Repoint(Txn& t, InodeRecord* r, const Extent& to);
+  Status Repoint(Txn& t, InodeRecord* r, const Extent& to) REQUIRES(mu_);
   // Maps n blocks of src at file block sfb into dst at dfb, sharing them;
   // dst's range must be a hole.
   Status ShareBlocks(Txn& t, InodeRecord* src, uint64_t sfb, InodeRecord* dst, uint64_t dfb,
-                     uint64_t n);
-  void PutRmap(Txn& t, uint64_t pblock, uint64_t len, uint64_t ino, uint64_t fblock);
+                     uint64_t n) REQUIRES(mu_);
+  void PutRmap(Txn& t, uint64_t pblock, uint64_t len, uint64_t ino, uint64_t fblock) REQUIRES(mu_);
 
   // ---- data (volume_data.cc) ----
-  Status ZeroBytes(Txn& t, uint64_t ino, uint64_t off, uint64_t len);
-  Status Truncate(Txn& t, InodeRecord* r, uint64_t size);
+  Status ZeroBytes(Txn& t, uint64_t ino, uint64_t off, uint64_t len) REQUIRES(mu_);
+  Status Truncate(Txn& t, InodeRecord* r, uint64_t size) REQUIRES(mu_);
   // Stores len bytes at off, allocating holes and unsharing shared blocks
   // first; grows the size. Privileges and times are the caller's business.
-  Status WriteIn(Txn& t, InodeRecord* r, uint64_t off, const char* src, uint64_t len);
+  Status WriteIn(Txn& t, InodeRecord* r, uint64_t off, const char* src, uint64_t len) REQUIRES(mu_);
   // WriteIn's two halves: every allocation and copy-on-write the range
   // needs, then the bytes. Nothing that can fail for lack of space comes
   // after bytes are stored in place, so a failed batch leaves data as it was.
-  Status PrepareWrite(Txn& t, InodeRecord* r, uint64_t off, uint64_t len);
-  Status StoreBytes(Txn& t, InodeRecord* r, uint64_t off, const char* src, uint64_t len);
+  Status PrepareWrite(Txn& t, InodeRecord* r, uint64_t off, uint64_t len) REQUIRES(mu_);
+  Status StoreBytes(Txn& t, InodeRecord* r, uint64_t off, const char* src, uint64_t len)
+      REQUIRES(mu_);
   // Copies [off, off+len) of ino, as this batch sees it, into dst.
-  Status ReadIn(Txn& t, uint64_t ino, uint64_t off, uint64_t len, char* dst);
+  Status ReadIn(Txn& t, uint64_t ino, uint64_t off, uint64_t len, char* dst) REQUIRES(mu_);
   // What a change of a file's bytes takes away: set-id bits (unless who is
   // privileged) and file capabilities.
-  void DropWritePrivileges(Txn& t, InodeRecord* r, const Caller& who);
+  void DropWritePrivileges(Txn& t, InodeRecord* r, const Caller& who) REQUIRES(mu_);
 
   // ---- refcounts and reflink (volume_share.cc) ----
   // refs_ reflects a batch's edits at once.
   // Adds delta (+1 or -1) to the refcount of each block of [pb0, pb1), all
   // owned. Blocks left with no reference are released.
-  Status AdjustRefs(Txn& t, uint64_t pb0, uint64_t pb1, int delta);
+  Status AdjustRefs(Txn& t, uint64_t pb0, uint64_t pb1, int delta) REQUIRES(mu_);
   // One reference of r's to [pb0, pb0+len) goes away.
-  Status DropBlocks(Txn& t, const InodeRecord& r, uint64_t pb0, uint64_t len);
+  Status DropBlocks(Txn& t, const InodeRecord& r, uint64_t pb0, uint64_t len) REQUIRES(mu_);
   // Gives r its own blocks for every shared block in file blocks [fb0, fb1),
   // copying the old bytes except those in [keep_off, keep_end), which the
   // caller is about to overwrite.
   Status Unshare(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t fb1, uint64_t keep_off,
-                 uint64_t keep_end);
+                 uint64_t keep_end) REQUIRES(mu_);
   // Gives r new blocks for the mapped pieces (file block, pool block,
   // length), copying the old bytes except those in [keep_off, keep_end);
   // the old blocks lose r's reference. The old bytes stay as they were until
@@ -390,22 +400,23 @@ class Volume {
   Status MoveBlocks(Txn& t, InodeRecord* r, const std::vector<Extent>& pieces, uint64_t keep_off,
                     uint64_t keep_end);
   // Is any block of [pb0, pb1) shared, as committed? For callers outside mu_.
-  bool SharedNow(uint64_t pb0, uint64_t pb1);
+  bool SharedNow(uint64_t pb0, uint64_t pb1) EXCLUDES(mu_);
   // The common end of Clone and CopyRange.
-  Status FinishRemap(Txn& t, InodeRecord* src, InodeRecord* to, uint64_t end, const Caller& who);
+  Status FinishRemap(Txn& t, InodeRecord* src, InodeRecord* to, uint64_t end, const Caller& who)
+      REQUIRES(mu_);
 
   // ---- bad blocks (volume_poison.cc) ----
   // Blocks whose last reference went: to free space, except bad ones, which
   // are retired (they stay in their B record only).
-  void ReleaseBlocks(uint64_t pblock, uint64_t len);
+  void ReleaseBlocks(uint64_t pblock, uint64_t len) REQUIRES(mu_);
   // For a write of [keep_off, keep_end): maps a fresh block in place of
   // every bad block of r's in file blocks [fb0, fb1) that the write covers
   // whole; EIO if it would cover one only in part.
   Status ReplaceBadBlocks(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t fb1, uint64_t keep_off,
-                          uint64_t keep_end);
+                          uint64_t keep_end) REQUIRES(mu_);
   // EIO if any block of [pb0, pb1) is bad; for the copies and shares that
-  // would hand a bad block's bytes to someone. Caller holds mu_.
-  Status RefuseBad(uint64_t pb0, uint64_t pb1, const char* what);
+  // would hand a bad block's bytes to someone.
+  Status RefuseBad(uint64_t pb0, uint64_t pb1, const char* what) REQUIRES(mu_);
 
   std::unique_ptr<rocksdb::DB> db_;
   Superblock sb_;
@@ -417,35 +428,38 @@ class Volume {
   // never runs on a log writer a concurrent failed write has just marked
   // (RocksDB 7.8 asserts on that). wal_suspect_: a DB::Write failed, so a
   // log writer may carry that failure and must not be synced.
-  std::mutex wal_mu_;
-  bool wal_suspect_ = false;  // guarded by wal_mu_
+  Mutex wal_mu_ ACQUIRED_AFTER(mu_, refs_mu_);
+  bool wal_suspect_ GUARDED_BY(wal_mu_) = false;
   std::shared_ptr<StoreHealth> health_;
   std::string dir_;  // the store's directory
-  std::mutex mu_;    // serializes mutations; guards free_ and next_ino_
-  FreeSpace free_;
+  Mutex mu_;         // serializes mutations: every Txn lives under it
+  FreeSpace free_ GUARDED_BY(mu_);
   // Refcounts of shared blocks. Edited under mu_; an operation that edits
   // them holds refs_mu_ exclusive from its first edit until it commits or
-  // rolls back, so readers outside mu_ (shared) see committed state only.
-  RefcountMap refs_;
-  std::shared_mutex refs_mu_;
-  uint64_t next_ino_ = 0;
-  uint64_t inodes_ = 0;  // inodes in use, mirrored by the M "inodes" record
+  // rolls back (Txn::LockRefcounts), so readers outside mu_ (shared, through
+  // committed_refs) see committed state only.
+  RefcountMap refs_ GUARDED_BY(mu_);
+  SharedMutex refs_mu_ ACQUIRED_AFTER(mu_);
+  const RefcountMap& committed_refs() REQUIRES_SHARED(refs_mu_);
+  uint64_t next_ino_ GUARDED_BY(mu_) = 0;
+  uint64_t inodes_ GUARDED_BY(mu_) = 0;  // inodes in use, mirrored by the M "inodes" record
   ExtentCache extent_cache_;
   // Length classes that hold reverse-map records (bit c: class c). Bits are
   // only ever set while mounted: a stale bit costs a seek, a missing one
   // would hide owners.
   std::atomic<uint64_t> rmap_classes_{0};
   // Bad blocks, mirrored by the B records. Changed only under mu_ (and
-  // bad_mu_ exclusive); readers outside mu_ take bad_mu_ shared, and skip it
-  // while bad_count_ is 0.
-  BadBlocks bad_;
-  std::shared_mutex bad_mu_;
+  // bad_mu_ exclusive); readers outside mu_ take bad_mu_ shared (through
+  // committed_bad), and skip it while bad_count_ is 0.
+  BadBlocks bad_ GUARDED_BY(mu_);
+  SharedMutex bad_mu_ ACQUIRED_AFTER(mu_);
+  const BadBlocks& committed_bad() REQUIRES_SHARED(bad_mu_);
   std::atomic<uint64_t> bad_count_{0};
   // mtime/ctime of in-place overwrites not yet stored. Its own lock, a leaf
   // (taken inside mu_, never the other way round), so that reads and
   // fast-path writes never wait behind a batch being built.
-  std::mutex times_mu_;
-  std::unordered_map<uint64_t, Timespec> pending_times_;  // guarded by times_mu_
+  Mutex times_mu_ ACQUIRED_AFTER(mu_);
+  std::unordered_map<uint64_t, Timespec> pending_times_ GUARDED_BY(times_mu_);
 };
 
 Timespec Now();

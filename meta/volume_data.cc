@@ -17,6 +17,7 @@
 #include <optional>
 #include <vector>
 
+#include "base/mutex.h"
 #include "meta/volume.h"
 #include "meta/volume_txn.h"
 
@@ -168,7 +169,7 @@ Status Volume::Write(uint64_t ino, uint64_t off, const void* buf, size_t len, co
         DAXREF_RETURN_IF_ERROR(
             data_->Write(pieces[i].pool_off, src + pieces[i].src_off, pieces[i].len));
       Timespec now = Now();
-      std::lock_guard<std::mutex> g(times_mu_);
+      MutexLock g(&times_mu_);
       pending_times_[ino] = now;
       r.mtime = r.ctime = now;
       *out = r;
@@ -176,7 +177,7 @@ Status Volume::Write(uint64_t ino, uint64_t off, const void* buf, size_t len, co
     }
   }
 
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   Txn t(this);
   DAXREF_RETURN_IF_ERROR(LoadInode(t, ino, &r));
   if (IsDir(r.mode)) return Status::Error(EISDIR, "is a directory");

@@ -3,6 +3,7 @@
 // like any other; zero range treats bad blocks as a write would.
 #include <sys/stat.h>
 
+#include "base/mutex.h"
 #include "meta/volume.h"
 #include "meta/volume_txn.h"
 
@@ -24,7 +25,7 @@ Status Volume::Fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len, Ino
     return Status::Error(EOPNOTSUPP, "punch hole needs keep size");
   if ((mode & kFallocPunchHole) && (mode & kFallocZeroRange))
     return Status::Invalid("punch hole with zero range");
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   Txn t(this);
   InodeRecord r;
   DAXREF_RETURN_IF_ERROR(LoadInode(t, ino, &r));

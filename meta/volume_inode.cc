@@ -8,9 +8,9 @@
 // next_ino_, mirrored by the M "next_ino" record in the same batch.
 #include <rocksdb/db.h>
 
-#include <mutex>
 #include <vector>
 
+#include "base/mutex.h"
 #include "meta/volume.h"
 #include "meta/volume_txn.h"
 
@@ -39,7 +39,7 @@ Status Volume::LoadInode(Txn& t, uint64_t ino, InodeRecord* out) {
 }
 
 void Volume::ApplyPendingTimes(InodeRecord* r) {
-  std::lock_guard<std::mutex> g(times_mu_);
+  MutexLock g(&times_mu_);
   auto it = pending_times_.find(r->ino);
   if (it != pending_times_.end()) r->mtime = r->ctime = it->second;
 }
@@ -47,7 +47,7 @@ void Volume::ApplyPendingTimes(InodeRecord* r) {
 void Volume::StoreInode(Txn& t, const InodeRecord& r) {
   t.Put(keys::Inode(r.ino), EncodeInode(r));
   // A fast-path write may have left a newer time meanwhile: keep that one.
-  std::lock_guard<std::mutex> g(times_mu_);
+  MutexLock g(&times_mu_);
   auto it = pending_times_.find(r.ino);
   if (it != pending_times_.end() && it->second.sec == r.mtime.sec &&
       it->second.nsec == r.mtime.nsec)
@@ -64,17 +64,17 @@ uint64_t Volume::NextIno(Txn& t) {
 Status Volume::FlushTimes() {
   std::vector<uint64_t> inos;
   {
-    std::lock_guard<std::mutex> g(times_mu_);
+    MutexLock g(&times_mu_);
     for (const auto& [ino, ts] : pending_times_) inos.push_back(ino);
   }
   if (inos.empty()) return Status::Ok();
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   Txn t(this);
   for (uint64_t ino : inos) {
     InodeRecord r;
     Status s = LoadInode(t, ino, &r);
     if (s.err() == ENOENT) {
-      std::lock_guard<std::mutex> tg(times_mu_);
+      MutexLock tg(&times_mu_);
       pending_times_.erase(ino);
       continue;
     }

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "base/mutex.h"
 #include "meta/volume.h"
 #include "meta/volume_txn.h"
 
@@ -166,7 +167,7 @@ Status Volume::MakeNode(uint64_t parent, std::string_view name, uint32_t mode, u
   DAXREF_RETURN_IF_ERROR(ValidName(name));
   if (S_ISLNK(mode) && (link_target.empty() || link_target.size() >= 4096))
     return Status::Error(link_target.empty() ? ENOENT : ENAMETOOLONG, "bad symlink target");
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   Txn t(this);
   InodeRecord dir;
   DAXREF_RETURN_IF_ERROR(LoadInode(t, parent, &dir));
@@ -210,7 +211,7 @@ Status Volume::MakeNode(uint64_t parent, std::string_view name, uint32_t mode, u
 
 Status Volume::Link(uint64_t ino, uint64_t newparent, std::string_view newname, InodeRecord* out) {
   DAXREF_RETURN_IF_ERROR(ValidName(newname));
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   Txn t(this);
   InodeRecord r, dir;
   DAXREF_RETURN_IF_ERROR(LoadInode(t, ino, &r));
@@ -235,7 +236,7 @@ Status Volume::Link(uint64_t ino, uint64_t newparent, std::string_view newname, 
 
 Status Volume::Unlink(uint64_t parent, std::string_view name, const LastLinkFn& last_link,
                       InodeRecord* victim) {
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   Txn t(this);
   InodeRecord dir;
   DAXREF_RETURN_IF_ERROR(LoadInode(t, parent, &dir));
@@ -256,7 +257,7 @@ Status Volume::Unlink(uint64_t parent, std::string_view name, const LastLinkFn& 
 Status Volume::Rmdir(uint64_t parent, std::string_view name) {
   if (name == ".") return Status::Invalid("cannot remove '.'");
   if (name == "..") return Status::Error(ENOTEMPTY, "cannot remove '..'");
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   Txn t(this);
   InodeRecord dir;
   DAXREF_RETURN_IF_ERROR(LoadInode(t, parent, &dir));
@@ -282,7 +283,7 @@ Status Volume::Rename(uint64_t parent, std::string_view name, uint64_t newparent
   if ((flags & RENAME_NOREPLACE) && (flags & RENAME_EXCHANGE))
     return Status::Invalid("NOREPLACE with EXCHANGE");
   DAXREF_RETURN_IF_ERROR(ValidName(newname));
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   Txn t(this);
   InodeRecord src_dir, dst_dir;
   DAXREF_RETURN_IF_ERROR(LoadInode(t, parent, &src_dir));
@@ -371,7 +372,7 @@ Status Volume::Rename(uint64_t parent, std::string_view name, uint64_t newparent
 
 Status Volume::SetAttr(uint64_t ino, const SetAttrRequest& req, const Caller& who,
                        InodeRecord* out) {
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   Txn t(this);
   InodeRecord r;
   DAXREF_RETURN_IF_ERROR(LoadInode(t, ino, &r));
@@ -416,7 +417,7 @@ Status Volume::SetXattr(uint64_t ino, std::string_view name, std::string_view va
   if (name.empty() || name.size() > kMaxXattrNameLen)
     return Status::Error(ERANGE, "bad attribute name");
   if (value.size() > kMaxXattrValueLen) return Status::Error(E2BIG, "attribute value too large");
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   Txn t(this);
   InodeRecord r;
   DAXREF_RETURN_IF_ERROR(LoadInode(t, ino, &r));
@@ -433,7 +434,7 @@ Status Volume::SetXattr(uint64_t ino, std::string_view name, std::string_view va
 }
 
 Status Volume::RemoveXattr(uint64_t ino, std::string_view name) {
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   Txn t(this);
   InodeRecord r;
   DAXREF_RETURN_IF_ERROR(LoadInode(t, ino, &r));
@@ -448,7 +449,7 @@ Status Volume::RemoveXattr(uint64_t ino, std::string_view name) {
 }
 
 Status Volume::Reclaim(uint64_t ino) {
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   Txn t(this);
   InodeRecord r;
   Status s = LoadInode(t, ino, &r);

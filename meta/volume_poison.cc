@@ -25,8 +25,14 @@ using internal::PoolOff;
 
 bool Volume::IsBad(uint64_t pb0, uint64_t pb1) {
   if (bad_count_.load(std::memory_order_acquire) == 0) return false;
-  std::shared_lock<std::shared_mutex> g(bad_mu_);
-  return bad_.Any(pb0, pb1);
+  ReaderLock g(&bad_mu_);
+  return committed_bad().Any(pb0, pb1);
+}
+
+// bad_ is written only under mu_ with bad_mu_ held exclusive (MarkBad,
+// ClearBad), so either lock is enough to read it; GUARDED_BY names one.
+const BadBlocks& Volume::committed_bad() NO_THREAD_SAFETY_ANALYSIS {
+  return bad_;
 }
 
 uint64_t Volume::bad_blocks() {
@@ -38,8 +44,8 @@ void Volume::WalkBad(const BadFn& fn) {
   // without holding up reads. Bounded by the number of bad ranges.
   std::vector<std::pair<uint64_t, uint64_t>> ranges;
   {
-    std::shared_lock<std::shared_mutex> g(bad_mu_);
-    bad_.ForEach([&](uint64_t s, uint64_t n) {
+    ReaderLock g(&bad_mu_);
+    committed_bad().ForEach([&](uint64_t s, uint64_t n) {
       ranges.emplace_back(s, n);
       return true;
     });
@@ -67,6 +73,7 @@ void Volume::ReleaseBlocks(uint64_t pblock, uint64_t len) {
   uint64_t end = pblock + len, pos = pblock;
   if (bad_count_.load(std::memory_order_relaxed) != 0) {
     bad_.ForEachIn(pblock, end, [&](uint64_t s, uint64_t n) {
+      mu_.AssertHeld();  // called back from here, under mu_
       if (s > pos) free_.Release(pos, s - pos);
       pos = s + n;  // retired: stays in its B record only
       return true;
@@ -81,7 +88,7 @@ Status Volume::ReplaceBadBlocks(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t f
   // The bad pieces first (file block, pool block, length), then the edits:
   // the batch is not changed under a live iterator.
   std::vector<Extent> bad;
-  DAXREF_RETURN_IF_ERROR(WalkExtents(t, r->ino, fb0, fb1, [&](const Extent& e) {
+  DAXREF_RETURN_IF_ERROR(WalkExtents(t, r->ino, fb0, fb1, [&](const Extent& e) REQUIRES(mu_) {
     uint64_t f0 = std::max(e.fblock, fb0), f1 = std::min(e.fend(), fb1);
     uint64_t p0 = e.pblock + (f0 - e.fblock), p1 = p0 + (f1 - f0);
     bad_.ForEachIn(p0, p1, [&](uint64_t s, uint64_t n) {
@@ -111,7 +118,7 @@ Status Volume::ReplaceBadBlocks(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t f
 Status Volume::MarkBad(uint64_t pb0, uint64_t pb1, bool strict, PoisonOutcome* out) {
   *out = PoisonOutcome();
   DAXREF_RETURN_IF_ERROR(CheckPoolRange(pb0, pb1));
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   if (std::optional<uint64_t> first = bad_.First(pb0, pb1); strict && first)
     return Status::Error(EEXIST, "pool block " + std::to_string(*first) + " is already poisoned");
   Txn t(this);
@@ -155,7 +162,7 @@ Status Volume::MarkBad(uint64_t pb0, uint64_t pb1, bool strict, PoisonOutcome* o
     if (!all.now.count(k)) t.Delete(keys::Bad(k));
   for (const auto& [k, v] : all.now) t.Put(keys::Bad(k), EncodeLength(v));
   DAXREF_RETURN_IF_ERROR(Commit(t));
-  std::unique_lock<std::shared_mutex> w(bad_mu_);
+  WriterLock w(&bad_mu_);
   bad_ = std::move(next);
   bad_count_.store(bad_.blocks(), std::memory_order_release);
   return Status::Ok();
@@ -164,7 +171,7 @@ Status Volume::MarkBad(uint64_t pb0, uint64_t pb1, bool strict, PoisonOutcome* o
 Status Volume::ClearBad(uint64_t pb0, uint64_t pb1, ClearOutcome* out) {
   *out = ClearOutcome();
   DAXREF_RETURN_IF_ERROR(CheckPoolRange(pb0, pb1));
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   if (!bad_.Any(pb0, pb1))
     return Status::NotFound("nothing in " + BlockRangeText(pb0, pb1) + " is poisoned");
   Txn t(this);
@@ -215,7 +222,7 @@ Status Volume::ClearBad(uint64_t pb0, uint64_t pb1, ClearOutcome* out) {
     if (!c.now.count(k)) t.Delete(keys::Bad(k));
   for (const auto& [k, v] : c.now) t.Put(keys::Bad(k), EncodeLength(v));
   DAXREF_RETURN_IF_ERROR(Commit(t));
-  std::unique_lock<std::shared_mutex> w(bad_mu_);
+  WriterLock w(&bad_mu_);
   bad_ = std::move(next);
   bad_count_.store(bad_.blocks(), std::memory_order_release);
   return Status::Ok();

@@ -14,6 +14,7 @@
 #include <map>
 #include <vector>
 
+#include "base/mutex.h"
 #include "meta/volume.h"
 #include "meta/volume_txn.h"
 
@@ -43,8 +44,14 @@ bool Aligned(uint64_t v) {
 // (that takes the caller's own I/O lock): an answer of "not shared" stays
 // true after the lock is dropped.
 bool Volume::SharedNow(uint64_t pb0, uint64_t pb1) {
-  std::shared_lock<std::shared_mutex> g(refs_mu_);
-  return refs_.AnyShared(pb0, pb1);
+  ReaderLock g(&refs_mu_);
+  return committed_refs().AnyShared(pb0, pb1);
+}
+
+// refs_ is written only under mu_ with refs_mu_ held exclusive (Txn::
+// LockRefcounts), so either lock is enough to read it; GUARDED_BY names one.
+const RefcountMap& Volume::committed_refs() NO_THREAD_SAFETY_ANALYSIS {
+  return refs_;
 }
 
 //   The records in the window (those overlapping [pb0, pb1) and the ones
@@ -240,7 +247,7 @@ Status Volume::FinishRemap(Txn& t, InodeRecord* src, InodeRecord* to, uint64_t e
 
 Status Volume::Clone(uint64_t src_ino, uint64_t src_off, uint64_t dst_ino, uint64_t dst_off,
                      uint64_t len, const Caller& who, InodeRecord* dst_out) {
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   Txn t(this);
   InodeRecord src, dst;
   DAXREF_RETURN_IF_ERROR(LoadInode(t, src_ino, &src));
@@ -268,7 +275,7 @@ Status Volume::Clone(uint64_t src_ino, uint64_t src_off, uint64_t dst_ino, uint6
 Status Volume::Dedupe(uint64_t src_ino, uint64_t src_off, uint64_t dst_ino, uint64_t dst_off,
                       uint64_t len, DedupeResult* result) {
   *result = DedupeResult{};
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   Txn t(this);
   InodeRecord src, dst;
   DAXREF_RETURN_IF_ERROR(LoadInode(t, src_ino, &src));
@@ -309,7 +316,7 @@ Status Volume::Dedupe(uint64_t src_ino, uint64_t src_off, uint64_t dst_ino, uint
 Status Volume::CopyRange(uint64_t src_ino, uint64_t src_off, uint64_t dst_ino, uint64_t dst_off,
                          uint64_t len, const Caller& who, uint64_t* copied, InodeRecord* dst_out) {
   *copied = 0;
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   Txn t(this);
   InodeRecord src, dst;
   DAXREF_RETURN_IF_ERROR(LoadInode(t, src_ino, &src));
@@ -377,7 +384,7 @@ Status Volume::CopyRange(uint64_t src_ino, uint64_t src_off, uint64_t dst_ino, u
 
 Status Volume::WalkSharing(uint64_t ino, uint64_t fb0, uint64_t fb1, const SharedExtentFn& fn) {
   // A read-only walk of the committed store, through an empty batch.
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock g(&mu_);
   Txn t(this);
   InodeRecord r;
   DAXREF_RETURN_IF_ERROR(LoadInode(t, ino, &r));

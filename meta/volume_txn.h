@@ -9,11 +9,11 @@
 
 #include <algorithm>
 #include <memory>
-#include <mutex>
-#include <shared_mutex>
 #include <string>
 #include <vector>
 
+#include "base/mutex.h"
+#include "base/thread_annotations.h"
 #include "meta/volume.h"
 
 namespace daxref {
@@ -83,25 +83,35 @@ class PrefixScan {
 }  // namespace internal
 
 // One operation's batch, read-your-writes (a WriteBatchWithIndex), plus the
-// free-space edit that commits or rolls back with it.
+// free-space edit that commits or rolls back with it. Built and destroyed
+// under the Volume's mutation lock (mu_).
 class Volume::Txn {
   using PrefixScan = internal::PrefixScan;
 
  public:
-  explicit Txn(Volume* v) : v_(v), batch_(rocksdb::BytewiseComparator(), 0, true) {
-    v_->free_.BeginEdit();
-    v_->refs_.BeginEdit();
+  explicit Txn(Volume* v) REQUIRES(v->mu_) : v_(v), batch_(rocksdb::BytewiseComparator(), 0, true) {
+    v->free_.BeginEdit();
+    v->refs_.BeginEdit();
   }
   ~Txn() {
+    // Every Txn is a local of an operation that holds mu_ for longer (the
+    // analysis cannot tie v_->mu_ at the end of that scope to this object).
+    v_->mu_.AssertHeld();
     if (!done_) {
       v_->free_.Rollback();
       v_->refs_.Rollback();
     }
+    UnlockRefcounts();  // after the rollback above
   }
   // Called before the first refcount edit: readers outside the mutation
-  // lock wait until this batch is committed or rolled back.
-  void LockRefcounts() {
-    if (!refs_lock_.owns_lock()) refs_lock_ = std::unique_lock<std::shared_mutex>(v_->refs_mu_);
+  // lock wait until this batch is committed or rolled back. Not checked:
+  // the lock is held by this object from here to its destructor, across
+  // calls, which the analysis (one function at a time) cannot follow.
+  void LockRefcounts() NO_THREAD_SAFETY_ANALYSIS {
+    if (!refs_locked_) {
+      v_->refs_mu_.Lock();
+      refs_locked_ = true;
+    }
   }
   Status Get(const std::string& key, std::string* value) {
     rocksdb::Status s = batch_.GetFromBatchAndDB(v_->db_.get(), rocksdb::ReadOptions(), key, value);
@@ -135,13 +145,18 @@ class Volume::Txn {
   int64_t inode_delta() const { return inode_delta_; }
 
  private:
+  // LockRefcounts' other half (not checked, for the same reason).
+  void UnlockRefcounts() NO_THREAD_SAFETY_ANALYSIS {
+    if (refs_locked_) v_->refs_mu_.Unlock();
+  }
+
   int64_t inode_delta_ = 0;
   std::vector<uint64_t> touched_;
   Volume* v_;
   rocksdb::WriteBatchWithIndex batch_;
   std::vector<Extent> fresh_;
   bool done_ = false;
-  std::unique_lock<std::shared_mutex> refs_lock_;  // released after the rollback above
+  bool refs_locked_ = false;  // v_->refs_mu_ held exclusive (LockRefcounts)
 };
 
 }  // namespace daxref

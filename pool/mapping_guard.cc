@@ -9,7 +9,9 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
-#include <mutex>
+
+#include "base/mutex.h"
+#include "base/thread_annotations.h"
 
 namespace daxref {
 
@@ -33,9 +35,9 @@ __attribute__((tls_model("initial-exec"))) thread_local GuardFrame* t_frame = nu
 
 // The handler that was installed before ours: where unguarded faults go.
 // Written under g_install_mu before our handler is (re)installed; the
-// handler reads it only on the way to crashing.
-struct sigaction g_prev {};
-std::mutex g_install_mu;
+// handler reads it only on the way to crashing (PreviousHandler).
+Mutex g_install_mu;
+struct sigaction g_prev GUARDED_BY(g_install_mu) {};
 std::atomic<bool> g_installed{false};
 
 // BUS_MCEERR_AO addresses waiting for the daemon; 0 is a free slot.
@@ -82,12 +84,18 @@ void RecordAsync(const void* addr) {
   g_notify_users.fetch_sub(1, std::memory_order_seq_cst);
 }
 
+// g_prev for the signal handler, which can take no lock: it was written
+// before the handler that reads it was installed.
+const struct sigaction& PreviousHandler() NO_THREAD_SAFETY_ANALYSIS {
+  return g_prev;
+}
+
 bool IsRealHandler(const struct sigaction& sa) {
   return sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN;
 }
 
 void ChainToPrevious(int sig, siginfo_t* si, void* uctx) {
-  const struct sigaction prev = g_prev;
+  const struct sigaction prev = PreviousHandler();
   if (prev.sa_flags & SA_SIGINFO) {
     if (IsRealHandler(prev)) return prev.sa_sigaction(sig, si, uctx);
   } else if (IsRealHandler(prev)) {
@@ -108,7 +116,7 @@ void OnSigbus(int sig, siginfo_t* si, void* uctx) {
   if (si->si_code == BUS_MCEERR_AO) {
     int saved_errno = errno;
     RecordAsync(si->si_addr);
-    if (IsRealHandler(g_prev)) ChainToPrevious(sig, si, uctx);
+    if (IsRealHandler(PreviousHandler())) ChainToPrevious(sig, si, uctx);
     errno = saved_errno;
     return;
   }
@@ -135,7 +143,7 @@ bool IsMachineCheck(int si_code) {
 }
 
 void InstallMappingGuard() {
-  std::lock_guard<std::mutex> lock(g_install_mu);
+  MutexLock lock(&g_install_mu);
   struct sigaction cur {};
   sigaction(SIGBUS, nullptr, &cur);
   if ((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == OnSigbus) {

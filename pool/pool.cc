@@ -126,13 +126,13 @@ Status PoolMapping::Zero(uint64_t pool_off, size_t len) {
 
 void PoolMapping::set_fault_sink(FaultSink sink) {
   auto p = sink ? std::make_shared<const FaultSink>(std::move(sink)) : nullptr;
-  std::lock_guard<std::mutex> lock(sink_mu_);
+  MutexLock lock(&sink_mu_);
   sink_ = std::move(p);
 }
 
 void PoolMapping::set_host_fault_log(HostFaultLog log) {
   auto p = log ? std::make_shared<const HostFaultLog>(std::move(log)) : nullptr;
-  std::lock_guard<std::mutex> lock(sink_mu_);
+  MutexLock lock(&sink_mu_);
   host_log_ = std::move(p);
 }
 
@@ -155,7 +155,7 @@ Status PoolMapping::Fault(const GuardFault& f, const char* what, bool may_retry,
   if (!IsMachineCheck(f.code)) return HostFault(off, what, may_retry, retry);
   std::shared_ptr<const FaultSink> sink;
   {
-    std::lock_guard<std::mutex> lock(sink_mu_);
+    MutexLock lock(&sink_mu_);
     sink = sink_;
   }
   if (sink) (*sink)(off);
@@ -196,7 +196,7 @@ Status PoolMapping::HostFault(uint64_t off, const char* what, bool may_retry, bo
   }
   std::shared_ptr<const HostFaultLog> log;
   {
-    std::lock_guard<std::mutex> lock(sink_mu_);
+    MutexLock lock(&sink_mu_);
     log = host_log_;
   }
   if (log)

@@ -47,9 +47,10 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 
+#include "base/mutex.h"
+#include "base/thread_annotations.h"
 #include "meta/data_plane.h"
 #include "meta/status.h"
 #include "meta/superblock.h"
@@ -160,10 +161,11 @@ class PoolMapping : public DataPlane {
   Superblock sb_;
   bool used_backup_ = false;
   // Read only on the fault path, so a lock costs nothing that matters; the
-  // sink is called on a copy of the pointer, outside the lock.
-  std::mutex sink_mu_;
-  std::shared_ptr<const FaultSink> sink_;         // GUARDED_BY(sink_mu_)
-  std::shared_ptr<const HostFaultLog> host_log_;  // GUARDED_BY(sink_mu_)
+  // sink is called on a copy of the pointer, outside the lock (a leaf:
+  // nothing is taken while it is held).
+  Mutex sink_mu_;
+  std::shared_ptr<const FaultSink> sink_ GUARDED_BY(sink_mu_);
+  std::shared_ptr<const HostFaultLog> host_log_ GUARDED_BY(sink_mu_);
   size_t page_size_ = 4096;
 };
 
