@@ -280,7 +280,7 @@ Status Volume::Repoint(Txn& t, InodeRecord* r, const Extent& to) {
   const Extent e = *found;
   t.TouchExtents(r->ino);
   t.Delete(keys::Rmap(e.pblock, e.len, r->ino, e.fblock));
-  auto put = [&](const Extent& x) {
+  auto put = [&](const Extent& x) REQUIRES(mu_) {
     t.Put(keys::Extent(r->ino, x.fblock), EncodeExtent(x));
     PutRmap(t, x.pblock, x.len, r->ino, x.fblock);
   };

@@ -288,12 +288,17 @@ Result<std::unique_ptr<Volume>> Volume::Open(const std::string& dir, const Super
   vol->pool_path_ = opts.pool_path;
   vol->health_ = std::move(health);
   vol->dir_ = dir;
-  vol->next_ino_ = next_ino;
-  vol->inodes_ = inodes;
-  DAXREF_RETURN_IF_ERROR(vol->free_.Load(vol->db_.get(), current.geometry()));
-  DAXREF_RETURN_IF_ERROR(vol->refs_.Load(vol->db_.get(), current.geometry()));
-  DAXREF_RETURN_IF_ERROR(vol->bad_.Load(vol->db_.get(), current.geometry()));
-  vol->bad_count_ = vol->bad_.blocks();
+  {
+    // No other thread knows the Volume yet; the lock is for the rule that
+    // these are only touched under it.
+    MutexLock g(&vol->mu_);
+    vol->next_ino_ = next_ino;
+    vol->inodes_ = inodes;
+    DAXREF_RETURN_IF_ERROR(vol->free_.Load(vol->db_.get(), current.geometry()));
+    DAXREF_RETURN_IF_ERROR(vol->refs_.Load(vol->db_.get(), current.geometry()));
+    DAXREF_RETURN_IF_ERROR(vol->bad_.Load(vol->db_.get(), current.geometry()));
+    vol->bad_count_ = vol->bad_.blocks();
+  }
   {
     PrefixScan scan(std::string(1, prefix::kRmap));
     std::unique_ptr<rocksdb::Iterator> it(vol->db_->NewIterator(scan.Options()));

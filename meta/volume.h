@@ -398,7 +398,7 @@ class Volume {
   // the old blocks lose r's reference. The old bytes stay as they were until
   // the batch commits.
   Status MoveBlocks(Txn& t, InodeRecord* r, const std::vector<Extent>& pieces, uint64_t keep_off,
-                    uint64_t keep_end);
+                    uint64_t keep_end) REQUIRES(mu_);
   // Is any block of [pb0, pb1) shared, as committed? For callers outside mu_.
   bool SharedNow(uint64_t pb0, uint64_t pb1) EXCLUDES(mu_);
   // The common end of Clone and CopyRange.

@@ -236,15 +236,16 @@ Status Volume::ReadIn(Txn& t, uint64_t ino, uint64_t off, uint64_t len, char* ds
   memset(dst, 0, len);
   uint64_t end = off + len;
   Status st;
-  DAXREF_RETURN_IF_ERROR(WalkExtents(t, ino, BlockOf(off), BlockCeil(end), [&](const Extent& e) {
-    uint64_t s = std::max(off, e.fblock << kBlockShift);
-    uint64_t se = std::min(end, e.fend() << kBlockShift);
-    if (se <= s) return true;
-    uint64_t p = PoolOff(e.pblock) + (s - (e.fblock << kBlockShift));
-    st = RefuseBad(BlockOf(p), BlockCeil(p + (se - s)), "reading");
-    if (st.ok()) st = data_->Load(p, dst + (s - off), se - s);
-    return st.ok();
-  }));
+  DAXREF_RETURN_IF_ERROR(
+      WalkExtents(t, ino, BlockOf(off), BlockCeil(end), [&](const Extent& e) REQUIRES(mu_) {
+        uint64_t s = std::max(off, e.fblock << kBlockShift);
+        uint64_t se = std::min(end, e.fend() << kBlockShift);
+        if (se <= s) return true;
+        uint64_t p = PoolOff(e.pblock) + (s - (e.fblock << kBlockShift));
+        st = RefuseBad(BlockOf(p), BlockCeil(p + (se - s)), "reading");
+        if (st.ok()) st = data_->Load(p, dst + (s - off), se - s);
+        return st.ok();
+      }));
   return st;
 }
 
@@ -252,7 +253,7 @@ Status Volume::ZeroBytes(Txn& t, uint64_t ino, uint64_t off, uint64_t len) {
   if (len == 0) return Status::Ok();
   Status st;
   DAXREF_RETURN_IF_ERROR(
-      WalkExtents(t, ino, BlockOf(off), BlockCeil(off + len), [&](const Extent& e) {
+      WalkExtents(t, ino, BlockOf(off), BlockCeil(off + len), [&](const Extent& e) REQUIRES(mu_) {
         uint64_t s = std::max(off, e.fblock << kBlockShift);
         uint64_t end = std::min(off + len, e.fend() << kBlockShift);
         if (end <= s) return true;

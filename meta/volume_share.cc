@@ -137,7 +137,7 @@ Status Volume::Unshare(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t fb1, uint6
   // First the shared pieces (file block, pool block, length), then the
   // edits: the batch is not changed under a live iterator.
   std::vector<Extent> shared;
-  DAXREF_RETURN_IF_ERROR(WalkExtents(t, r->ino, fb0, fb1, [&](const Extent& e) {
+  DAXREF_RETURN_IF_ERROR(WalkExtents(t, r->ino, fb0, fb1, [&](const Extent& e) REQUIRES(mu_) {
     uint64_t f0 = std::max(e.fblock, fb0), f1 = std::min(e.fend(), fb1);
     uint64_t p0 = e.pblock + (f0 - e.fblock), p1 = p0 + (f1 - f0);
     refs_.ForEachOverlap(p0, p1, [&](const RefcountRecord& n) {
@@ -389,7 +389,7 @@ Status Volume::WalkSharing(uint64_t ino, uint64_t fb0, uint64_t fb1, const Share
   InodeRecord r;
   DAXREF_RETURN_IF_ERROR(LoadInode(t, ino, &r));
   bool stop = false;
-  return WalkExtents(t, ino, fb0, fb1, [&](const Extent& e) {
+  return WalkExtents(t, ino, fb0, fb1, [&](const Extent& e) REQUIRES(mu_) {
     uint64_t f0 = std::max(e.fblock, fb0), f1 = std::min(e.fend(), fb1);
     uint64_t p0 = e.pblock + (f0 - e.fblock), p1 = p0 + (f1 - f0), pos = p0;
     auto out = [&](uint64_t s, uint64_t x, uint64_t refs) {
