@@ -243,6 +243,9 @@ SessionPtr Mount(const CommandLine& cl, Filesystem* fs, StartupReport* report) {
   for (auto& s : args_s) argv.push_back(s.data());
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
   SessionPtr se(fuse_session_new(&args, &Filesystem::Ops(), sizeof(fuse_lowlevel_ops), fs));
+  // Parsing may have copied the arguments into memory of libfuse's; the
+  // session keeps copies of what it needs.
+  fuse_opt_free_args(&args);
   if (!se) {
     report->Fail("invalid mount options: " + opts);
     return nullptr;
