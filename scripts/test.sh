@@ -29,12 +29,12 @@ scripts/check-thread-safety.sh "$build-clang" || rc=1
 
 # The sanitized run. LeakSanitizer is on: a leak is a failure. The daemon's
 # SIGBUS guard must see the pool's faults, not ASan (handle_sigbus=0).
-# libdaxref-reflink.so is built without sanitizers: it is preloaded into cp
-# and other programs that do not carry the ASan runtime (and into the test's
-# own sanitized probe, hence verify_asan_link_order=0).
+# libdaxref-reflink.so and the test's reflink_probe are built without
+# sanitizers: the library is preloaded into cp, the probe and other programs
+# that do not carry the ASan runtime.
 setup "$build-san" -Db_sanitize=address,undefined -Db_lundef=false
 ninja -C "$build-san"
-ASAN_OPTIONS=handle_sigbus=0:detect_leaks=1:halt_on_error=1:verify_asan_link_order=0 \
+ASAN_OPTIONS=handle_sigbus=0:detect_leaks=1:halt_on_error=1 \
 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   meson test -C "$build-san" --no-rebuild --print-errorlogs || rc=1
 
