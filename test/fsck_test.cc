@@ -242,6 +242,9 @@ TEST_CASE(
 TEST_CASE("fsck.daxref finds, reports and repairs each kind of damage", "[fsck]") {
   const Base& base = TheBase();
   Case c;
+  // What a section's damage learns for its checks: here, not in the
+  // section, because c's functions run after the section's block has ended.
+  uint64_t b_ino = 0, dir = 0, bad = 0, d_ino = 0;
   SECTION("an inode record dropped: recreated from its extents, the file keeps its bytes") {
     c = {"drop I",
          [](StoreEditor& ed, const std::string&) { ed.Delete(keys::Inode(ed.Lookup("/b"))); },
@@ -283,7 +286,6 @@ TEST_CASE("fsck.daxref finds, reports and repairs each kind of damage", "[fsck]"
          }};
   }
   SECTION("a directory entry naming a missing inode: removed, the file goes to lost+found") {
-    uint64_t b_ino = 0;
     c = {"alter D",
          [&](StoreEditor& ed, const std::string&) {
            DirentRecord d = ed.Dirent(kRootIno, "b");
@@ -302,7 +304,6 @@ TEST_CASE("fsck.daxref finds, reports and repairs each kind of damage", "[fsck]"
          }};
   }
   SECTION("a directory cut off the tree (its entry and cookie record dropped)") {
-    uint64_t dir = 0;
     c = {"drop D and C",
          [&](StoreEditor& ed, const std::string&) {
            DirentRecord d = ed.Dirent(kRootIno, "dir");
@@ -479,7 +480,6 @@ TEST_CASE("fsck.daxref finds, reports and repairs each kind of damage", "[fsck]"
          }};
   }
   SECTION("a bad-block record overlapped by another: merged, the block stays bad") {
-    uint64_t bad = 0;
     c = {"alter B",
          [&](StoreEditor& ed, const std::string&) {
            auto b = ed.Scan(std::string(1, prefix::kBad));
@@ -545,7 +545,6 @@ TEST_CASE("fsck.daxref finds, reports and repairs each kind of damage", "[fsck]"
          nullptr};
   }
   SECTION("a directory's inode record dropped: its entries go, its files to lost+found") {
-    uint64_t d_ino = 0;
     c = {"drop I of a directory",
          [&](StoreEditor& ed, const std::string&) {
            d_ino = ed.Lookup("/dir/sub/d");
