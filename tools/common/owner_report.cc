@@ -38,6 +38,15 @@ std::string BlockSpan(uint64_t pblock, uint64_t blocks) {
          Count(blocks, "block", "blocks") + ")";
 }
 
+bool OwnerComplete(const control::Record& r) {
+  uint64_t v = 0;
+  for (const char* key : {"ino", "pblock", "offset"})
+    if (!r.GetU64(key, &v)) return false;
+  for (const char* key : {"blocks", "length"})
+    if (!r.GetU64(key, &v) || v == 0) return false;
+  return true;
+}
+
 std::string OwnerText(const control::Record& r) {
   const uint64_t off = U64(r, "offset"), len = U64(r, "length");
   std::string line = "  inode " + std::to_string(U64(r, "ino")) + " at bytes " +

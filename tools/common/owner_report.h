@@ -38,6 +38,10 @@ std::string BlockSpan(uint64_t pblock, uint64_t blocks);
 
 // The owner's line and one "      also PATH" line per further path, each
 // ending in '\n'; the first line is indented by two spaces.
+// Whether an owner record carries every number the report prints (ino,
+// pblock, blocks, offset, length; blocks and length not 0). A reply that
+// lacks one is a protocol error, never printed as zeros.
+bool OwnerComplete(const control::Record& owner);
 std::string OwnerText(const control::Record& owner);
 // The owner as one JSON object.
 std::string OwnerJson(const control::Record& owner);

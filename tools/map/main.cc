@@ -315,9 +315,15 @@ int Owners(const std::string& path, const std::string& physical_text,
     if (q->count > DAXREF_OWNERS_PER_CALL) return kTool.Fail("owners", EPROTO);
     for (uint32_t i = 0; i < q->count; ++i) {
       const daxref_owner& o = q->owners[i];
-      // The reverse-map record, clipped to the blocks asked about.
+      // The reverse-map record, clipped to the blocks asked about. The reply
+      // is checked before it is used: whole blocks, inside the pool, and
+      // overlapping what was asked (else the clipping below would wrap).
+      if (o.length == 0 || o.physical % bs != 0 || o.length % bs != 0 || o.length > pool_bytes ||
+          o.physical > pool_bytes - o.length)
+        return kTool.Fail("owners", EPROTO);
       const uint64_t r0 = o.physical / bs, r1 = (o.physical + o.length) / bs;
       const uint64_t c0 = std::max(r0, pb0), c1 = std::min(r1, pb1);
+      if (c1 <= c0) return kTool.Fail("owners", EPROTO);
       const uint64_t offset = o.logical + (c0 - r0) * bs;
       control::Record r("owner");
       r.Add("ino", U(o.ino)).Add("pblock", c0).Add("blocks", c1 - c0);

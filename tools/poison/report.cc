@@ -57,6 +57,13 @@ int ReportPrinter::ExitStatus() const {
 
 void ReportPrinter::Print(const control::Record& r) {
   if (ended_) return;
+  if (r.kind == "owner" && !cli::OwnerComplete(r)) {
+    ended_ = true;
+    PrintError(control::Record("error")
+                   .Add("errno", uint64_t{EPROTO})
+                   .Add("message", "the reply has an owner record with a field missing"));
+    return;
+  }
   if (r.kind == "error") {
     ended_ = true;
     PrintError(r);
