@@ -33,7 +33,7 @@
 #include "base/thread_annotations.h"
 #include "meta/bad_blocks.h"
 #include "meta/data_plane.h"
-#include "meta/extent_cache.h"
+#include "meta/extent_maps.h"
 #include "meta/format.h"
 #include "meta/free_space.h"
 #include "meta/refcount_map.h"
@@ -297,6 +297,14 @@ class Volume {
   void WalkBad(const BadFn& fn);
   uint64_t bad_blocks();
 
+  // Compares every extent map held in memory with the E records in the
+  // store: Corruption naming the first file and block where they differ.
+  // For tests and scrubs; maps being edited are waited for.
+  Status CheckExtentMaps();
+  // How many files' maps, and extents, are in memory.
+  size_t extent_map_files() { return extent_maps_.files(); }
+  int64_t extent_map_extents() const { return extent_maps_.extents(); }
+
   const Superblock& superblock() const { return sb_; }
   rocksdb::DB* db() { return db_.get(); }
 
@@ -333,10 +341,9 @@ class Volume {
   // file's mapping through these. Each edit keeps the reverse map and,
   // through DropBlocks, refcounts and free space in step, in the caller's
   // Txn.
-  // The committed extents of `ino` from the cache, or null: then read the
-  // store. Only reads (MapRange) `load` a missing entry; operations that are
-  // about to edit the extents, and so drop the entry again, do not.
-  ExtentCache::Map CommittedExtents(uint64_t ino, bool load);
+  // Reads ino's committed E records into *out, validated (the loader of
+  // extent_maps_: the only read of E records while mounted).
+  Status LoadExtents(uint64_t ino, FileExtents::Map* out);
   using ExtentFn = std::function<bool(const Extent&)>;
   Status WalkExtents(Txn& t, uint64_t ino, uint64_t fb0, uint64_t fb1, const ExtentFn& fn)
       REQUIRES(mu_);
@@ -443,7 +450,8 @@ class Volume {
   const RefcountMap& committed_refs() REQUIRES_SHARED(refs_mu_);
   uint64_t next_ino_ GUARDED_BY(mu_) = 0;
   uint64_t inodes_ GUARDED_BY(mu_) = 0;  // inodes in use, mirrored by the M "inodes" record
-  ExtentCache extent_cache_;
+  // The extent maps of the files in use, authoritative (extent_maps.h).
+  ExtentMaps extent_maps_;
   // Length classes that hold reverse-map records (bit c: class c). Bits are
   // only ever set while mounted: a stale bit costs a seek, a missing one
   // would hide owners.
