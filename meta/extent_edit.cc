@@ -371,11 +371,13 @@ Status Volume::ShareBlocks(Txn& t, InodeRecord* src, uint64_t sfb, InodeRecord* 
 }
 
 Status Volume::CheckExtentMaps() {
-  // Under mu_ no batch is being built, so every map is committed state.
-  MutexLock g(&mu_);
   Status result;
   extent_maps_.ForEach([&](uint64_t ino, const ExtentMaps::Handle& file) {
     if (!result.ok()) return;
+    // One file at a time under mu_, where no batch is being built: the map
+    // and the store are both committed state, and operations on other
+    // files wait for one file's comparison at most.
+    MutexLock g(&mu_);
     FileExtents::Map stored;
     Status s = LoadExtents(ino, &stored);
     if (!s.ok()) {

@@ -57,7 +57,8 @@ void ExtentMaps::EvictIdle() {
   for (auto it = files_.begin(); it != files_.end();) {
     if (extents() + static_cast<int64_t>(files_.size()) <= target) break;
     if (it->second.use_count() == 1) {
-      extents_.fetch_sub(static_cast<int64_t>(SizeOfUnheld(*it->second)), std::memory_order_relaxed);
+      extents_.fetch_sub(static_cast<int64_t>(SizeOfUnheld(*it->second)),
+                         std::memory_order_relaxed);
       it = files_.erase(it);
       generation_++;
     } else {

@@ -406,6 +406,9 @@ class Volume {
   // the batch commits.
   Status MoveBlocks(Txn& t, InodeRecord* r, const std::vector<Extent>& pieces, uint64_t keep_off,
                     uint64_t keep_end) REQUIRES(mu_);
+  // Copies [off, off+len) of ino, as committed, into dst, without mu_ (the
+  // caller holds the file's I/O lock); EIO for a bad block.
+  Status ReadCommitted(uint64_t ino, uint64_t off, uint64_t len, char* dst) EXCLUDES(mu_);
   // Is any block of [pb0, pb1) shared, as committed? For callers outside mu_.
   bool SharedNow(uint64_t pb0, uint64_t pb1) EXCLUDES(mu_);
   // The common end of Clone and CopyRange.

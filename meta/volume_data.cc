@@ -70,8 +70,8 @@ class SegmentEmitter {
 
 Status Volume::MapRange(uint64_t ino, uint64_t off, uint64_t len, const SegmentFn& fn) {
   if (len == 0) return Status::Ok();
-  Result<ExtentMaps::Handle> got =
-      extent_maps_.Get(ino, [this](uint64_t i, FileExtents::Map* out) { return LoadExtents(i, out); });
+  Result<ExtentMaps::Handle> got = extent_maps_.Get(
+      ino, [this](uint64_t i, FileExtents::Map* out) { return LoadExtents(i, out); });
   if (!got.ok()) return got.status();
   FileExtents& file = **got;
   SegmentEmitter out(off, len, fn);

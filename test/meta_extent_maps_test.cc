@@ -4,8 +4,8 @@
 // records say, and MapRange (served from them) reports the same.
 #include <rocksdb/db.h>
 
-#include <catch2/catch.hpp>
 #include <atomic>
+#include <catch2/catch.hpp>
 #include <random>
 #include <thread>
 #include <vector>
@@ -197,8 +197,7 @@ TEST_CASE("Readers outside the batch see committed maps while another thread edi
   RequireMapsMatchStore(st, {f, g}, 256);
 }
 
-TEST_CASE("The registry of maps evicts only maps nobody holds, and reloads them",
-          "[extent_maps]") {
+TEST_CASE("The registry of maps evicts only maps nobody holds, and reloads them", "[extent_maps]") {
   ExtentMaps maps(/*budget=*/40);
   int loads = 0;
   auto loader = [&](uint64_t ino, FileExtents::Map* out) {
