@@ -125,6 +125,9 @@ int WaitForChild(int fd, pid_t child) {
 std::string Absolute(const std::string& p) {
   char buf[PATH_MAX];
   if (realpath(p.c_str(), buf)) return buf;
+  // Unresolvable (a dead mount answers ENOTCONN): at least absolute, so
+  // that it can be found in mountinfo.
+  if (!p.empty() && p[0] != '/' && getcwd(buf, sizeof(buf))) return std::string(buf) + "/" + p;
   return p;
 }
 
