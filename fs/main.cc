@@ -244,10 +244,12 @@ std::unique_ptr<PoolMapping> OpenPool(const CommandLine& cl, StartupReport* repo
   if ((*pool)->used_backup_superblock()) {
     spdlog::warn("primary pool superblock is damaged; using the backup copy");
   } else if (std::string bad = BackupSuperblockProblem(pool_path); !bad.empty()) {
-    // The primary is good, so the mount goes on; but one more bad block
-    // and the pool is unreadable.
-    report->Note("the backup pool superblock (last block of " + pool_path + ") is damaged: " + bad +
-                 "; run fsck.daxref -y " + cl.source + " while unmounted to rewrite it");
+    // The primary is good, so the mount goes on, and opening the store
+    // (which advances the generation in both copies) rewrites the backup;
+    // but until now one more bad block would have left the pool
+    // unreadable, and the admin is to know.
+    report->Note("the backup pool superblock (last block of " + pool_path +
+                 ") was damaged: " + bad + "; rewritten from the primary by this mount");
   }
   // A pool page its host filesystem cannot provide (full, cut short) is
   // ENOSPC or EIO for the request, never poison: one line each.

@@ -6,6 +6,7 @@
 // limit for completion (timeout(1)), never on speed.
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -64,15 +65,20 @@ std::string ReadUntilClosed(int fd, int seconds, bool* closed) {
   }
 }
 
-// The errno of the `error` record in `reply`, or 0.
-uint64_t ErrnoOfReply(const std::string& reply) {
+// The `error` record that `reply` starts with (kind empty if none).
+control::Record ErrorOf(const std::string& reply) {
   const size_t nl = reply.find('\n');
   control::Record r;
   if (nl == std::string::npos || !control::Record::Decode(reply.substr(0, nl), &r) ||
       r.kind != "error")
-    return 0;
+    return control::Record();
+  return r;
+}
+
+// Its errno, or 0.
+uint64_t ErrnoOfReply(const std::string& reply) {
   uint64_t e = 0;
-  r.GetU64("errno", &e);
+  ErrorOf(reply).GetU64("errno", &e);
   return e;
 }
 
@@ -131,7 +137,10 @@ TEST_CASE("control: a request without a newline is cut off at 64 KiB", "[control
   const std::string reply = ReadUntilClosed(c.get(), 30, &closed);
   INFO(reply);
   CHECK(ErrnoOfReply(reply) == EMSGSIZE);
-  CHECK(reply.find("longer than 65536 bytes") != std::string::npos);
+  const control::Record error = ErrorOf(reply);
+  const std::string* message = error.Get("message");
+  REQUIRE(message != nullptr);
+  CHECK(*message == "request longer than 65536 bytes");
   // The daemon is fine and answers the next client.
   CHECK(ListWithin(fs, 30).status == 0);
 }
@@ -210,7 +219,7 @@ TEST_CASE("control: another user's connection is closed before its request is re
   CHECK(ListWithin(fs, 30).status == 0);
   // daxref-poison run by nobody says why, from the daemon's uid, without
   // asking.
-  RunResult r = RunAsWithEnv(kNobody, kNogroup, {DAXREF_TEST_POISON, "list", fs.mnt()},
+  RunResult r = RunAsWithEnv(kNobody, kNogroup, {DAXREF_TEST_POISON, "list", fs.source()},
                              {"PATH=/usr/bin:/bin"});
   INFO(r.out << r.err);
   CHECK(r.status == 1);
