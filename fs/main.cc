@@ -229,7 +229,7 @@ std::unique_ptr<PoolMapping> OpenPool(const CommandLine& cl, StartupReport* repo
   // An earlier daemon of SOURCE may still be exiting (umount returns before
   // it has): say at once that this one waits, and for whom.
   const std::string pool_path = PoolPath(cl.source);
-  if (PoolLockBusy(pool_path)) {
+  if (cl.lock_wait_ms > 0 && PoolLockBusy(pool_path)) {
     std::string holder = PoolLockHolder(pool_path);
     if (holder.empty()) holder = "another process";
     report->Note("waiting up to " + std::to_string(cl.lock_wait_ms / 1000) + " s (lock_wait) for " +
