@@ -98,6 +98,16 @@ struct DaemonInPath {
   std::string Path() const { return "PATH=" + dir.path() + ":/usr/sbin:/usr/bin:/sbin:/bin"; }
 };
 
+// Detaches whatever is still mounted at `mnt` when the test ends, however
+// it ends: a dead mount left by a failed case would outlive the test.
+struct DetachOnExit {
+  std::string mnt;
+  ~DetachOnExit() {
+    while (MountsAt(mnt) > 0)
+      if (umount2(mnt.c_str(), MNT_DETACH) != 0) break;
+  }
+};
+
 bool HaveMountFuse() {
   return access("/sbin/mount.fuse3", X_OK) == 0;
 }
@@ -125,7 +135,6 @@ TEST_CASE("mkfs.daxref: SOURCE, meta and the pool are the owner's alone", "[moun
     CHECK(st.st_gid == 0);
   }
   // The daemon's socket too.
-  TempDir mnt;
   MountedFs::Options o;
   o.source = source;
   {
@@ -169,6 +178,7 @@ TEST_CASE("mount -t fuse.daxref is nosuid,nodev unless allow_suid/allow_dev", "[
   TempDir parent("/dev/shm");
   const std::string source = MakeSource(parent.path());
   TempDir mnt;
+  DetachOnExit detach{mnt.path()};
   REQUIRE(chmod(mnt.path().c_str(), 0755) == 0);
   DaemonInPath bin;
   // What mount(8) runs for `mount -t fuse.daxref SOURCE MNT` and for an
@@ -228,6 +238,7 @@ TEST_CASE("mount -t fuse.daxref is nosuid,nodev unless allow_suid/allow_dev", "[
 TEST_CASE("daxref: a second mount of a busy SOURCE says at once whom it waits for", "[mount]") {
   MountedFs fs;
   TempDir mnt2;
+  DetachOnExit detach{mnt2.path()};
   // In the background (no -f): the note must come through the parent at
   // once, not after the wait; the failure after lock_wait.
   RunResult r = Run({DaemonBin(), "-o", "lock_wait=1", fs.source(), mnt2.path()});
@@ -245,6 +256,7 @@ TEST_CASE("daxref: the dead mount of a killed daemon is detached, not stacked on
   TempDir parent("/dev/shm");
   const std::string source = MakeSource(parent.path());
   TempDir mnt;
+  DetachOnExit detach{mnt.path()};
   pid_t pid = fork();
   REQUIRE(pid >= 0);
   if (pid == 0) {
@@ -279,6 +291,7 @@ TEST_CASE("daxref: a dead mount of another filesystem is refused with the way ou
   TempDir parent("/dev/shm");
   const std::string source = MakeSource(parent.path());
   TempDir mnt;
+  DetachOnExit detach{mnt.path()};
   pid_t pid = fork();
   REQUIRE(pid >= 0);
   if (pid == 0) {
@@ -331,6 +344,7 @@ TEST_CASE("daxref: a damaged backup superblock is reported at mount and by fsck"
   CHECK((r.out + r.err).find("backup superblock (last block) is damaged") != std::string::npos);
   // The mount says so (and rewrites it, as every mount writes both copies).
   TempDir mnt;
+  DetachOnExit detach{mnt.path()};
   r = Run({DaemonBin(), source, mnt.path()});
   INFO(r.err);
   REQUIRE(r.status == 0);
