@@ -234,3 +234,26 @@ TEST_CASE("control: another user's connection is closed before its request is re
   CHECK(log.find("'inject'") == std::string::npos);
   unlink(o.log_path.c_str());
 }
+
+TEST_CASE("control: connections past the limit are refused, and served again after", "[control]") {
+  MountedFs fs;
+  // 32 open at once (admin/control_server.h); they are the owner's, so
+  // they count. The first 32 wait for their requests.
+  std::vector<UniqueFd> idle;
+  for (int i = 0; i < 32; ++i) {
+    idle.push_back(Connect(fs.source()));
+    REQUIRE(idle.back().valid());
+  }
+  // The listen queue is first come, first served: the next one is the 33rd.
+  bool closed = false;
+  UniqueFd extra = Connect(fs.source());
+  REQUIRE(extra.valid());
+  const std::string reply = ReadUntilClosed(extra.get(), 30, &closed);
+  INFO(reply);
+  CHECK(closed);
+  CHECK(ErrnoOfReply(reply) == EBUSY);
+  idle.clear();
+  RunResult r = ListWithin(fs, 30);
+  INFO(r.err);
+  CHECK(r.status == 0);
+}
