@@ -547,6 +547,25 @@ Status PrepareSource(const Config& c, Undo* undo) {
   return Status::Ok();
 }
 
+// SOURCE and SOURCE/meta 0700, the pool 0600, all owned by the
+// filesystem's owner (who ran mkfs.daxref, the owner of its root directory),
+// whatever SOURCE was before: the store holds every name, xattr and link
+// target in the clear, and the pool every file's bytes. RocksDB makes its
+// directory and files by the umask; with meta 0700 its files are out of
+// reach whatever their modes.
+Status LockDown(const std::string& source) {
+  const uid_t uid = getuid();
+  const gid_t gid = getgid();
+  for (const auto& [path, mode] : {std::pair<std::string, mode_t>{source, 0700},
+                                   {MetaPath(source), 0700},
+                                   {PoolPath(source), 0600}}) {
+    if (chown(path.c_str(), uid, gid) != 0)
+      return Errno("cannot make " + path + " owned by uid " + std::to_string(uid));
+    if (chmod(path.c_str(), mode) != 0) return Errno("cannot chmod " + path);
+  }
+  return Status::Ok();
+}
+
 // Creates the pool file, sized and with both superblock copies written and
 // persisted. `*pool` keeps it open and flock()ed.
 Status CreatePool(const Config& c, Undo* undo, UniqueFd* pool, Superblock* sb) {
@@ -595,6 +614,8 @@ Status Make(const Config& c, Superblock* sb) {
   undo.AddPath(meta);
   // Its messages name the store already.
   DAXREF_RETURN_IF_ERROR(Volume::Create(meta, *sb, Caller{getuid(), getgid()}, 0755));
+
+  DAXREF_RETURN_IF_ERROR(LockDown(c.source));
 
   DAXREF_RETURN_IF_ERROR(SyncDir(c.source));
   const std::string parent = fs::path(c.source).parent_path().string();
