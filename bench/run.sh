@@ -247,7 +247,11 @@ mount_daxref() {
 
 mount_pthp() {
   local i
-  "${PIN[@]}" "$PTHP" "${PTHP_ARGS[@]}" "$PT_SRC" "$PT_MNT" >>"$WORK/pthp.log" 2>&1 ||
+  # passthrough_hp holds an O_PATH descriptor for every inode the kernel knows
+  # and raises its soft limit only to the hard one (20,000 on the development
+  # VM: the 20,000-file phases then fail with EBADF). Give it room.
+  (ulimit -Hn 1048576 2>/dev/null; ulimit -Sn "$(ulimit -Hn)"
+   exec "${PIN[@]}" "$PTHP" "${PTHP_ARGS[@]}" "$PT_SRC" "$PT_MNT") >>"$WORK/pthp.log" 2>&1 ||
     { cat "$WORK/pthp.log" >&2; die "passthrough_hp $PT_SRC $PT_MNT failed"; }
   for ((i = 0; i < 100; i++)); do mountpoint -q "$PT_MNT" && return 0; sleep 0.1; done
   cat "$WORK/pthp.log" >&2; die "passthrough_hp returned but $PT_MNT is not mounted"
