@@ -80,6 +80,14 @@ fi
 [[ $OPS =~ ^[0-9]+$ && $LONG_OPS =~ ^[0-9]+$ && $SEED =~ ^[0-9]+$ ]] ||
   { echo "churn.sh: --ops, --long-ops and --seed take numbers" >&2; usage 2; }
 [[ $CHECKPOINTS =~ ^[0-9]+(,[0-9]+)*$ ]] || { echo "churn.sh: bad --checkpoints" >&2; usage 2; }
+# The table's rows: the checkpoints up to --ops, and --ops itself (the
+# program always reports it).
+_cps=""
+IFS=, read -r -a _c <<<"$CHECKPOINTS"
+for c in $(printf "%s\n" "${_c[@]}" "$OPS" | sort -n -u); do
+  [[ $c -gt 0 && $c -le $OPS ]] && _cps+="${_cps:+,}$c"
+done
+CHECKPOINTS=$_cps
 [[ -z $TIME_LIMIT || $TIME_LIMIT =~ ^[0-9]+(\.[0-9]+)?$ ]] ||
   { echo "churn.sh: bad --time-limit" >&2; usage 2; }
 
