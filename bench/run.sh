@@ -469,7 +469,7 @@ ratio() {  # ratio A B -> A/B with 2 decimals, or "-"
 echo
 echo "daxref benchmark — $(date -u '+%Y-%m-%d %H:%M:%S UTC'), kernel $(uname -r), $(fio --version)," \
   "git $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')$([[ $QUICK -eq 1 ]] && echo ', QUICK (smoke test, figures not meaningful)')"
-echo "files ${FILE_SIZE}iB, random runs ${RUNTIME}s, $NFILES files; pool $SIZE in /dev/shm; tmpfs size=$TMPFS_SIZE"
+echo "files ${FILE_SIZE}iB, random runs ${RUNTIME}s, $NFILES files; pool $SIZE in /dev/shm; tmpfs size=$TMPFS_SIZE; load $(cut -d' ' -f1-3 /proc/loadavg)"
 if [[ ${#PIN[@]} -gt 0 ]]; then echo "daemon and workloads pinned: ${PIN[*]}"; else echo "not pinned: the scheduler places daemon and workloads"; fi
 echo
 # Columns: every target's figure, then daxref's ratios to tmpfs and, when they
