@@ -285,13 +285,15 @@ ratio() {
   fi
 }
 # flatness TARGET PHASE: max/min of the interval µs/op over the checkpoints.
+# Over the checkpoints reached: a run stopped by --time-limit is judged on
+# what it reached, and PARTIAL[TARGET,PHASE] says so.
+declare -A PARTIAL
 flatness() {
   local v vals=() c
   IFS=, read -r -a cps <<<"$CHECKPOINTS"
   for c in "${cps[@]}"; do
-    [[ $c -le $OPS ]] || continue
-    v=${RES[$1,$2,$c]:-}; isnum "$v" || { echo "-"; return; }
-    vals+=("$v")
+    v=${RES[$1,$2,$c]:-}
+    if isnum "$v"; then vals+=("$v"); else PARTIAL[$1,$2]=1; fi
   done
   [[ ${#vals[@]} -ge 2 ]] || { echo "-"; return; }
   printf "%s\n" "${vals[@]}" | awk 'NR == 1 { lo = hi = $1 } { if ($1 < lo) lo = $1; if ($1 > hi) hi = $1 }
@@ -305,9 +307,9 @@ echo "one file, max size $MAX_SIZE, seed $SEED; pool/XFS image $SIZE in /dev/shm
 [[ ${#PIN[@]} -gt 0 ]] && echo "pinned: ${PIN[*]}"
 echo "µs/op over the operations since the previous checkpoint (lower is better)"
 echo
-FMT="%-26s | %10s | %10s | %10s | %10s | %12s\n"
+FMT="%-28s | %10s | %10s | %10s | %10s | %12s\n"
 printf "$FMT" "run, ops" "daxref" "xfs" "tmpfs" "daxref/xfs" "daxref/tmpfs"
-printf "%s\n" "---------------------------+------------+------------+------------+------------+-------------"
+printf "%s\n" "-----------------------------+------------+------------+------------+------------+-------------"
 IFS=, read -r -a CPS <<<"$CHECKPOINTS"
 for phase in fresh reuse; do
   [[ $phase == reuse && $LONG_OPS -eq 0 ]] && continue
@@ -328,7 +330,7 @@ if [[ $LONG_OPS -gt 0 ]]; then
       row+=("-")
     fi
   done
-  printf "$FMT" "long churn, mean of $LONG_OPS" "${row[0]}" "${row[1]}" "${row[2]}" \
+  printf "$FMT" "long churn ($LONG_OPS), mean" "${row[0]}" "${row[1]}" "${row[2]}" \
     "$(ratio "${row[0]}" "${row[1]}")" "$(ratio "${row[0]}" "${row[2]}")"
   printf "$FMT" "remount (s)" "${INFO[daxref,remount]:--}" "${INFO[xfs,remount]:--}" "(none)" "" ""
 fi
@@ -344,34 +346,37 @@ echo "tmpfs is not remounted (it would lose the file): its 'after churn' rows fo
 
 echo
 echo "targets (daxref):"
-verdict() {  # verdict DESCRIPTION VALUE MAX
-  local v
+verdict() {  # verdict DESCRIPTION VALUE MAX [partial]
+  local v p=""
+  [[ ${4:-} == partial ]] && p=", checkpoints reached only"
   if [[ $2 == - ]] || ! isnum "$2"; then v="MISS (no result)"
-  elif awk -v a="$2" -v m="$3" 'BEGIN { exit !(a <= m) }'; then v="PASS ($2)"
-  else v="MISS ($2)"; fi
+  elif awk -v a="$2" -v m="$3" 'BEGIN { exit !(a <= m) }'; then v="PASS ($2$p)"
+  else v="MISS ($2$p)"; fi
   printf "  %-52s %s\n" "$1" "$v"
 }
 if has_target daxref; then
   if has_target xfs; then
-    worst="-"
+    worst="-"; part=""
     for phase in fresh reuse; do
+      [[ $phase == reuse && $LONG_OPS -eq 0 ]] && continue
       for c in "${CPS[@]}"; do
-        [[ $c -le $OPS ]] || continue
         r=$(ratio "${RES[daxref,$phase,$c]:-}" "${RES[xfs,$phase,$c]:-}")
-        [[ $r == - ]] && { [[ $phase == reuse && $LONG_OPS -eq 0 ]] || worst=MISSING; continue; }
-        if [[ $worst == - ]] || { [[ $worst != MISSING ]] && awk -v a="$r" -v b="$worst" 'BEGIN { exit !(a > b) }'; }; then
+        [[ $r == - ]] && { part=partial; continue; }
+        if [[ $worst == - ]] || awk -v a="$r" -v b="$worst" 'BEGIN { exit !(a > b) }'; then
           worst=$r
         fi
       done
     done
-    [[ $worst == MISSING ]] && worst=-
-    verdict "daxref/xfs <= 3 at every checkpoint (worst)" "$worst" 3
+    verdict "daxref/xfs <= 3 at every checkpoint (worst)" "$worst" 3 "$part"
   else
     echo "  daxref/xfs <= 3: n/a (xfs not run)"
   fi
-  verdict "flat: max/min µs/op, fresh file, <= 1.30" "$(flatness daxref fresh)" 1.30
+  flatness daxref fresh >/dev/null; flatness daxref reuse >/dev/null  # fills PARTIAL
+  verdict "flat: max/min µs/op, fresh file, <= 1.30" "$(flatness daxref fresh)" 1.30 \
+    "${PARTIAL[daxref,fresh]:+partial}"
   [[ $LONG_OPS -gt 0 ]] &&
-    verdict "flat: max/min µs/op, after churn+remount, <= 1.30" "$(flatness daxref reuse)" 1.30
+    verdict "flat: max/min µs/op, after churn+remount, <= 1.30" "$(flatness daxref reuse)" 1.30 \
+      "${PARTIAL[daxref,reuse]:+partial}"
   first=${CPS[0]}
   [[ $LONG_OPS -gt 0 ]] &&
     verdict "history: after-churn / fresh at $first ops, <= 1.30" \
