@@ -319,6 +319,49 @@ Status Volume::Repoint(Txn& t, InodeRecord* r, const Extent& to) {
   return DropBlocks(t, *r, e.pblock + (to.fblock - e.fblock), to.len);
 }
 
+Status Volume::SplitAt(Txn& t, InodeRecord* r, uint64_t fb) {
+  std::optional<Extent> found;
+  DAXREF_RETURN_IF_ERROR(WalkExtents(t, r->ino, fb, fb + 1, [&](const Extent& e) {
+    if (e.fblock < fb) found = e;
+    return false;
+  }));
+  if (!found) return Status::Ok();
+  const Extent e = *found;
+  const Extent left{e.fblock, e.pblock, fb - e.fblock};
+  const Extent right{fb, e.pblock + (fb - e.fblock), e.fend() - fb};
+  t.Delete(keys::Rmap(e.pblock, e.len, r->ino, e.fblock));
+  for (const Extent& x : {left, right}) {
+    DAXREF_RETURN_IF_ERROR(t.PutExtent(r->ino, x));
+    PutRmap(t, x.pblock, x.len, r->ino, x.fblock);
+  }
+  return Status::Ok();
+}
+
+//   A shift re-keys every extent it moves (E and R records name the file
+//   block). Moving down, the extents are taken in ascending order, moving
+//   up in descending order, so that no extent is put where one still is.
+//   The pool blocks, their refcounts and the file's block count stay.
+Status Volume::ShiftExtents(Txn& t, InodeRecord* r, uint64_t from, int64_t delta) {
+  std::vector<Extent> moving;
+  DAXREF_RETURN_IF_ERROR(WalkExtents(t, r->ino, from, UINT64_MAX, [&](const Extent& e) {
+    moving.push_back(e);
+    return true;
+  }));
+  if (moving.empty() || delta == 0) return Status::Ok();
+  if (moving.front().fblock < from) return Status::Corruption("shifting a split extent");
+  if (delta < 0 && moving.front().fblock < static_cast<uint64_t>(-delta))
+    return Status::Corruption("shifting an extent below file block 0");
+  if (delta > 0) std::reverse(moving.begin(), moving.end());
+  for (const Extent& e : moving) {
+    const Extent to{e.fblock + static_cast<uint64_t>(delta), e.pblock, e.len};
+    DAXREF_RETURN_IF_ERROR(t.EraseExtent(r->ino, e.fblock));
+    t.Delete(keys::Rmap(e.pblock, e.len, r->ino, e.fblock));
+    DAXREF_RETURN_IF_ERROR(t.PutExtent(r->ino, to));
+    PutRmap(t, to.pblock, to.len, r->ino, to.fblock);
+  }
+  return Status::Ok();
+}
+
 Status Volume::ShareBlocks(Txn& t, InodeRecord* src, uint64_t sfb, InodeRecord* dst, uint64_t dfb,
                            uint64_t n) {
   // The source's extents are taken a chunk at a time, then shared: the

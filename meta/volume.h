@@ -85,6 +85,10 @@ inline constexpr int kFallocKeepSize = 0x01;
 inline constexpr int kFallocPunchHole = 0x02;
 inline constexpr int kFallocZeroRange = 0x10;
 inline constexpr int kFallocUnshareRange = 0x40;
+// Removes [off, off+len) and moves what follows down; inserts a hole of len
+// bytes at off and moves what follows up. Whole blocks; alone, as on Linux.
+inline constexpr int kFallocCollapseRange = 0x08;
+inline constexpr int kFallocInsertRange = 0x20;
 
 // A piece of a file's extent map with the refcount of its blocks: file
 // blocks [fblock, fblock+len) at pool blocks [pblock, pblock+len), each
@@ -369,6 +373,13 @@ class Volume {
   Status ShareBlocks(Txn& t, InodeRecord* src, uint64_t sfb, InodeRecord* dst, uint64_t dfb,
                      uint64_t n) REQUIRES(mu_);
   void PutRmap(Txn& t, uint64_t pblock, uint64_t len, uint64_t ino, uint64_t fblock) REQUIRES(mu_);
+  // Splits the extent of r that covers file block fb (if one starts before
+  // it), so that an extent starts at fb.
+  Status SplitAt(Txn& t, InodeRecord* r, uint64_t fb) REQUIRES(mu_);
+  // Moves every extent of r at or after file block `from` by `delta`
+  // blocks: down (delta < 0) into a range the caller has unmapped, or up.
+  // No extent may start before `from` and reach past it.
+  Status ShiftExtents(Txn& t, InodeRecord* r, uint64_t from, int64_t delta) REQUIRES(mu_);
 
   // ---- data (volume_data.cc) ----
   Status ZeroBytes(Txn& t, uint64_t ino, uint64_t off, uint64_t len) REQUIRES(mu_);
@@ -387,6 +398,10 @@ class Volume {
   // What a change of a file's bytes takes away: set-id bits (unless who is
   // privileged) and file capabilities.
   void DropWritePrivileges(Txn& t, InodeRecord* r, const Caller& who) REQUIRES(mu_);
+
+  // ---- fallocate (volume_fallocate.cc) ----
+  Status ShiftRange(uint64_t ino, int mode, uint64_t off, uint64_t len, InodeRecord* out)
+      EXCLUDES(mu_);
 
   // ---- refcounts and reflink (volume_share.cc) ----
   // refs_ reflects a batch's edits at once.

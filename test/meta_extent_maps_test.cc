@@ -53,7 +53,7 @@ void RandomEdit(TestStore& st, std::mt19937_64& rng, uint64_t f, uint64_t g, uin
   uint64_t a = rng() % blocks, n = 1 + rng() % 16;
   InodeRecord r;
   uint64_t copied = 0;
-  switch (rng() % 9) {
+  switch (rng() % 11) {
     case 0:
     case 1:  // write: appends, overwrites, holes filled
       st.WriteFile(f, a * kB + rng() % 100, Pattern(n * kB - rng() % 100, step));
@@ -92,6 +92,18 @@ void RandomEdit(TestStore& st, std::mt19937_64& rng, uint64_t f, uint64_t g, uin
     case 8:
       DAXREF_REQUIRE_OK(st.vol().Fallocate(f, kFallocUnshareRange, a * kB, n * kB, &r));
       break;
+    case 9: {  // collapse, when the range ends before EOF
+      uint64_t size = st.Inode(f).size;
+      if ((a + n) * kB < size)
+        DAXREF_REQUIRE_OK(st.vol().Fallocate(f, kFallocCollapseRange, a * kB, n * kB, &r));
+      break;
+    }
+    case 10: {  // insert, when the offset is inside the file
+      uint64_t size = st.Inode(f).size;
+      if (a * kB < size && size < blocks * kB)
+        DAXREF_REQUIRE_OK(st.vol().Fallocate(f, kFallocInsertRange, a * kB, n * kB, &r));
+      break;
+    }
   }
 }
 
@@ -114,6 +126,56 @@ TEST_CASE("Extent maps in memory match the store after random edits and a remoun
   // A fresh mount loads the maps again from the records the edits left.
   REQUIRE(st.ReadFile(f, 0, 2 * kBlocks * kB) == before);
   RequireMapsMatchStore(st, {f, g}, 2 * kBlocks);
+  testing::CheckOutcome check = testing::RunChecker(st.db(), st.sb().block_count);
+  INFO(check.Text());
+  REQUIRE(check.problems.empty());
+}
+
+TEST_CASE("Collapse and insert range move the bytes after them, sharing and all",
+          "[volume][extent_maps][fallocate]") {
+  TestStore st;
+  uint64_t f = st.MakeFile(kRootIno, "f"), g = st.MakeFile(kRootIno, "g");
+  std::string model = Pattern(40 * kB + 123, 1);
+  st.WriteFile(f, 0, model);
+  // Blocks 8..15 shared with g, a hole at 20..23.
+  st.WriteFile(g, 0, Pattern(8 * kB, 2));
+  InodeRecord r;
+  DAXREF_REQUIRE_OK(st.vol().Clone(g, 0, f, 8 * kB, 8 * kB, kRoot, &r));
+  model.replace(8 * kB, 8 * kB, Pattern(8 * kB, 2));
+  DAXREF_REQUIRE_OK(st.vol().Fallocate(f, kFallocPunchHole | kFallocKeepSize, 20 * kB, 4 * kB, &r));
+  std::fill(model.begin() + 20 * kB, model.begin() + 24 * kB, '\0');
+  const uint64_t free_before = st.free_blocks();
+
+  // Collapse blocks 4..9: half of the shared run goes, what follows moves down.
+  DAXREF_REQUIRE_OK(st.vol().Fallocate(f, kFallocCollapseRange, 4 * kB, 6 * kB, &r));
+  model.erase(4 * kB, 6 * kB);
+  REQUIRE(r.size == model.size());
+  REQUIRE(st.ReadFile(f, 0, model.size()) == model);
+  // Blocks 4..7 were f's own: freed; 8..9 shared: still g's.
+  REQUIRE(st.free_blocks() == free_before + 4);
+  // Insert 3 blocks at block 2 (inside an extent): a hole appears.
+  DAXREF_REQUIRE_OK(st.vol().Fallocate(f, kFallocInsertRange, 2 * kB, 3 * kB, &r));
+  model.insert(2 * kB, std::string(3 * kB, '\0'));
+  REQUIRE(r.size == model.size());
+  REQUIRE(st.ReadFile(f, 0, model.size()) == model);
+  REQUIRE(st.free_blocks() == free_before + 4);  // nothing allocated for the hole
+  REQUIRE(st.ReadFile(g, 0, 8 * kB) == Pattern(8 * kB, 2));
+  RequireMapsMatchStore(st, {f, g}, 64);
+
+  // Linux's checks: whole blocks, alone, before EOF, within the size limit.
+  DAXREF_REQUIRE_ERR(st.vol().Fallocate(f, kFallocCollapseRange, 100, kB, &r), EINVAL);
+  DAXREF_REQUIRE_ERR(st.vol().Fallocate(f, kFallocInsertRange, kB, 100, &r), EINVAL);
+  DAXREF_REQUIRE_ERR(st.vol().Fallocate(f, kFallocCollapseRange | kFallocKeepSize, 0, kB, &r),
+                     EINVAL);
+  DAXREF_REQUIRE_ERR(
+      st.vol().Fallocate(f, kFallocCollapseRange, 0, model.size() / kB * kB + kB, &r), EINVAL);
+  DAXREF_REQUIRE_ERR(
+      st.vol().Fallocate(f, kFallocInsertRange, (model.size() + kB) / kB * kB, kB, &r), EINVAL);
+  DAXREF_REQUIRE_ERR(st.vol().Fallocate(f, kFallocInsertRange, 0, kMaxFileSize / kB * kB, &r),
+                     EFBIG);
+  REQUIRE(st.ReadFile(f, 0, model.size()) == model);
+  st.Reopen();
+  REQUIRE(st.ReadFile(f, 0, model.size()) == model);
   testing::CheckOutcome check = testing::RunChecker(st.db(), st.sb().block_count);
   INFO(check.Text());
   REQUIRE(check.problems.empty());
