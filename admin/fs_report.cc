@@ -121,6 +121,7 @@ bool FsInfo::consistent() const {
 Status CollectFsInfo(rocksdb::DB* db, const Superblock& sb, const std::string& source,
                      FsInfo* out) {
   *out = FsInfo{};
+  out->sb = sb;
   const PoolGeometry geo = sb.geometry();
   Snapshot snap(db);
   const rocksdb::ReadOptions& ro = snap.ro();
@@ -242,6 +243,15 @@ Status Missing(const char* what) {
 
 void SendFsInfo(const FsInfo& info, const RecordSink& sink) {
   control::Record r("info");
+  // The superblock's fields; the uuid as 32 hex digits.
+  std::string uuid;
+  for (uint8_t b : info.sb.uuid) {
+    static constexpr char kHex[] = "0123456789abcdef";
+    uuid += kHex[b >> 4];
+    uuid += kHex[b & 15];
+  }
+  r.Add("uuid", uuid).Add("pool_format", info.sb.version).Add("block_size", info.sb.block_size);
+  r.Add("blocks", info.sb.block_count).Add("created", info.sb.created);
   r.Add("meta_format", info.meta_format);
   for (const NumberField& f : kNumbers) r.Add(f.name, info.*f.member);
   for (const StringField& f : kStrings) r.Add(f.name, info.*f.member);
@@ -259,6 +269,24 @@ void SendFsInfo(const FsInfo& info, const RecordSink& sink) {
 
 Status FsInfoFromRecord(const control::Record& r, FsInfo* out) {
   uint64_t v = 0;
+  const std::string* uuid = r.Get("uuid");
+  if (uuid == nullptr || uuid->size() != 32) return Missing("uuid");
+  for (size_t i = 0; i < 16; ++i) {
+    auto nibble = [](char c) -> int {
+      return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    };
+    const int hi = nibble((*uuid)[2 * i]), lo = nibble((*uuid)[2 * i + 1]);
+    if (hi < 0 || lo < 0) return Missing("uuid");
+    out->sb.uuid[i] = static_cast<uint8_t>(hi << 4 | lo);
+  }
+  if (!r.GetU64("pool_format", &v) || v > UINT32_MAX) return Missing("pool_format");
+  out->sb.version = static_cast<uint32_t>(v);
+  if (!r.GetU64("block_size", &v) || v != kBlockSize) return Missing("block_size");
+  out->sb.block_size = static_cast<uint32_t>(v);
+  // At least the smallest pool: data_blocks() must not wrap.
+  if (!r.GetU64("blocks", &out->sb.block_count) || out->sb.block_count < kMinPoolBlocks)
+    return Missing("blocks");
+  if (!r.GetU64("created", &out->sb.created)) return Missing("created");
   if (!r.GetU64("meta_format", &v) || v > UINT32_MAX) return Missing("meta_format");
   out->meta_format = static_cast<uint32_t>(v);
   for (const NumberField& f : kNumbers)

@@ -34,7 +34,11 @@ namespace daxref {
 //   referenced= exclusive + shared_references     (what the files add up to)
 //   saved     = referenced - owned                (what sharing saves)
 struct FsInfo {
-  // Identity (the store's M records; the superblock gives the geometry).
+  // The pool's superblock, as the daemon (or the offline reader) has it:
+  // the geometry. The tools need not read the pool file themselves (a user
+  // the daemon answers may not be able to).
+  Superblock sb;
+  // Identity (the store's M records).
   uint32_t meta_format = 0;
   uint64_t generation = 0;  // the store's
   std::string label;

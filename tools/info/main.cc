@@ -208,11 +208,8 @@ int Main(int argc, char** argv) {
   FsInfo info;
   Superblock sb;
   if (conn->connected()) {
-    // The superblock from the pool file (the daemon has the same one); the
-    // rest from the daemon.
-    bool backup = false;
-    if (Status s = ReadPoolSuperblock(PoolPath(loc->source), &sb, &backup); !s.ok())
-      return kTool.Fail(s.message());
+    // Everything from the daemon, the superblock included: the caller need
+    // not be able to read the pool file.
     Status failed = Status::Error(EPROTO, "the daemon's info reply is incomplete");
     bool got_info = false;
     conn->Exchange(control::Record("info"), [&](const control::Record& r) {
@@ -237,6 +234,7 @@ int Main(int argc, char** argv) {
       }
     });
     if (!failed.ok()) return kTool.Fail(failed.message());
+    sb = info.sb;
   } else {
     Result<std::unique_ptr<OfflineStore>> store = OfflineStore::Open(loc->source);
     if (!store.ok()) return kTool.Fail(store.status().message());

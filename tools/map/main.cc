@@ -626,12 +626,28 @@ int Fsmap(const std::string& fs, PoolRange range, bool json) {
     return 0;
   }
 
-  Superblock sb;
-  bool backup = false;
-  if (Status s = ReadPoolSuperblock(PoolPath(loc->source), &sb, &backup); !s.ok())
-    return kTool.Fail(s.message());
-  if (!range.Fit(sb.block_size, sb.block_count, &error)) return kTool.Fail(error);
-  FsmapPrinter out(json, range.blocks, sb.block_size, range);
+  // The pool's size from the mount (DAXREF_IOC_INFO, open to every user
+  // of it), else from the pool file: the daemon decides who may have the
+  // map, not the pool file's mode.
+  uint64_t bs = 0, pool_blocks = 0;
+  if (!loc->mount_point.empty()) {
+    UniqueFd fd;
+    struct stat st;
+    daxref_info info{};
+    if (!OpenOnDaxref(loc->mount_point, false, &fd, &st, &info)) return cli::kExitFailure;
+    bs = info.block_size;
+    pool_blocks = info.pool_blocks;
+  } else {
+    Superblock sb;
+    bool backup = false;
+    if (Status s = ReadPoolSuperblock(PoolPath(loc->source), &sb, &backup); !s.ok())
+      return kTool.Fail(s.message());
+    bs = sb.block_size;
+    pool_blocks = sb.block_count;
+  }
+  if (bs == 0) return kTool.Fail("fsmap", EPROTO);
+  if (!range.Fit(bs, pool_blocks, &error)) return kTool.Fail(error);
+  FsmapPrinter out(json, range.blocks, bs, range);
   control::Record req("fsmap");
   req.Add("pblock", range.pb0).Add("blocks", range.pb1 - range.pb0);
   Status result = Status::Error(EPIPE, "the daemon's reply ended early");
