@@ -23,7 +23,6 @@ const std::string kInfo = DAXREF_TEST_INFO;
 const std::string kMap = DAXREF_TEST_MAP;
 const std::string kMkfs = DAXREF_TEST_MKFS;
 const std::string kPoison = DAXREF_TEST_POISON;
-constexpr uint64_t kBlock = 4096;
 constexpr uid_t kAlice = 1001;
 constexpr gid_t kAliceGroup = 1001;
 

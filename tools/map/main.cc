@@ -534,16 +534,23 @@ int Owners(const std::string& path, PoolRange range, bool json) {
 // ---- fsmap -------------------------------------------------------------------
 
 // The rows of the pool-wide map, printed as they come (xfs_io -c fsmap's
-// shape: extent number, pool range, owner, file range, length).
+// shape: extent number, pool range, owner, file range, length). Nothing is
+// printed before the first row or the end, so that a map refused at once
+// leaves standard output empty.
 class FsmapPrinter {
  public:
   FsmapPrinter(bool json, bool blocks, uint64_t bs, const PoolRange& range)
-      : json_(json), blocks_(blocks), bs_(bs) {
+      : json_(json), blocks_(blocks), bs_(bs), range_(range) {}
+
+  void Begin() {
+    if (begun_) return;
+    begun_ = true;
+    const PoolRange& range = range_;
     if (json_) {
       printf("{\"format_version\": %d, \"units\": \"%s\", \"block_size\": %" PRIu64
              ", \"range\": {\"physical\": %" PRIu64 ", \"length\": %" PRIu64 "}, \"rows\": [",
-             kJsonVersion, blocks_ ? "blocks" : "bytes", bs_, In(range.pb0 * bs),
-             In((range.pb1 - range.pb0) * bs));
+             kJsonVersion, blocks_ ? "blocks" : "bytes", bs_, In(range.pb0 * bs_),
+             In((range.pb1 - range.pb0) * bs_));
     } else {
       printf(" %5s %-31s %-16s %-31s %12s\n", "EXT:", blocks_ ? "POOL-BLOCKS" : "POOL-OFFSET",
              "OWNER", blocks_ ? "FILE-BLOCKS" : "FILE-OFFSET", "LENGTH");
@@ -551,6 +558,7 @@ class FsmapPrinter {
   }
 
   void Row(const FsmapRow& row) {
+    Begin();
     const uint64_t p = In(row.pblock * bs_), n = In(row.len * bs_), l = In(row.fblock * bs_);
     if (json_) {
       printf("%s\n  {\"kind\": \"%s\", \"physical\": %" PRIu64 ", \"length\": %" PRIu64,
@@ -572,6 +580,7 @@ class FsmapPrinter {
   }
 
   void Done() {
+    Begin();
     if (json_) {
       printf("%s], \"summary\": {\"rows\": %" PRIu64 ", \"reserved\": %" PRIu64
              ", \"free\": %" PRIu64 ", \"bad\": %" PRIu64 ", \"owned\": %" PRIu64 "}}\n",
@@ -584,7 +593,7 @@ class FsmapPrinter {
   }
 
   void Failed(int err, const std::string& message) {
-    if (json_)
+    if (json_ && begun_)
       printf("%s], \"error\": {\"errno\": %d, \"message\": %s}}\n", rows_ ? "\n" : "", err,
              cli::Json(message).c_str());
   }
@@ -594,6 +603,8 @@ class FsmapPrinter {
 
   bool json_, blocks_;
   uint64_t bs_;
+  const PoolRange& range_;
+  bool begun_ = false;
   uint64_t rows_ = 0;
   uint64_t totals_[4] = {};
 };
