@@ -1003,8 +1003,8 @@ TEST_CASE("daxref-map owners: every file and every path of a shared range; admin
   INFO(r.out << r.err);
   CHECK(r.status == 0);
   ExpectValidJson(r.out);
-  CHECK(r.out.rfind("{\"command\": \"owners\", \"pblock\": " + std::to_string(phys / kBlock) +
-                        ", \"blocks\": 1, \"owners\": [",
+  CHECK(r.out.rfind("{\"format_version\": 1, \"command\": \"owners\", \"pblock\": " +
+                        std::to_string(phys / kBlock) + ", \"blocks\": 1, \"owners\": [",
                     0) == 0);
   CHECK(Contains(r.out, "\"summary\": {\"owners\": 3}}"));
   std::vector<uint64_t> inos = JsonNumbers(r.out, "ino");
