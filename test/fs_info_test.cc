@@ -280,6 +280,11 @@ TEST_CASE("daxref-info: who may ask, and what is not a daxref filesystem", "[fs]
   ExpectUsageError(Run({kInfo, fs.mnt(), "extra"}), "daxref-info", "unexpected argument");
   ExpectUsageError(Run({kInfo, "--frob", fs.mnt()}), "daxref-info", "--frob");
   ExpectHelp(Run({kInfo, "--help"}), "daxref-info");
+  // A daemon that holds the pool but does not answer: no offline read
+  // behind its back.
+  REQUIRE(unlink((fs.source() + "/control").c_str()) == 0);
+  ExpectOneLineFailure(Run({kInfo, fs.source()}), "daxref-info", "does not answer");
+  ExpectOneLineFailure(Run({kMap, "fsmap", fs.mnt()}), "daxref-map", "does not answer");
   ExpectVersion(Run({kInfo, "--version"}), "daxref-info");
 }
 
@@ -491,6 +496,23 @@ TEST_CASE(
   CHECK(Lines(r.out).back() == "2 owners");
   ExpectOneLineFailure(Run({kMap, "fsmap", fs.source(), "1T"}), "daxref-map",
                        "past the end of the pool");
+
+  // A bad free block: a row of its own, between free ranges.
+  const uint64_t last_data = blocks - 2;
+  RunResult p = Run({kPoison, "inject", "--blocks", fs.source(), std::to_string(last_data)});
+  INFO(p.out << p.err);
+  REQUIRE(p.status == 0);
+  r = Run({kMap, "--json", "--blocks", "fsmap", fs.source()});
+  REQUIRE(r.status == 0);
+  const Flat bad = ParseJson(r.out);
+  check_map(bad, blocks);
+  const uint64_t n = Num(bad, "rows.#");
+  const std::string row = "rows." + std::to_string(n - 2) + ".";
+  CHECK(Str(bad, row + "kind") == "\"bad\"");
+  CHECK(Num(bad, row + "physical") == last_data);
+  CHECK(Num(bad, row + "length") == 1);
+  CHECK(Num(bad, "summary.bad") == 1);
+  CHECK(Num(bad, "summary.free") == Num(off, "summary.free") - 1);
   fs.Check();
 }
 
