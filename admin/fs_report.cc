@@ -81,8 +81,11 @@ unsigned Bucket(uint64_t len) {
 void MeasureStore(const std::string& dir, FsInfo* out) {
   UniqueFd fd(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!fd.valid()) return;
-  DIR* d = fdopendir(dup(fd.get()));
+  UniqueFd walk(dup(fd.get()));
+  if (!walk.valid()) return;
+  DIR* d = fdopendir(walk.get());
   if (d == nullptr) return;
+  (void)walk.release();  // closedir closes it
   while (dirent* e = readdir(d)) {
     struct stat st;
     if (fstatat(fd.get(), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
