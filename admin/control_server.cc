@@ -13,6 +13,7 @@
 #include <cstring>
 #include <utility>
 
+#include "admin/fs_report.h"
 #include "admin/scrub.h"
 #include "base/unique_fd.h"
 
@@ -85,6 +86,7 @@ void Answer(int fd, const Record& r) {
 Result<std::unique_ptr<ControlServer>> ControlServer::Bind(const std::string& source) {
   std::unique_ptr<ControlServer> c(new ControlServer());
   c->path_ = control::ControlSocketPath(source);
+  c->source_ = source;
   UniqueFd dir(open(source.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (dir.get() < 0) return Status::Error(errno, source + ": " + strerror(errno));
   sockaddr_un addr;
@@ -315,6 +317,24 @@ void ControlServer::Serve(UniqueFd conn, const ucred& cred, const Record& req) {
   } else if (req.kind == "resolve") {
     if (!RangeOf(req, &pb0, &pb1)) return (void)sink(Refusal(EINVAL, "resolve needs a range"));
     poison_->Resolve(pb0, pb1, sink);
+  } else if (req.kind == "info") {
+    // daxref-info: one walk of a snapshot of the store (admin/fs_report.h),
+    // on this thread: it reads counters only, and a poison request waits
+    // for it no longer than for a resolve of a busy range.
+    FsInfo info;
+    Status s = CollectFsInfo(volume_->db(), volume_->superblock(), source_, &info);
+    if (!s.ok()) return (void)sink(Refusal(s.err(), s.message()));
+    SendFsInfo(info, sink);
+  } else if (req.kind == "fsmap") {
+    // daxref-map fsmap: the pool-wide map of [pblock, pblock+blocks), or of
+    // the whole pool without a range.
+    if (!req.Get("pblock")) {
+      pb0 = 0;
+      pb1 = volume_->superblock().block_count;
+    } else if (!RangeOf(req, &pb0, &pb1)) {
+      return (void)sink(Refusal(EINVAL, "fsmap needs a range"));
+    }
+    SendFsmap(volume_->db(), volume_->superblock(), pb0, pb1, sink);
   } else if (req.kind == "scrub") {
     Scrub(std::move(conn));
   } else if (req.kind == "pre-remove") {

@@ -110,6 +110,7 @@ class ControlServer {
   Volume* volume_ = nullptr;
   std::function<void()> detach_;
   std::string path_;
+  std::string source_;  // the SOURCE served (info measures its store)
   int listen_fd_ = -1;
   int stop_fd_ = -1;  // an eventfd: written once to end Run
   std::thread poller_;
