@@ -166,6 +166,27 @@ void UnshareRange(Filesystem* fs, fuse_req_t req, fuse_ino_t ino, fuse_file_info
   fuse_reply_ioctl(req, 0, nullptr, 0);
 }
 
+// Collapse and insert move every byte after the range: the kernel's cached
+// pages from the offset on, and its size, are stale once the batch commits.
+void ShiftRange(Filesystem* fs, fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi, int mode,
+                const void* in_buf, size_t in_bufsz) {
+  daxref_range a;
+  if (!TakeArg(in_buf, in_bufsz, &a) || a.flags != 0) return (void)fuse_reply_err(req, EINVAL);
+  if (!WritableDest(fs, fi)) return (void)fuse_reply_err(req, EBADF);
+  if (a.length == 0 || a.offset > INT64_MAX || a.length > INT64_MAX)
+    return (void)fuse_reply_err(req, EINVAL);
+  auto state = fs->inodes().Get(ino);
+  InodeRecord out;
+  Status s;
+  {
+    WriterLock io(&state->io);
+    s = fs->volume()->Fallocate(ino, mode, a.offset, a.length, &out);
+  }
+  if (!s.ok()) return ReplyStatus(req, s);
+  fs->InvalidateCache(ino, a.offset, 0);
+  fuse_reply_ioctl(req, 0, nullptr, 0);
+}
+
 void Extents(Filesystem* fs, fuse_req_t req, fuse_ino_t ino, const void* in_buf, size_t in_bufsz) {
   auto q = std::make_unique<daxref_extent_query>();
   if (!TakeArg(in_buf, in_bufsz, q.get())) return (void)fuse_reply_err(req, EINVAL);
@@ -284,6 +305,7 @@ void HandleIoctl(Filesystem* fs, fuse_req_t req, fuse_ino_t ino, unsigned int cm
   }
   bool file_op = cmd == DAXREF_IOC_TOKEN || cmd == DAXREF_IOC_CLONE_RANGE ||
                  cmd == DAXREF_IOC_DEDUPE_RANGE || cmd == DAXREF_IOC_UNSHARE_RANGE ||
+                 cmd == DAXREF_IOC_COLLAPSE_RANGE || cmd == DAXREF_IOC_INSERT_RANGE ||
                  cmd == DAXREF_IOC_EXTENTS;
   if (!file_op) return (void)fuse_reply_err(req, ENOTTY);
   if (dir) return (void)fuse_reply_err(req, EISDIR);
@@ -296,6 +318,10 @@ void HandleIoctl(Filesystem* fs, fuse_req_t req, fuse_ino_t ino, unsigned int cm
       return DedupeRange(fs, req, ino, fi, in_buf, in_bufsz);
     case DAXREF_IOC_UNSHARE_RANGE:
       return UnshareRange(fs, req, ino, fi, in_buf, in_bufsz);
+    case DAXREF_IOC_COLLAPSE_RANGE:
+      return ShiftRange(fs, req, ino, fi, kFallocCollapseRange, in_buf, in_bufsz);
+    case DAXREF_IOC_INSERT_RANGE:
+      return ShiftRange(fs, req, ino, fi, kFallocInsertRange, in_buf, in_bufsz);
     default:
       return Extents(fs, req, ino, in_buf, in_bufsz);
   }

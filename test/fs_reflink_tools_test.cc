@@ -582,6 +582,35 @@ TEST_CASE("the library keeps the kernel's errors and adds the daemon's, as libda
     REQUIRE_SAME(ReadFile(src), data);
   }
 
+  SECTION("fallocate COLLAPSE_RANGE and INSERT_RANGE: the bytes after the range move") {
+    const std::string f = fs.path("shift");
+    const std::string bytes = NonZeroBytes(30, 8 * kBlock + 100);
+    WriteFile(f, bytes);
+    REQUIRE_SAME(ReadFile(f), bytes);  // the kernel caches the pages now
+    const std::string collapse = std::to_string(FALLOC_FL_COLLAPSE_RANGE);
+    const std::string insert = std::to_string(FALLOC_FL_INSERT_RANGE);
+    CHECK(Probe({"fallocate", f, collapse, "4096", "8192"}, false) == "rc=-1 errno=EOPNOTSUPP");
+    CHECK(Probe({"fallocate", f, collapse, "4096", "8192"}) == "rc=0 errno=- errno_kept=1");
+    std::string want = bytes;
+    want.erase(kBlock, 2 * kBlock);
+    REQUIRE_SAME(ReadFile(f), want);  // no stale page of the old layout is served
+    CHECK(StatOf(f).st_size == static_cast<off_t>(want.size()));
+    CHECK(Probe({"fallocate", f, insert, "8192", "4096"}) == "rc=0 errno=- errno_kept=1");
+    want.insert(2 * kBlock, std::string(kBlock, '\0'));
+    REQUIRE_SAME(ReadFile(f), want);
+    CHECK(Blocks(f).count(2) == 0);  // the inserted range is a hole
+    // fallocate(2)'s errors: not whole blocks, reaching EOF, another flag.
+    CHECK(Probe({"fallocate", f, collapse, "100", "4096"}) == "rc=-1 errno=EINVAL");
+    CHECK(Probe({"fallocate", f, collapse, "4096", std::to_string(want.size())}) ==
+          "rc=-1 errno=EINVAL");
+    CHECK(Probe({"fallocate", f, std::to_string(FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_KEEP_SIZE),
+                 "0", "4096"}) == "rc=-1 errno=EINVAL");
+    CHECK(Probe({"--dest-mode=r", "fallocate", f, insert, "0", "4096"}) == "rc=-1 errno=EBADF");
+    REQUIRE_SAME(ReadFile(f), want);
+    fs.Remount();
+    REQUIRE_SAME(ReadFile(f), want);
+  }
+
   SECTION("pages dirtied through a shared mapping are written back before a clone or dedupe") {
     const std::string s16 = NonZeroBytes(20, 16 * kBlock), d16 = NonZeroBytes(21, 16 * kBlock);
     const std::string a = fs.path("a"), b = fs.path("b"), c = fs.path("c"), e = fs.path("e");

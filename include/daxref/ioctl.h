@@ -64,7 +64,10 @@ struct daxref_dedupe_range {
 };
 
 /* fallocate(FALLOC_FL_UNSHARE_RANGE), which FUSE does not forward: gives the
- * file its own copy of every shared block in the range. */
+ * file its own copy of every shared block in the range. Also the argument of
+ * DAXREF_IOC_COLLAPSE_RANGE and DAXREF_IOC_INSERT_RANGE, fallocate's
+ * FALLOC_FL_COLLAPSE_RANGE and FALLOC_FL_INSERT_RANGE (not forwarded
+ * either): whole blocks, the same checks and errors as fallocate(2). */
 struct daxref_range {
 	__u64 offset;
 	__u64 length;
@@ -149,5 +152,7 @@ struct daxref_info {
 #define DAXREF_IOC_EXTENTS _IOWR(DAXREF_IOC_MAGIC, 5, struct daxref_extent_query)
 #define DAXREF_IOC_OWNERS _IOWR(DAXREF_IOC_MAGIC, 6, struct daxref_owner_query)
 #define DAXREF_IOC_PATHS _IOWR(DAXREF_IOC_MAGIC, 7, struct daxref_paths_query)
+#define DAXREF_IOC_COLLAPSE_RANGE _IOW(DAXREF_IOC_MAGIC, 8, struct daxref_range)
+#define DAXREF_IOC_INSERT_RANGE _IOW(DAXREF_IOC_MAGIC, 9, struct daxref_range)
 
 #endif /* DAXREF_IOCTL_H */

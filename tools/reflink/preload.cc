@@ -290,6 +290,19 @@ int UnshareAndAllocate(Fn real, int fd, int mode, Off offset, Off length, int sa
   return 0;
 }
 
+// fallocate with FALLOC_FL_COLLAPSE_RANGE or FALLOC_FL_INSERT_RANGE, after
+// the real call said EOPNOTSUPP: the daemon's ioctl does the same.
+int ShiftRangeOrNot(int fd, int mode, uint64_t offset, uint64_t length, int saved_errno) {
+  IoctlFn io = RealIoctl();
+  if (!IsDaxref(io, fd)) {
+    errno = EOPNOTSUPP;
+    return -1;
+  }
+  return Finish(ShiftRange(io, fd, mode, offset, length), saved_errno);
+}
+
+constexpr int kShiftModes = FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_INSERT_RANGE;
+
 // DAXREF_REFLINK_STATFS=xfs: statfs and fstatfs report daxref files as XFS.
 // For programs that refuse to dedupe anywhere else (Debian 12's duperemove,
 // 0.11.2, checks f_type); off by default, since a program that believes it
@@ -390,6 +403,8 @@ extern "C" DAXREF_EXPORT int fallocate(int fd, int mode, off_t offset, off_t len
   rl::FallocateFn real = rl::Resolve(&rl::real_fallocate, "fallocate", &rl::SyscallFallocate);
   const int saved_errno = errno;
   int r = real(fd, mode, offset, length);
+  if (r == -1 && errno == EOPNOTSUPP && (mode & rl::kShiftModes))
+    return rl::ShiftRangeOrNot(fd, mode, offset, length, saved_errno);
   if (r != -1 || errno != EOPNOTSUPP || !(mode & FALLOC_FL_UNSHARE_RANGE)) return r;
   return rl::UnshareAndAllocate(real, fd, mode, offset, length, saved_errno);
 }
@@ -400,6 +415,8 @@ extern "C" DAXREF_EXPORT int fallocate64(int fd, int mode, off64_t offset, off64
       rl::Resolve(&rl::real_fallocate64, "fallocate64", &rl::SyscallFallocate64);
   const int saved_errno = errno;
   int r = real(fd, mode, offset, length);
+  if (r == -1 && errno == EOPNOTSUPP && (mode & rl::kShiftModes))
+    return rl::ShiftRangeOrNot(fd, mode, offset, length, saved_errno);
   if (r != -1 || errno != EOPNOTSUPP || !(mode & FALLOC_FL_UNSHARE_RANGE)) return r;
   return rl::UnshareAndAllocate(real, fd, mode, offset, length, saved_errno);
 }

@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <linux/capability.h>
+#include <linux/falloc.h>
 #include <linux/fs.h>
 #include <sys/fsuid.h>
 #include <sys/stat.h>
@@ -112,6 +113,21 @@ int Unshare(IoctlFn io, int fd, uint64_t offset, uint64_t length) {
   r.offset = offset;
   r.length = length;
   if (io(fd, DAXREF_IOC_UNSHARE_RANGE, &r) != 0) return -errno;
+  return 0;
+}
+
+int ShiftRange(IoctlFn io, int fd, int mode, uint64_t offset, uint64_t length) {
+  daxref_range r{};
+  r.offset = offset;
+  r.length = length;
+  unsigned long cmd = 0;
+  if (mode == FALLOC_FL_COLLAPSE_RANGE)
+    cmd = DAXREF_IOC_COLLAPSE_RANGE;
+  else if (mode == FALLOC_FL_INSERT_RANGE)
+    cmd = DAXREF_IOC_INSERT_RANGE;
+  else
+    return -EINVAL;  // as fallocate(2): these take no other flag
+  if (io(fd, cmd, &r) != 0) return -errno;
   return 0;
 }
 

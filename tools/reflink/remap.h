@@ -59,5 +59,8 @@ int DedupeOne(IoctlFn io, int src_fd, uint64_t src_offset, uint64_t length, int 
 // [offset, offset + length), and allocates the holes there; the size does
 // not change. 0 or -errno.
 int Unshare(IoctlFn io, int fd, uint64_t offset, uint64_t length);
+// fallocate's collapse (FALLOC_FL_COLLAPSE_RANGE) or insert range through
+// the daemon's ioctl; 0 or -errno.
+int ShiftRange(IoctlFn io, int fd, int mode, uint64_t offset, uint64_t length);
 
 }  // namespace daxref::reflink
