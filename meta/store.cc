@@ -71,6 +71,12 @@ rocksdb::Options StoreOptions(size_t cache_bytes) {
   o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(t));
   o.max_background_jobs = 2;
   o.write_buffer_size = 32 << 20;
+  // A bloom filter over the memtable's whole keys: a create asks twice for
+  // a name that does not exist yet (the kernel's LOOKUP, then the check
+  // under the mutation lock), and without it each miss walks the skip list
+  // (docs/design.md, "The namespace path").
+  o.memtable_prefix_bloom_size_ratio = 0.02;
+  o.memtable_whole_key_filtering = true;
   // Bounds the log a mount after a crash must replay.
   o.max_total_wal_size = 64 << 20;
   // Never open by dropping what the store holds: every table file the

@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
@@ -293,6 +294,7 @@ Result<std::unique_ptr<Volume>> Volume::Open(const std::string& dir, const Super
     // these are only touched under it.
     MutexLock g(&vol->mu_);
     vol->next_ino_ = next_ino;
+    vol->ino_limit_ = next_ino;
     vol->inodes_ = inodes;
     DAXREF_RETURN_IF_ERROR(vol->free_.Load(vol->db_.get(), current.geometry()));
     DAXREF_RETURN_IF_ERROR(vol->refs_.Load(vol->db_.get(), current.geometry()));
@@ -354,6 +356,7 @@ Status Volume::Commit(Txn& t) {
     return StoreError(s, "metadata commit failed");
   }
   inodes_ += t.inode_delta();
+  ino_limit_ = std::max(ino_limit_, t.ino_limit());
   free_.Finish();
   refs_.Finish();
   t.MarkDone();

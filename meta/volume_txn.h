@@ -133,6 +133,9 @@ class Volume::Txn {
   void NoteFresh(const std::vector<Extent>& f) { fresh_.insert(fresh_.end(), f.begin(), f.end()); }
   const std::vector<Extent>& fresh() const { return fresh_; }
   void AddInodes(int64_t n) { inode_delta_ += n; }
+  // The M next_ino mark this batch stores (0: none); Volume::NextIno.
+  void RaiseInoLimit(uint64_t limit) { ino_limit_ = std::max(ino_limit_, limit); }
+  uint64_t ino_limit() const { return ino_limit_; }
   // Inodes whose extent records this batch edits: their cached extents are
   // dropped at commit, and this batch reads their extents from itself.
   void TouchExtents(uint64_t ino) {
@@ -151,6 +154,7 @@ class Volume::Txn {
   }
 
   int64_t inode_delta_ = 0;
+  uint64_t ino_limit_ = 0;
   std::vector<uint64_t> touched_;
   Volume* v_;
   rocksdb::WriteBatchWithIndex batch_;
