@@ -4,12 +4,14 @@
 #include <rocksdb/env.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/options.h>
+#include <rocksdb/slice_transform.h>
 #include <rocksdb/table.h>
 #include <rocksdb/utilities/table_properties_collectors.h>
 #include <sys/stat.h>
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 
 #include "meta/codec.h"
 
@@ -62,6 +64,28 @@ std::string Gen(uint64_t g) {
   return std::to_string(g);
 }
 
+// The groups of keys an operation tends to insert next to the ones it (or
+// the one before it) inserted: a directory's D and C records (a create
+// adds a name and the next cookie of its directory), a file's E records,
+// and each M record (rewritten in place, batch after batch). RocksDB keeps
+// the last insert position per group and starts the next insert of the
+// group from there, instead of from the top of the memtable's skip list.
+// Only a hint: any key is put where it belongs either way.
+class InsertGroups : public rocksdb::SliceTransform {
+ public:
+  const char* Name() const override { return "daxref.InsertGroups"; }
+  rocksdb::Slice Transform(const rocksdb::Slice& key) const override {
+    if (key[0] == prefix::kMisc) return key;
+    return rocksdb::Slice(key.data(), 9);  // the type and the directory or inode
+  }
+  bool InDomain(const rocksdb::Slice& key) const override {
+    if (key.empty()) return false;
+    if (key[0] == prefix::kMisc) return true;
+    return key.size() >= 9 &&
+           (key[0] == prefix::kDirent || key[0] == prefix::kDirCookie || key[0] == prefix::kExtent);
+  }
+};
+
 }  // namespace
 
 rocksdb::Options StoreOptions(size_t cache_bytes) {
@@ -72,6 +96,13 @@ rocksdb::Options StoreOptions(size_t cache_bytes) {
   o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(t));
   o.max_background_jobs = 2;
   o.write_buffer_size = 32 << 20;
+  // A bloom filter over the memtable's whole keys: a create asks twice for
+  // a name that does not exist yet (the kernel's LOOKUP, then the check
+  // under the mutation lock), and without it each miss walks the skip list
+  // (docs/design.md, "The namespace path").
+  o.memtable_prefix_bloom_size_ratio = 0.02;
+  o.memtable_whole_key_filtering = true;
+  o.memtable_insert_with_hint_prefix_extractor = std::make_shared<InsertGroups>();
   // Bounds the log a mount after a crash must replay.
   o.max_total_wal_size = 64 << 20;
   // Churn (extent edits, unlinks) writes deletions; a table file that is

@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
@@ -293,6 +294,7 @@ Result<std::unique_ptr<Volume>> Volume::Open(const std::string& dir, const Super
     // these are only touched under it.
     MutexLock g(&vol->mu_);
     vol->next_ino_ = next_ino;
+    vol->ino_limit_ = next_ino;
     vol->inodes_ = inodes;
     DAXREF_RETURN_IF_ERROR(vol->free_.Load(vol->db_.get(), current.geometry()));
     DAXREF_RETURN_IF_ERROR(vol->refs_.Load(vol->db_.get(), current.geometry()));
@@ -351,6 +353,7 @@ Status Volume::Commit(Txn& t) {
   }
   inodes_ += t.inode_delta();
   for (uint64_t ino : t.forgotten()) extent_maps_.Forget(ino);
+  ino_limit_ = std::max(ino_limit_, t.ino_limit());
   free_.Finish();
   refs_.Finish();
   t.MarkDone();

@@ -467,6 +467,10 @@ class Volume {
   SharedMutex refs_mu_ ACQUIRED_AFTER(mu_);
   const RefcountMap& committed_refs() REQUIRES_SHARED(refs_mu_);
   uint64_t next_ino_ GUARDED_BY(mu_) = 0;
+  // The committed M next_ino record: no inode at or above it was handed out
+  // (NextIno reserves kInoReserve numbers at a time).
+  uint64_t ino_limit_ GUARDED_BY(mu_) = 0;
+  static constexpr uint64_t kInoReserve = 1024;
   uint64_t inodes_ GUARDED_BY(mu_) = 0;  // inodes in use, mirrored by the M "inodes" record
   // The extent maps of the files in use, authoritative (extent_maps.h).
   ExtentMaps extent_maps_;

@@ -54,9 +54,20 @@ void Volume::StoreInode(Txn& t, const InodeRecord& r) {
     pending_times_.erase(it);
 }
 
+// The M next_ino record is a high-water mark, not the next number: no inode
+// at or above it was ever handed out. It moves kInoReserve numbers at a
+// time, so most creates leave it alone (one record fewer per batch). A
+// crash skips at most the unused rest of a reservation; numbers are never
+// reused, which is all the kernel and the checker need (max ino < next_ino).
+// The raised mark counts once its batch has committed (Commit); a batch that
+// rolls back leaves it where it was, and the next create writes it again.
 uint64_t Volume::NextIno(Txn& t) {
   uint64_t ino = next_ino_++;
-  t.Put(keys::Misc(kMiscNextIno), EncodeLength(next_ino_));
+  if (next_ino_ > ino_limit_ && next_ino_ > t.ino_limit()) {
+    uint64_t limit = next_ino_ + kInoReserve;
+    t.Put(keys::Misc(kMiscNextIno), EncodeLength(limit));
+    t.RaiseInoLimit(limit);
+  }
   t.AddInodes(1);
   return ino;
 }

@@ -111,6 +111,7 @@ Status Volume::DeleteInode(Txn& t, const InodeRecord& r, bool orphaned) {
 }
 
 Status Volume::Lookup(uint64_t parent, std::string_view name, InodeRecord* out) {
+  internal::NoRocksPerfCounters();
   if (name.size() > kMaxNameLen) return Status::Error(ENAMETOOLONG, "name too long");
   std::string v;
   rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), keys::Dirent(parent, name), &v);
