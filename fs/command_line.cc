@@ -105,6 +105,9 @@ Status AddMountOptions(const std::string& list, CommandLine* cl) {
     } else if (o == "allow_suid" || o == "allow_dev") {
       (o == "allow_suid" ? cl->allow_suid : cl->allow_dev) = true;
     } else if (kFuseFlags.count(o)) {
+      // ro also opens store and pool read-only (the last of ro and rw wins,
+      // as for the kernel's flag).
+      if (o == "ro" || o == "rw") cl->read_only = o == "ro";
       cl->fuse_options.push_back(o);
     } else {
       bool known = false;

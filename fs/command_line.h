@@ -31,6 +31,10 @@ struct CommandLine {
   bool allow_dev = false;
   bool nosuid = false;  // given: wins over allow_suid
   bool nodev = false;
+  // `-o ro`: the kernel mount is read-only, and the daemon opens the store
+  // and the pool read-only, changing nothing on disk (docs/design.md,
+  // "Read-only mounts").
+  bool read_only = false;
   // Options handed to libfuse as one -o list (default_permissions, and
   // nosuid/nodev or suid/dev, included).
   std::vector<std::string> fuse_options;

@@ -508,7 +508,9 @@ void StatFs(fuse_req_t req, fuse_ino_t) {
   struct statvfs st {};
   st.f_bsize = kBlockSize;
   st.f_frsize = kBlockSize;
-  st.f_blocks = v.data_blocks;
+  // The metadata store is counted as used (docs/design.md, "Metadata
+  // space"): total = pool data blocks + the store's blocks on its host.
+  st.f_blocks = v.data_blocks + (v.store_bytes + kBlockSize - 1) / kBlockSize;
   st.f_bfree = v.free_blocks;
   st.f_bavail = v.free_blocks;
   // Inodes are records in the metadata store, not a fixed table: report a

@@ -236,14 +236,17 @@ std::unique_ptr<PoolMapping> OpenPool(const CommandLine& cl, StartupReport* repo
                  holder + " to let go of " + pool_path +
                  ": an earlier daemon of this filesystem still exiting, or still mounted");
   }
-  auto pool = PoolMapping::Open(pool_path, cl.lock_wait_ms);
+  auto pool = PoolMapping::Open(pool_path, cl.lock_wait_ms, cl.read_only);
   if (!pool.ok()) {
     report->Fail(pool.status().message());
     return nullptr;
   }
   if ((*pool)->used_backup_superblock()) {
     spdlog::warn("primary pool superblock is damaged; using the backup copy");
-  } else if (std::string bad = BackupSuperblockProblem(pool_path); !bad.empty()) {
+  } else if (std::string bad = BackupSuperblockProblem(pool_path); !bad.empty() && cl.read_only) {
+    report->Note("the backup pool superblock (last block of " + pool_path + ") is damaged: " + bad +
+                 "; a read-only mount leaves it so (a read-write mount rewrites it)");
+  } else if (!bad.empty()) {
     // The primary is good, so the mount goes on, and opening the store
     // (which advances the generation in both copies) rewrites the backup;
     // but until now one more bad block would have left the pool
@@ -260,7 +263,9 @@ std::unique_ptr<PoolMapping> OpenPool(const CommandLine& cl, StartupReport* repo
 std::unique_ptr<Volume> OpenVolume(const CommandLine& cl, PoolMapping* pool,
                                    StartupReport* report) {
   Volume::Options vopts;
-  vopts.pool_path = PoolPath(cl.source);
+  // A read-only Volume writes neither store nor pool (no generation advance).
+  if (!cl.read_only) vopts.pool_path = PoolPath(cl.source);
+  vopts.read_only = cl.read_only;
   vopts.log = [](const std::string& line) { spdlog::warn("{}", line); };
   auto volume = Volume::Open(MetaPath(cl.source), pool->superblock(), pool, vopts);
   if (!volume.ok()) {
@@ -378,6 +383,14 @@ std::unique_ptr<AsyncFaultWatcher> RouteMachineChecks(PoolMapping* pool, Filesys
 // Null if the control socket could not be set up: the daemon serves files
 // without it. Bound before the mount appears (served after it: StartControl).
 std::unique_ptr<ControlServer> BindControl(const CommandLine& cl) {
+  if (cl.read_only && access(cl.source.c_str(), W_OK) != 0 && errno == EROFS) {
+    // SOURCE on read-only media: there is nowhere to put the socket.
+    spdlog::warn(
+        "{} is on a read-only filesystem: no admin channel (daxref-poison cannot reach "
+        "this daemon; machine checks are still handled)",
+        cl.source);
+    return nullptr;
+  }
   auto control = ControlServer::Bind(cl.source);
   if (!control.ok()) {
     spdlog::error("no admin channel (daxref-poison cannot reach this daemon): {}",

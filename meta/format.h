@@ -84,6 +84,14 @@ inline constexpr uint64_t kMaxFileBlocks = kMaxFileSize >> kBlockShift;
 inline constexpr size_t kMaxNameLen = 255;
 inline constexpr size_t kMaxXattrNameLen = 255;
 inline constexpr size_t kMaxXattrValueLen = 65536;
+// What one inode's extended attributes may hold together (docs/design.md,
+// "Metadata space"): names with a NUL each, plus values, at most 128 KiB,
+// so one attribute of the largest size always fits; and the names list
+// alone at most 64 KiB (the kernel's XATTR_LIST_MAX), so listxattr can
+// always return it. Past either: ENOSPC, as ext4 when an inode's attribute
+// space is full. Not a format constant: only new attributes are checked.
+inline constexpr size_t kMaxXattrBytesPerInode = 128 * 1024;
+inline constexpr size_t kMaxXattrListLen = 64 * 1024;
 // ---- end of on-disk constants. ---------------------------------------------
 
 // The pool's shape as the decoders check records against it: blocks

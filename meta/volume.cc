@@ -154,6 +154,38 @@ Status SyncLogFiles(const std::string& dir) {
   return Status::Ok();
 }
 
+// A read-only Volume's data plane: loads go to the real one, stores are
+// refused before anything is touched. Every path that writes file bytes
+// (in-place overwrites, the zeroing of a truncate or zero range, the copies
+// of copy-on-write) goes through a DataPlane, so none of them can change
+// the pool, whatever the operation does before its Commit is refused.
+class ReadOnlyPlane : public DataPlane {
+ public:
+  explicit ReadOnlyPlane(DataPlane* real) : real_(real) {}
+  Status Write(uint64_t, const void*, size_t) override { return Refused(); }
+  Status Load(uint64_t pool_off, void* dst, size_t len) override {
+    return real_->Load(pool_off, dst, len);
+  }
+  Status Copy(uint64_t, uint64_t, size_t) override { return Refused(); }
+  Status Zero(uint64_t, size_t) override { return Refused(); }
+  Status Persist(uint64_t, size_t) override { return Status::Ok(); }
+
+ private:
+  static Status Refused() { return Status::Error(EROFS, "read-only filesystem"); }
+  DataPlane* real_;
+};
+
+// The read-only open: the same checks as a read-write one, on a store
+// opened with OpenForReadOnly, and nothing written anywhere.
+Result<std::unique_ptr<rocksdb::DB>> OpenReadOnly(const std::string& dir, const Superblock& sb) {
+  auto ro = OpenStoreReadOnly(dir);
+  if (!ro.ok()) return ro.status();
+  StoreIdentity id;
+  DAXREF_RETURN_IF_ERROR(ReadStoreIdentity(ro->get(), rocksdb::ReadOptions(), &id));
+  DAXREF_RETURN_IF_ERROR(VerifyStore(ro->get(), id, sb));
+  return std::move(*ro);
+}
+
 }  // namespace
 
 Timespec Now() {
@@ -166,7 +198,11 @@ Volume::Volume(std::unique_ptr<rocksdb::DB> db, const Superblock& sb, DataPlane*
     : db_(std::move(db)), sb_(sb), data_(data) {}
 
 Volume::~Volume() {
-  if (db_) {
+  if (db_ && read_only_) {
+    // Nothing to flush, sync or record: nothing was written.
+    rocksdb::Status cs = db_->Close();
+    cs.PermitUncheckedError();
+  } else if (db_) {
     Status s = FlushTimes();
     (void)s;  // nothing to tell at teardown; the data itself is in the pool
     MutexLock wal(&wal_mu_);
@@ -242,13 +278,12 @@ Result<std::unique_ptr<Volume>> Volume::Open(const std::string& dir, const Super
                                              DataPlane* data, const Options& opts) {
   // First a look that writes nothing: a store that is damaged, stale or
   // someone else's is refused before RocksDB's read-write open can delete
-  // a file the MANIFEST no longer names, or write a byte.
+  // a file the MANIFEST no longer names, or write a byte. A read-only
+  // Volume stays with that look (OpenReadOnlyVolume).
+  if (opts.read_only) return OpenReadOnlyVolume(dir, sb, data);
   {
-    auto ro = OpenStoreReadOnly(dir);
+    auto ro = OpenReadOnly(dir, sb);
     if (!ro.ok()) return ro.status();
-    StoreIdentity id;
-    DAXREF_RETURN_IF_ERROR(ReadStoreIdentity(ro->get(), rocksdb::ReadOptions(), &id));
-    DAXREF_RETURN_IF_ERROR(VerifyStore(ro->get(), id, sb));
   }
   rocksdb::Options o = StoreOptions(opts.block_cache_bytes);
   o.info_log = StoreLogger::Open(dir);
@@ -282,40 +317,11 @@ Result<std::unique_ptr<Volume>> Volume::Open(const std::string& dir, const Super
   Superblock current = sb;
   if (!opts.pool_path.empty())
     DAXREF_RETURN_IF_ERROR(AdvanceGeneration(db.get(), opts.pool_path, &current));
-  uint64_t next_ino = id.next_ino;
-  uint64_t inodes = id.inodes;
-
   std::unique_ptr<Volume> vol(new Volume(std::move(db), current, data));
   vol->pool_path_ = opts.pool_path;
   vol->health_ = std::move(health);
   vol->dir_ = dir;
-  {
-    // No other thread knows the Volume yet; the lock is for the rule that
-    // these are only touched under it.
-    MutexLock g(&vol->mu_);
-    vol->next_ino_ = next_ino;
-    vol->ino_limit_ = next_ino;
-    vol->inodes_ = inodes;
-    DAXREF_RETURN_IF_ERROR(vol->free_.Load(vol->db_.get(), current.geometry()));
-    DAXREF_RETURN_IF_ERROR(vol->refs_.Load(vol->db_.get(), current.geometry()));
-    DAXREF_RETURN_IF_ERROR(vol->bad_.Load(vol->db_.get(), current.geometry()));
-    vol->bad_count_ = vol->bad_.blocks();
-  }
-  {
-    PrefixScan scan(std::string(1, prefix::kRmap));
-    std::unique_ptr<rocksdb::Iterator> it(vol->db_->NewIterator(scan.Options()));
-    uint64_t mask = 0;
-    for (unsigned c = 0; c < kRmapClasses; ++c) {
-      it->Seek(keys::RmapClassPrefix(c));
-      if (!it->Valid()) break;
-      unsigned got = static_cast<uint8_t>(it->key()[1]);
-      if (got >= kRmapClasses) break;
-      mask |= uint64_t{1} << got;
-      c = got;
-    }
-    if (!it->status().ok()) return Status::IOError("scan reverse map: " + it->status().ToString());
-    vol->rmap_classes_ = mask;
-  }
+  DAXREF_RETURN_IF_ERROR(vol->LoadMirrors(id));
 
   // Nothing is open at mount: every orphan is garbage from a daemon that died.
   std::vector<uint64_t> orphans;
@@ -329,7 +335,61 @@ Result<std::unique_ptr<Volume>> Volume::Open(const std::string& dir, const Super
   return vol;
 }
 
+Result<std::unique_ptr<Volume>> Volume::OpenReadOnlyVolume(const std::string& dir,
+                                                           const Superblock& sb, DataPlane* data) {
+  auto db = OpenReadOnly(dir, sb);
+  if (!db.ok()) return db.status();
+  StoreIdentity id;
+  DAXREF_RETURN_IF_ERROR(ReadStoreIdentity(db->get(), rocksdb::ReadOptions(), &id));
+  auto plane = std::make_unique<ReadOnlyPlane>(data);
+  std::unique_ptr<Volume> vol(new Volume(std::move(*db), sb, plane.get()));
+  vol->read_only_ = true;
+  vol->read_only_plane_ = std::move(plane);
+  // Never stopped: nothing is ever written.
+  vol->health_ = std::make_shared<StoreHealth>(nullptr);
+  vol->dir_ = dir;
+  // A format 2 store is read as it is (it has no B records); orphans stay
+  // for the next read-write mount to reclaim (nothing can open them here:
+  // they have no name).
+  DAXREF_RETURN_IF_ERROR(vol->LoadMirrors(id));
+  return vol;
+}
+
+Status Volume::LoadMirrors(const StoreIdentity& id) {
+  {
+    // No other thread knows the Volume yet; the lock is for the rule that
+    // these are only touched under it.
+    MutexLock g(&mu_);
+    next_ino_ = id.next_ino;
+    ino_limit_ = id.next_ino;
+    inodes_ = id.inodes;
+    DAXREF_RETURN_IF_ERROR(free_.Load(db_.get(), sb_.geometry()));
+    DAXREF_RETURN_IF_ERROR(refs_.Load(db_.get(), sb_.geometry()));
+    DAXREF_RETURN_IF_ERROR(bad_.Load(db_.get(), sb_.geometry()));
+    bad_count_ = bad_.blocks();
+  }
+  {
+    PrefixScan scan(std::string(1, prefix::kRmap));
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(scan.Options()));
+    uint64_t mask = 0;
+    for (unsigned c = 0; c < kRmapClasses; ++c) {
+      it->Seek(keys::RmapClassPrefix(c));
+      if (!it->Valid()) break;
+      unsigned got = static_cast<uint8_t>(it->key()[1]);
+      if (got >= kRmapClasses) break;
+      mask |= uint64_t{1} << got;
+      c = got;
+    }
+    if (!it->status().ok()) return Status::IOError("scan reverse map: " + it->status().ToString());
+    rmap_classes_ = mask;
+  }
+  return Status::Ok();
+}
+
 Status Volume::Commit(Txn& t) {
+  // A read-only Volume never commits (volume.h, Options::read_only); its
+  // data stores were refused already (ReadOnlyPlane).
+  if (read_only_) return Status::Error(EROFS, "read-only filesystem");
   // Blocks this batch starts pointing at hold their final bytes now; make
   // them durable first, so the committed map never points at stale data.
   // If that fails (the pool's host filesystem could not write them back),
@@ -361,15 +421,28 @@ Status Volume::Commit(Txn& t) {
 }
 
 VolumeStats Volume::Stats() {
-  MutexLock g(&mu_);
   VolumeStats s;
-  s.data_blocks = sb_.data_blocks();
-  s.free_blocks = free_.free_blocks();
-  s.inodes = inodes_;
+  {
+    MutexLock g(&mu_);
+    s.data_blocks = sb_.data_blocks();
+    s.free_blocks = free_.free_blocks();
+    s.inodes = inodes_;
+  }
+  // The bytes of the store's files (log, tables, MANIFEST): a few dozen
+  // stats, outside the lock. A file RocksDB deletes meanwhile is skipped.
+  // Sizes, not allocation: RocksDB reserves tens of MiB ahead for its log
+  // (fallocate), which would show an empty filesystem as 40 MiB used.
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir_, ec)) {
+    struct stat st {};
+    if (lstat(e.path().c_str(), &st) == 0 && S_ISREG(st.st_mode))
+      s.store_bytes += static_cast<uint64_t>(st.st_size);
+  }
   return s;
 }
 
 Status Volume::Sync() {
+  if (read_only_) return Status::Ok();  // nothing was ever written
   Status times = FlushTimes();
   MutexLock wal(&wal_mu_);
   if (health_->stopped()) {

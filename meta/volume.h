@@ -78,6 +78,10 @@ struct VolumeStats {
   uint64_t data_blocks = 0;  // blocks a file could ever use
   uint64_t free_blocks = 0;
   uint64_t inodes = 0;  // inodes in use
+  // The metadata store's size (the bytes of every file in its directory).
+  // Not pool space, but space on the host this filesystem uses: statfs
+  // counts it as used.
+  uint64_t store_bytes = 0;
 };
 
 // Mode bits for Fallocate (the Linux FALLOC_FL_* values).
@@ -122,6 +126,7 @@ struct DedupeResult {
 };
 
 class StoreHealth;
+struct StoreIdentity;
 
 class Volume {
  public:
@@ -136,6 +141,18 @@ class Volume {
     // after an error of its host filesystem (see "When the store's filesystem
     // fails" in meta/volume.cc).
     std::function<void(const std::string& line)> log = {};
+    // A read-only Volume (a `-o ro` mount; docs/design.md, "Read-only
+    // mounts"): the store is opened with RocksDB's OpenForReadOnly, so
+    // nothing in its directory is created or written, not even its info
+    // log; the format is not upgraded, the generation not advanced (the
+    // pool is not written), orphans are left for the next read-write
+    // mount. Every operation that would change the filesystem fails with
+    // EROFS before it changes anything, in memory, the store or the pool
+    // (its data stores go through a plane that refuses them). Poison is
+    // the exception: MarkBad records bad blocks in memory only (reads of
+    // them fail as on any mount; the next read-write mount does not know
+    // them), and ClearBad is refused (EROFS).
+    bool read_only = false;
   };
 
   // Creates a fresh store in `dir` for the pool described by `sb`; fails if
@@ -219,6 +236,8 @@ class Volume {
   // fails", says why there is no recovery while mounted). True while
   // stopped.
   bool store_stopped();
+  // Opened with Options::read_only.
+  bool read_only() const { return read_only_; }
 
   // ---- sharing (reflink) ----
   // Makes dst's bytes [dst_off, dst_off+len) share src's blocks at
@@ -317,6 +336,11 @@ class Volume {
   Volume(std::unique_ptr<rocksdb::DB> db, const Superblock& sb, DataPlane* data);
 
   // ---- the store (volume.cc) ----
+  static Result<std::unique_ptr<Volume>> OpenReadOnlyVolume(const std::string& dir,
+                                                            const Superblock& sb, DataPlane* data);
+  // Loads free space, refcounts, bad blocks and the reverse map's classes
+  // from the store; at Open, before any other thread knows the Volume.
+  Status LoadMirrors(const StoreIdentity& id) EXCLUDES(mu_);
   Status Commit(Txn& t) REQUIRES(mu_);
   // Ok, or the error that stopped the store (as ENOSPC or EIO). Caller
   // holds wal_mu_.
@@ -444,6 +468,12 @@ class Volume {
   Status RefuseBad(uint64_t pb0, uint64_t pb1, const char* what) REQUIRES(mu_);
 
   std::unique_ptr<rocksdb::DB> db_;
+  // Options::read_only. Set at Open, before any other thread knows the
+  // Volume; never changed.
+  bool read_only_ = false;
+  // On a read-only Volume, the plane data_ points at: the caller's, with
+  // every store refused (volume.cc).
+  std::unique_ptr<DataPlane> read_only_plane_;
   Superblock sb_;
   std::string pool_path_;  // Options::pool_path
   DataPlane* data_;

@@ -428,6 +428,29 @@ Status Volume::SetXattr(uint64_t ino, std::string_view name, std::string_view va
   if (!s.ok() && s.err() != ENOENT) return s;
   if ((flags & XATTR_CREATE) && s.ok()) return Status::Error(EEXIST, "attribute exists");
   if ((flags & XATTR_REPLACE) && !s.ok()) return Status::Error(ENODATA, "no such attribute");
+  // The per-inode bound (format.h, kMaxXattrBytesPerInode): what the
+  // inode's attributes would hold after this call, the one replaced left out.
+  uint64_t list = 0, total = 0;
+  {
+    PrefixScan scan(keys::XattrPrefix(ino));
+    std::unique_ptr<rocksdb::Iterator> it = t.Iter(scan);
+    for (it->Seek(scan.prefix()); it->Valid(); it->Next()) {
+      std::string_view k = it->key().ToStringView();
+      if (k.substr(0, scan.prefix().size()) != scan.prefix()) break;
+      std::string_view n = k.substr(scan.prefix().size());
+      if (n == name) continue;
+      list += n.size() + 1;
+      total += n.size() + 1 + it->value().size();
+    }
+    DAXREF_RETURN_IF_ERROR(FromRocks(it->status(), "setxattr"));
+  }
+  list += name.size() + 1;
+  total += name.size() + 1 + value.size();
+  if (total > kMaxXattrBytesPerInode || list > kMaxXattrListLen)
+    return Status::NoSpace(
+        "the file's extended attributes would exceed " +
+        std::to_string(total > kMaxXattrBytesPerInode ? kMaxXattrBytesPerInode : kMaxXattrListLen) +
+        " bytes");
   t.Put(keys::Xattr(ino, name), std::string(value));
   r.flags |= kInodeHasXattrs;
   r.ctime = Now();

@@ -21,11 +21,13 @@ std::string Pmem2Error(const char* what) {
 }
 }  // namespace
 
-Result<std::unique_ptr<PoolMapping>> PoolMapping::Open(const std::string& path, int lock_wait_ms) {
+Result<std::unique_ptr<PoolMapping>> PoolMapping::Open(const std::string& path, int lock_wait_ms,
+                                                       bool read_only) {
   // Before there is a mapping to fault on.
   InstallMappingGuard();
   std::unique_ptr<PoolMapping> p(new PoolMapping());
-  p->fd_ = open(path.c_str(), O_RDWR | O_CLOEXEC);
+  p->read_only_ = read_only;
+  p->fd_ = open(path.c_str(), (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
   if (p->fd_ < 0) {
     int e = errno;
     if (e == ENOENT) return Status::Error(e, path + ": no pool here (not a daxref filesystem?)");
@@ -56,6 +58,8 @@ Result<std::unique_ptr<PoolMapping>> PoolMapping::Open(const std::string& path, 
     return Status::IOError(Pmem2Error("pmem2_config_set_required_store_granularity"));
   if (pmem2_config_set_length(p->cfg_, want) != 0)
     return Status::IOError(Pmem2Error("pmem2_config_set_length"));
+  if (read_only && pmem2_config_set_protection(p->cfg_, PMEM2_PROT_READ) != 0)
+    return Status::IOError(Pmem2Error("pmem2_config_set_protection"));
   if (pmem2_map_new(&p->map_, p->cfg_, p->src_) != 0)
     return Status::IOError(Pmem2Error("pmem2_map_new"));
   p->base_ = static_cast<char*>(pmem2_map_get_address(p->map_));
@@ -101,7 +105,14 @@ Status PoolMapping::CheckRange(uint64_t pool_off, uint64_t len, const char* what
                          std::to_string(size_) + " bytes");
 }
 
+Status PoolMapping::CheckWritable(const char* what) const {
+  if (!read_only_) return Status::Ok();
+  return Status::Error(EROFS,
+                       std::string("pool ") + what + " refused: the pool is mapped read-only");
+}
+
 Status PoolMapping::Write(uint64_t pool_off, const void* src, size_t len) {
+  DAXREF_RETURN_IF_ERROR(CheckWritable("write"));
   DAXREF_RETURN_IF_ERROR(CheckRange(pool_off, len, "write"));
   return Access([&] { memcpy_(base_ + pool_off, src, len, store_flags_); }, "write");
 }
@@ -113,6 +124,7 @@ Status PoolMapping::Load(uint64_t pool_off, void* dst, size_t len) {
 }
 
 Status PoolMapping::Copy(uint64_t dst_pool_off, uint64_t src_pool_off, size_t len) {
+  DAXREF_RETURN_IF_ERROR(CheckWritable("copy"));
   DAXREF_RETURN_IF_ERROR(CheckRange(dst_pool_off, len, "copy"));
   DAXREF_RETURN_IF_ERROR(CheckRange(src_pool_off, len, "copy"));
   return Access([&] { memcpy_(base_ + dst_pool_off, base_ + src_pool_off, len, store_flags_); },
@@ -120,6 +132,7 @@ Status PoolMapping::Copy(uint64_t dst_pool_off, uint64_t src_pool_off, size_t le
 }
 
 Status PoolMapping::Zero(uint64_t pool_off, size_t len) {
+  DAXREF_RETURN_IF_ERROR(CheckWritable("zero"));
   DAXREF_RETURN_IF_ERROR(CheckRange(pool_off, len, "zero"));
   return Access([&] { memset_(base_ + pool_off, 0, len, store_flags_); }, "zero");
 }
@@ -262,7 +275,7 @@ Status PoolMapping::WalkBadBlocks(const BadBlockFn& fn) {
 // fraction of that. Best effort: an old kernel without MADV_POPULATE_WRITE,
 // or a range that cannot be populated now, just faults as before.
 void PoolMapping::WillWrite(uint64_t pool_off, size_t len) {
-  if (!Contains(pool_off, len)) return;
+  if (read_only_ || !Contains(pool_off, len)) return;
 #ifdef MADV_POPULATE_WRITE
   if (page_granular_ && len >= 2 * kBlockSize) {
     uintptr_t start = reinterpret_cast<uintptr_t>(base_ + pool_off) & ~uintptr_t{kBlockSize - 1};
@@ -277,12 +290,12 @@ void PoolMapping::WillWrite(uint64_t pool_off, size_t len) {
 // fails; the host filesystem failing to write pages back is an error for the
 // operation (its batch never commits), not a reason to kill every mount.
 Status PoolMapping::Persist(uint64_t pool_off, size_t len) {
-  if (!page_granular_ || len == 0) return Status::Ok();
+  if (!page_granular_ || read_only_ || len == 0) return Status::Ok();
   return Msync(pool_off, len);
 }
 
 Status PoolMapping::PersistAll() {
-  if (!page_granular_) return Status::Ok();
+  if (!page_granular_ || read_only_) return Status::Ok();
   return Msync(0, size_);
 }
 

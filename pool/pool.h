@@ -62,7 +62,14 @@ class PoolMapping : public DataPlane {
  public:
   // Opens, locks and maps the pool at `path`, checking its superblock.
   // Waits up to `lock_wait_ms` for a previous holder of the lock to let go.
-  static Result<std::unique_ptr<PoolMapping>> Open(const std::string& path, int lock_wait_ms);
+  // `read_only` (a `-o ro` mount): the file is opened O_RDONLY and mapped
+  // for reading only, so a pool on read-only media can be served; every
+  // store (Write, Copy, Zero) then fails with EROFS before it touches the
+  // mapping, and Persist has nothing to do. The flock is taken all the same
+  // (it needs no write access), so a read-write daemon cannot serve the
+  // pool at the same time.
+  static Result<std::unique_ptr<PoolMapping>> Open(const std::string& path, int lock_wait_ms,
+                                                   bool read_only = false);
   ~PoolMapping() override;
   PoolMapping(const PoolMapping&) = delete;
   PoolMapping& operator=(const PoolMapping&) = delete;
@@ -128,6 +135,7 @@ class PoolMapping : public DataPlane {
   uint64_t size() const { return size_; }
   const Superblock& superblock() const { return sb_; }
   bool used_backup_superblock() const { return used_backup_; }
+  bool read_only() const { return read_only_; }
   // "byte" on real persistent memory, "cache line", or "page" (msync).
   const char* granularity() const;
 
@@ -144,6 +152,8 @@ class PoolMapping : public DataPlane {
   Status Msync(uint64_t pool_off, size_t len);
   // EIO naming the access unless [pool_off, pool_off+len) is inside the pool.
   Status CheckRange(uint64_t pool_off, uint64_t len, const char* what) const;
+  // EROFS naming the access on a read-only mapping.
+  Status CheckWritable(const char* what) const;
   int fd_ = -1;
   pmem2_config* cfg_ = nullptr;
   pmem2_source* src_ = nullptr;
@@ -158,6 +168,7 @@ class PoolMapping : public DataPlane {
   // needs the msync, and fsync is where applications ask for that.
   unsigned store_flags_ = 0;
   bool page_granular_ = true;
+  bool read_only_ = false;
   Superblock sb_;
   bool used_backup_ = false;
   // Read only on the fault path, so a lock costs nothing that matters; the
