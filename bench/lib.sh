@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Shell functions the benchmarks share; sourced by run.sh, reflink.sh and
+# Shell functions the benchmarks share; sourced by run.sh, reflink.sh, churn.sh and
 # poison.sh.
 # The caller defines note() (a message to stderr) and POOL (the pool path
 # of its daxref mount).

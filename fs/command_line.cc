@@ -11,12 +11,13 @@ namespace daxref {
 namespace {
 
 // Options libfuse 3.14's mount code understands (passed through as they are).
-const std::set<std::string> kFuseFlags = {"allow_other", "allow_root",   "default_permissions",
-                                          "ro",          "rw",           "suid",
-                                          "nosuid",      "dev",          "nodev",
-                                          "exec",        "noexec",       "async",
-                                          "sync",        "dirsync",      "atime",
-                                          "noatime",     "auto_unmount", "debug"};
+// suid, dev, nosuid and nodev are not among them: ParseCommandLine decides
+// those (CommandLine::allow_suid).
+const std::set<std::string> kFuseFlags = {"allow_other",  "allow_root", "default_permissions",
+                                          "ro",           "rw",         "exec",
+                                          "noexec",       "async",      "sync",
+                                          "dirsync",      "atime",      "noatime",
+                                          "auto_unmount", "debug"};
 const std::vector<std::string> kFuseValued = {"fsname=", "subtype=", "max_read="};
 // mount(8) / fstab words that mean nothing to a FUSE daemon, and atime
 // variants libfuse refuses although a FUSE mount has no atime policy of its
@@ -96,6 +97,13 @@ Status AddMountOptions(const std::string& list, CommandLine* cl) {
       if (*end || v < 1 || v > 64)
         return Status::Invalid("bad threads '" + o.substr(8) + "' (1 to 64)");
       cl->threads = static_cast<int>(v);
+    } else if (o == "suid" || o == "dev") {
+      // mount.fuse3 passes these on every mount it starts (unless nosuid,
+      // nodev): not a request. allow_suid / allow_dev are.
+    } else if (o == "nosuid" || o == "nodev") {
+      (o == "nosuid" ? cl->nosuid : cl->nodev) = true;
+    } else if (o == "allow_suid" || o == "allow_dev") {
+      (o == "allow_suid" ? cl->allow_suid : cl->allow_dev) = true;
     } else if (kFuseFlags.count(o)) {
       cl->fuse_options.push_back(o);
     } else {
@@ -121,8 +129,11 @@ std::string Usage(const char* prog) {
     << "  -s                      serve requests on one thread (-o threads=1)\n"
     << "      --log-level LEVEL   trace, debug, info, warn, error (default info)\n\n"
     << "Mount options (-o OPT[,OPT...]):\n"
-    << "  allow_other, ro, rw, nosuid, nodev, noexec, noatime, fsname=NAME, ...\n"
+    << "  allow_other, ro, rw, noexec, noatime, fsname=NAME, ...\n"
     << "                          standard FUSE/mount options, passed to the kernel\n"
+    << "  allow_suid, allow_dev   honour set-user/group-ID bits, device files; the\n"
+    << "                          mount is nosuid,nodev without them (a plain suid\n"
+    << "                          or dev, which mount.fuse3 always adds, is ignored)\n"
     << "  source=PATH             SOURCE, for fstab entries that put it here\n"
     << "  log_level=LEVEL         as --log-level\n"
     << "  threads=N               request threads, 1 to 64 (default 4)\n"
@@ -199,6 +210,9 @@ Result<CommandLine> ParseCommandLine(int argc, char** argv) {
     return Status::Invalid("expected SOURCE and MOUNTPOINT");
   }
   cl.fuse_options.push_back("default_permissions");
+  // The same safe default however the daemon was started (docs in daxref(8)).
+  cl.fuse_options.push_back(cl.allow_suid && !cl.nosuid ? "suid" : "nosuid");
+  cl.fuse_options.push_back(cl.allow_dev && !cl.nodev ? "dev" : "nodev");
   return cl;
 }
 

@@ -24,7 +24,15 @@ struct CommandLine {
   std::string log_level = "info";
   int lock_wait_ms = 30000;
   int poison_signal = SIGBUS;  // 0: none (docs/poison.md)
-  // Options handed to libfuse as one -o list (default_permissions included).
+  // Set-id bits and device files are honoured only when asked for by name
+  // (allow_suid, allow_dev): mount.fuse3 adds `suid,dev` to every mount it
+  // starts, so a plain `suid` or `dev` cannot mean that the user asked.
+  bool allow_suid = false;
+  bool allow_dev = false;
+  bool nosuid = false;  // given: wins over allow_suid
+  bool nodev = false;
+  // Options handed to libfuse as one -o list (default_permissions, and
+  // nosuid/nodev or suid/dev, included).
   std::vector<std::string> fuse_options;
 };
 

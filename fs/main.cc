@@ -6,7 +6,8 @@
 // fuse.daxref` prints one line and changes nothing. Going to the background
 // happens first of all, by fork, because RocksDB's threads would not survive
 // a fork made after the store is open; the parent waits on a pipe until the
-// child has mounted (or failed) and exits with the child's verdict.
+// child has mounted (or failed) and exits with the child's verdict, printing
+// what the child has to say on the way (that it waits for an earlier daemon).
 #define FUSE_USE_VERSION 314
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
@@ -19,6 +20,7 @@
 
 #include <chrono>
 #include <climits>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -34,6 +36,7 @@
 #include "fs/filesystem.h"
 #include "fs/kernel_channel.h"
 #include "fs/poison_handler.h"
+#include "fs/startup_checks.h"
 #include "meta/superblock.h"
 #include "meta/volume.h"
 #include "pool/async_faults.h"
@@ -46,30 +49,40 @@
 namespace daxref {
 namespace {
 
-// Tells the waiting parent how start-up went; in the foreground (no parent
-// waiting, fd < 0) a failure is printed directly.
+// Tells the waiting parent how start-up goes, one line per message: a code
+// (N: a note to print now, E: failed, K: mounted), then the text. In the
+// foreground (no parent waiting, fd < 0) a note or failure is printed
+// directly.
 class StartupReport {
  public:
   explicit StartupReport(int fd) : fd_(fd) {}
   ~StartupReport() {
     if (fd_ >= 0) close(fd_);
   }
+  void Note(const std::string& msg) { Send('N', msg); }
   void Fail(const std::string& msg) { Send('E', msg); }
   void Ready() { Send('K', ""); }
 
  private:
-  void Send(char code, const std::string& msg) {
+  void Send(char code, std::string msg) {
+    if (code == 'N') spdlog::warn("{}", msg);
     if (fd_ < 0) {
+      // In the foreground a note is the log line above.
       if (code == 'E') fprintf(stderr, "daxref: %s\n", msg.c_str());
       return;
     }
     if (code == 'E') spdlog::error("{}", msg);
+    for (char& c : msg)
+      if (c == '\n') c = ' ';
     std::string m(1, code);
     m += msg;
+    m += '\n';
     ssize_t ignored = write(fd_, m.data(), m.size());
     (void)ignored;
-    close(fd_);
-    fd_ = -1;
+    if (code != 'N') {
+      close(fd_);
+      fd_ = -1;
+    }
   }
   int fd_;
 };
@@ -79,21 +92,42 @@ int WaitForChild(int fd, pid_t child) {
   std::string msg;
   char buf[512];
   ssize_t n;
-  while ((n = read(fd, buf, sizeof(buf))) > 0) msg.append(buf, n);
+  for (;;) {
+    size_t nl;
+    while ((nl = msg.find('\n')) != std::string::npos) {
+      const std::string line = msg.substr(0, nl);
+      msg.erase(0, nl + 1);
+      if (line.empty()) continue;
+      if (line[0] == 'K') {
+        close(fd);
+        return 0;
+      }
+      fprintf(stderr, "daxref: %s\n", line.c_str() + 1);
+      if (line[0] == 'E') {
+        close(fd);
+        int status = 0;
+        waitpid(child, &status, 0);
+        return 1;
+      }
+    }
+    n = read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    msg.append(buf, static_cast<size_t>(n));
+  }
   close(fd);
-  if (!msg.empty() && msg[0] == 'K') return 0;
   int status = 0;
   waitpid(child, &status, 0);
-  if (msg.size() > 1)
-    fprintf(stderr, "daxref: %s\n", msg.c_str() + 1);
-  else if (msg.empty())
-    fprintf(stderr, "daxref: daemon exited during start-up\n");
+  fprintf(stderr, "daxref: daemon exited during start-up\n");
   return 1;
 }
 
 std::string Absolute(const std::string& p) {
   char buf[PATH_MAX];
   if (realpath(p.c_str(), buf)) return buf;
+  // Unresolvable (a dead mount answers ENOTCONN): at least absolute, so
+  // that it can be found in mountinfo.
+  if (!p.empty() && p[0] != '/' && getcwd(buf, sizeof(buf))) return std::string(buf) + "/" + p;
   return p;
 }
 
@@ -155,6 +189,15 @@ using SessionPtr = std::unique_ptr<fuse_session, SessionDeleter>;
 // The mountpoint and SOURCE exist and are directories.
 bool CheckPaths(const CommandLine& cl, StartupReport* report) {
   struct stat st {};
+  // A mount left by a daemon that was killed: detached if it is daxref's,
+  // so that this mount does not land on top of a dead one.
+  if (stat(cl.mountpoint.c_str(), &st) != 0 && errno == ENOTCONN) {
+    Status s = ClearDeadMount(cl.mountpoint, [&](const std::string& m) { report->Note(m); });
+    if (!s.ok()) {
+      report->Fail(s.message());
+      return false;
+    }
+  }
   if (stat(cl.mountpoint.c_str(), &st) != 0) {
     report->Fail("mountpoint " + cl.mountpoint + ": " + strerror(errno));
     return false;
@@ -183,13 +226,31 @@ std::unique_ptr<PoolMapping> OpenPool(const CommandLine& cl, StartupReport* repo
   // starts a thread, so that whichever thread the kernel picks has it.
   if (Status mce = RequestEarlyMachineCheckNotice(); !mce.ok())
     spdlog::warn("no early notice of machine checks: {}", mce.message());
-  auto pool = PoolMapping::Open(PoolPath(cl.source), cl.lock_wait_ms);
+  // An earlier daemon of SOURCE may still be exiting (umount returns before
+  // it has): say at once that this one waits, and for whom.
+  const std::string pool_path = PoolPath(cl.source);
+  if (cl.lock_wait_ms > 0 && PoolLockBusy(pool_path)) {
+    std::string holder = PoolLockHolder(pool_path);
+    if (holder.empty()) holder = "another process";
+    report->Note("waiting up to " + std::to_string(cl.lock_wait_ms / 1000) + " s (lock_wait) for " +
+                 holder + " to let go of " + pool_path +
+                 ": an earlier daemon of this filesystem still exiting, or still mounted");
+  }
+  auto pool = PoolMapping::Open(pool_path, cl.lock_wait_ms);
   if (!pool.ok()) {
     report->Fail(pool.status().message());
     return nullptr;
   }
-  if ((*pool)->used_backup_superblock())
+  if ((*pool)->used_backup_superblock()) {
     spdlog::warn("primary pool superblock is damaged; using the backup copy");
+  } else if (std::string bad = BackupSuperblockProblem(pool_path); !bad.empty()) {
+    // The primary is good, so the mount goes on, and opening the store
+    // (which advances the generation in both copies) rewrites the backup;
+    // but until now one more bad block would have left the pool
+    // unreadable, and the admin is to know.
+    report->Note("the backup pool superblock (last block of " + pool_path +
+                 ") was damaged: " + bad + "; rewritten from the primary by this mount");
+  }
   // A pool page its host filesystem cannot provide (full, cut short) is
   // ENOSPC or EIO for the request, never poison: one line each.
   (*pool)->set_host_fault_log([](const std::string& line) { spdlog::warn("{}", line); });
@@ -265,6 +326,10 @@ SessionPtr Mount(const CommandLine& cl, Filesystem* fs, StartupReport* report) {
     report->Fail("cannot install signal handlers");
     return nullptr;
   }
+  // HUP, INT and TERM unmount (libfuse's handlers above). What else would
+  // end the daemon by default and leave the mount answering ENOTCONN is
+  // ignored (daxref(8), "Signals").
+  for (int sig : {SIGQUIT, SIGUSR1, SIGUSR2}) signal(sig, SIG_IGN);
   fs->set_mount(cl.mountpoint, MountDevice(cl.mountpoint));
   if (fs->dev() == 0)
     spdlog::warn(
@@ -442,6 +507,9 @@ int main(int argc, char** argv) {
     }
     report_fd = p[1];
   }
+  // What the daemon creates in SOURCE (the store's files) is its owner's
+  // alone, as mkfs.daxref made SOURCE.
+  umask(077);
   SetUpLogging(cl);
   StartupReport report(report_fd);
   return Serve(cl, &report);

@@ -15,9 +15,10 @@
 //     drops one reference and frees or retires the blocks no one references.
 //   - Blocks join a file only from AllocateFor (free space, rolled back with
 //     the Txn) or as a shared reference taken by ShareBlocks.
-//   - An operation that edits ino's extents calls Txn::TouchExtents first:
-//     its reads then bypass the extent cache, and the cache entry is dropped
-//     at commit.
+//   - Every E record written goes through Txn::PutExtent or EraseExtent,
+//     which edit the file's in-memory map (meta/extent_maps.h) in step, so
+//     that the map stays the truth; nothing here reads E records from the
+//     store except LoadExtents, once per file brought into memory.
 #include <rocksdb/db.h>
 
 #include <algorithm>
@@ -32,67 +33,105 @@ namespace daxref {
 
 using internal::BlockCeil;
 using internal::BlockOf;
-using internal::FirstEndingAfter;
 using internal::FromRocks;
 using internal::PoolOff;
 using internal::PrefixScan;
 
 // ---------------------------------------------------------------------------
-// Reading the map. Keys E(ino, fblock) sort by file block, so the extents
-// that overlap [fb0, fb1) are the one at or before fb0 (if it reaches past
-// fb0) and those starting inside the range.
+// Loading a map, and the Txn's hold on the maps it reads and edits.
 
-ExtentCache::Map Volume::CommittedExtents(uint64_t ino, bool load) {
-  if (ExtentCache::Map m = extent_cache_.Get(ino)) return m;
-  if (!load || extent_cache_.TooBig(ino)) return nullptr;
-  uint64_t gen = extent_cache_.generation();
-  auto v = std::make_shared<std::vector<Extent>>();
+Status Volume::LoadExtents(uint64_t ino, FileExtents::Map* out) {
+  // A forward scan reads each key's newest version first, so loading costs
+  // the file's extents plus the deleted versions still in the store once,
+  // not once per lookup as a backward seek did.
   PrefixScan scan(keys::ExtentPrefix(ino));
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(scan.Options()));
+  uint64_t end = 0;
   for (it->Seek(scan.prefix()); it->Valid(); it->Next()) {
-    if (v->size() == ExtentCache::kMaxPerFile) {
-      extent_cache_.MarkTooBig(ino, gen);
-      return nullptr;
-    }
     Extent e;
-    if (!DecodeExtent(it->key().ToStringView(), it->value().ToStringView(), sb_.geometry(), &e)
-             .ok())
-      return nullptr;
-    v->push_back(e);
+    DAXREF_RETURN_IF_ERROR(
+        DecodeExtent(it->key().ToStringView(), it->value().ToStringView(), sb_.geometry(), &e));
+    if (e.fblock < end)
+      return Status::Corruption("inode " + std::to_string(ino) + ": extent at file block " +
+                                std::to_string(e.fblock) + " overlaps the one before it");
+    end = e.fend();
+    out->emplace_hint(out->end(), e.fblock, e);
   }
-  if (!it->status().ok()) return nullptr;
-  ExtentCache::Map m = std::move(v);
-  extent_cache_.Put(ino, m, gen);
-  return m;
+  return FromRocks(it->status(), "load extents");
 }
 
-Status Volume::WalkExtents(Txn& t, uint64_t ino, uint64_t fb0, uint64_t fb1, const ExtentFn& fn) {
-  if (!t.ExtentsTouched(ino)) {
-    if (ExtentCache::Map m = CommittedExtents(ino, false)) {
-      for (auto it = FirstEndingAfter(*m, fb0); it != m->end() && it->fblock < fb1; ++it)
-        if (!fn(*it)) break;
-      return Status::Ok();
+Volume::Txn::HeldMap* Volume::Txn::Held(uint64_t ino) {
+  for (HeldMap& h : held_)
+    if (h.ino == ino) return &h;
+  return nullptr;
+}
+
+// The map is held exclusive from here to ReleaseMaps, across calls, which
+// the analysis (one function at a time) cannot follow.
+FileExtents::Map* Volume::Txn::EditableMap(uint64_t ino) NO_THREAD_SAFETY_ANALYSIS {
+  HeldMap* h = Held(ino);
+  return h ? &h->file->map : nullptr;
+}
+
+Result<const FileExtents::Map*> Volume::Txn::Extents(uint64_t ino) NO_THREAD_SAFETY_ANALYSIS {
+  if (FileExtents::Map* m = EditableMap(ino)) return m;
+  Volume* v = v_;
+  Result<ExtentMaps::Handle> got = v->extent_maps_.Get(
+      ino, [v](uint64_t i, FileExtents::Map* out) { return v->LoadExtents(i, out); });
+  if (!got.ok()) return got.status();
+  ExtentMaps::Handle file = std::move(*got);
+  file->mu.Lock();
+  held_.push_back(HeldMap{ino, file, file->map.size()});
+  return &file->map;
+}
+
+Status Volume::Txn::PutExtent(uint64_t ino, const Extent& e) {
+  DAXREF_RETURN_IF_ERROR(Extents(ino).status());
+  FileExtents::Map* m = EditableMap(ino);
+  auto it = m->find(e.fblock);
+  undo_.push_back(MapUndo{m, e.fblock, it == m->end() ? std::nullopt : std::optional(it->second)});
+  (*m)[e.fblock] = e;
+  batch_.Put(keys::Extent(ino, e.fblock), EncodeExtent(e));
+  return Status::Ok();
+}
+
+Status Volume::Txn::EraseExtent(uint64_t ino, uint64_t fblock) {
+  DAXREF_RETURN_IF_ERROR(Extents(ino).status());
+  FileExtents::Map* m = EditableMap(ino);
+  auto it = m->find(fblock);
+  if (it == m->end()) return Status::Corruption("removing an extent that is not mapped");
+  undo_.push_back(MapUndo{m, fblock, it->second});
+  m->erase(it);
+  batch_.Delete(keys::Extent(ino, fblock));
+  return Status::Ok();
+}
+
+void Volume::Txn::ReleaseMaps() NO_THREAD_SAFETY_ANALYSIS {
+  if (!done_) {
+    for (auto u = undo_.rbegin(); u != undo_.rend(); ++u) {
+      if (u->before)
+        (*u->map)[u->fblock] = *u->before;
+      else
+        u->map->erase(u->fblock);
     }
   }
-  PrefixScan scan(keys::ExtentPrefix(ino));
-  const std::string& lo = scan.prefix();
-  auto it = t.Iter(scan);
-  // An extent starting before fb0 may reach into the range.
-  it->SeekForPrev(keys::Extent(ino, fb0));
-  if (it->Valid() && it->key().starts_with(lo)) {
-    Extent e;
-    DAXREF_RETURN_IF_ERROR(
-        DecodeExtent(it->key().ToStringView(), it->value().ToStringView(), sb_.geometry(), &e));
-    if (e.fblock < fb0 && e.fend() > fb0 && !fn(e)) return Status::Ok();
+  for (HeldMap& h : held_) {
+    bool gone = done_ && std::find(forget_.begin(), forget_.end(), h.ino) != forget_.end();
+    int64_t now = gone ? 0 : static_cast<int64_t>(h.file->map.size());
+    v_->extent_maps_.Resized(now - static_cast<int64_t>(h.size_before));
+    h.file->mu.Unlock();
   }
-  for (it->Seek(keys::Extent(ino, fb0)); it->Valid() && it->key().starts_with(lo); it->Next()) {
-    Extent e;
-    DAXREF_RETURN_IF_ERROR(
-        DecodeExtent(it->key().ToStringView(), it->value().ToStringView(), sb_.geometry(), &e));
-    if (e.fblock >= fb1) break;
-    if (!fn(e)) break;
-  }
-  return FromRocks(it->status(), "scan extents");
+  held_.clear();
+}
+
+// ---------------------------------------------------------------------------
+// Reading the map.
+
+Status Volume::WalkExtents(Txn& t, uint64_t ino, uint64_t fb0, uint64_t fb1, const ExtentFn& fn) {
+  Result<const FileExtents::Map*> m = t.Extents(ino);
+  if (!m.ok()) return m.status();
+  ForEachExtentIn(**m, fb0, fb1, fn);
+  return Status::Ok();
 }
 
 //   Unmapping [fb0, fb1) from an extent keeps what lies outside:
@@ -103,8 +142,8 @@ Status Volume::WalkExtents(Txn& t, uint64_t ino, uint64_t fb0, uint64_t fb1, con
 //   left keeps e's key with a shorter length, right gets a new key at fb1
 //   with its pool block shifted by the same amount; the reverse map follows.
 Status Volume::UnmapRange(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t fb1) {
-  // Extents are collected a chunk at a time: the batch is edited between
-  // scans, never under a live iterator.
+  // Extents are collected a chunk at a time, then edited: never under a
+  // live iterator of the map.
   constexpr size_t kChunk = 512;
   uint64_t from = fb0;
   for (;;) {
@@ -114,20 +153,19 @@ Status Volume::UnmapRange(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t fb1) {
       return chunk.size() < kChunk;
     }));
     if (chunk.empty()) return Status::Ok();
-    t.TouchExtents(r->ino);
     for (const Extent& e : chunk) {
       uint64_t cut0 = std::max(e.fblock, fb0), cut1 = std::min(e.fend(), fb1);
       t.Delete(keys::Rmap(e.pblock, e.len, r->ino, e.fblock));
       if (e.fblock < cut0) {
         Extent left{e.fblock, e.pblock, cut0 - e.fblock};
-        t.Put(keys::Extent(r->ino, left.fblock), EncodeExtent(left));
+        DAXREF_RETURN_IF_ERROR(t.PutExtent(r->ino, left));
         PutRmap(t, left.pblock, left.len, r->ino, left.fblock);
       } else {
-        t.Delete(keys::Extent(r->ino, e.fblock));
+        DAXREF_RETURN_IF_ERROR(t.EraseExtent(r->ino, e.fblock));
       }
       if (cut1 < e.fend()) {
         Extent right{cut1, e.pblock + (cut1 - e.fblock), e.fend() - cut1};
-        t.Put(keys::Extent(r->ino, right.fblock), EncodeExtent(right));
+        DAXREF_RETURN_IF_ERROR(t.PutExtent(r->ino, right));
         PutRmap(t, right.pblock, right.len, r->ino, right.fblock);
       }
       uint64_t n = cut1 - cut0;
@@ -144,24 +182,21 @@ Status Volume::UnmapRange(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t fb1) {
 // before and after when both file and pool blocks are contiguous, so that a
 // file written front to back stays one extent.
 Status Volume::MapExtent(Txn& t, InodeRecord* r, const Extent& e, Extent* merged_out) {
+  Result<const FileExtents::Map*> got = t.Extents(r->ino);
+  if (!got.ok()) return got.status();
+  const FileExtents::Map& m = **got;
   Extent merged = e;
   std::optional<Extent> left, right;
-  if (e.fblock > 0) {
-    DAXREF_RETURN_IF_ERROR(WalkExtents(t, r->ino, e.fblock - 1, e.fblock, [&](const Extent& x) {
-      if (x.fend() == e.fblock && x.pend() == e.pblock) left = x;
-      return false;
-    }));
+  auto next = m.lower_bound(e.fblock);
+  if (next != m.end() && next->second.fblock < e.fend())
+    return Status::Corruption("mapping blocks over an extent");
+  if (next != m.begin()) {
+    const Extent& x = std::prev(next)->second;
+    if (x.fend() > e.fblock) return Status::Corruption("mapping blocks over an extent");
+    if (x.fend() == e.fblock && x.pend() == e.pblock) left = x;
   }
-  std::string v;
-  Status s = t.Get(keys::Extent(r->ino, e.fend()), &v);
-  if (s.ok()) {
-    Extent x;
-    DAXREF_RETURN_IF_ERROR(DecodeExtent(keys::Extent(r->ino, e.fend()), v, sb_.geometry(), &x));
-    if (x.pblock == e.pend()) right = x;
-  } else if (s.err() != ENOENT) {
-    return s;
-  }
-  t.TouchExtents(r->ino);
+  if (next != m.end() && next->second.fblock == e.fend() && next->second.pblock == e.pend())
+    right = next->second;
   if (left) {
     merged.fblock = left->fblock;
     merged.pblock = left->pblock;
@@ -169,11 +204,11 @@ Status Volume::MapExtent(Txn& t, InodeRecord* r, const Extent& e, Extent* merged
   }
   if (right) {
     merged.len += right->len;
-    t.Delete(keys::Extent(r->ino, right->fblock));
+    DAXREF_RETURN_IF_ERROR(t.EraseExtent(r->ino, right->fblock));
     t.Delete(keys::Rmap(right->pblock, right->len, r->ino, right->fblock));
   }
   if (left) t.Delete(keys::Rmap(left->pblock, left->len, r->ino, left->fblock));
-  t.Put(keys::Extent(r->ino, merged.fblock), EncodeExtent(merged));
+  DAXREF_RETURN_IF_ERROR(t.PutExtent(r->ino, merged));
   PutRmap(t, merged.pblock, merged.len, r->ino, merged.fblock);
   r->blocks += e.len;
   if (merged_out) *merged_out = merged;
@@ -195,21 +230,11 @@ Status Volume::FillHoles(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t fb1, uin
   uint64_t anchor = fb0, goal = 0;
   bool have_goal = false;
   std::optional<Extent> before;
-  ExtentCache::Map m = t.ExtentsTouched(r->ino) ? nullptr : CommittedExtents(r->ino, false);
-  if (m) {
-    auto it = std::upper_bound(m->begin(), m->end(), fb0,
-                               [](uint64_t b, const Extent& e) { return b < e.fblock; });
-    if (it != m->begin()) before = *std::prev(it);
-  } else {
-    PrefixScan scan(keys::ExtentPrefix(r->ino));
-    auto it = t.Iter(scan);
-    it->SeekForPrev(keys::Extent(r->ino, fb0));
-    if (it->Valid() && it->key().starts_with(scan.prefix())) {
-      Extent e;
-      DAXREF_RETURN_IF_ERROR(
-          DecodeExtent(it->key().ToStringView(), it->value().ToStringView(), sb_.geometry(), &e));
-      before = e;
-    }
+  {
+    Result<const FileExtents::Map*> m = t.Extents(r->ino);
+    if (!m.ok()) return m.status();
+    auto it = (*m)->upper_bound(fb0);
+    if (it != (*m)->begin()) before = std::prev(it)->second;
   }
   if (before && before->fend() <= fb0) {
     anchor = before->fend();
@@ -264,11 +289,9 @@ void Volume::PutRmap(Txn& t, uint64_t pblock, uint64_t len, uint64_t ino, uint64
 }
 
 //   Repointing file blocks [to.fblock, to.fend()) of the extent e that holds
-//   them rewrites e in place: e keeps its key (shorter), the piece and the
-//   part on the right get keys of their own. No extent key is deleted, so a
-//   batch that repoints thousands of pieces never makes the next extent
-//   lookup step over its own deletions; the price is that the new blocks
-//   are not merged with their neighbours.
+//   them cuts them out of e (the parts left and right of them keep their
+//   blocks) and maps the new blocks in the hole, merged with a neighbour
+//   whose file and pool blocks both continue them.
 Status Volume::Repoint(Txn& t, InodeRecord* r, const Extent& to) {
   std::optional<Extent> found;
   DAXREF_RETURN_IF_ERROR(WalkExtents(t, r->ino, to.fblock, to.fblock + 1, [&](const Extent& e) {
@@ -278,23 +301,71 @@ Status Volume::Repoint(Txn& t, InodeRecord* r, const Extent& to) {
   if (!found || found->fblock > to.fblock || found->fend() < to.fend())
     return Status::Corruption("repointing blocks that are not mapped");
   const Extent e = *found;
-  t.TouchExtents(r->ino);
   t.Delete(keys::Rmap(e.pblock, e.len, r->ino, e.fblock));
   auto put = [&](const Extent& x) REQUIRES(mu_) {
-    t.Put(keys::Extent(r->ino, x.fblock), EncodeExtent(x));
+    DAXREF_RETURN_IF_ERROR(t.PutExtent(r->ino, x));
     PutRmap(t, x.pblock, x.len, r->ino, x.fblock);
+    return Status::Ok();
   };
-  if (e.fblock < to.fblock) put(Extent{e.fblock, e.pblock, to.fblock - e.fblock});
-  put(to);
+  if (e.fblock < to.fblock)
+    DAXREF_RETURN_IF_ERROR(put(Extent{e.fblock, e.pblock, to.fblock - e.fblock}));
+  else
+    DAXREF_RETURN_IF_ERROR(t.EraseExtent(r->ino, e.fblock));
   if (to.fend() < e.fend())
-    put(Extent{to.fend(), e.pblock + (to.fend() - e.fblock), e.fend() - to.fend()});
+    DAXREF_RETURN_IF_ERROR(
+        put(Extent{to.fend(), e.pblock + (to.fend() - e.fblock), e.fend() - to.fend()}));
+  DAXREF_RETURN_IF_ERROR(MapExtent(t, r, to));
+  r->blocks -= to.len;  // MapExtent counts them as new; the file had them
   return DropBlocks(t, *r, e.pblock + (to.fblock - e.fblock), to.len);
+}
+
+Status Volume::SplitAt(Txn& t, InodeRecord* r, uint64_t fb) {
+  std::optional<Extent> found;
+  DAXREF_RETURN_IF_ERROR(WalkExtents(t, r->ino, fb, fb + 1, [&](const Extent& e) {
+    if (e.fblock < fb) found = e;
+    return false;
+  }));
+  if (!found) return Status::Ok();
+  const Extent e = *found;
+  const Extent left{e.fblock, e.pblock, fb - e.fblock};
+  const Extent right{fb, e.pblock + (fb - e.fblock), e.fend() - fb};
+  t.Delete(keys::Rmap(e.pblock, e.len, r->ino, e.fblock));
+  for (const Extent& x : {left, right}) {
+    DAXREF_RETURN_IF_ERROR(t.PutExtent(r->ino, x));
+    PutRmap(t, x.pblock, x.len, r->ino, x.fblock);
+  }
+  return Status::Ok();
+}
+
+//   A shift re-keys every extent it moves (E and R records name the file
+//   block). Moving down, the extents are taken in ascending order, moving
+//   up in descending order, so that no extent is put where one still is.
+//   The pool blocks, their refcounts and the file's block count stay.
+Status Volume::ShiftExtents(Txn& t, InodeRecord* r, uint64_t from, int64_t delta) {
+  std::vector<Extent> moving;
+  DAXREF_RETURN_IF_ERROR(WalkExtents(t, r->ino, from, UINT64_MAX, [&](const Extent& e) {
+    moving.push_back(e);
+    return true;
+  }));
+  if (moving.empty() || delta == 0) return Status::Ok();
+  if (moving.front().fblock < from) return Status::Corruption("shifting a split extent");
+  if (delta < 0 && moving.front().fblock < static_cast<uint64_t>(-delta))
+    return Status::Corruption("shifting an extent below file block 0");
+  if (delta > 0) std::reverse(moving.begin(), moving.end());
+  for (const Extent& e : moving) {
+    const Extent to{e.fblock + static_cast<uint64_t>(delta), e.pblock, e.len};
+    DAXREF_RETURN_IF_ERROR(t.EraseExtent(r->ino, e.fblock));
+    t.Delete(keys::Rmap(e.pblock, e.len, r->ino, e.fblock));
+    DAXREF_RETURN_IF_ERROR(t.PutExtent(r->ino, to));
+    PutRmap(t, to.pblock, to.len, r->ino, to.fblock);
+  }
+  return Status::Ok();
 }
 
 Status Volume::ShareBlocks(Txn& t, InodeRecord* src, uint64_t sfb, InodeRecord* dst, uint64_t dfb,
                            uint64_t n) {
   // The source's extents are taken a chunk at a time, then shared: the
-  // batch is edited between scans, never under a live iterator. When src
+  // maps are edited between walks, never under a live iterator. When src
   // and dst are one file the ranges do not overlap, so mapping the
   // destination never changes what the next scan of the source finds.
   //
@@ -330,8 +401,7 @@ Status Volume::ShareBlocks(Txn& t, InodeRecord* src, uint64_t sfb, InodeRecord* 
         run = merged;
         continue;
       }
-      t.TouchExtents(dst->ino);
-      t.Put(keys::Extent(dst->ino, run->fblock), EncodeExtent(*run));
+      DAXREF_RETURN_IF_ERROR(t.PutExtent(dst->ino, *run));
       PutRmap(t, run->pblock, run->len, dst->ino, run->fblock);
       dst->blocks += piece.len;
     }
@@ -341,6 +411,37 @@ Status Volume::ShareBlocks(Txn& t, InodeRecord* src, uint64_t sfb, InodeRecord* 
   src->flags |= kInodeReflinked;
   dst->flags |= kInodeReflinked;
   return Status::Ok();
+}
+
+Status Volume::CheckExtentMaps() {
+  Status result;
+  extent_maps_.ForEach([&](uint64_t ino, const ExtentMaps::Handle& file) {
+    if (!result.ok()) return;
+    // One file at a time under mu_, where no batch is being built: the map
+    // and the store are both committed state, and operations on other
+    // files wait for one file's comparison at most.
+    MutexLock g(&mu_);
+    FileExtents::Map stored;
+    Status s = LoadExtents(ino, &stored);
+    if (!s.ok()) {
+      result = s;
+      return;
+    }
+    ReaderLock r(&file->mu);
+    auto a = file->map.begin();
+    auto b = stored.begin();
+    for (; a != file->map.end() && b != stored.end(); ++a, ++b) {
+      const Extent &x = a->second, &y = b->second;
+      if (a->first != x.fblock || x.fblock != y.fblock || x.pblock != y.pblock || x.len != y.len)
+        break;
+    }
+    if (a == file->map.end() && b == stored.end()) return;
+    uint64_t at = a != file->map.end() ? a->first : b->first;
+    result = Status::Corruption("inode " + std::to_string(ino) +
+                                ": the extent map in memory differs from the store at file block " +
+                                std::to_string(at));
+  });
+  return result;
 }
 
 }  // namespace daxref

@@ -51,6 +51,11 @@ inline constexpr std::string_view kMiscInodes = "inodes";  // inodes in use
 // an open is moving both to (present only between its first and last step).
 inline constexpr std::string_view kMiscGeneration = "generation";
 inline constexpr std::string_view kMiscGenerationPending = "generation_pending";
+// The filesystem's label (mkfs.daxref -L): up to kMaxLabelLen bytes, absent
+// when it has none. Read by daxref-info only; no daemon needs it, so it
+// came without a format change (docs/format.md).
+inline constexpr std::string_view kMiscLabel = "label";
+inline constexpr size_t kMaxLabelLen = 255;
 
 // InodeRecord::flags bits.
 inline constexpr uint32_t kInodeHasXattrs = 1u << 0;  // X records may exist

@@ -5,6 +5,7 @@
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/options.h>
 #include <rocksdb/table.h>
+#include <rocksdb/utilities/table_properties_collectors.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -73,6 +74,12 @@ rocksdb::Options StoreOptions(size_t cache_bytes) {
   o.write_buffer_size = 32 << 20;
   // Bounds the log a mount after a crash must replay.
   o.max_total_wal_size = 64 << 20;
+  // Churn (extent edits, unlinks) writes deletions; a table file that is
+  // mostly deletions is compacted soon rather than when its level fills,
+  // so that scans of the keys around them (loading an extent map, the
+  // owners query, readdir) stop stepping over them.
+  o.table_properties_collector_factories.emplace_back(
+      rocksdb::NewCompactOnDeletionCollectorFactory(64 * 1024, 16 * 1024, 0.5));
   // Never open by dropping what the store holds: every table file the
   // MANIFEST names must be there with its size, and any damage in the log
   // but a torn last record (an operation that never returned) fails the

@@ -344,11 +344,7 @@ Status Volume::Commit(Txn& t) {
   if (t.inode_delta() != 0)
     t.batch().GetWriteBatch()->Put(keys::Misc(kMiscInodes),
                                    EncodeLength(inodes_ + t.inode_delta()));
-  // Dropped before and after the write: a load racing with the commit is
-  // either refused by the generation check or dropped by the second call.
-  for (uint64_t ino : t.touched()) extent_cache_.Drop(ino);
   rocksdb::Status s = db_->Write(rocksdb::WriteOptions(), t.batch().GetWriteBatch());
-  for (uint64_t ino : t.touched()) extent_cache_.Drop(ino);
   if (!s.ok()) {
     // Not in the store, not in the memtable: the Txn rolls back the
     // in-memory mirrors and the operation fails with nothing done.
@@ -357,6 +353,7 @@ Status Volume::Commit(Txn& t) {
     return StoreError(s, "metadata commit failed");
   }
   inodes_ += t.inode_delta();
+  for (uint64_t ino : t.forgotten()) extent_maps_.Forget(ino);
   free_.Finish();
   refs_.Finish();
   committed_free_.store(free_.free_blocks(), std::memory_order_relaxed);

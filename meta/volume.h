@@ -34,7 +34,7 @@
 #include "meta/attr_cache.h"
 #include "meta/bad_blocks.h"
 #include "meta/data_plane.h"
-#include "meta/extent_cache.h"
+#include "meta/extent_maps.h"
 #include "meta/format.h"
 #include "meta/free_space.h"
 #include "meta/refcount_map.h"
@@ -86,6 +86,10 @@ inline constexpr int kFallocKeepSize = 0x01;
 inline constexpr int kFallocPunchHole = 0x02;
 inline constexpr int kFallocZeroRange = 0x10;
 inline constexpr int kFallocUnshareRange = 0x40;
+// Removes [off, off+len) and moves what follows down; inserts a hole of len
+// bytes at off and moves what follows up. Whole blocks; alone, as on Linux.
+inline constexpr int kFallocCollapseRange = 0x08;
+inline constexpr int kFallocInsertRange = 0x20;
 
 // A piece of a file's extent map with the refcount of its blocks: file
 // blocks [fblock, fblock+len) at pool blocks [pblock, pblock+len), each
@@ -306,6 +310,14 @@ class Volume {
   void WalkBad(const BadFn& fn);
   uint64_t bad_blocks();
 
+  // Compares every extent map held in memory with the E records in the
+  // store: Corruption naming the first file and block where they differ.
+  // For tests and scrubs; maps being edited are waited for.
+  Status CheckExtentMaps();
+  // How many files' maps, and extents, are in memory.
+  size_t extent_map_files() { return extent_maps_.files(); }
+  int64_t extent_map_extents() const { return extent_maps_.extents(); }
+
   const Superblock& superblock() const { return sb_; }
   rocksdb::DB* db() { return db_.get(); }
 
@@ -348,10 +360,9 @@ class Volume {
   // file's mapping through these. Each edit keeps the reverse map and,
   // through DropBlocks, refcounts and free space in step, in the caller's
   // Txn.
-  // The committed extents of `ino` from the cache, or null: then read the
-  // store. Only reads (MapRange) `load` a missing entry; operations that are
-  // about to edit the extents, and so drop the entry again, do not.
-  ExtentCache::Map CommittedExtents(uint64_t ino, bool load);
+  // Reads ino's committed E records into *out, validated (the loader of
+  // extent_maps_: the only read of E records while mounted).
+  Status LoadExtents(uint64_t ino, FileExtents::Map* out);
   using ExtentFn = std::function<bool(const Extent&)>;
   Status WalkExtents(Txn& t, uint64_t ino, uint64_t fb0, uint64_t fb1, const ExtentFn& fn)
       REQUIRES(mu_);
@@ -377,6 +388,13 @@ class Volume {
   Status ShareBlocks(Txn& t, InodeRecord* src, uint64_t sfb, InodeRecord* dst, uint64_t dfb,
                      uint64_t n) REQUIRES(mu_);
   void PutRmap(Txn& t, uint64_t pblock, uint64_t len, uint64_t ino, uint64_t fblock) REQUIRES(mu_);
+  // Splits the extent of r that covers file block fb (if one starts before
+  // it), so that an extent starts at fb.
+  Status SplitAt(Txn& t, InodeRecord* r, uint64_t fb) REQUIRES(mu_);
+  // Moves every extent of r at or after file block `from` by `delta`
+  // blocks: down (delta < 0) into a range the caller has unmapped, or up.
+  // No extent may start before `from` and reach past it.
+  Status ShiftExtents(Txn& t, InodeRecord* r, uint64_t from, int64_t delta) REQUIRES(mu_);
 
   // ---- data (volume_data.cc) ----
   Status ZeroBytes(Txn& t, uint64_t ino, uint64_t off, uint64_t len) REQUIRES(mu_);
@@ -396,6 +414,10 @@ class Volume {
   // privileged) and file capabilities.
   void DropWritePrivileges(Txn& t, InodeRecord* r, const Caller& who) REQUIRES(mu_);
 
+  // ---- fallocate (volume_fallocate.cc) ----
+  Status ShiftRange(uint64_t ino, int mode, uint64_t off, uint64_t len, InodeRecord* out)
+      EXCLUDES(mu_);
+
   // ---- refcounts and reflink (volume_share.cc) ----
   // refs_ reflects a batch's edits at once.
   // Adds delta (+1 or -1) to the refcount of each block of [pb0, pb1), all
@@ -414,6 +436,9 @@ class Volume {
   // the batch commits.
   Status MoveBlocks(Txn& t, InodeRecord* r, const std::vector<Extent>& pieces, uint64_t keep_off,
                     uint64_t keep_end) REQUIRES(mu_);
+  // Copies [off, off+len) of ino, as committed, into dst, without mu_ (the
+  // caller holds the file's I/O lock); EIO for a bad block.
+  Status ReadCommitted(uint64_t ino, uint64_t off, uint64_t len, char* dst) EXCLUDES(mu_);
   // Is any block of [pb0, pb1) shared, as committed? For callers outside mu_.
   bool SharedNow(uint64_t pb0, uint64_t pb1) EXCLUDES(mu_);
   // The common end of Clone and CopyRange.
@@ -463,7 +488,8 @@ class Volume {
   std::atomic<uint64_t> committed_inodes_{0};
   // What the overwrite fast path needs of an inode; kept exact by Commit.
   AttrCache attrs_;
-  ExtentCache extent_cache_;
+  // The extent maps of the files in use, authoritative (extent_maps.h).
+  ExtentMaps extent_maps_;
   // Length classes that hold reverse-map records (bit c: class c). Bits are
   // only ever set while mounted: a stale bit costs a seek, a missing one
   // would hide owners.

@@ -25,7 +25,6 @@ namespace daxref {
 
 using internal::BlockCeil;
 using internal::BlockOf;
-using internal::FirstEndingAfter;
 using internal::FromRocks;
 using internal::IsDir;
 using internal::KilledSetIdBits;
@@ -71,25 +70,33 @@ class SegmentEmitter {
 
 Status Volume::MapRange(uint64_t ino, uint64_t off, uint64_t len, const SegmentFn& fn) {
   if (len == 0) return Status::Ok();
+  Result<ExtentMaps::Handle> got = extent_maps_.Get(
+      ino, [this](uint64_t i, FileExtents::Map* out) { return LoadExtents(i, out); });
+  if (!got.ok()) return got.status();
+  FileExtents& file = **got;
   SegmentEmitter out(off, len, fn);
-  if (ExtentCache::Map m = CommittedExtents(ino, true)) {
-    for (auto it = FirstEndingAfter(*m, BlockOf(off)); it != m->end(); ++it)
-      if (!out.Add(*it)) break;
-    out.Finish();
-    return Status::Ok();
+  // The extents are copied out a few at a time and fn is called with the
+  // map unlocked: fn copies bytes, and a fault in the pool may need the
+  // transaction that would wait for this lock.
+  constexpr size_t kChunk = 64;
+  std::vector<Extent> chunk;
+  uint64_t fb = BlockOf(off), fb_end = BlockCeil(off + len);
+  for (;;) {
+    chunk.clear();
+    {
+      ReaderLock g(&file.mu);
+      ForEachExtentIn(file.map, fb, fb_end, [&](const Extent& e) {
+        chunk.push_back(e);
+        return chunk.size() < kChunk;
+      });
+    }
+    bool more = true;
+    for (const Extent& e : chunk)
+      if (!(more = out.Add(e))) break;
+    if (!more) return Status::Ok();
+    if (chunk.size() < kChunk) break;
+    fb = chunk.back().fend();
   }
-  PrefixScan scan(keys::ExtentPrefix(ino));
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(scan.Options()));
-  // The extent that may cover `off` starts at or before its block.
-  it->SeekForPrev(keys::Extent(ino, BlockOf(off)));
-  if (!it->Valid()) it->Seek(keys::Extent(ino, BlockOf(off)));
-  for (; it->Valid(); it->Next()) {
-    Extent e;
-    DAXREF_RETURN_IF_ERROR(
-        DecodeExtent(it->key().ToStringView(), it->value().ToStringView(), sb_.geometry(), &e));
-    if (!out.Add(e)) break;
-  }
-  DAXREF_RETURN_IF_ERROR(FromRocks(it->status(), "map range"));
   out.Finish();
   return Status::Ok();
 }

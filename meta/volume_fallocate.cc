@@ -1,5 +1,5 @@
-// fallocate(2): preallocation, punch hole, zero range and unshare range,
-// each one batch. Blocks past EOF that KEEP_SIZE preallocated are punched
+// fallocate(2): preallocation, punch hole, zero range, unshare range and
+// collapse / insert range, each one batch. Blocks past EOF that KEEP_SIZE preallocated are punched
 // like any other; zero range treats bad blocks as a write would.
 #include <sys/stat.h>
 
@@ -13,10 +13,53 @@ using internal::BlockCeil;
 using internal::BlockOf;
 using internal::IsDir;
 
+namespace {
+bool BlockAligned(uint64_t v) {
+  return (v & (kBlockSize - 1)) == 0;
+}
+}  // namespace
+
+// Collapse and insert move the file's extents (metadata only: no byte is
+// copied, whatever the size of the file). The checks are Linux's: whole
+// blocks, the mode alone, a collapse ending before EOF, an insert starting
+// before EOF and a file that stays under the size limit.
+Status Volume::ShiftRange(uint64_t ino, int mode, uint64_t off, uint64_t len, InodeRecord* out) {
+  if (mode != kFallocCollapseRange && mode != kFallocInsertRange)
+    return Status::Invalid("collapse and insert range take no other flag");
+  if (!BlockAligned(off) || !BlockAligned(len))
+    return Status::Invalid("offset and length must be multiples of the block size (4096)");
+  MutexLock g(&mu_);
+  Txn t(this);
+  InodeRecord r;
+  DAXREF_RETURN_IF_ERROR(LoadInode(t, ino, &r));
+  if (IsDir(r.mode)) return Status::Error(EISDIR, "is a directory");
+  if (!S_ISREG(r.mode)) return Status::Error(ENODEV, "not a regular file");
+  const uint64_t fb0 = BlockOf(off), n = BlockOf(len);
+  if (mode == kFallocCollapseRange) {
+    if (off + len >= r.size) return Status::Invalid("collapse range reaches end of file");
+    DAXREF_RETURN_IF_ERROR(UnmapRange(t, &r, fb0, fb0 + n));
+    DAXREF_RETURN_IF_ERROR(ShiftExtents(t, &r, fb0 + n, -static_cast<int64_t>(n)));
+    r.size -= len;
+  } else {
+    if (off >= r.size) return Status::Invalid("insert range starts at or past end of file");
+    if (len > kMaxFileSize - r.size) return Status::Error(EFBIG, "file too large");
+    DAXREF_RETURN_IF_ERROR(SplitAt(t, &r, fb0));
+    DAXREF_RETURN_IF_ERROR(ShiftExtents(t, &r, fb0, static_cast<int64_t>(n)));
+    r.size += len;
+  }
+  r.mtime = r.ctime = Now();
+  StoreInode(t, r);
+  DAXREF_RETURN_IF_ERROR(Commit(t));
+  *out = r;
+  return Status::Ok();
+}
+
 Status Volume::Fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len, InodeRecord* out) {
   if (len == 0) return Status::Invalid("zero length");
   if (off >= kMaxFileSize || len > kMaxFileSize - off)
     return Status::Error(EFBIG, "file too large");
+  if (mode & (kFallocCollapseRange | kFallocInsertRange))
+    return ShiftRange(ino, mode, off, len, out);
   const int known = kFallocKeepSize | kFallocPunchHole | kFallocZeroRange | kFallocUnshareRange;
   if (mode & ~known) return Status::Error(EOPNOTSUPP, "unsupported fallocate mode");
   if ((mode & kFallocUnshareRange) && (mode & ~(kFallocUnshareRange | kFallocKeepSize)))

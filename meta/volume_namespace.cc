@@ -92,6 +92,7 @@ Status Volume::DropLink(Txn& t, InodeRecord* r, const LastLinkFn& last_link) {
 Status Volume::DeleteInode(Txn& t, const InodeRecord& r, bool orphaned) {
   InodeRecord copy = r;
   if (r.blocks > 0) DAXREF_RETURN_IF_ERROR(UnmapRange(t, &copy, 0, UINT64_MAX));
+  t.ForgetExtents(r.ino);
   if (r.flags & kInodeHasXattrs) {
     PrefixScan scan(keys::XattrPrefix(r.ino));
     std::vector<std::string> names;

@@ -29,9 +29,10 @@ using internal::PrefixScan;
 namespace {
 
 // A copy_file_range that cannot share moves at most this many bytes per
-// call; the caller (the kernel, cp) asks again for the rest.
-constexpr uint64_t kMaxByteCopy = 64 << 20;
-// Bytes compared (and copied between files) at a time.
+// call (the caller, the kernel or cp, asks again for the rest): they are
+// read before the volume lock is taken, and stored under it, like a write.
+constexpr uint64_t kMaxByteCopy = 1 << 20;
+// Bytes compared at a time.
 constexpr size_t kChunkBytes = 1 << 20;
 
 bool Aligned(uint64_t v) {
@@ -180,9 +181,12 @@ Status Volume::MoveBlocks(Txn& t, InodeRecord* r, const std::vector<Extent>& pie
     if (b1 > k1)
       DAXREF_RETURN_IF_ERROR(data_->Copy(PoolOff(m.to.pblock) + (k1 - b0),
                                          PoolOff(m.from.pblock) + (k1 - b0), b1 - k1));
-    DAXREF_RETURN_IF_ERROR(Repoint(t, r, m.to));
     fresh.push_back(m.to);
   }
+  // Every byte is copied before the first refcount edit (in Repoint), so
+  // that readers of refcounts outside mu_ (the overwrite fast path of every
+  // reflinked file) do not wait behind the copies.
+  for (const Move& m : moves) DAXREF_RETURN_IF_ERROR(Repoint(t, r, m.to));
   t.NoteFresh(fresh);
   return Status::Ok();
 }
@@ -272,14 +276,38 @@ Status Volume::Clone(uint64_t src_ino, uint64_t src_off, uint64_t dst_ino, uint6
   return Status::Ok();
 }
 
+Status Volume::ReadCommitted(uint64_t ino, uint64_t off, uint64_t len, char* dst) {
+  memset(dst, 0, len);
+  Status st;
+  DAXREF_RETURN_IF_ERROR(MapRange(ino, off, len, [&](const MappedSegment& seg) {
+    if (seg.hole) return true;
+    if (IsBad(BlockOf(seg.pool_off), BlockCeil(seg.pool_off + seg.len)))
+      st = Status::IOError("reading a poisoned pool block");
+    else
+      st = data_->Load(seg.pool_off, dst + (seg.off - off), seg.len);
+    return st.ok();
+  }));
+  return st;
+}
+
+// Dedupe and CopyRange read bytes before they take mu_ (the caller holds
+// the two files' I/O locks, so neither the bytes nor the maps read can
+// change until the batch commits), and check under it that the inodes are
+// those they read: a change means the caller broke that rule.
+namespace {
+Status SameAsRead(const InodeRecord& before, const InodeRecord& now) {
+  if (before.size != now.size || before.blocks != now.blocks)
+    return Status::Error(EBUSY, "file changed while its bytes were read");
+  return Status::Ok();
+}
+}  // namespace
+
 Status Volume::Dedupe(uint64_t src_ino, uint64_t src_off, uint64_t dst_ino, uint64_t dst_off,
                       uint64_t len, DedupeResult* result) {
   *result = DedupeResult{};
-  MutexLock g(&mu_);
-  Txn t(this);
   InodeRecord src, dst;
-  DAXREF_RETURN_IF_ERROR(LoadInode(t, src_ino, &src));
-  DAXREF_RETURN_IF_ERROR(LoadInode(t, dst_ino, &dst));
+  DAXREF_RETURN_IF_ERROR(GetInode(src_ino, &src));
+  DAXREF_RETURN_IF_ERROR(GetInode(dst_ino, &dst));
   if (S_ISDIR(src.mode) || S_ISDIR(dst.mode)) return Status::Error(EISDIR, "is a directory");
   if (len == 0) {
     result->same = true;
@@ -291,15 +319,23 @@ Status Volume::Dedupe(uint64_t src_ino, uint64_t src_off, uint64_t dst_ino, uint
     result->same = true;
     return Status::Ok();
   }
-  // Compare what both files hold now (the caller holds both files' I/O
-  // locks, so nothing changes between the comparison and the commit).
+  // Compare what both files hold now, without the volume lock.
   std::vector<char> a(kChunkBytes), b(kChunkBytes);
   for (uint64_t done = 0; done < len; done += kChunkBytes) {
     uint64_t n = std::min<uint64_t>(kChunkBytes, len - done);
-    DAXREF_RETURN_IF_ERROR(ReadIn(t, src_ino, src_off + done, n, a.data()));
-    DAXREF_RETURN_IF_ERROR(ReadIn(t, dst_ino, dst_off + done, n, b.data()));
+    DAXREF_RETURN_IF_ERROR(ReadCommitted(src_ino, src_off + done, n, a.data()));
+    DAXREF_RETURN_IF_ERROR(ReadCommitted(dst_ino, dst_off + done, n, b.data()));
     if (memcmp(a.data(), b.data(), n) != 0) return Status::Ok();  // differs: nothing changes
   }
+  MutexLock g(&mu_);
+  Txn t(this);
+  InodeRecord src_now, dst_now;
+  DAXREF_RETURN_IF_ERROR(LoadInode(t, src_ino, &src_now));
+  DAXREF_RETURN_IF_ERROR(LoadInode(t, dst_ino, &dst_now));
+  DAXREF_RETURN_IF_ERROR(SameAsRead(src, src_now));
+  DAXREF_RETURN_IF_ERROR(SameAsRead(dst, dst_now));
+  src = src_now;
+  dst = dst_now;
   InodeRecord& to = src_ino == dst_ino ? src : dst;
   uint64_t dfb = BlockOf(dst_off);
   DAXREF_RETURN_IF_ERROR(UnmapRange(t, &to, dfb, dfb + blocks));
@@ -316,11 +352,9 @@ Status Volume::Dedupe(uint64_t src_ino, uint64_t src_off, uint64_t dst_ino, uint
 Status Volume::CopyRange(uint64_t src_ino, uint64_t src_off, uint64_t dst_ino, uint64_t dst_off,
                          uint64_t len, const Caller& who, uint64_t* copied, InodeRecord* dst_out) {
   *copied = 0;
-  MutexLock g(&mu_);
-  Txn t(this);
   InodeRecord src, dst;
-  DAXREF_RETURN_IF_ERROR(LoadInode(t, src_ino, &src));
-  DAXREF_RETURN_IF_ERROR(LoadInode(t, dst_ino, &dst));
+  DAXREF_RETURN_IF_ERROR(GetInode(src_ino, &src));
+  DAXREF_RETURN_IF_ERROR(GetInode(dst_ino, &dst));
   if (S_ISDIR(src.mode) || S_ISDIR(dst.mode)) return Status::Error(EISDIR, "is a directory");
   if (!S_ISREG(src.mode) || !S_ISREG(dst.mode)) return Status::Invalid("not a regular file");
   if (src_off >= src.size || len == 0) {
@@ -332,7 +366,7 @@ Status Volume::CopyRange(uint64_t src_ino, uint64_t src_off, uint64_t dst_ino, u
     return Status::Error(EFBIG, "file too large");
   if (src_ino == dst_ino && dst_off + len > src_off && dst_off < src_off + len)
     return Status::Invalid("source and destination ranges overlap");
-  InodeRecord& to = src_ino == dst_ino ? src : dst;
+  const uint64_t dst_size = src_ino == dst_ino ? src.size : dst.size;
 
   // Which bytes are copied and which blocks shared. Every block the copy
   // needs is allocated (and unshared) before any byte is stored in place,
@@ -350,7 +384,7 @@ Status Volume::CopyRange(uint64_t src_ino, uint64_t src_off, uint64_t dst_ino, u
     // at or past the destination's EOF: its bytes past EOF are zero. Not
     // within one file, where the head may just have written past EOF in
     // that very block.
-    if (tl > 0 && src_ino != dst_ino && src_off + len == src.size && dst_off + len >= to.size) {
+    if (tl > 0 && src_ino != dst_ino && src_off + len == src.size && dst_off + len >= dst_size) {
       body += kBlockSize;
       tl = 0;
     }
@@ -360,22 +394,31 @@ Status Volume::CopyRange(uint64_t src_ino, uint64_t src_off, uint64_t dst_ino, u
     len = std::min(len, kMaxByteCopy);
     head = Piece{src_off, dst_off, len};
   }
+  // The bytes to copy are read before the volume lock is taken. The ranges
+  // do not overlap, and a shared body lies wholly inside the destination's
+  // range, so nothing this call stores changes a byte it reads.
+  std::vector<char> head_bytes(head.len), tail_bytes(tail.len);
+  DAXREF_RETURN_IF_ERROR(ReadCommitted(src_ino, head.src, head.len, head_bytes.data()));
+  DAXREF_RETURN_IF_ERROR(ReadCommitted(src_ino, tail.src, tail.len, tail_bytes.data()));
+
+  MutexLock g(&mu_);
+  Txn t(this);
+  InodeRecord src_now, dst_now;
+  DAXREF_RETURN_IF_ERROR(LoadInode(t, src_ino, &src_now));
+  DAXREF_RETURN_IF_ERROR(LoadInode(t, dst_ino, &dst_now));
+  DAXREF_RETURN_IF_ERROR(SameAsRead(src, src_now));
+  DAXREF_RETURN_IF_ERROR(SameAsRead(dst, dst_now));
+  src = src_now;
+  dst = dst_now;
+  InodeRecord& to = src_ino == dst_ino ? src : dst;
   for (const Piece& p : {head, tail}) DAXREF_RETURN_IF_ERROR(PrepareWrite(t, &to, p.dst, p.len));
   if (body > 0) {
     uint64_t dfb = BlockOf(dst_off + head.len), n = body >> kBlockShift;
     DAXREF_RETURN_IF_ERROR(UnmapRange(t, &to, dfb, dfb + n));
     DAXREF_RETURN_IF_ERROR(ShareBlocks(t, &src, BlockOf(src_off + head.len), &to, dfb, n));
   }
-  // Bytes go through a bounded buffer.
-  std::vector<char> buf;
-  for (const Piece& p : {head, tail}) {
-    buf.resize(std::min<uint64_t>(p.len, kChunkBytes));
-    for (uint64_t done = 0; done < p.len; done += buf.size()) {
-      uint64_t k = std::min<uint64_t>(buf.size(), p.len - done);
-      DAXREF_RETURN_IF_ERROR(ReadIn(t, src_ino, p.src + done, k, buf.data()));
-      DAXREF_RETURN_IF_ERROR(StoreBytes(t, &to, p.dst + done, buf.data(), k));
-    }
-  }
+  DAXREF_RETURN_IF_ERROR(StoreBytes(t, &to, head.dst, head_bytes.data(), head.len));
+  DAXREF_RETURN_IF_ERROR(StoreBytes(t, &to, tail.dst, tail_bytes.data(), tail.len));
   DAXREF_RETURN_IF_ERROR(FinishRemap(t, &src, &to, dst_off + len, who));
   *copied = len;
   *dst_out = to;

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -46,15 +47,6 @@ inline bool IsDir(uint32_t mode) {
 // it the bit marks mandatory locking and stays).
 inline uint32_t KilledSetIdBits(uint32_t mode) {
   return (mode & S_ISUID) | ((mode & S_IXGRP) ? (mode & S_ISGID) : 0);
-}
-
-// The first extent of a sorted map that ends after fblock.
-inline std::vector<Extent>::const_iterator FirstEndingAfter(const std::vector<Extent>& m,
-                                                            uint64_t fb) {
-  auto it = std::upper_bound(m.begin(), m.end(), fb,
-                             [](uint64_t b, const Extent& e) { return b < e.fblock; });
-  if (it != m.begin() && std::prev(it)->fend() > fb) --it;
-  return it;
 }
 
 // The bounds of a scan over the keys that start with one prefix. Both
@@ -102,6 +94,7 @@ class Volume::Txn {
       v_->refs_.Rollback();
     }
     UnlockRefcounts();  // after the rollback above
+    ReleaseMaps();      // undoes this batch's map edits unless it committed
   }
   // Called before the first refcount edit: readers outside the mutation
   // lock wait until this batch is committed or rolled back. Not checked:
@@ -139,15 +132,18 @@ class Volume::Txn {
   void NoteFresh(const std::vector<Extent>& f) { fresh_.insert(fresh_.end(), f.begin(), f.end()); }
   const std::vector<Extent>& fresh() const { return fresh_; }
   void AddInodes(int64_t n) { inode_delta_ += n; }
-  // Inodes whose extent records this batch edits: their cached extents are
-  // dropped at commit, and this batch reads their extents from itself.
-  void TouchExtents(uint64_t ino) {
-    if (!ExtentsTouched(ino)) touched_.push_back(ino);
-  }
-  bool ExtentsTouched(uint64_t ino) const {
-    return std::find(touched_.begin(), touched_.end(), ino) != touched_.end();
-  }
-  const std::vector<uint64_t>& touched() const { return touched_; }
+  // The extents of `ino` as this batch sees them (meta/extent_maps.h). The
+  // first call loads the map if it is not in memory and holds it exclusive
+  // until this Txn ends: readers outside mu_ see committed maps only. Read
+  // only through here; change only through PutExtent and EraseExtent.
+  Result<const FileExtents::Map*> Extents(uint64_t ino);
+  // Sets or removes the extent at e.fblock: the E record in the batch and
+  // the map in memory together, the map's old entry kept for a rollback.
+  Status PutExtent(uint64_t ino, const Extent& e);
+  Status EraseExtent(uint64_t ino, uint64_t fblock);
+  // ino is being deleted: its map is forgotten when the batch commits.
+  void ForgetExtents(uint64_t ino) { forget_.push_back(ino); }
+  const std::vector<uint64_t>& forgotten() const { return forget_; }
   int64_t inode_delta() const { return inode_delta_; }
   // What this batch changes of the fast path's inode attributes (inode
   // records, capability xattrs), for the AttrCache at commit. Noted here,
@@ -172,8 +168,24 @@ class Volume::Txn {
     if (refs_locked_) v_->refs_mu_.Unlock();
   }
 
+  struct HeldMap {
+    uint64_t ino;
+    ExtentMaps::Handle file;
+    size_t size_before;  // for the registry's count of extents
+  };
+  struct MapUndo {
+    FileExtents::Map* map;
+    uint64_t fblock;
+    std::optional<Extent> before;  // the entry at fblock before the edit
+  };
+  HeldMap* Held(uint64_t ino);
+  FileExtents::Map* EditableMap(uint64_t ino);
+  void ReleaseMaps();
+
   int64_t inode_delta_ = 0;
-  std::vector<uint64_t> touched_;
+  std::vector<HeldMap> held_;
+  std::vector<MapUndo> undo_;
+  std::vector<uint64_t> forget_;
   std::vector<AttrCache::Change> attr_changes_;
   Volume* v_;
   rocksdb::WriteBatchWithIndex batch_;

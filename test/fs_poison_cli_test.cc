@@ -259,7 +259,9 @@ TEST_CASE("daxref-poison offline: --json prints one document", "[poison-cli]") {
   RunResult r = Poison({"--json", "--blocks", "inject", src, "200", "2"});
   ExpectSuccess(r);
   INFO(r.out);
-  CHECK(r.out.rfind("{\"command\": \"inject\", \"pblock\": 200, \"blocks\": 2, ", 0) == 0);
+  CHECK(r.out.rfind(
+            "{\"format_version\": 1, \"command\": \"inject\", \"pblock\": 200, \"blocks\": 2, ",
+            0) == 0);
   CHECK(Contains(r.out, "\"owners\": []"));
   CHECK(Contains(r.out,
                  "\"ranges\": [\n  {\"pblock\": 200, \"blocks\": 2, \"added\": 2, "
@@ -272,7 +274,7 @@ TEST_CASE("daxref-poison offline: --json prints one document", "[poison-cli]") {
   r = Poison({"list", "--json", src});
   ExpectSuccess(r);
   CHECK(r.out ==
-        "{\"command\": \"list\", \"bad\": [\n"
+        "{\"format_version\": 1, \"command\": \"list\", \"bad\": [\n"
         "  {\"pblock\": 200, \"blocks\": 2, \"owners\": []}\n"
         "], \"summary\": {\"ranges\": 1, \"blocks\": 2, \"owners\": 0}}\n");
   ExpectValidJson(r.out);
@@ -280,7 +282,8 @@ TEST_CASE("daxref-poison offline: --json prints one document", "[poison-cli]") {
   r = Poison({"--json", "--blocks", "resolve", src, "200", "2"});
   ExpectSuccess(r);
   CHECK(r.out ==
-        "{\"command\": \"resolve\", \"pblock\": 200, \"blocks\": 2, \"owners\": [], "
+        "{\"format_version\": 1, \"command\": \"resolve\", \"pblock\": 200, \"blocks\": 2, "
+        "\"owners\": [], "
         "\"summary\": {\"owners\": 0}}\n");
 
   // An error before any result: stdout stays empty, one line on stderr.
@@ -290,13 +293,14 @@ TEST_CASE("daxref-poison offline: --json prints one document", "[poison-cli]") {
   r = Poison({"--json", "clear", src, "0", "1G"});
   ExpectSuccess(r);
   CHECK(r.out ==
-        "{\"command\": \"clear\", \"pblock\": 0, \"blocks\": 16384, "
+        "{\"format_version\": 1, \"command\": \"clear\", \"pblock\": 0, \"blocks\": 16384, "
         "\"summary\": {\"cleared\": 2, \"returned\": 2}}\n");
   ExpectValidJson(r.out);
   r = Poison({"--json", "list", src});
   ExpectSuccess(r);
   CHECK(r.out ==
-        "{\"command\": \"list\", \"bad\": [], \"summary\": {\"ranges\": 0, \"blocks\": 0, "
+        "{\"format_version\": 1, \"command\": \"list\", \"bad\": [], \"summary\": {\"ranges\": 0, "
+        "\"blocks\": 0, "
         "\"owners\": 0}}\n");
 }
 
@@ -430,7 +434,8 @@ TEST_CASE("daxref-poison online: the daemon's answers print as the offline ones 
 
   r = Poison({"--json", "list", fs.path("d")});
   ExpectSuccess(r);
-  CHECK(r.out.rfind("{\"command\": \"list\", \"bad\": [\n  {\"pblock\": ", 0) == 0);
+  CHECK(r.out.rfind("{\"format_version\": 1, \"command\": \"list\", \"bad\": [\n  {\"pblock\": ",
+                    0) == 0);
   CHECK(Contains(r.out, "\"paths\": [\"/d/f\"], \"pids\": []"));
   ExpectValidJson(r.out);
 
@@ -528,7 +533,8 @@ TEST_CASE("daxref-map owners and daxref-poison resolve give one answer in one fo
     ExpectSuccess(resolved);
     std::string expected = resolved.out;
     if (*json) {
-      const std::string from = "{\"command\": \"resolve\"", to = "{\"command\": \"owners\"";
+      const std::string from = "{\"format_version\": 1, \"command\": \"resolve\"",
+                        to = "{\"format_version\": 1, \"command\": \"owners\"";
       REQUIRE(expected.rfind(from, 0) == 0);
       expected.replace(0, from.size(), to);
       ExpectValidJson(owners.out);

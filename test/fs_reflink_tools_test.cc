@@ -928,8 +928,8 @@ TEST_CASE("daxref-map extents: pieces, holes, sharing, in text and JSON", "[fs][
                        "not on a daxref filesystem");
   ExpectOneLineFailure(Run({kMap, "extents", fs.path("missing")}), "daxref-map",
                        "No such file or directory");
-  ExpectUsageError(Run({kMap, "--blocks", "extents", f}), "daxref-map", "--blocks");
-  ExpectUsageError(Run({kMap, "extents"}), "daxref-map", "extents FILE");
+  ExpectUsageError(Run({kMap, "--count", "owners", f, "0"}), "daxref-map", "extents only");
+  ExpectUsageError(Run({kMap, "extents"}), "daxref-map", "extents [-r OFFSET LENGTH] [-c] FILE");
   ExpectUsageError(Run({kMap, "owners", f, "0", "0"}), "daxref-map", "LENGTH");
   ExpectUsageError(Run({kMap, "frobnicate"}), "daxref-map", "unknown command");
   for (const char* opt : {"--help", "-h"}) {
@@ -1003,8 +1003,8 @@ TEST_CASE("daxref-map owners: every file and every path of a shared range; admin
   INFO(r.out << r.err);
   CHECK(r.status == 0);
   ExpectValidJson(r.out);
-  CHECK(r.out.rfind("{\"command\": \"owners\", \"pblock\": " + std::to_string(phys / kBlock) +
-                        ", \"blocks\": 1, \"owners\": [",
+  CHECK(r.out.rfind("{\"format_version\": 1, \"command\": \"owners\", \"pblock\": " +
+                        std::to_string(phys / kBlock) + ", \"blocks\": 1, \"owners\": [",
                     0) == 0);
   CHECK(Contains(r.out, "\"summary\": {\"owners\": 3}}"));
   std::vector<uint64_t> inos = JsonNumbers(r.out, "ino");

@@ -1663,12 +1663,14 @@ TEST_CASE("CopyRange that fails with ENOSPC leaves the destination as it was (re
     RequireFileIs(st, s, ms);
     DAXREF_REQUIRE_VOLUME_CLEAN(st);
   }
-  SECTION("bytes only, more than one 1 MiB chunk: the second needs blocks") {
+  SECTION("bytes only, the copied megabyte runs past the destination's blocks") {
     TestStore st(1024);
     Volume& v = st.vol();
     uint64_t s = st.MakeFile(kRootIno, "s"), d = st.MakeFile(kRootIno, "d"),
              fill = st.MakeFile(kRootIno, "fill");
-    const std::string ms = Pattern(400 * kB, 1), md = Pattern(256 * kB, 2);  // d: 1 MiB
+    // d: 512 KiB; a call copies at most 1 MiB of bytes, and the second
+    // half of it needs blocks.
+    const std::string ms = Pattern(400 * kB, 1), md = Pattern(128 * kB, 2);
     st.WriteFile(s, 0, ms);
     st.WriteFile(d, 0, md);
     st.WriteFile(fill, 0, Pattern(st.free_blocks() * kB, 3));

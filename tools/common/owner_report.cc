@@ -93,8 +93,10 @@ void OwnersQueryPrinter::Begin() {
   if (begun_) return;
   begun_ = true;
   if (json_)
-    printf("{\"command\": %s, \"pblock\": %llu, \"blocks\": %llu", Json(command_).c_str(),
-           static_cast<unsigned long long>(pblock_), static_cast<unsigned long long>(blocks_));
+    // format_version: the version of this document (daxref-map(8)).
+    printf("{\"format_version\": 1, \"command\": %s, \"pblock\": %llu, \"blocks\": %llu",
+           Json(command_).c_str(), static_cast<unsigned long long>(pblock_),
+           static_cast<unsigned long long>(blocks_));
   else
     printf("owners of %s:\n", BlockSpan(pblock_, blocks_).c_str());
 }

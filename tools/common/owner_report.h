@@ -52,7 +52,7 @@ std::string OwnerJson(const control::Record& owner);
 //     inode 12 at bytes 0..8191 (blocks 100..101): /a
 //   1 owner
 // or, in JSON,
-//   {"command": COMMAND, "pblock": 100, "blocks": 2, "owners": [
+//   {"format_version": 1, "command": COMMAND, "pblock": 100, "blocks": 2, "owners": [
 //     {...}
 //   ], "summary": {"owners": 1}}
 // Nothing is printed before the first owner or the end, so that a query

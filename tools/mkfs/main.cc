@@ -34,6 +34,7 @@
 
 #include <fcntl.h>
 #include <getopt.h>
+#include <rocksdb/db.h>
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/random.h>
@@ -50,6 +51,7 @@
 #include <ctime>
 #include <exception>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -60,10 +62,11 @@
 #include "base/unique_fd.h"
 #include "meta/format.h"
 #include "meta/status.h"
+#include "meta/store.h"
 #include "meta/superblock.h"
 #include "meta/volume.h"
 #include "tools/common/cli.h"
-#include "tools/mkfs/geometry.h"
+#include "tools/common/geometry.h"
 
 namespace daxref {
 namespace {
@@ -92,17 +95,15 @@ constexpr uint64_t kMaxMappableBytes = uint64_t{1} << 46;
 constexpr uint64_t kReserveStep = uint64_t{1} << 30;
 
 // ---- the option table ------------------------------------------------------
-enum class Group { kSize, kOverwrite, kOutput, kGeneral };
+enum class Group { kSize, kLabel, kOverwrite, kOutput, kGeneral };
 
 struct GroupSpec {
   Group group;
   const char* title;
 };
 constexpr GroupSpec kGroups[] = {
-    {Group::kSize, "Size"},
-    {Group::kOverwrite, "Overwriting"},
-    {Group::kOutput, "Output"},
-    {Group::kGeneral, "General"},
+    {Group::kSize, "Size"},     {Group::kLabel, "Label"},     {Group::kOverwrite, "Overwriting"},
+    {Group::kOutput, "Output"}, {Group::kGeneral, "General"},
 };
 
 // Values of long-only options: past every character.
@@ -128,6 +129,9 @@ constexpr OptionSpec kOptions[] = {
      "host space as files are written, and writes\n"
      "fail with ENOSPC once the host filesystem is\n"
      "full (a warning says so)"},
+    {"label", 'L', "LABEL", Group::kLabel,
+     "name the filesystem LABEL (at most 255 bytes,\n"
+     "no control characters); daxref-info shows it"},
     {"force", 'f', nullptr, Group::kOverwrite,
      "overwrite the daxref filesystem in SOURCE (its\n"
      "pool and meta are removed), or use a non-empty\n"
@@ -193,6 +197,7 @@ void PrintHelp(FILE* out) {
 // ---- the command line, as typed --------------------------------------------
 struct RawArgs {
   std::optional<std::string> size;
+  std::optional<std::string> label;
   bool force = false;
   bool sparse = false;
   bool json = false;
@@ -222,6 +227,9 @@ Status ParseArgs(int argc, char** argv, RawArgs* raw) {
     switch (c) {
       case 's':
         raw->size = optarg;
+        break;
+      case 'L':
+        raw->label = optarg;
         break;
       case 'f':
         raw->force = true;
@@ -278,6 +286,7 @@ struct Config {
   bool sparse = false;  // skip the reservation of the pool's space
   bool json = false;
   bool quiet = false;
+  std::string label;  // empty: none
 };
 
 // Can a daemon map a pool this large? Against the bound above, then by
@@ -304,6 +313,17 @@ Result<Config> Validate(const RawArgs& raw) {
   c.sparse = raw.sparse;
   c.json = raw.json;
   c.quiet = raw.quiet;
+  if (raw.label) {
+    if (raw.label->empty()) return Status::Invalid("the label must not be empty");
+    if (raw.label->size() > kMaxLabelLen)
+      return Status::Invalid("the label is " + std::to_string(raw.label->size()) +
+                             " bytes long; at most " + std::to_string(kMaxLabelLen) +
+                             " are allowed");
+    for (unsigned char ch : *raw.label)
+      if (ch < 0x20 || ch == 0x7f)
+        return Status::Invalid("the label must not contain control characters");
+    c.label = *raw.label;
+  }
   if (c.json && c.quiet)
     return Status::Invalid("--json and --quiet conflict: --json prints the geometry, -q nothing");
 
@@ -547,6 +567,25 @@ Status PrepareSource(const Config& c, Undo* undo) {
   return Status::Ok();
 }
 
+// SOURCE and SOURCE/meta 0700, the pool 0600, all owned by the
+// filesystem's owner (who ran mkfs.daxref, the owner of its root directory),
+// whatever SOURCE was before: the store holds every name, xattr and link
+// target in the clear, and the pool every file's bytes. RocksDB makes its
+// directory and files by the umask; with meta 0700 its files are out of
+// reach whatever their modes.
+Status LockDown(const std::string& source) {
+  const uid_t uid = getuid();
+  const gid_t gid = getgid();
+  for (const auto& [path, mode] : {std::pair<std::string, mode_t>{source, 0700},
+                                   {MetaPath(source), 0700},
+                                   {PoolPath(source), 0600}}) {
+    if (chown(path.c_str(), uid, gid) != 0)
+      return Errno("cannot make " + path + " owned by uid " + std::to_string(uid));
+    if (chmod(path.c_str(), mode) != 0) return Errno("cannot chmod " + path);
+  }
+  return Status::Ok();
+}
+
 // Creates the pool file, sized and with both superblock copies written and
 // persisted. `*pool` keeps it open and flock()ed.
 Status CreatePool(const Config& c, Undo* undo, UniqueFd* pool, Superblock* sb) {
@@ -577,6 +616,21 @@ Status CreatePool(const Config& c, Undo* undo, UniqueFd* pool, Superblock* sb) {
   return Status::Ok();
 }
 
+// Records the label in the new store's M records (docs/format.md, `Mlabel`),
+// synced.
+Status StoreLabel(const std::string& meta, const std::string& label) {
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(StoreOptions(8 << 20), meta, &raw);
+  if (!s.ok()) return Status::IOError(meta + ": cannot record the label: " + s.ToString());
+  std::unique_ptr<rocksdb::DB> db(raw);
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  s = db->Put(wo, keys::Misc(kMiscLabel), label);
+  if (s.ok()) s = db->Close();
+  if (!s.ok()) return Status::IOError(meta + ": cannot record the label: " + s.ToString());
+  return Status::Ok();
+}
+
 Status Make(const Config& c, Superblock* sb) {
   uint64_t room = 0;
   DAXREF_RETURN_IF_ERROR(CheckHostRoom(c, &room));
@@ -595,6 +649,9 @@ Status Make(const Config& c, Superblock* sb) {
   undo.AddPath(meta);
   // Its messages name the store already.
   DAXREF_RETURN_IF_ERROR(Volume::Create(meta, *sb, Caller{getuid(), getgid()}, 0755));
+  if (!c.label.empty()) DAXREF_RETURN_IF_ERROR(StoreLabel(meta, c.label));
+
+  DAXREF_RETURN_IF_ERROR(LockDown(c.source));
 
   DAXREF_RETURN_IF_ERROR(SyncDir(c.source));
   const std::string parent = fs::path(c.source).parent_path().string();
@@ -617,7 +674,8 @@ int Main(int argc, char** argv) {
 
   Superblock sb;
   if (Status s = Make(*config, &sb); !s.ok()) return kTool.Fail(s.message());
-  const Geometry g = GeometryOf(config->source, sb);
+  Geometry g = GeometryOf(config->source, sb);
+  g.label = config->label;
   if (config->json) {
     fputs(FormatGeometryJson(g).c_str(), stdout);
   } else if (!config->quiet) {

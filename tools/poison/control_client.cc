@@ -45,6 +45,14 @@ Result<ControlConnection> ControlConnection::Connect(const std::string& source) 
     if (err == EACCES) return Status::Error(err, kPermissionDenied);
     return Status::Error(err, socket_path + ": " + strerror(err));
   }
+  // The daemon closes a stranger's connection unanswered: say why here,
+  // from the daemon's uid, before sending anything.
+  ucred daemon{};
+  socklen_t len = sizeof(daemon);
+  if (getsockopt(sock.get(), SOL_SOCKET, SO_PEERCRED, &daemon, &len) == 0 && getuid() != 0 &&
+      getuid() != daemon.uid)
+    return Status::Error(
+        EPERM, std::string(kPermissionDenied) + " (uid " + std::to_string(daemon.uid) + ")");
   return ControlConnection(std::move(sock));
 }
 

@@ -179,7 +179,9 @@ std::string ReportPrinter::JsonObject(const control::Record& r, const char* extr
 
 void ReportPrinter::BeginJson() {
   begun_ = true;
-  std::string head = "{\"command\": " + cli::Json(CommandName(req_.command));
+  // format_version: the version of this document (daxref-poison(8)), as
+  // in the owners report daxref-map shares (tools/common/owner_report.h).
+  std::string head = "{\"format_version\": 1, \"command\": " + cli::Json(CommandName(req_.command));
   if (req_.file) {
     head += ", \"file\": " + cli::Json(req_.file->path) +
             ", \"offset\": " + std::to_string(req_.file->offset) +

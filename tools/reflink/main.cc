@@ -282,10 +282,11 @@ int Unshare(const std::vector<std::string>& args) {
   // fallocate(2) requires.
   if (!OpenDaxref(path, O_WRONLY, &fd, &st)) return cli::kExitFailure;
   const uint64_t size = static_cast<uint64_t>(st.st_size);
-  if (length == 0) {
-    if (offset >= size) return 0;  // nothing there to unshare
-    length = size - offset;
-  }
+  // Unsharing is about the file's data: the range stops at EOF, as XFS's
+  // funshare does (fallocate's unshare mode would also allocate every block
+  // of a range past it). Nothing there to unshare past EOF.
+  if (offset >= size) return 0;
+  if (length == 0 || length > size - offset) length = size - offset;
   if (offset > INT64_MAX || length > static_cast<uint64_t>(INT64_MAX) - offset)
     return kTool.Fail(path, EINVAL, " (the range passes the largest file offset)");
   if (int e = reflink::Unshare(kIoctl, fd.get(), offset, length); e < 0)

@@ -1,4 +1,4 @@
-#include "tools/mkfs/geometry.h"
+#include "tools/common/geometry.h"
 
 #include <cinttypes>
 #include <cstdio>
@@ -6,41 +6,11 @@
 #include <iterator>
 #include <string>
 
+#include "tools/common/cli.h"
+
 namespace daxref {
 
 namespace {
-
-// A JSON string literal. Path bytes that are not valid UTF-8 pass through
-// unchanged; daxref does not produce such paths itself.
-std::string JsonString(const std::string& s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          snprintf(buf, sizeof(buf), "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  out += '"';
-  return out;
-}
 
 std::string UtcTime(uint64_t secs) {
   time_t t = static_cast<time_t>(secs);
@@ -89,6 +59,7 @@ std::string FormatGeometry(const Geometry& g) {
   out += "pool     = " + g.pool_path + "\n";
   out += "meta     = " + g.meta_path + "\n";
   out += "uuid     = " + UuidToString(sb.uuid) + "\n";
+  if (!g.label.empty()) out += "label    = " + cli::Printable(g.label) + "\n";
   snprintf(buf, sizeof(buf), "bsize    = %" PRIu32 " bytes\n", sb.block_size);
   out += buf;
   snprintf(buf, sizeof(buf),
@@ -108,7 +79,7 @@ std::string FormatGeometry(const Geometry& g) {
   return out;
 }
 
-std::string FormatGeometryJson(const Geometry& g) {
+std::string GeometryJsonFields(const Geometry& g) {
   const Superblock& sb = g.sb;
   char buf[1024];
   snprintf(buf, sizeof(buf),
@@ -127,16 +98,21 @@ std::string FormatGeometryJson(const Geometry& g) {
            ",\n"
            "  \"meta_format\": %" PRIu32
            ",\n"
-           "  \"created\": %" PRIu64 "\n",
+           "  \"created\": %" PRIu64,
            UuidToString(sb.uuid).c_str(), sb.block_size, sb.block_count, sb.first_data_block(),
            sb.data_blocks(), sb.block_count * sb.block_size, sb.version, g.meta_format, sb.created);
-  std::string out = "{\n";
-  out += "  \"source\": " + JsonString(g.source) + ",\n";
-  out += "  \"pool\": " + JsonString(g.pool_path) + ",\n";
-  out += "  \"meta\": " + JsonString(g.meta_path) + ",\n";
+  std::string out;
+  out += "  \"source\": " + cli::Json(g.source) + ",\n";
+  out += "  \"pool\": " + cli::Json(g.pool_path) + ",\n";
+  out += "  \"meta\": " + cli::Json(g.meta_path) + ",\n";
+  out += "  \"label\": " + cli::Json(g.label) + ",\n";
   out += buf;
-  out += "}\n";
   return out;
+}
+
+std::string FormatGeometryJson(const Geometry& g) {
+  return "{\n  \"format_version\": " + std::to_string(kGeometryJsonVersion) + ",\n" +
+         GeometryJsonFields(g) + "\n}\n";
 }
 
 }  // namespace daxref
