@@ -365,25 +365,25 @@ void Release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   bool reclaim = fs->inodes().Release(ino);
   // Frozen or shut down: the orphan stays on its list for the next mount.
   if (fs->modify_gate().frozen() || fs->shut_down()) reclaim = false;
-  Status s = fs->volume()->FlushTimes();
+  // This inode's pending times only: a close must not commit every
+  // other file's (the daemon's timer and sync do that).
+  Status s = fs->volume()->FlushTimes(ino);
   if (!s.ok()) spdlog::warn("storing file times failed: {}", s.message());
   fuse_reply_err(req, 0);
   if (reclaim) fs->ReclaimNow(ino);
 }
 
-void Fsync(fuse_req_t req, fuse_ino_t, int, fuse_file_info*) {
+void Fsync(fuse_req_t req, fuse_ino_t ino, int, fuse_file_info*) {
   Filesystem* fs = Fs(req);
-  // Pool stores first (msync on a page-granular pool), then the metadata
-  // log, so the synced metadata never points at unsynced data. A failed
-  // msync (the pool's host filesystem could not write pages back) is this
-  // fsync's error, as it would be on any filesystem.
-  Status s = fs->pool()->PersistAll();
+  // The file's own pool ranges first (msync on a page-granular pool), then
+  // the metadata log, so the synced metadata never points at unsynced data.
+  // A failed msync (the pool's host filesystem could not write pages back)
+  // is this fsync's error, as it would be on any filesystem.
+  Status s = fs->volume()->SyncFile(ino);
   if (!s.ok()) {
     spdlog::error("fsync: {}", s.message());
     return ReplyErr(req, s);
   }
-  s = fs->volume()->Sync();
-  if (!s.ok()) return ReplyErr(req, s);
   fuse_reply_err(req, 0);
 }
 

@@ -38,6 +38,7 @@
 
 namespace daxref {
 
+using internal::BlockCeil;
 using internal::FromRocks;
 using internal::PoolOff;
 using internal::PrefixScan;
@@ -363,10 +364,12 @@ Status Volume::LoadMirrors(const StoreIdentity& id) {
     next_ino_ = id.next_ino;
     ino_limit_ = id.next_ino;
     inodes_ = id.inodes;
+    committed_inodes_ = id.inodes;
     DAXREF_RETURN_IF_ERROR(free_.Load(db_.get(), sb_.geometry()));
     DAXREF_RETURN_IF_ERROR(refs_.Load(db_.get(), sb_.geometry()));
     DAXREF_RETURN_IF_ERROR(bad_.Load(db_.get(), sb_.geometry()));
     bad_count_ = bad_.blocks();
+    committed_free_ = free_.free_blocks();
   }
   {
     PrefixScan scan(std::string(1, prefix::kRmap));
@@ -416,18 +419,21 @@ Status Volume::Commit(Txn& t) {
   ino_limit_ = std::max(ino_limit_, t.ino_limit());
   free_.Finish();
   refs_.Finish();
+  committed_free_.store(free_.free_blocks(), std::memory_order_relaxed);
+  committed_inodes_.store(inodes_, std::memory_order_relaxed);
+  attrs_.Apply(t.attr_changes());
   t.MarkDone();
   return Status::Ok();
 }
 
+// The two counters are stored one after the other: a statfs racing with a
+// commit may pair one operation's free blocks with the previous one's inode
+// count, which no caller can tell from a statfs a moment earlier or later.
 VolumeStats Volume::Stats() {
   VolumeStats s;
-  {
-    MutexLock g(&mu_);
-    s.data_blocks = sb_.data_blocks();
-    s.free_blocks = free_.free_blocks();
-    s.inodes = inodes_;
-  }
+  s.data_blocks = sb_.data_blocks();
+  s.free_blocks = committed_free_.load(std::memory_order_relaxed);
+  s.inodes = committed_inodes_.load(std::memory_order_relaxed);
   // The bytes of the store's files (log, tables, MANIFEST): a few dozen
   // stats, outside the lock. A file RocksDB deletes meanwhile is skipped.
   // Sizes, not allocation: RocksDB reserves tens of MiB ahead for its log
@@ -443,7 +449,40 @@ VolumeStats Volume::Stats() {
 
 Status Volume::Sync() {
   if (read_only_) return Status::Ok();  // nothing was ever written
-  Status times = FlushTimes();
+  return SyncLog(FlushTimes());
+}
+
+// Only this file's blocks are persisted: on a page-granular pool, msync of
+// the whole mapping would write back every file's dirty pages. Blocks the
+// file no longer maps need nothing: bytes that moved (copy-on-write,
+// truncate's last block) were persisted in their new blocks before the
+// batch that moved them committed. Adjacent pool ranges go as one call.
+Status Volume::SyncFile(uint64_t ino) {
+  if (read_only_) return Status::Ok();  // nothing was ever written
+  InodeRecord r;
+  DAXREF_RETURN_IF_ERROR(GetInode(ino, &r));
+  uint64_t run_off = 0, run_len = 0;
+  Status persisted;
+  DAXREF_RETURN_IF_ERROR(
+      MapRange(ino, 0, BlockCeil(r.size) << kBlockShift, [&](const MappedSegment& seg) {
+        if (seg.hole) return true;
+        if (run_len > 0 && run_off + run_len == seg.pool_off) {
+          run_len += seg.len;
+          return true;
+        }
+        if (run_len > 0) persisted = data_->Persist(run_off, run_len);
+        run_off = seg.pool_off;
+        run_len = seg.len;
+        return persisted.ok();
+      }));
+  if (persisted.ok() && run_len > 0) persisted = data_->Persist(run_off, run_len);
+  // A failed persist (the pool's host filesystem could not write pages
+  // back) is this fsync's error, as it would be on any filesystem.
+  DAXREF_RETURN_IF_ERROR(persisted);
+  return SyncLog(FlushTimes(ino));
+}
+
+Status Volume::SyncLog(const Status& times) {
   MutexLock wal(&wal_mu_);
   if (health_->stopped()) {
     // What was acknowledged is in the log: make that durable, without

@@ -31,6 +31,7 @@
 
 #include "base/mutex.h"
 #include "base/thread_annotations.h"
+#include "meta/attr_cache.h"
 #include "meta/bad_blocks.h"
 #include "meta/data_plane.h"
 #include "meta/extent_maps.h"
@@ -185,7 +186,9 @@ class Volume {
   Status GetXattr(uint64_t ino, std::string_view name, std::string* value);
   // Names, each followed by a NUL, as listxattr(2) returns them.
   Status ListXattr(uint64_t ino, std::string* names);
-  VolumeStats Stats() EXCLUDES(mu_);
+  // Committed counters, read without the mutation lock (statfs never waits
+  // behind a batch being built).
+  VolumeStats Stats();
 
   // ---- namespace operations ----
   // mode carries the S_IFMT type. For symlinks `link_target` is the target.
@@ -222,12 +225,18 @@ class Volume {
   Status Fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len, InodeRecord* out)
       EXCLUDES(mu_);
 
-  // Stores the timestamps that in-place overwrites left pending.
+  // Stores the timestamps that in-place overwrites left pending: of every
+  // inode, or of `ino` only (its last handle closed).
   Status FlushTimes() EXCLUDES(mu_);
+  Status FlushTimes(uint64_t ino) EXCLUDES(mu_);
   // Makes every committed operation durable (pending times stored, the
   // write-ahead log synced). Works on a stopped store too (below): what was
   // acknowledged is made durable; times it could not store are its error.
   Status Sync() EXCLUDES(mu_);
+  // fsync(2) of one file: persists the pool ranges its extents map (through
+  // the DataPlane; not the rest of the pool), stores its pending times, and
+  // syncs the write-ahead log as Sync does.
+  Status SyncFile(uint64_t ino) EXCLUDES(mu_);
 
   // When the store's host filesystem fails a write (it is full: ENOSPC; or
   // it fails: EIO), RocksDB stops taking writes. Every operation that
@@ -345,10 +354,16 @@ class Volume {
   // Ok, or the error that stopped the store (as ENOSPC or EIO). Caller
   // holds wal_mu_.
   Status StoreWritable() REQUIRES(wal_mu_);
+  // Sync's second half: the log made durable; `times` is the outcome of
+  // storing pending times before it.
+  Status SyncLog(const Status& times) EXCLUDES(mu_);
 
   // ---- inode records and pending times (volume_inode.cc) ----
   Status LoadInode(Txn& t, uint64_t ino, InodeRecord* out) REQUIRES(mu_);
   void ApplyPendingTimes(InodeRecord* r) EXCLUDES(times_mu_);
+  // The fast path's view of ino (meta/attr_cache.h): from the cache, or
+  // read from the store and remembered.
+  Status LoadAttrs(uint64_t ino, AttrCache::Entry* out);
   void StoreInode(Txn& t, const InodeRecord& r) REQUIRES(mu_);
   uint64_t NextIno(Txn& t) REQUIRES(mu_);
 
@@ -502,6 +517,11 @@ class Volume {
   uint64_t ino_limit_ GUARDED_BY(mu_) = 0;
   static constexpr uint64_t kInoReserve = 1024;
   uint64_t inodes_ GUARDED_BY(mu_) = 0;  // inodes in use, mirrored by the M "inodes" record
+  // free_.free_blocks() and inodes_ as last committed, for Stats.
+  std::atomic<uint64_t> committed_free_{0};
+  std::atomic<uint64_t> committed_inodes_{0};
+  // What the overwrite fast path needs of an inode; kept exact by Commit.
+  AttrCache attrs_;
   // The extent maps of the files in use, authoritative (extent_maps.h).
   ExtentMaps extent_maps_;
   // Length classes that hold reverse-map records (bit c: class c). Bits are

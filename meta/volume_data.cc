@@ -128,24 +128,23 @@ Status Volume::Seek(uint64_t ino, uint64_t off, int whence, uint64_t* out) {
 // path: the bytes go straight into the mapped blocks and the new mtime/ctime
 // wait in pending_times_ until FlushTimes (close, fsync, the daemon's timer,
 // unmount) or the next operation on the inode stores them. A daemon killed
-// in between keeps the data and loses only those timestamps.
+// in between keeps the data and loses only those timestamps. What decides
+// the path (size, mode, flags, a file capability) comes from attrs_, which
+// every commit keeps exact, and the map from the extent cache: an overwrite
+// of a file in use reads nothing from the store.
 Status Volume::Write(uint64_t ino, uint64_t off, const void* buf, size_t len, const Caller& who,
                      InodeRecord* out) {
   if (off >= kMaxFileSize || len > kMaxFileSize - off)
     return Status::Error(EFBIG, "file too large");
   const char* src = static_cast<const char*>(buf);
   uint64_t end = off + len;
-  InodeRecord r;
-  DAXREF_RETURN_IF_ERROR(GetInode(ino, &r));
+  AttrCache::Entry attrs;
+  DAXREF_RETURN_IF_ERROR(LoadAttrs(ino, &attrs));
+  InodeRecord r = attrs.inode;
   if (IsDir(r.mode)) return Status::Error(EISDIR, "is a directory");
   if (len > 0 && end <= r.size && (who.uid == 0 || KilledSetIdBits(r.mode) == 0)) {
     // A file capability must be dropped by the write: that needs a batch.
-    bool fast = true;
-    if (r.flags & kInodeHasXattrs) {
-      std::string cap;
-      fast =
-          db_->Get(rocksdb::ReadOptions(), keys::Xattr(ino, kCapabilityXattr), &cap).IsNotFound();
-    }
+    bool fast = !attrs.has_cap;
     struct Piece {
       uint64_t pool_off, src_off, len;
     };

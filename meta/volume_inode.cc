@@ -3,9 +3,13 @@
 // A fast-path write (volume_data.cc) stores no inode: its mtime/ctime wait
 // in pending_times_ (times_mu_, a leaf under mu_). Every read of an inode
 // applies them (GetInode, LoadInode), storing an inode with that time drops
-// the pending entry (StoreInode), and FlushTimes stores all of them at once
-// (close, fsync, the daemon's timer, unmount). Inode numbers come from
-// next_ino_, mirrored by the M "next_ino" record in the same batch.
+// the pending entry (StoreInode). FlushTimes stores all of them at once
+// (sync, the daemon's timer, unmount), or one inode's (the close of its last
+// handle, fsync of it). Inode numbers come from next_ino_, mirrored by the M
+// "next_ino" record in the same batch.
+//
+// What the fast path reads of an inode comes from attrs_ (LoadAttrs): the
+// store is read once per inode, and every commit keeps the entry exact.
 #include <rocksdb/db.h>
 
 #include <vector>
@@ -35,6 +39,25 @@ Status Volume::LoadInode(Txn& t, uint64_t ino, InodeRecord* out) {
   DAXREF_RETURN_IF_ERROR(s);
   DAXREF_RETURN_IF_ERROR(DecodeInode(ino, v, out));
   ApplyPendingTimes(out);
+  return Status::Ok();
+}
+
+Status Volume::LoadAttrs(uint64_t ino, AttrCache::Entry* out) {
+  if (attrs_.Find(ino, out)) return Status::Ok();
+  const uint64_t seen = attrs_.epoch();
+  std::string v;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), keys::Inode(ino), &v);
+  if (s.IsNotFound()) return Status::NotFound("no inode " + std::to_string(ino));
+  DAXREF_RETURN_IF_ERROR(FromRocks(s, "read inode"));
+  DAXREF_RETURN_IF_ERROR(DecodeInode(ino, v, &out->inode));
+  out->has_cap = false;
+  if (out->inode.flags & kInodeHasXattrs) {
+    std::string cap;
+    s = db_->Get(rocksdb::ReadOptions(), keys::Xattr(ino, kCapabilityXattr), &cap);
+    if (!s.IsNotFound()) DAXREF_RETURN_IF_ERROR(FromRocks(s, "read xattr"));
+    out->has_cap = s.ok();
+  }
+  attrs_.Insert(ino, *out, seen);
   return Status::Ok();
 }
 
@@ -92,6 +115,25 @@ Status Volume::FlushTimes() {
     DAXREF_RETURN_IF_ERROR(s);
     StoreInode(t, r);
   }
+  return Commit(t);
+}
+
+Status Volume::FlushTimes(uint64_t ino) {
+  {
+    MutexLock g(&times_mu_);
+    if (pending_times_.find(ino) == pending_times_.end()) return Status::Ok();
+  }
+  MutexLock g(&mu_);
+  Txn t(this);
+  InodeRecord r;
+  Status s = LoadInode(t, ino, &r);
+  if (s.err() == ENOENT) {
+    MutexLock tg(&times_mu_);
+    pending_times_.erase(ino);
+    return Status::Ok();
+  }
+  DAXREF_RETURN_IF_ERROR(s);
+  StoreInode(t, r);
   return Commit(t);
 }
 

@@ -123,8 +123,14 @@ class Volume::Txn {
     if (s.IsNotFound()) return Status::NotFound("");
     return internal::FromRocks(s, "read");
   }
-  void Put(const std::string& k, const std::string& v) { batch_.Put(k, v); }
-  void Delete(const std::string& k) { batch_.Delete(k); }
+  void Put(const std::string& k, const std::string& v) {
+    batch_.Put(k, v);
+    NoteAttrChange(k, &v);
+  }
+  void Delete(const std::string& k) {
+    batch_.Delete(k);
+    NoteAttrChange(k, nullptr);
+  }
   // An iterator over the store as this batch would leave it. The bounds
   // apply to the store only, not to the batch's own keys: callers check
   // their prefix on every step.
@@ -154,8 +160,24 @@ class Volume::Txn {
   void RaiseInoLimit(uint64_t limit) { ino_limit_ = std::max(ino_limit_, limit); }
   uint64_t ino_limit() const { return ino_limit_; }
   int64_t inode_delta() const { return inode_delta_; }
+  // What this batch changes of the fast path's inode attributes (inode
+  // records, capability xattrs), for the AttrCache at commit. Noted here,
+  // where every key passes, so that no operation can forget it.
+  const std::vector<AttrCache::Change>& attr_changes() const { return attr_changes_; }
 
  private:
+  void NoteAttrChange(const std::string& k, const std::string* v) {
+    if (k.size() < 9) return;
+    const uint64_t ino = keys::U64At(k, 1);
+    if (k[0] == prefix::kInode && k.size() == 9) {
+      attr_changes_.push_back(v ? AttrCache::Change{ino, AttrCache::Change::kInode, *v}
+                                : AttrCache::Change{ino, AttrCache::Change::kInodeGone, {}});
+    } else if (k[0] == prefix::kXattr && std::string_view(k).substr(9) == kCapabilityXattr) {
+      attr_changes_.push_back(
+          AttrCache::Change{ino, v ? AttrCache::Change::kCapSet : AttrCache::Change::kCapGone, {}});
+    }
+  }
+
   // LockRefcounts' other half (not checked, for the same reason).
   void UnlockRefcounts() NO_THREAD_SAFETY_ANALYSIS {
     if (refs_locked_) v_->refs_mu_.Unlock();
@@ -180,6 +202,7 @@ class Volume::Txn {
   std::vector<HeldMap> held_;
   std::vector<MapUndo> undo_;
   std::vector<uint64_t> forget_;
+  std::vector<AttrCache::Change> attr_changes_;
   Volume* v_;
   rocksdb::WriteBatchWithIndex batch_;
   std::vector<Extent> fresh_;

@@ -5,8 +5,10 @@
 // Reads that must reach the daemon (not the kernel's page cache) go through
 // an O_DIRECT descriptor, or happen after a remount.
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -740,4 +742,61 @@ TEST_CASE("st_blocks counts allocated 4 KiB blocks in 512-byte units", "[fs][dat
   REQUIRE(StatOf(file).st_blocks == 24);
   CheckReport rep = fs.Check();
   REQUIRE(rep.owned_blocks == 3);
+}
+
+// Overwrites inside EOF of mapped blocks take the daemon's fast path, which
+// keeps what it needs of the inode in memory. The kernel leaves clearing
+// privileges to the daemon (FUSE_HANDLE_KILLPRIV_V2, docs/design.md), so a
+// stale view there would keep a capability or a set-id bit a write must
+// take away. Each change here comes after the file has been overwritten
+// once (known to the fast path), and is checked again after a remount.
+TEST_CASE("in-place overwrites drop a capability and set-id bits set while the file was in use",
+          "[fs][data]") {
+  MountedFs::Options o;
+  o.mount_options = {"allow_other"};
+  MountedFs fs(o);
+  const std::string path = fs.path("f");
+  std::string data = NonZeroBytes(7, 4 * kBlock);
+  WriteFile(path, data);
+  // From a fresh mount, so that what the fast path knows of f comes from its
+  // first read and every change below reaches it only through commits.
+  fs.Remount();
+  {
+    Fd f(path, O_RDWR);
+    PwriteExact(f.get(), "x", 10);  // in place: the fast path knows f now
+    data[10] = 'x';
+  }
+  REQUIRE(chmod(path.c_str(), 0666) == 0);
+
+  // A file capability (VFS_CAP_REVISION_2, CAP_NET_BIND_SERVICE permitted).
+  vfs_cap_data cap{};
+  cap.magic_etc = VFS_CAP_REVISION_2 | VFS_CAP_FLAGS_EFFECTIVE;
+  cap.data[0].permitted = 1u << CAP_NET_BIND_SERVICE;
+  REQUIRE(setxattr(path.c_str(), "security.capability", &cap, XATTR_CAPS_SZ_2, 0) == 0);
+  REQUIRE(getxattr(path.c_str(), "security.capability", nullptr, 0) == XATTR_CAPS_SZ_2);
+  {
+    Fd f(path, O_RDWR);
+    PwriteExact(f.get(), "c", 100);
+    data[100] = 'c';
+  }
+  CHECK(ErrnoOf(getxattr(path.c_str(), "security.capability", nullptr, 0)) == ENODATA);
+
+  // Set-id bits, then a write by a user who may write but is not the owner.
+  REQUIRE(chmod(path.c_str(), 06777) == 0);
+  const int err = RunAs(1001, 1001, [&] {
+    int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return errno;
+    int e = pwrite(fd, "u", 1, 200) == 1 ? 0 : errno;
+    close(fd);
+    return e;
+  });
+  REQUIRE(err == 0);
+  data[200] = 'u';
+  CHECK((StatOf(path).st_mode & 07777) == 0777);
+
+  fs.Remount();  // stored, not only remembered
+  CHECK(ErrnoOf(getxattr(path.c_str(), "security.capability", nullptr, 0)) == ENODATA);
+  CHECK((StatOf(path).st_mode & 07777) == 0777);
+  CHECK_SAME(ReadFile(path), data);
+  fs.Check();
 }

@@ -1,6 +1,8 @@
 // Volume end to end, without FUSE: a fresh store in a temporary directory, a
 // memory pool as the DataPlane, and every scenario followed by CheckStore.
 #include <fcntl.h>
+#include <rocksdb/perf_context.h>
+#include <rocksdb/perf_level.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
@@ -1695,6 +1697,208 @@ TEST_CASE("A write past a gap is placed in line with the file's previous extent"
   REQUIRE(ExtentRecords(st.db(), f).size() == 1);
   DAXREF_REQUIRE_BYTES(st.ReadFile(f, 0, 3 * kB), Pattern(kB, 1) + Pattern(kB, 2) + Pattern(kB, 3));
   DAXREF_REQUIRE_VOLUME_CLEAN(st);
+}
+
+// The overwrite fast path reads what it needs of an inode (size, mode,
+// flags, a file capability) from memory, kept exact by every commit. These
+// change each of them after the file has been in use (its entry cached) and
+// check that the next overwrite, eligible for the fast path by offset and
+// mapping, obeys the change.
+TEST_CASE("The overwrite fast path sees every attribute change at commit",
+          "[volume][data][fastpath]") {
+  TestStore st;
+  uint64_t f = st.MakeFile(kRootIno, "f");
+  std::string data = Pattern(4 * kB, 1);
+  st.WriteFile(f, 0, data);
+  // From a fresh mount, so that what the fast path knows of f comes from
+  // its first read and every change below reaches it only through commits.
+  st.Reopen();
+  Volume& v = st.vol();
+  st.WriteFile(f, 10, "x");  // in place: the fast path now knows f
+  data[10] = 'x';
+  auto stored = [&] {
+    std::string val;
+    REQUIRE(st.db()->Get(rocksdb::ReadOptions(), keys::Inode(f), &val).ok());
+    InodeRecord s;
+    DAXREF_REQUIRE_OK(DecodeInode(f, val, &s));
+    return s;
+  };
+  InodeRecord r;
+
+  SECTION("a capability set later is dropped by the next overwrite") {
+    DAXREF_REQUIRE_OK(v.SetXattr(f, "security.capability", "cap", 0));
+    st.WriteFile(f, 20, "c");
+    std::string val;
+    DAXREF_REQUIRE_ERR(v.GetXattr(f, "security.capability", &val), ENODATA);
+    REQUIRE_FALSE(HasKey(st.db(), keys::Xattr(f, "security.capability")));
+    // And set again after that: dropped again.
+    DAXREF_REQUIRE_OK(v.SetXattr(f, "security.capability", "cap2", 0));
+    st.WriteFile(f, 30, "d");
+    DAXREF_REQUIRE_ERR(v.GetXattr(f, "security.capability", &val), ENODATA);
+  }
+  SECTION("a capability removed meanwhile leaves nothing to drop") {
+    DAXREF_REQUIRE_OK(v.SetXattr(f, "security.capability", "cap", 0));
+    DAXREF_REQUIRE_OK(v.SetXattr(f, "user.keep", "k", 0));
+    DAXREF_REQUIRE_OK(v.RemoveXattr(f, "security.capability"));
+    st.WriteFile(f, 20, "c");
+    std::string val;
+    DAXREF_REQUIRE_OK(v.GetXattr(f, "user.keep", &val));
+    REQUIRE(val == "k");
+  }
+  SECTION("set-id bits set by chmod are cleared by an unprivileged overwrite") {
+    SetAttrRequest chmod;
+    chmod.mode = 06755;
+    DAXREF_REQUIRE_OK(v.SetAttr(f, chmod, kRoot, &r));
+    InodeRecord w;
+    DAXREF_REQUIRE_OK(v.Write(f, 40, "u", 1, Caller{1000, 1000}, &w));
+    REQUIRE((w.mode & 07777) == 0755);
+    REQUIRE((stored().mode & 07777) == 0755);
+    // A privileged writer keeps them.
+    DAXREF_REQUIRE_OK(v.SetAttr(f, chmod, kRoot, &r));
+    DAXREF_REQUIRE_OK(v.Write(f, 41, "r", 1, kRoot, &w));
+    REQUIRE((stored().mode & 07777) == 06755);
+  }
+  SECTION("a chown clears set-id bits, and the next overwrite sees the new mode") {
+    SetAttrRequest chmod;
+    chmod.mode = 04755;
+    DAXREF_REQUIRE_OK(v.SetAttr(f, chmod, kRoot, &r));
+    SetAttrRequest chown;
+    chown.uid = 1000;
+    DAXREF_REQUIRE_OK(v.SetAttr(f, chown, kRoot, &r));
+    InodeRecord w;
+    DAXREF_REQUIRE_OK(v.Write(f, 40, "u", 1, Caller{1000, 1000}, &w));
+    REQUIRE(w.uid == 1000);
+    REQUIRE((w.mode & 07777) == 0755);
+  }
+  SECTION("a truncate changes the size the fast path works with") {
+    // The new EOF inside block 2, which stays mapped: a write past it, but
+    // inside the old size, must grow the file (a batch), not go in place.
+    SetAttrRequest shrink;
+    shrink.size = 2 * kB + 100;
+    DAXREF_REQUIRE_OK(v.SetAttr(f, shrink, kRoot, &r));
+    InodeRecord w = st.WriteFile(f, 2 * kB + 200, "g");
+    REQUIRE(w.size == 2 * kB + 201);
+    REQUIRE(stored().size == 2 * kB + 201);
+    REQUIRE(st.Inode(f).size == 2 * kB + 201);
+    std::string want = data.substr(0, 2 * kB + 100) + std::string(100, '\0') + "g";
+    DAXREF_REQUIRE_BYTES(st.ReadFile(f, 0, want.size()), want);
+  }
+  SECTION("a file deleted and reclaimed is gone for the fast path too") {
+    InodeRecord victim;
+    DAXREF_REQUIRE_OK(v.Unlink(
+        kRootIno, "f", [](uint64_t) { return false; }, &victim));
+    DAXREF_REQUIRE_OK(v.Reclaim(f));
+    InodeRecord w;
+    DAXREF_REQUIRE_ERR(v.Write(f, 0, "z", 1, kRoot, &w), ENOENT);
+  }
+  DAXREF_REQUIRE_VOLUME_CLEAN(st);
+}
+
+TEST_CASE("An overwrite of a file in use reads nothing from the store",
+          "[volume][data][fastpath]") {
+  TestStore st;
+  Volume& v = st.vol();
+  uint64_t f = st.MakeFile(kRootIno, "f");
+  DAXREF_REQUIRE_OK(v.SetXattr(f, "user.a", "1", 0));  // f may have xattrs
+  st.WriteFile(f, 0, Pattern(8 * kB, 1));
+  st.WriteFile(f, 5, "first");  // the first overwrite may read
+
+  rocksdb::SetPerfLevel(rocksdb::PerfLevel::kEnableCount);
+  rocksdb::get_perf_context()->Reset();
+  InodeRecord w;
+  for (int i = 0; i < 16; ++i)
+    DAXREF_REQUIRE_OK(v.Write(f, i * 500 + 3, "abc", 3, Caller{1000, 1000}, &w));
+  const uint64_t gets = rocksdb::get_perf_context()->get_from_memtable_count;
+  const uint64_t seeks = rocksdb::get_perf_context()->seek_on_memtable_count;
+  // The control: a read of the inode does count.
+  InodeRecord r;
+  DAXREF_REQUIRE_OK(v.GetInode(f, &r));
+  const uint64_t control = rocksdb::get_perf_context()->get_from_memtable_count;
+  rocksdb::SetPerfLevel(rocksdb::PerfLevel::kDisable);
+  CHECK(gets == 0);
+  CHECK(seeks == 0);
+  CHECK(control > gets);
+}
+
+// The pool here is page-granular memory (MemData): an overwrite in place
+// reaches the process's view only, and survives power loss once persisted.
+TEST_CASE("SyncFile persists the file's own blocks and times, not other files'",
+          "[volume][data][persist]") {
+  TestStore st;
+  Volume& v = st.vol();
+  uint64_t a = st.MakeFile(kRootIno, "a");
+  uint64_t b = st.MakeFile(kRootIno, "b");
+  std::string da = Pattern(6 * kB, 1), db = Pattern(6 * kB, 2);
+  // Several extents for a: written in pieces with b's blocks in between.
+  for (uint64_t off = 0; off < 6 * kB; off += 2 * kB) {
+    st.WriteFile(a, off, da.substr(off, 2 * kB));
+    st.WriteFile(b, off, db.substr(off, 2 * kB));
+  }
+  REQUIRE(st.Segments(a, 0, 6 * kB).size() > 1);
+  // In-place overwrites of both, not persisted yet.
+  std::string pa = Pattern(5 * kB, 3), pb = Pattern(5 * kB, 4);
+  InodeRecord wa = st.WriteFile(a, 500, pa);
+  InodeRecord wb = st.WriteFile(b, 500, pb);
+  std::string new_a = da, new_b = db;
+  new_a.replace(500, pa.size(), pa);
+  new_b.replace(500, pb.size(), pb);
+  auto stored_mtime = [&](uint64_t ino) {
+    std::string val;
+    REQUIRE(st.db()->Get(rocksdb::ReadOptions(), keys::Inode(ino), &val).ok());
+    InodeRecord s;
+    DAXREF_REQUIRE_OK(DecodeInode(ino, val, &s));
+    return s.mtime;
+  };
+
+  DAXREF_REQUIRE_OK(v.SyncFile(a));
+  CHECK(stored_mtime(a).sec == wa.mtime.sec);
+  CHECK(stored_mtime(a).nsec == wa.mtime.nsec);
+  // b's times still wait.
+  CHECK((stored_mtime(b).sec != wb.mtime.sec || stored_mtime(b).nsec != wb.mtime.nsec));
+  st.data().LosePower();
+  DAXREF_REQUIRE_BYTES(st.ReadFile(a, 0, new_a.size()), new_a);
+  // b's overwrite was never persisted: its blocks hold what they held
+  // when they were mapped.
+  DAXREF_REQUIRE_BYTES(st.ReadFile(b, 0, db.size()), db);
+
+  SECTION("a failed persist is SyncFile's error") {
+    st.data().FailPersist(true);
+    DAXREF_REQUIRE_ERR(v.SyncFile(a), EIO);
+    st.data().FailPersist(false);
+  }
+  SECTION("an empty file has nothing to persist") {
+    uint64_t e = st.MakeFile(kRootIno, "e");
+    const uint64_t before = st.data().persists();
+    DAXREF_REQUIRE_OK(v.SyncFile(e));
+    CHECK(st.data().persists() == before);
+  }
+}
+
+TEST_CASE("FlushTimes of one inode stores that inode's times only", "[volume][data]") {
+  TestStore st;
+  Volume& v = st.vol();
+  uint64_t a = st.MakeFile(kRootIno, "a");
+  uint64_t b = st.MakeFile(kRootIno, "b");
+  st.WriteFile(a, 0, Pattern(kB, 1));
+  st.WriteFile(b, 0, Pattern(kB, 2));
+  InodeRecord wa = st.WriteFile(a, 1, "a");
+  InodeRecord wb = st.WriteFile(b, 1, "b");
+  auto stored_mtime = [&](uint64_t ino) {
+    std::string val;
+    REQUIRE(st.db()->Get(rocksdb::ReadOptions(), keys::Inode(ino), &val).ok());
+    InodeRecord s;
+    DAXREF_REQUIRE_OK(DecodeInode(ino, val, &s));
+    return s.mtime;
+  };
+  DAXREF_REQUIRE_OK(v.FlushTimes(a));
+  CHECK(stored_mtime(a).nsec == wa.mtime.nsec);
+  CHECK(stored_mtime(a).sec == wa.mtime.sec);
+  CHECK((stored_mtime(b).sec != wb.mtime.sec || stored_mtime(b).nsec != wb.mtime.nsec));
+  // Nothing pending: no batch, no error; a missing inode likewise.
+  DAXREF_REQUIRE_OK(v.FlushTimes(a));
+  DAXREF_REQUIRE_OK(v.FlushTimes(987654));
+  DAXREF_REQUIRE_OK(v.FlushTimes(b));
+  CHECK(stored_mtime(b).nsec == wb.mtime.nsec);
 }
 
 }  // namespace
