@@ -1,6 +1,9 @@
 #include "fs/command_line.h"
 
+#include <sys/stat.h>
+
 #include <cctype>
+#include <cerrno>
 #include <csignal>
 #include <cstring>
 #include <set>
@@ -18,7 +21,7 @@ const std::set<std::string> kFuseFlags = {"allow_other",  "allow_root", "default
                                           "noexec",       "async",      "sync",
                                           "dirsync",      "atime",      "noatime",
                                           "auto_unmount", "debug"};
-const std::vector<std::string> kFuseValued = {"fsname=", "subtype=", "max_read="};
+const std::vector<std::string> kFuseValued = {"fsname=", "subtype="};
 // mount(8) / fstab words that mean nothing to a FUSE daemon, and atime
 // variants libfuse refuses although a FUSE mount has no atime policy of its
 // own to set: accepted so that ordinary fstab lines work, and ignored.
@@ -91,6 +94,16 @@ Status AddMountOptions(const std::string& list, CommandLine* cl) {
       if (!ParseSignal(o.substr(14), &cl->poison_signal))
         return Status::Invalid("bad poison_signal '" + o.substr(14) +
                                "' (a signal name such as BUS, USR1 or RTMIN+1, a number, or none)");
+    } else if (StartsWith(o, "max_read=")) {
+      // Checked here: libfuse would refuse a bad value with a message of its
+      // own, after the daemon has opened the store.
+      char* end = nullptr;
+      errno = 0;
+      unsigned long long v = strtoull(o.c_str() + 9, &end, 10);
+      if (o.size() == 9 || *end || errno || !isdigit(static_cast<unsigned char>(o[9])) || v == 0 ||
+          v > (1ull << 30))
+        return Status::Invalid("bad max_read '" + o.substr(9) + "' (bytes, 1 to 1073741824)");
+      cl->fuse_options.push_back(o);
     } else if (StartsWith(o, "threads=")) {
       char* end = nullptr;
       long v = strtol(o.c_str() + 8, &end, 10);
@@ -205,6 +218,16 @@ Result<CommandLine> ParseCommandLine(int argc, char** argv) {
     return Status::Invalid("unknown log level '" + cl.log_level + "'");
   // With source= in the options, mount(8)'s first argument is a placeholder.
   if (positional.size() == 2) {
+    // Both a SOURCE and source=: the first may be a placeholder (fstab's
+    // first field, which mount(8) passes on), but not another filesystem.
+    if (!cl.source.empty() && positional[0] != cl.source) {
+      struct stat a {
+      }, b{};
+      if (stat(positional[0].c_str(), &a) == 0 &&
+          (stat(cl.source.c_str(), &b) != 0 || a.st_dev != b.st_dev || a.st_ino != b.st_ino))
+        return Status::Invalid("SOURCE given twice: '" + positional[0] + "' and source='" +
+                               cl.source + "'");
+    }
     if (cl.source.empty()) cl.source = positional[0];
     cl.mountpoint = positional[1];
   } else if (positional.size() == 1 && !cl.source.empty()) {

@@ -491,7 +491,9 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (cl.version) {
-    printf("daxref %s (libfuse %d)\n", DAXREF_VERSION, fuse_version());
+    // fuse_version() is major * 100 + minor (314 for 3.14).
+    printf("daxref %s (libfuse %d.%d)\n", DAXREF_VERSION, fuse_version() / 100,
+           fuse_version() % 100);
     return 0;
   }
   cl.source = Absolute(cl.source);

@@ -287,6 +287,9 @@ TEST_CASE("mkfs.daxref: an existing filesystem is refused without -f and left in
 TEST_CASE("daxref: --help and --version", "[cli]") {
   for (const char* opt : {"--help", "-h"}) ExpectHelp(Daxref({opt}), "daxref");
   for (const char* opt : {"--version", "-V"}) ExpectVersion(Daxref({opt}), "daxref");
+  // libfuse's version as people write it (3.14), not fuse_version()'s 314.
+  RunResult v = Daxref({"--version"});
+  CHECK(v.out.find("(libfuse 3.") != std::string::npos);
 }
 
 TEST_CASE("daxref: usage errors print the message and a hint, and mount nothing", "[cli]") {
@@ -298,6 +301,13 @@ TEST_CASE("daxref: usage errors print the message and a hint, and mount nothing"
   ExpectUsageError(Daxref({"-o", "frobnicate", src, mnt}), "daxref", "frobnicate");
   ExpectUsageError(Daxref({"-o", "allow_other,frobnicate=1", src, mnt}), "daxref", "frobnicate");
   ExpectUsageError(Daxref({"-o", "lock_wait=soon", src, mnt}), "daxref", "lock_wait");
+  // A kernel option with a bad value gets daxref's own line, not libfuse's.
+  ExpectUsageError(Daxref({"-o", "max_read=abc", src, mnt}), "daxref", "max_read");
+  ExpectUsageError(Daxref({"-o", "max_read=-5", src, mnt}), "daxref", "max_read");
+  // source= naming another directory than SOURCE is a conflict, not an
+  // override (a placeholder that names nothing is what fstab lines use).
+  TempDir elsewhere;
+  ExpectUsageError(Daxref({"-o", "source=" + elsewhere.path(), src, mnt}), "daxref", "source");
   ExpectUsageError(Daxref({"-o", "threads=0", src, mnt}), "daxref", "threads");
   ExpectUsageError(Daxref({"-o", "threads=65", src, mnt}), "daxref", "threads");
   ExpectUsageError(Daxref({"-o", "attr_timeout=-1", src, mnt}), "daxref", "attr_timeout");
