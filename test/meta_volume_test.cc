@@ -1901,5 +1901,32 @@ TEST_CASE("FlushTimes of one inode stores that inode's times only", "[volume][da
   CHECK(stored_mtime(b).nsec == wb.mtime.nsec);
 }
 
+TEST_CASE("Rmdir of an open directory orphans it with nlink 0; Reclaim deletes it",
+          "[volume][namespace]") {
+  TestStore st;
+  Volume& v = st.vol();
+  uint64_t d = st.MakeDir(kRootIno, "d");
+  auto still_open = [](uint64_t) { return false; };
+  SECTION("rmdir") {
+    DAXREF_REQUIRE_OK(v.Rmdir(kRootIno, "d", still_open));
+  }
+  SECTION("replaced by a rename") {
+    st.MakeDir(kRootIno, "e");
+    InodeRecord rep;
+    DAXREF_REQUIRE_OK(v.Rename(kRootIno, "e", kRootIno, "d", 0, still_open, &rep));
+  }
+  InodeRecord r;
+  DAXREF_REQUIRE_OK(v.GetInode(d, &r));
+  REQUIRE(S_ISDIR(r.mode));
+  REQUIRE(r.nlink == 0);
+  REQUIRE(HasKey(st.db(), keys::Orphan(d)));
+  DAXREF_REQUIRE_ERR(v.MakeNode(d, "x", S_IFREG | 0644, 0, Caller{}, "", &r), ENOENT);
+  DAXREF_REQUIRE_VOLUME_CLEAN(st);  // an orphaned directory is a legal state
+  DAXREF_REQUIRE_OK(v.Reclaim(d));
+  DAXREF_REQUIRE_ERR(v.GetInode(d, &r), ENOENT);
+  REQUIRE_FALSE(HasKey(st.db(), keys::Orphan(d)));
+  DAXREF_REQUIRE_VOLUME_CLEAN(st);
+}
+
 }  // namespace
 }  // namespace daxref
