@@ -6,8 +6,8 @@
 #include <linux/falloc.h>
 #include <linux/fs.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -100,7 +100,7 @@ TEST_CASE("an open directory that is removed answers fstat with nlink 0", "[fs_p
   fs.Check();
 }
 
-TEST_CASE("an unprivileged write or fallocate drops set-id bits, visible at once",
+TEST_CASE("an unprivileged write or fallocate drops set-id bits visible at once",
           "[fs_posix_test]") {
   MountedFs fs(AllowOther());
   REQUIRE(chmod(fs.mnt().c_str(), 0777) == 0);
@@ -187,7 +187,7 @@ TEST_CASE("RENAME_WHITEOUT with RENAME_EXCHANGE is refused", "[fs_posix_test]") 
   CHECK(ReadFile(fs.path("a")) == "a");
 }
 
-TEST_CASE("chown(f, -1, -1) updates ctime", "[fs_posix_test]") {
+TEST_CASE("chown with uid and gid -1 updates ctime", "[fs_posix_test]") {
   MountedFs fs;
   WriteFile(fs.path("f"), "x");
   struct stat before = Lstat(fs.path("f"));

@@ -382,9 +382,24 @@ TEST_CASE("Rename", "[volume][namespace]") {
     DAXREF_REQUIRE_ERR(v.Rename(d1, "zz", d1, "c", 0, nullptr, &rep), ENOENT);
   }
   SECTION("unknown or conflicting flags are refused") {
-    DAXREF_REQUIRE_ERR(v.Rename(d1, "a", d1, "c", 4, nullptr, &rep), EINVAL);
+    DAXREF_REQUIRE_ERR(v.Rename(d1, "a", d1, "c", 8, nullptr, &rep), EINVAL);
     DAXREF_REQUIRE_ERR(
         v.Rename(d1, "a", d1, "b", RENAME_NOREPLACE | RENAME_EXCHANGE, nullptr, &rep), EINVAL);
+    DAXREF_REQUIRE_ERR(v.Rename(d1, "a", d1, "b", RENAME_WHITEOUT | RENAME_EXCHANGE, nullptr, &rep),
+                       EINVAL);
+  }
+  SECTION("WHITEOUT leaves a whiteout owned by the caller in the source's place") {
+    DAXREF_REQUIRE_OK(
+        v.Rename(d1, "a", d1, "c", RENAME_WHITEOUT, nullptr, &rep, Caller{1001, 1002}));
+    REQUIRE(LookupIno(v, d1, "c") == a);
+    DAXREF_REQUIRE_OK(v.Lookup(d1, "a", &r));
+    REQUIRE(r.ino != a);
+    REQUIRE(r.mode == S_IFCHR);
+    REQUIRE(r.rdev == 0);
+    REQUIRE(r.nlink == 1);
+    REQUIRE(r.uid == 1001);
+    REQUIRE(r.gid == 1002);
+    DAXREF_REQUIRE_VOLUME_CLEAN(st);
   }
   SECTION("NOREPLACE") {
     DAXREF_REQUIRE_ERR(v.Rename(d1, "a", d1, "b", RENAME_NOREPLACE, nullptr, &rep), EEXIST);
