@@ -24,15 +24,15 @@ int KernelErrno(const Status& s) {
   return s.err() == 0 || s.err() == EUCLEAN ? EIO : s.err();
 }
 
+Caller CallerOf(fuse_req_t req) {
+  const fuse_ctx* c = fuse_req_ctx(req);
+  return Caller{c->uid, c->gid};
+}
+
 namespace {
 
 Filesystem* Fs(fuse_req_t req) {
   return static_cast<Filesystem*>(fuse_req_userdata(req));
-}
-
-Caller CallerOf(fuse_req_t req) {
-  const fuse_ctx* c = fuse_req_ctx(req);
-  return Caller{c->uid, c->gid};
 }
 
 void ReplyErr(fuse_req_t req, const Status& s) {

@@ -106,10 +106,17 @@ TEST_CASE("an unprivileged write or fallocate drops set-id bits visible at once"
   REQUIRE(chmod(fs.mnt().c_str(), 0777) == 0);
   const std::string f = fs.path("f");
   SetIdFile(f);
+  // mode -1: the unshare ioctl (fallocate's unshare range, which the kernel
+  // keeps from FUSE).
   auto as_alice = [&](int mode, bool write) {
     return RunAs(kAlice, kAliceGroup, [&] {
       int fd = open(f.c_str(), O_WRONLY);
       if (fd < 0) return errno;
+      if (mode == -1) {
+        int err = UnshareRange(fd, 0, 4096);
+        close(fd);
+        return err;
+      }
       int rc =
           write ? static_cast<int>(pwrite(fd, "y", 1, 10)) - 1 : fallocate(fd, mode, 100, 4096);
       int err = rc == 0 ? 0 : errno;
@@ -122,6 +129,9 @@ TEST_CASE("an unprivileged write or fallocate drops set-id bits visible at once"
   }
   SECTION("allocate") {
     REQUIRE(as_alice(0, false) == 0);
+  }
+  SECTION("unshare range (ioctl)") {
+    REQUIRE(as_alice(-1, false) == 0);
   }
   SECTION("punch hole") {
     REQUIRE(as_alice(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, false) == 0);
