@@ -24,15 +24,15 @@ int KernelErrno(const Status& s) {
   return s.err() == 0 || s.err() == EUCLEAN ? EIO : s.err();
 }
 
+Caller CallerOf(fuse_req_t req) {
+  const fuse_ctx* c = fuse_req_ctx(req);
+  return Caller{c->uid, c->gid};
+}
+
 namespace {
 
 Filesystem* Fs(fuse_req_t req) {
   return static_cast<Filesystem*>(fuse_req_userdata(req));
-}
-
-Caller CallerOf(fuse_req_t req) {
-  const fuse_ctx* c = fuse_req_ctx(req);
-  return Caller{c->uid, c->gid};
 }
 
 void ReplyErr(fuse_req_t req, const Status& s) {
@@ -138,6 +138,9 @@ void SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse
   else if (to_set & FUSE_SET_ATTR_MTIME)
     r.mtime = FromTimespec(attr->st_mtim);
   if (to_set & FUSE_SET_ATTR_CTIME) r.ctime = FromTimespec(attr->st_ctim);
+  // chown(f, -1, -1) reaches the daemon as a setattr with nothing to set;
+  // Linux filesystems still mark the inode changed.
+  if (!r.mode && !r.uid && !r.gid && !r.size && !r.atime && !r.mtime && !r.ctime) r.ctime = now;
   if (r.size && attr->st_size < 0) return (void)fuse_reply_err(req, EINVAL);
   InodeRecord out;
   Status s;
@@ -208,7 +211,8 @@ void Unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
 }
 
 void Rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
-  Status s = Fs(req)->volume()->Rmdir(parent, name);
+  Filesystem* fs = Fs(req);
+  Status s = fs->volume()->Rmdir(parent, name, fs->LastLinkCheck());
   if (!s.ok()) return ReplyErr(req, s);
   fuse_reply_err(req, 0);
 }
@@ -216,10 +220,9 @@ void Rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
 void Rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
             const char* newname, unsigned int flags) {
   Filesystem* fs = Fs(req);
-  if (flags & RENAME_WHITEOUT) return (void)fuse_reply_err(req, EINVAL);
   InodeRecord replaced;
-  Status s =
-      fs->volume()->Rename(parent, name, newparent, newname, flags, fs->LastLinkCheck(), &replaced);
+  Status s = fs->volume()->Rename(parent, name, newparent, newname, flags, fs->LastLinkCheck(),
+                                  &replaced, CallerOf(req));
   if (!s.ok()) return ReplyErr(req, s);
   fuse_reply_err(req, 0);
 }
@@ -350,8 +353,13 @@ void Write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t o
   auto state = fs->inodes().Get(ino);
   WriterLock io(&state->io);
   InodeRecord r;
-  Status s = fs->volume()->Write(ino, off, buf, size, CallerOf(req), &r);
+  bool dropped = false;
+  Status s = fs->volume()->Write(ino, off, buf, size, CallerOf(req), &r, &dropped);
   if (!s.ok()) return ReplyErr(req, s);
+  // The daemon, not the kernel, took set-id bits or a capability away
+  // (handle_killpriv): the kernel learns it before the writer returns, or
+  // stat and exec would go on seeing the old mode for the attribute timeout.
+  if (dropped) fs->InvalidateAttributes(ino);
   fuse_reply_write(req, size);
 }
 
@@ -399,8 +407,11 @@ void Fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len, f
   auto state = fs->inodes().Get(ino);
   WriterLock io(&state->io);
   InodeRecord r;
-  Status s = fs->volume()->Fallocate(ino, mode, off, len, &r);
+  Status s = fs->volume()->Fallocate(ino, mode, off, len, CallerOf(req), &r);
   if (!s.ok()) return ReplyErr(req, s);
+  // Set-id bits an unprivileged fallocate dropped, and st_blocks, changed
+  // behind the kernel's back.
+  fs->InvalidateAttributes(ino);
   fuse_reply_err(req, 0);
 }
 
@@ -442,12 +453,18 @@ void CopyFileRange(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_file_in
 
 // ---- directories ----
 
+// An open directory is counted as an open file is: removed while open, it
+// keeps its record (nlink 0) until the last release, so fstat still answers.
 void OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  Filesystem* fs = Fs(req);
+  if (!fs->inodes().Open(ino)) return (void)fuse_reply_err(req, ENOENT);
   InodeRecord r;
-  Status s = Fs(req)->volume()->GetInode(ino, &r);
-  if (!s.ok()) return ReplyErr(req, s);
-  if (!S_ISDIR(r.mode)) return (void)fuse_reply_err(req, ENOTDIR);
-  fuse_reply_open(req, fi);
+  Status s = fs->volume()->GetInode(ino, &r);
+  if (s.ok() && !S_ISDIR(r.mode)) s = Status::Error(ENOTDIR, "not a directory");
+  if (!s.ok() || fuse_reply_open(req, fi) != 0) {
+    if (fs->inodes().Release(ino)) fs->ReclaimNow(ino);
+    if (!s.ok()) ReplyErr(req, s);
+  }
 }
 
 void DoReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus) {
@@ -499,8 +516,13 @@ void ReadDirPlus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fi
   DoReadDir(req, ino, size, off, true);
 }
 
-void ReleaseDir(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
+void ReleaseDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  Filesystem* fs = Fs(req);
+  bool reclaim = fs->inodes().Release(ino);
+  // Frozen or shut down: the orphan stays on its list for the next mount.
+  if (fs->modify_gate().frozen() || fs->shut_down()) reclaim = false;
   fuse_reply_err(req, 0);
+  if (reclaim) fs->ReclaimNow(ino);
 }
 
 void StatFs(fuse_req_t req, fuse_ino_t) {

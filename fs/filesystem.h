@@ -30,6 +30,8 @@ namespace daxref {
 // failed its checks where it was decoded), which no caller of the kernel
 // expects; fsck.daxref is what repairs the store.
 int KernelErrno(const Status& s);
+// Who sent the request (uid and gid), for the Volume's privilege rules.
+Caller CallerOf(fuse_req_t req);
 
 // How long the kernel may trust what it was told. Every change to this
 // filesystem passes through this kernel mount and this daemon, and the kernel

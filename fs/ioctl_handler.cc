@@ -159,7 +159,7 @@ void UnshareRange(Filesystem* fs, fuse_req_t req, fuse_ino_t ino, fuse_file_info
   {
     WriterLock io(&state->io);
     s = fs->volume()->Fallocate(ino, kFallocUnshareRange | kFallocKeepSize, a.offset, a.length,
-                                &out);
+                                CallerOf(req), &out);
   }
   if (!s.ok()) return ReplyStatus(req, s);
   fs->InvalidateAttributes(ino);  // filled holes: st_blocks changed
@@ -180,7 +180,7 @@ void ShiftRange(Filesystem* fs, fuse_req_t req, fuse_ino_t ino, fuse_file_info* 
   Status s;
   {
     WriterLock io(&state->io);
-    s = fs->volume()->Fallocate(ino, mode, a.offset, a.length, &out);
+    s = fs->volume()->Fallocate(ino, mode, a.offset, a.length, CallerOf(req), &out);
   }
   if (!s.ok()) return ReplyStatus(req, s);
   fs->InvalidateCache(ino, a.offset, 0);

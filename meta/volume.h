@@ -205,12 +205,19 @@ class Volume {
   // (nlink 0: deleted or orphaned, as `last_link` said).
   Status Unlink(uint64_t parent, std::string_view name, const LastLinkFn& last_link,
                 InodeRecord* victim) EXCLUDES(mu_);
-  Status Rmdir(uint64_t parent, std::string_view name) EXCLUDES(mu_);
+  // A removed directory that last_link says is still open keeps its (empty)
+  // record with nlink 0 on the orphan list, so fstat of the open descriptor
+  // answers; the last release (or the next mount) reclaims it. Without
+  // last_link it is deleted at once.
+  Status Rmdir(uint64_t parent, std::string_view name, const LastLinkFn& last_link = {})
+      EXCLUDES(mu_);
   // flags: 0, RENAME_NOREPLACE or RENAME_EXCHANGE. A replaced non-directory
   // is reported in `*replaced` (ino 0 if none) and treated as by Unlink.
+  // RENAME_WHITEOUT leaves in the source's place, in the same batch, a
+  // whiteout: a character device 0:0 with mode 0, owned by `who`.
   Status Rename(uint64_t parent, std::string_view name, uint64_t newparent,
                 std::string_view newname, unsigned flags, const LastLinkFn& last_link,
-                InodeRecord* replaced) EXCLUDES(mu_);
+                InodeRecord* replaced, const Caller& who = Caller{}) EXCLUDES(mu_);
   Status SetAttr(uint64_t ino, const SetAttrRequest& req, const Caller& who, InodeRecord* out)
       EXCLUDES(mu_);
   Status SetXattr(uint64_t ino, std::string_view name, std::string_view value, int flags)
@@ -220,10 +227,20 @@ class Volume {
   Status Reclaim(uint64_t ino) EXCLUDES(mu_);
 
   // ---- data ----
+  // *privileges_dropped (when given) tells whether the write took set-id
+  // bits or a file capability away: the kernel's cached attributes are then
+  // stale.
   Status Write(uint64_t ino, uint64_t off, const void* buf, size_t len, const Caller& who,
-               InodeRecord* out) EXCLUDES(mu_);
+               InodeRecord* out, bool* privileges_dropped = nullptr) EXCLUDES(mu_);
+  // Fallocate drops set-id bits as a write does when `who` is not root
+  // (Linux does so for every mode that changes the file: allocate, punch,
+  // zero, unshare, collapse, insert). The form without a caller acts as root.
+  Status Fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len, const Caller& who,
+                   InodeRecord* out) EXCLUDES(mu_);
   Status Fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len, InodeRecord* out)
-      EXCLUDES(mu_);
+      EXCLUDES(mu_) {
+    return Fallocate(ino, mode, off, len, Caller{}, out);
+  }
 
   // Stores the timestamps that in-place overwrites left pending: of every
   // inode, or of `ino` only (its last handle closed).
@@ -377,6 +394,9 @@ class Volume {
   // Drops one link of a non-directory; at zero deletes or orphans it.
   Status DropLink(Txn& t, InodeRecord* r, const LastLinkFn& last_link) REQUIRES(mu_);
   // `orphaned`: the inode has an O record to delete too.
+  // Drops an empty directory that loses its name: deleted, or orphaned
+  // with nlink 0 while last_link says it is open.
+  Status DropDir(Txn& t, InodeRecord* r, const LastLinkFn& last_link) REQUIRES(mu_);
   Status DeleteInode(Txn& t, const InodeRecord& r, bool orphaned) REQUIRES(mu_);
 
   // ---- extent-map and reverse-map editing (extent_edit.cc) ----
@@ -436,11 +456,12 @@ class Volume {
   Status ReadIn(Txn& t, uint64_t ino, uint64_t off, uint64_t len, char* dst) REQUIRES(mu_);
   // What a change of a file's bytes takes away: set-id bits (unless who is
   // privileged) and file capabilities.
-  void DropWritePrivileges(Txn& t, InodeRecord* r, const Caller& who) REQUIRES(mu_);
+  // True if anything was dropped.
+  bool DropWritePrivileges(Txn& t, InodeRecord* r, const Caller& who) REQUIRES(mu_);
 
   // ---- fallocate (volume_fallocate.cc) ----
-  Status ShiftRange(uint64_t ino, int mode, uint64_t off, uint64_t len, InodeRecord* out)
-      EXCLUDES(mu_);
+  Status ShiftRange(uint64_t ino, int mode, uint64_t off, uint64_t len, const Caller& who,
+                    InodeRecord* out) EXCLUDES(mu_);
 
   // ---- refcounts and reflink (volume_share.cc) ----
   // refs_ reflects a batch's edits at once.

@@ -133,7 +133,8 @@ Status Volume::Seek(uint64_t ino, uint64_t off, int whence, uint64_t* out) {
 // every commit keeps exact, and the map from the extent cache: an overwrite
 // of a file in use reads nothing from the store.
 Status Volume::Write(uint64_t ino, uint64_t off, const void* buf, size_t len, const Caller& who,
-                     InodeRecord* out) {
+                     InodeRecord* out, bool* privileges_dropped) {
+  if (privileges_dropped) *privileges_dropped = false;
   if (off >= kMaxFileSize || len > kMaxFileSize - off)
     return Status::Error(EFBIG, "file too large");
   const char* src = static_cast<const char*>(buf);
@@ -191,19 +192,27 @@ Status Volume::Write(uint64_t ino, uint64_t off, const void* buf, size_t len, co
   // Writing drops set-id bits (unless the writer is privileged) and always
   // drops file capabilities: the daemon clears privileges itself so that the
   // kernel need not ask for security.capability before every write.
-  DropWritePrivileges(t, &r, who);
+  bool dropped = DropWritePrivileges(t, &r, who);
   r.mtime = r.ctime = Now();
   StoreInode(t, r);
   DAXREF_RETURN_IF_ERROR(Commit(t));
+  if (privileges_dropped) *privileges_dropped = dropped;
   *out = r;
   return Status::Ok();
 }
 
-void Volume::DropWritePrivileges(Txn& t, InodeRecord* r, const Caller& who) {
-  if (who.uid != 0) r->mode &= ~KilledSetIdBits(r->mode);
+bool Volume::DropWritePrivileges(Txn& t, InodeRecord* r, const Caller& who) {
+  bool dropped = false;
+  if (who.uid != 0 && KilledSetIdBits(r->mode) != 0) {
+    r->mode &= ~KilledSetIdBits(r->mode);
+    dropped = true;
+  }
   std::string cap;
-  if ((r->flags & kInodeHasXattrs) && t.Get(keys::Xattr(r->ino, kCapabilityXattr), &cap).ok())
+  if ((r->flags & kInodeHasXattrs) && t.Get(keys::Xattr(r->ino, kCapabilityXattr), &cap).ok()) {
     t.Delete(keys::Xattr(r->ino, kCapabilityXattr));
+    dropped = true;
+  }
+  return dropped;
 }
 
 Status Volume::WriteIn(Txn& t, InodeRecord* r, uint64_t off, const char* src, uint64_t len) {

@@ -23,7 +23,8 @@ bool BlockAligned(uint64_t v) {
 // copied, whatever the size of the file). The checks are Linux's: whole
 // blocks, the mode alone, a collapse ending before EOF, an insert starting
 // before EOF and a file that stays under the size limit.
-Status Volume::ShiftRange(uint64_t ino, int mode, uint64_t off, uint64_t len, InodeRecord* out) {
+Status Volume::ShiftRange(uint64_t ino, int mode, uint64_t off, uint64_t len, const Caller& who,
+                          InodeRecord* out) {
   if (mode != kFallocCollapseRange && mode != kFallocInsertRange)
     return Status::Invalid("collapse and insert range take no other flag");
   if (!BlockAligned(off) || !BlockAligned(len))
@@ -47,6 +48,7 @@ Status Volume::ShiftRange(uint64_t ino, int mode, uint64_t off, uint64_t len, In
     DAXREF_RETURN_IF_ERROR(ShiftExtents(t, &r, fb0, static_cast<int64_t>(n)));
     r.size += len;
   }
+  DropWritePrivileges(t, &r, who);
   r.mtime = r.ctime = Now();
   StoreInode(t, r);
   DAXREF_RETURN_IF_ERROR(Commit(t));
@@ -54,12 +56,13 @@ Status Volume::ShiftRange(uint64_t ino, int mode, uint64_t off, uint64_t len, In
   return Status::Ok();
 }
 
-Status Volume::Fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len, InodeRecord* out) {
+Status Volume::Fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len, const Caller& who,
+                         InodeRecord* out) {
   if (len == 0) return Status::Invalid("zero length");
   if (off >= kMaxFileSize || len > kMaxFileSize - off)
     return Status::Error(EFBIG, "file too large");
   if (mode & (kFallocCollapseRange | kFallocInsertRange))
-    return ShiftRange(ino, mode, off, len, out);
+    return ShiftRange(ino, mode, off, len, who, out);
   const int known = kFallocKeepSize | kFallocPunchHole | kFallocZeroRange | kFallocUnshareRange;
   if (mode & ~known) return Status::Error(EOPNOTSUPP, "unsupported fallocate mode");
   if ((mode & kFallocUnshareRange) && (mode & ~(kFallocUnshareRange | kFallocKeepSize)))
@@ -110,6 +113,9 @@ Status Volume::Fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len, Ino
     }
     if (!(mode & kFallocKeepSize) && end > r.size) r.size = end;
   }
+  // As after a write (Linux's file_modified): an unprivileged caller loses
+  // the set-id bits, and a file capability goes.
+  DropWritePrivileges(t, &r, who);
   r.ctime = Now();
   if (mode & (kFallocPunchHole | kFallocZeroRange)) r.mtime = r.ctime;
   StoreInode(t, r);

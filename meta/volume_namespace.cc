@@ -87,6 +87,16 @@ Status Volume::DropLink(Txn& t, InodeRecord* r, const LastLinkFn& last_link) {
   return Status::Ok();
 }
 
+Status Volume::DropDir(Txn& t, InodeRecord* r, const LastLinkFn& last_link) {
+  if (!last_link || last_link(r->ino)) return DeleteInode(t, *r, false);
+  // Empty, so nothing but the record itself waits for the reclaim.
+  r->nlink = 0;
+  r->ctime = Now();
+  t.Put(keys::Orphan(r->ino), "");
+  StoreInode(t, *r);
+  return Status::Ok();
+}
+
 // Deletes only the records that can exist, so that removing an empty file
 // scans nothing and leaves no tombstones for keys that were never written.
 Status Volume::DeleteInode(Txn& t, const InodeRecord& r, bool orphaned) {
@@ -256,7 +266,7 @@ Status Volume::Unlink(uint64_t parent, std::string_view name, const LastLinkFn& 
   return Status::Ok();
 }
 
-Status Volume::Rmdir(uint64_t parent, std::string_view name) {
+Status Volume::Rmdir(uint64_t parent, std::string_view name, const LastLinkFn& last_link) {
   if (name == ".") return Status::Invalid("cannot remove '.'");
   if (name == "..") return Status::Error(ENOTEMPTY, "cannot remove '..'");
   MutexLock g(&mu_);
@@ -273,17 +283,18 @@ Status Volume::Rmdir(uint64_t parent, std::string_view name) {
   DAXREF_RETURN_IF_ERROR(LoadInode(t, d.ino, &r));
   DAXREF_RETURN_IF_ERROR(RemoveEntry(t, &dir, name, d));
   StoreInode(t, dir);
-  DAXREF_RETURN_IF_ERROR(DeleteInode(t, r, false));
+  DAXREF_RETURN_IF_ERROR(DropDir(t, &r, last_link));
   return Commit(t);
 }
 
 Status Volume::Rename(uint64_t parent, std::string_view name, uint64_t newparent,
                       std::string_view newname, unsigned flags, const LastLinkFn& last_link,
-                      InodeRecord* replaced) {
+                      InodeRecord* replaced, const Caller& who) {
   replaced->ino = 0;
-  if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) return Status::Invalid("unsupported flags");
-  if ((flags & RENAME_NOREPLACE) && (flags & RENAME_EXCHANGE))
-    return Status::Invalid("NOREPLACE with EXCHANGE");
+  if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT))
+    return Status::Invalid("unsupported flags");
+  if ((flags & RENAME_EXCHANGE) && (flags & (RENAME_NOREPLACE | RENAME_WHITEOUT)))
+    return Status::Invalid("EXCHANGE with NOREPLACE or WHITEOUT");
   DAXREF_RETURN_IF_ERROR(ValidName(newname));
   MutexLock g(&mu_);
   Txn t(this);
@@ -350,7 +361,7 @@ Status Volume::Rename(uint64_t parent, std::string_view name, uint64_t newparent
       DAXREF_RETURN_IF_ERROR(DirIsEmpty(t, victim.ino, &empty));
       if (!empty) return Status::Error(ENOTEMPTY, "target directory not empty");
       DAXREF_RETURN_IF_ERROR(RemoveEntry(t, &to_dir, newname, dst));
-      DAXREF_RETURN_IF_ERROR(DeleteInode(t, victim, false));
+      DAXREF_RETURN_IF_ERROR(DropDir(t, &victim, last_link));
     } else {
       if (IsDir(victim.mode)) return Status::Error(EISDIR, "target is a directory");
       DAXREF_RETURN_IF_ERROR(RemoveEntry(t, &to_dir, newname, dst));
@@ -367,6 +378,20 @@ Status Volume::Rename(uint64_t parent, std::string_view name, uint64_t newparent
   if (IsDir(moving.mode)) moving.parent = newparent;
   moving.ctime = now;
   StoreInode(t, moving);
+  if (flags & RENAME_WHITEOUT) {
+    // overlayfs' mark for "deleted in the upper layer": the source name
+    // never goes missing, it names the whiteout as the rename commits.
+    InodeRecord w;
+    w.ino = NextIno(t);
+    w.mode = S_IFCHR;
+    w.uid = who.uid;
+    w.gid = (src_dir.mode & S_ISGID) ? src_dir.gid : who.gid;
+    w.nlink = 1;
+    w.rdev = 0;
+    w.atime = w.mtime = w.ctime = w.btime = now;
+    StoreInode(t, w);
+    DAXREF_RETURN_IF_ERROR(AddEntry(t, &src_dir, name, w.ino, w.mode));
+  }
   StoreInode(t, src_dir);
   if (!same_dir) StoreInode(t, dst_dir);
   return Commit(t);
@@ -408,7 +433,7 @@ Status Volume::SetAttr(uint64_t ino, const SetAttrRequest& req, const Caller& wh
   if (req.size && who.uid != 0 && S_ISREG(r.mode) && !req.mode) r.mode &= ~KilledSetIdBits(r.mode);
   if (req.atime) r.atime = *req.atime;
   if (req.mtime) r.mtime = *req.mtime;
-  if (changed || req.atime || req.mtime) r.ctime = req.ctime.value_or(now);
+  if (changed || req.atime || req.mtime || req.ctime) r.ctime = req.ctime.value_or(now);
   StoreInode(t, r);
   DAXREF_RETURN_IF_ERROR(Commit(t));
   *out = r;

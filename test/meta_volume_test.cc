@@ -382,9 +382,24 @@ TEST_CASE("Rename", "[volume][namespace]") {
     DAXREF_REQUIRE_ERR(v.Rename(d1, "zz", d1, "c", 0, nullptr, &rep), ENOENT);
   }
   SECTION("unknown or conflicting flags are refused") {
-    DAXREF_REQUIRE_ERR(v.Rename(d1, "a", d1, "c", 4, nullptr, &rep), EINVAL);
+    DAXREF_REQUIRE_ERR(v.Rename(d1, "a", d1, "c", 8, nullptr, &rep), EINVAL);
     DAXREF_REQUIRE_ERR(
         v.Rename(d1, "a", d1, "b", RENAME_NOREPLACE | RENAME_EXCHANGE, nullptr, &rep), EINVAL);
+    DAXREF_REQUIRE_ERR(v.Rename(d1, "a", d1, "b", RENAME_WHITEOUT | RENAME_EXCHANGE, nullptr, &rep),
+                       EINVAL);
+  }
+  SECTION("WHITEOUT leaves a whiteout owned by the caller in the source's place") {
+    DAXREF_REQUIRE_OK(
+        v.Rename(d1, "a", d1, "c", RENAME_WHITEOUT, nullptr, &rep, Caller{1001, 1002}));
+    REQUIRE(LookupIno(v, d1, "c") == a);
+    DAXREF_REQUIRE_OK(v.Lookup(d1, "a", &r));
+    REQUIRE(r.ino != a);
+    REQUIRE(r.mode == S_IFCHR);
+    REQUIRE(r.rdev == 0);
+    REQUIRE(r.nlink == 1);
+    REQUIRE(r.uid == 1001);
+    REQUIRE(r.gid == 1002);
+    DAXREF_REQUIRE_VOLUME_CLEAN(st);
   }
   SECTION("NOREPLACE") {
     DAXREF_REQUIRE_ERR(v.Rename(d1, "a", d1, "b", RENAME_NOREPLACE, nullptr, &rep), EEXIST);
@@ -1899,6 +1914,33 @@ TEST_CASE("FlushTimes of one inode stores that inode's times only", "[volume][da
   DAXREF_REQUIRE_OK(v.FlushTimes(987654));
   DAXREF_REQUIRE_OK(v.FlushTimes(b));
   CHECK(stored_mtime(b).nsec == wb.mtime.nsec);
+}
+
+TEST_CASE("Rmdir of an open directory orphans it with nlink 0; Reclaim deletes it",
+          "[volume][namespace]") {
+  TestStore st;
+  Volume& v = st.vol();
+  uint64_t d = st.MakeDir(kRootIno, "d");
+  auto still_open = [](uint64_t) { return false; };
+  SECTION("rmdir") {
+    DAXREF_REQUIRE_OK(v.Rmdir(kRootIno, "d", still_open));
+  }
+  SECTION("replaced by a rename") {
+    st.MakeDir(kRootIno, "e");
+    InodeRecord rep;
+    DAXREF_REQUIRE_OK(v.Rename(kRootIno, "e", kRootIno, "d", 0, still_open, &rep));
+  }
+  InodeRecord r;
+  DAXREF_REQUIRE_OK(v.GetInode(d, &r));
+  REQUIRE(S_ISDIR(r.mode));
+  REQUIRE(r.nlink == 0);
+  REQUIRE(HasKey(st.db(), keys::Orphan(d)));
+  DAXREF_REQUIRE_ERR(v.MakeNode(d, "x", S_IFREG | 0644, 0, Caller{}, "", &r), ENOENT);
+  DAXREF_REQUIRE_VOLUME_CLEAN(st);  // an orphaned directory is a legal state
+  DAXREF_REQUIRE_OK(v.Reclaim(d));
+  DAXREF_REQUIRE_ERR(v.GetInode(d, &r), ENOENT);
+  REQUIRE_FALSE(HasKey(st.db(), keys::Orphan(d)));
+  DAXREF_REQUIRE_VOLUME_CLEAN(st);
 }
 
 }  // namespace
