@@ -227,9 +227,17 @@ std::unique_ptr<PoolMapping> OpenPool(const CommandLine& cl, StartupReport* repo
   if (Status mce = RequestEarlyMachineCheckNotice(); !mce.ok())
     spdlog::warn("no early notice of machine checks: {}", mce.message());
   // An earlier daemon of SOURCE may still be exiting (umount returns before
-  // it has): say at once that this one waits, and for whom.
+  // it has): say that this one waits, and for whom, unless the wait is over
+  // within a moment (a remount right after umount: no news there).
   const std::string pool_path = PoolPath(cl.source);
-  if (cl.lock_wait_ms > 0 && PoolLockBusy(pool_path)) {
+  auto busy_after_grace = [&] {
+    for (int waited_ms = 0; PoolLockBusy(pool_path); waited_ms += 50) {
+      if (waited_ms >= 1000) return true;
+      usleep(50 * 1000);
+    }
+    return false;
+  };
+  if (cl.lock_wait_ms > 0 && busy_after_grace()) {
     std::string holder = PoolLockHolder(pool_path);
     if (holder.empty()) holder = "another process";
     report->Note("waiting up to " + std::to_string(cl.lock_wait_ms / 1000) + " s (lock_wait) for " +

@@ -197,6 +197,11 @@ TEST_CASE("mkfs.daxref: bad command lines are usage errors and create nothing", 
   nothing_made();
   ExpectUsageError(Run({mkfs, "-s", "64M", src, src + "2"}), prog, "unexpected argument");
   nothing_made();
+  // A negative number is named as one, not as an unknown option "-5".
+  ExpectUsageError(Run({mkfs, "-s", "64M", src, "-5"}), prog, "negative number '-5'");
+  nothing_made();
+  ExpectUsageError(Run({DAXREF_TEST_REFLINK, "unshare", src, "-5", "4096"}), "daxref-reflink",
+                   "negative number '-5'");
 
   // Values that parse but are wrong: one line, no hint.
   for (const char* bad : {"12Q", "", "M", "12MQ", "-5", "99999999999999999999"}) {

@@ -15,6 +15,10 @@ namespace {
 // What getopt_long rejected, in its own words: "invalid option -- 'x'" for a
 // short option, "unrecognized option '--xyz'" for a long one.
 std::string BadOption(int optopt, const char* arg) {
+  // "-5" is a number given where a positive one belongs, not an option.
+  if (optopt >= '0' && optopt <= '9' && arg[0] == '-' && arg[1] >= '0' && arg[1] <= '9')
+    return std::string("negative number '") + arg +
+           "': offsets, lengths and sizes are not negative";
   if (optopt > ' ' && optopt < 127)
     return std::string("invalid option -- '") + static_cast<char>(optopt) + "'";
   return std::string("unrecognized option '") + arg + "'";

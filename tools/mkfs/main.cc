@@ -262,6 +262,10 @@ Status ParseArgs(int argc, char** argv, RawArgs* raw) {
         }
         if (const OptionSpec* o = FindOption(optopt); o != nullptr)
           return Status::Invalid(std::string("option --") + o->name + " takes no argument");
+        if (std::string_view a = argv[optind - 1];
+            optopt >= '0' && optopt <= '9' && a.size() > 1 && a[0] == '-' && a[1] == optopt)
+          return Status::Invalid("negative number '" + std::string(a) +
+                                 "': sizes are not negative");
         if (optopt > ' ' && optopt < 127)
           return Status::Invalid(std::string("invalid option -- '") + static_cast<char>(optopt) +
                                  "'");
