@@ -354,13 +354,14 @@ void Write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t o
   WriterLock io(&state->io);
   InodeRecord r;
   bool dropped = false;
-  Status s = fs->volume()->Write(ino, off, buf, size, CallerOf(req), &r, &dropped);
+  size_t written = 0;
+  Status s = fs->volume()->Write(ino, off, buf, size, CallerOf(req), &r, &dropped, &written);
   if (!s.ok()) return ReplyErr(req, s);
   // The daemon, not the kernel, took set-id bits or a capability away
   // (handle_killpriv): the kernel learns it before the writer returns, or
   // stat and exec would go on seeing the old mode for the attribute timeout.
   if (dropped) fs->InvalidateAttributes(ino);
-  fuse_reply_write(req, size);
+  fuse_reply_write(req, written);  // short when the pool filled up
 }
 
 void Flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) {

@@ -230,8 +230,12 @@ class Volume {
   // *privileges_dropped (when given) tells whether the write took set-id
   // bits or a file capability away: the kernel's cached attributes are then
   // stale.
+  // With `written`, a write that does not fit stores a prefix that does and
+  // sets *written to its length (a short write, as POSIX asks); without,
+  // or when nothing fits, it is ENOSPC with nothing stored.
   Status Write(uint64_t ino, uint64_t off, const void* buf, size_t len, const Caller& who,
-               InodeRecord* out, bool* privileges_dropped = nullptr) EXCLUDES(mu_);
+               InodeRecord* out, bool* privileges_dropped = nullptr, size_t* written = nullptr)
+      EXCLUDES(mu_);
   // Fallocate drops set-id bits as a write does when `who` is not root
   // (Linux does so for every mode that changes the file: allocate, punch,
   // zero, unshare, collapse, insert). The form without a caller acts as root.

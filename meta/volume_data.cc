@@ -133,8 +133,9 @@ Status Volume::Seek(uint64_t ino, uint64_t off, int whence, uint64_t* out) {
 // every commit keeps exact, and the map from the extent cache: an overwrite
 // of a file in use reads nothing from the store.
 Status Volume::Write(uint64_t ino, uint64_t off, const void* buf, size_t len, const Caller& who,
-                     InodeRecord* out, bool* privileges_dropped) {
+                     InodeRecord* out, bool* privileges_dropped, size_t* written) {
   if (privileges_dropped) *privileges_dropped = false;
+  if (written) *written = len;
   if (off >= kMaxFileSize || len > kMaxFileSize - off)
     return Status::Error(EFBIG, "file too large");
   const char* src = static_cast<const char*>(buf);
@@ -185,19 +186,37 @@ Status Volume::Write(uint64_t ino, uint64_t off, const void* buf, size_t len, co
   }
 
   MutexLock g(&mu_);
-  Txn t(this);
-  DAXREF_RETURN_IF_ERROR(LoadInode(t, ino, &r));
-  if (IsDir(r.mode)) return Status::Error(EISDIR, "is a directory");
-  DAXREF_RETURN_IF_ERROR(WriteIn(t, &r, off, src, len));
-  // Writing drops set-id bits (unless the writer is privileged) and always
-  // drops file capabilities: the daemon clears privileges itself so that the
-  // kernel need not ask for security.capability before every write.
-  bool dropped = DropWritePrivileges(t, &r, who);
-  r.mtime = r.ctime = Now();
-  StoreInode(t, r);
-  DAXREF_RETURN_IF_ERROR(Commit(t));
-  if (privileges_dropped) *privileges_dropped = dropped;
-  *out = r;
+  auto write_batch = [&](uint64_t n) REQUIRES(mu_) {
+    Txn t(this);
+    DAXREF_RETURN_IF_ERROR(LoadInode(t, ino, &r));
+    if (IsDir(r.mode)) return Status::Error(EISDIR, "is a directory");
+    DAXREF_RETURN_IF_ERROR(WriteIn(t, &r, off, src, n));
+    // Writing drops set-id bits (unless the writer is privileged) and
+    // always drops file capabilities: the daemon clears privileges itself
+    // so that the kernel need not ask for security.capability before every
+    // write.
+    bool dropped = DropWritePrivileges(t, &r, who);
+    r.mtime = r.ctime = Now();
+    StoreInode(t, r);
+    DAXREF_RETURN_IF_ERROR(Commit(t));
+    if (privileges_dropped) *privileges_dropped = dropped;
+    *out = r;
+    return Status::Ok();
+  };
+  Status s = write_batch(len);
+  if (s.err() != ENOSPC || written == nullptr) return s;
+  // The batch rolled back whole. A prefix that touches no more blocks than
+  // are free always fits (each of its blocks needs at most one new block:
+  // a hole filled, a shared block copied, a bad one replaced), so that much
+  // is stored and reported: a short write, where POSIX wants one. The
+  // caller's next write goes on from there and meets ENOSPC when nothing
+  // fits.
+  const uint64_t fit = free_.free_blocks();
+  const uint64_t prefix_end = (BlockOf(off) + fit) << kBlockShift;
+  if (fit == 0 || prefix_end <= off || prefix_end >= end) return s;
+  Status shorter = write_batch(prefix_end - off);
+  if (!shorter.ok()) return s;
+  *written = prefix_end - off;
   return Status::Ok();
 }
 
