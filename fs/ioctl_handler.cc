@@ -146,30 +146,12 @@ void DedupeRange(Filesystem* fs, fuse_req_t req, fuse_ino_t dst, fuse_file_info*
   fuse_reply_ioctl(req, 0, &a, sizeof(a));
 }
 
-void UnshareRange(Filesystem* fs, fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi,
-                  const void* in_buf, size_t in_bufsz) {
-  daxref_range a;
-  if (!TakeArg(in_buf, in_bufsz, &a) || a.flags != 0) return (void)fuse_reply_err(req, EINVAL);
-  if (!WritableDest(fs, fi)) return (void)fuse_reply_err(req, EBADF);
-  if (a.length == 0 || a.offset > INT64_MAX || a.length > INT64_MAX)
-    return (void)fuse_reply_err(req, EINVAL);
-  auto state = fs->inodes().Get(ino);
-  InodeRecord out;
-  Status s;
-  {
-    WriterLock io(&state->io);
-    s = fs->volume()->Fallocate(ino, kFallocUnshareRange | kFallocKeepSize, a.offset, a.length,
-                                CallerOf(req), &out);
-  }
-  if (!s.ok()) return ReplyStatus(req, s);
-  fs->InvalidateAttributes(ino);  // filled holes: st_blocks changed
-  fuse_reply_ioctl(req, 0, nullptr, 0);
-}
-
-// Collapse and insert move every byte after the range: the kernel's cached
-// pages from the offset on, and its size, are stale once the batch commits.
-void ShiftRange(Filesystem* fs, fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi, int mode,
-                const void* in_buf, size_t in_bufsz) {
+// The fallocate modes the kernel keeps from FUSE, as ioctls: unshare
+// (holes filled, so st_blocks changes) and collapse / insert (every byte
+// after the offset moves: the kernel's cached pages from there on, and the
+// size, are stale once the batch commits).
+void FallocateRange(Filesystem* fs, fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi, int mode,
+                    const void* in_buf, size_t in_bufsz) {
   daxref_range a;
   if (!TakeArg(in_buf, in_bufsz, &a) || a.flags != 0) return (void)fuse_reply_err(req, EINVAL);
   if (!WritableDest(fs, fi)) return (void)fuse_reply_err(req, EBADF);
@@ -183,7 +165,10 @@ void ShiftRange(Filesystem* fs, fuse_req_t req, fuse_ino_t ino, fuse_file_info* 
     s = fs->volume()->Fallocate(ino, mode, a.offset, a.length, CallerOf(req), &out);
   }
   if (!s.ok()) return ReplyStatus(req, s);
-  fs->InvalidateCache(ino, a.offset, 0);
+  if (mode & kFallocUnshareRange)
+    fs->InvalidateAttributes(ino);
+  else
+    fs->InvalidateCache(ino, a.offset, 0);
   fuse_reply_ioctl(req, 0, nullptr, 0);
 }
 
@@ -317,11 +302,12 @@ void HandleIoctl(Filesystem* fs, fuse_req_t req, fuse_ino_t ino, unsigned int cm
     case DAXREF_IOC_DEDUPE_RANGE:
       return DedupeRange(fs, req, ino, fi, in_buf, in_bufsz);
     case DAXREF_IOC_UNSHARE_RANGE:
-      return UnshareRange(fs, req, ino, fi, in_buf, in_bufsz);
+      return FallocateRange(fs, req, ino, fi, kFallocUnshareRange | kFallocKeepSize, in_buf,
+                            in_bufsz);
     case DAXREF_IOC_COLLAPSE_RANGE:
-      return ShiftRange(fs, req, ino, fi, kFallocCollapseRange, in_buf, in_bufsz);
+      return FallocateRange(fs, req, ino, fi, kFallocCollapseRange, in_buf, in_bufsz);
     case DAXREF_IOC_INSERT_RANGE:
-      return ShiftRange(fs, req, ino, fi, kFallocInsertRange, in_buf, in_bufsz);
+      return FallocateRange(fs, req, ino, fi, kFallocInsertRange, in_buf, in_bufsz);
     default:
       return Extents(fs, req, ino, in_buf, in_bufsz);
   }
