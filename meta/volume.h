@@ -488,6 +488,10 @@ class Volume {
   // Copies [off, off+len) of ino, as committed, into dst, without mu_ (the
   // caller holds the file's I/O lock); EIO for a bad block.
   Status ReadCommitted(uint64_t ino, uint64_t off, uint64_t len, char* dst) EXCLUDES(mu_);
+  // Dedupe's and CopyRange's check, under mu_, that the two inodes read
+  // before it are unchanged; loads the current records into *src and *dst.
+  Status ReloadUnchanged(Txn& t, uint64_t src_ino, uint64_t dst_ino, InodeRecord* src,
+                         InodeRecord* dst) REQUIRES(mu_);
   // Is any block of [pb0, pb1) shared, as committed? For callers outside mu_.
   bool SharedNow(uint64_t pb0, uint64_t pb1) EXCLUDES(mu_);
   // The common end of Clone and CopyRange.

@@ -295,13 +295,17 @@ Status Volume::ReadCommitted(uint64_t ino, uint64_t off, uint64_t len, char* dst
 // the two files' I/O locks, so neither the bytes nor the maps read can
 // change until the batch commits), and check under it that the inodes are
 // those they read: a change means the caller broke that rule.
-namespace {
-Status SameAsRead(const InodeRecord& before, const InodeRecord& now) {
-  if (before.size != now.size || before.blocks != now.blocks)
-    return Status::Error(EBUSY, "file changed while its bytes were read");
+Status Volume::ReloadUnchanged(Txn& t, uint64_t src_ino, uint64_t dst_ino, InodeRecord* src,
+                               InodeRecord* dst) {
+  for (auto [ino, r] : {std::pair{src_ino, src}, std::pair{dst_ino, dst}}) {
+    InodeRecord now;
+    DAXREF_RETURN_IF_ERROR(LoadInode(t, ino, &now));
+    if (now.size != r->size || now.blocks != r->blocks)
+      return Status::Error(EBUSY, "file changed while its bytes were read");
+    *r = now;
+  }
   return Status::Ok();
 }
-}  // namespace
 
 Status Volume::Dedupe(uint64_t src_ino, uint64_t src_off, uint64_t dst_ino, uint64_t dst_off,
                       uint64_t len, DedupeResult* result) {
@@ -330,13 +334,7 @@ Status Volume::Dedupe(uint64_t src_ino, uint64_t src_off, uint64_t dst_ino, uint
   }
   MutexLock g(&mu_);
   Txn t(this);
-  InodeRecord src_now, dst_now;
-  DAXREF_RETURN_IF_ERROR(LoadInode(t, src_ino, &src_now));
-  DAXREF_RETURN_IF_ERROR(LoadInode(t, dst_ino, &dst_now));
-  DAXREF_RETURN_IF_ERROR(SameAsRead(src, src_now));
-  DAXREF_RETURN_IF_ERROR(SameAsRead(dst, dst_now));
-  src = src_now;
-  dst = dst_now;
+  DAXREF_RETURN_IF_ERROR(ReloadUnchanged(t, src_ino, dst_ino, &src, &dst));
   InodeRecord& to = src_ino == dst_ino ? src : dst;
   uint64_t dfb = BlockOf(dst_off);
   DAXREF_RETURN_IF_ERROR(UnmapRange(t, &to, dfb, dfb + blocks));
@@ -404,13 +402,7 @@ Status Volume::CopyRange(uint64_t src_ino, uint64_t src_off, uint64_t dst_ino, u
 
   MutexLock g(&mu_);
   Txn t(this);
-  InodeRecord src_now, dst_now;
-  DAXREF_RETURN_IF_ERROR(LoadInode(t, src_ino, &src_now));
-  DAXREF_RETURN_IF_ERROR(LoadInode(t, dst_ino, &dst_now));
-  DAXREF_RETURN_IF_ERROR(SameAsRead(src, src_now));
-  DAXREF_RETURN_IF_ERROR(SameAsRead(dst, dst_now));
-  src = src_now;
-  dst = dst_now;
+  DAXREF_RETURN_IF_ERROR(ReloadUnchanged(t, src_ino, dst_ino, &src, &dst));
   InodeRecord& to = src_ino == dst_ino ? src : dst;
   for (const Piece& p : {head, tail}) DAXREF_RETURN_IF_ERROR(PrepareWrite(t, &to, p.dst, p.len));
   if (body > 0) {
