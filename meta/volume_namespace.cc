@@ -420,13 +420,13 @@ Status Volume::SetAttr(uint64_t ino, const SetAttrRequest& req, const Caller& wh
     r.mode = (r.mode & S_IFMT) | (*req.mode & 07777);
     changed = true;
   }
-  bool owner_change = (req.uid && *req.uid != r.uid) || (req.gid && *req.gid != r.gid);
   if (req.uid) r.uid = *req.uid;
   if (req.gid) r.gid = *req.gid;
   if (req.uid || req.gid) changed = true;
-  // A change of owner drops set-id bits and file capabilities of a
-  // non-directory, as the kernel does for local filesystems.
-  if (owner_change && !IsDir(r.mode)) {
+  // Every chown of a non-directory drops its set-id bits and capability,
+  // even one that names the owner it already has, as Linux does for local
+  // filesystems (the kernel leaves that to us: handle_killpriv).
+  if ((req.uid || req.gid) && !IsDir(r.mode)) {
     if (!req.mode) r.mode &= ~KilledSetIdBits(r.mode);
     if (r.flags & kInodeHasXattrs) t.Delete(keys::Xattr(ino, kCapabilityXattr));
   }

@@ -1,7 +1,7 @@
 // POSIX and Linux details through a real mount (issue 11 items 3, 4, 7): a
 // removed directory that is still open, set-id bits after unprivileged
 // writes and fallocate as seen by another process at once, rename with
-// RENAME_WHITEOUT, and chown(f, -1, -1) updating ctime.
+// RENAME_WHITEOUT, chown(f, -1, -1) updating ctime and chown dropping set-id bits.
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
@@ -212,4 +212,23 @@ TEST_CASE("chown with uid and gid -1 updates ctime", "[fs_posix_test]") {
   CHECK(later);
   CHECK(after.st_uid == before.st_uid);
   CHECK(after.st_gid == before.st_gid);
+}
+
+TEST_CASE("chown to the owner a file already has still drops its set-id bits", "[fs_posix_test]") {
+  // Linux drops set-user-id, and set-group-id with group execute, on every
+  // chown of a non-directory, also one that names the current owner
+  // (xfstests generic/193). A directory keeps its bits.
+  MountedFs fs;
+  const std::string f = fs.path("f"), d = fs.path("d");
+  WriteFile(f, "x");
+  REQUIRE(chmod(f.c_str(), 06755) == 0);
+  REQUIRE(chown(f.c_str(), 0, 0) == 0);
+  CHECK((Lstat(f).st_mode & 07777) == 0755);
+  REQUIRE(chmod(f.c_str(), 06745) == 0);  // no group execute: set-gid stays
+  REQUIRE(chown(f.c_str(), 0, static_cast<gid_t>(-1)) == 0);
+  CHECK((Lstat(f).st_mode & 07777) == 02745);
+  REQUIRE(mkdir(d.c_str(), 0755) == 0);
+  REQUIRE(chmod(d.c_str(), 02755) == 0);
+  REQUIRE(chown(d.c_str(), 0, 0) == 0);
+  CHECK((Lstat(d).st_mode & 07777) == 02755);
 }
