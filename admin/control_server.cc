@@ -305,12 +305,14 @@ void ControlServer::Serve(UniqueFd conn, const ucred& cred, const Record& req) {
       return (void)sink(Refusal(EINVAL, "inject by file needs ino, offset and length"));
     // `name`: the path the admin typed, for messages (absent: the inode).
     const std::string* name = req.Get("name");
-    poison_->InjectFile(ino, off, len, name ? *name : "", sink);
+    poison_->InjectFile(ino, off, len, name ? *name : "", cred.uid, sink);
   } else if (req.kind == "inject") {
     if (!RangeOf(req, &pb0, &pb1)) return (void)sink(Refusal(EINVAL, "inject needs a range"));
-    poison_->Inject(pb0, pb1, sink);
+    poison_->Inject(pb0, pb1, cred.uid, sink);
   } else if (req.kind == "list") {
     poison_->List(sink);
+  } else if (req.kind == "rescan") {
+    poison_->Rescan(sink);
   } else if (req.kind == "clear") {
     if (!RangeOf(req, &pb0, &pb1)) return (void)sink(Refusal(EINVAL, "clear needs a range"));
     poison_->Clear(pb0, pb1, sink);

@@ -600,7 +600,7 @@ TEST_CASE("The poison service calls its hooks: each owner, a superblock copy, ea
   };
 
   // Both blocks of the file: one event, one commit, one owner acted on.
-  service.InjectFile(f_ino, 0, 2 * kBlock, "/f", sink);
+  service.InjectFile(f_ino, 0, 2 * kBlock, "/f", 0, sink);
   CHECK(replies.back().Get("signalled") != nullptr);
   CHECK(*replies.back().Get("signalled") == "1");
   CHECK(kinds() == "range owner done");
@@ -610,18 +610,18 @@ TEST_CASE("The poison service calls its hooks: each owner, a superblock copy, ea
   CHECK(hooks.last_ino == f_ino);
 
   // The primary superblock: the note, then the hook.
-  service.Inject(0, 1, sink);
+  service.Inject(0, 1, 0, sink);
   CHECK(kinds() == "range note done");
   CHECK(hooks.reserved == 1);
   CHECK(hooks.commits == 2);
 
   // Refusals reach no hook and change nothing.
   uint64_t err = 0;
-  service.InjectFile(sparse_ino, 0, kBlock, "", sink);
+  service.InjectFile(sparse_ino, 0, kBlock, "", 0, sink);
   REQUIRE(replies.size() == 1);
   CHECK((replies[0].GetU64("errno", &err) && err == ENODATA));
   replies.clear();
-  service.Inject(0, 1, sink);
+  service.Inject(0, 1, 0, sink);
   REQUIRE(replies.size() == 1);
   CHECK((replies[0].GetU64("errno", &err) && err == EEXIST));
   CHECK(*replies[0].Get("message") == "block 0 is already poisoned");

@@ -8,6 +8,7 @@
 //   list FS                         the bad ranges and their owners
 //   clear FS OFFSET [LENGTH]        forget bad blocks (the memory was repaired)
 //   resolve FS OFFSET [LENGTH]      who owns pool bytes, changing nothing
+//   rescan FS                       re-read the device's bad-block list
 //   pre-remove FS                   the device is going away: stop, flush,
 //                                   signal every holder, shut down
 //
@@ -52,6 +53,7 @@ void PrintHelp() {
       "       %s [OPTIONS] list FS\n"
       "       %s [OPTIONS] clear FS OFFSET [LENGTH]\n"
       "       %s [OPTIONS] resolve FS OFFSET [LENGTH]\n"
+      "       %s [OPTIONS] rescan FS\n"
       "       %s [OPTIONS] pre-remove FS\n"
       "\n"
       "Inject, list and clear memory poison (bad blocks) on a daxref filesystem.\n"
@@ -68,7 +70,8 @@ void PrintHelp() {
       "                          block). Without FS, PATH is a file on a mounted\n"
       "                          daxref; with FS, PATH is a path inside FS from its\n"
       "                          root (the way to name a file offline)\n"
-      "  list FS                 every bad range and the files that own it\n"
+      "  list FS                 every bad range, where it came from and when, and\n"
+      "                          the files that own it\n"
       "  clear FS OFFSET [LENGTH]\n"
       "                          forget bad blocks in the range (the memory was\n"
       "                          repaired): free ones are usable again\n"
@@ -76,13 +79,15 @@ void PrintHelp() {
       "                          the files that own pool bytes in the range, with\n"
       "                          their paths; nothing changes (the same answer,\n"
       "                          in the same form, as daxref-map owners)\n"
+      "  rescan FS               re-read the device's list of bad blocks (as a mount\n"
+      "                          does) and record what is new, without remounting\n"
       "  pre-remove FS           the device is about to go away: the daemon stops\n"
       "                          changes, flushes, signals every process using a\n"
       "                          file and shuts the filesystem down (mounted only)\n"
       "\n"
       "FS is a daxref mount (or any path on one) or a SOURCE directory. When a\n"
       "daemon serves it, it does the work (root or the mount's owner only);\n"
-      "otherwise inject, list, clear and resolve work on SOURCE directly.\n"
+      "otherwise inject, list, clear, resolve and rescan work on SOURCE directly.\n"
       "\n"
       "Options:\n"
       "      --json              print one JSON document (raw numbers)\n"
@@ -98,12 +103,14 @@ void PrintHelp() {
       "block. Block ranges are inclusive, first..last.\n"
       "\n"
       "Exit status: 0 success, 1 failure, 2 usage error.\n",
-      kTool.name(), kTool.name(), kTool.name(), kTool.name(), kTool.name(), kTool.name());
+      kTool.name(), kTool.name(), kTool.name(), kTool.name(), kTool.name(), kTool.name(),
+      kTool.name());
 }
 
 std::optional<Command> ParseCommand(const std::string& name) {
   for (Command c :
-       {Command::kInject, Command::kList, Command::kClear, Command::kResolve, Command::kPreRemove})
+       {Command::kInject, Command::kList, Command::kClear, Command::kResolve, Command::kPreRemove,
+        Command::kRescan})
     if (name == CommandName(c)) return c;
   return std::nullopt;
 }
@@ -166,6 +173,7 @@ bool BuildRequest(const CommandLine& cl, Request* req, std::string* error) {
                       : c == Command::kClear   ? "usage: clear FS OFFSET [LENGTH]"
                       : c == Command::kResolve ? "usage: resolve FS OFFSET [LENGTH]"
                       : c == Command::kList    ? "usage: list FS"
+                      : c == Command::kRescan  ? "usage: rescan FS"
                                                : "usage: pre-remove FS";
   if (cl.args.empty()) return fail(std::string("missing FS (") + usage + ")");
   if (!ranged) {
@@ -261,12 +269,12 @@ int Main(int argc, char** argv) {
                              PrintHelp, on_option))
     return *exit;
   if (optind >= argc)
-    return kTool.Usage("missing COMMAND (inject, list, clear, resolve or pre-remove)");
+    return kTool.Usage("missing COMMAND (inject, list, clear, resolve, rescan or pre-remove)");
   const std::string name = argv[optind];
   cl.command = ParseCommand(name);
   if (!cl.command)
     return kTool.Usage("unknown command '" + name +
-                       "' (inject, list, clear, resolve or pre-remove)");
+                       "' (inject, list, clear, resolve, rescan or pre-remove)");
   cl.args.assign(argv + optind + 1, argv + argc);
   Request req;
   std::string error;
