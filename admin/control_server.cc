@@ -324,7 +324,7 @@ void ControlServer::Serve(UniqueFd conn, const ucred& cred, const Record& req) {
     // on this thread: it reads counters only, and a poison request waits
     // for it no longer than for a resolve of a busy range.
     FsInfo info;
-    Status s = CollectFsInfo(volume_->db(), volume_->superblock(), source_, &info);
+    Status s = CollectFsInfo(volume_->db(), volume_->superblock(), source_, {}, &info);
     if (!s.ok()) return (void)sink(Refusal(s.err(), s.message()));
     SendFsInfo(info, sink);
   } else if (req.kind == "fsmap") {

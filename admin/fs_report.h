@@ -97,7 +97,11 @@ struct FsInfo {
 
 // Walks `db` (one snapshot) for the pool `sb`; `source` names the SOURCE
 // directory (its store is measured, its pool file's host found).
-Status CollectFsInfo(rocksdb::DB* db, const Superblock& sb, const std::string& source, FsInfo* out);
+// `progress` (may be empty) hears of the walk's phases as fsck's checker
+// reports them (check::Progress); it never stops the walk.
+using InfoProgressFn = std::function<bool(std::string_view phase, double done)>;
+Status CollectFsInfo(rocksdb::DB* db, const Superblock& sb, const std::string& source,
+                     const InfoProgressFn& progress, FsInfo* out);
 
 // The info as control records: one `info` record with the scalars, one
 // `freesp bucket= extents= blocks=` per non-empty bucket, then `done`. The

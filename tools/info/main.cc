@@ -26,6 +26,7 @@
 #include "tools/common/cli.h"
 #include "tools/common/geometry.h"
 #include "tools/common/offline_store.h"
+#include "tools/common/progress.h"
 #include "tools/poison/control_client.h"
 #include "tools/poison/locate.h"
 
@@ -239,8 +240,14 @@ int Main(int argc, char** argv) {
     Result<std::unique_ptr<OfflineStore>> store = OfflineStore::Open(loc->source);
     if (!store.ok()) return kTool.Fail(store.status().message());
     sb = (*store)->superblock();
-    if (Status s = CollectFsInfo((*store)->db(), sb, loc->source, &info); !s.ok())
-      return kTool.Fail(MetaPath(loc->source) + ": " + s.message());
+    // The counting walk of a big store takes a while: a progress line on a
+    // terminal (tools/common/progress.h).
+    cli::ProgressLine line(kTool.name());
+    Status s = CollectFsInfo(
+        (*store)->db(), sb, loc->source,
+        [&](std::string_view phase, double done) { return line.Show(phase, done); }, &info);
+    line.Clear();
+    if (!s.ok()) return kTool.Fail(MetaPath(loc->source) + ": " + s.message());
   }
   Geometry g = GeometryOf(loc->source, sb);
   g.meta_format = info.meta_format;
