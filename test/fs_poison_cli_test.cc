@@ -18,6 +18,9 @@
 #include <catch2/catch.hpp>
 #include <cerrno>
 #include <cstdint>
+#include <ctime>
+#include <map>
+#include <regex>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -109,10 +112,18 @@ control::Record Ask(const std::string& source, const control::Record& request) {
   return last;
 }
 
+// `text` with each time daxref-poison list prints (human or JSON) as "T",
+// for comparisons that do not depend on the clock.
+std::string NoTime(const std::string& text) {
+  static const std::regex human("time: [0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2} UTC");
+  static const std::regex json("\"time\": [0-9]+");
+  return std::regex_replace(std::regex_replace(text, human, "time: T"), json, "\"time\": T");
+}
+
 std::string ListOf(const std::string& fs) {
   RunResult r = Poison({"list", fs});
   ExpectSuccess(r);
-  return r.out;
+  return NoTime(r.out);
 }
 
 }  // namespace
@@ -200,7 +211,9 @@ TEST_CASE("daxref-poison offline: inject, list, resolve and clear a free block",
   CHECK(lines[0] == "poisoned blocks 100..100 (1 block): 1 free (retired)");
   CHECK(lines[1].rfind("0 owners, 0 processes signalled in ", 0) == 0);
   const std::string listed = ListOf(src);
-  CHECK(listed == "bad blocks 100..100 (1 block)\n1 bad range, 1 block, 0 owners\n");
+  CHECK(listed ==
+        "bad blocks 100..100 (1 block)  origin: injected (uid 0)  time: T\n1 bad range, 1 block, "
+        "0 owners\n");
   fs.Check();
 
   // Again, and a range overlapping it: refused, nothing changes.
@@ -248,7 +261,9 @@ TEST_CASE("daxref-poison offline: the superblock copies may be poisoned, with a 
   CHECK(Contains(r.out,
                  "note: block 0 holds the pool's superblock: the next mount will use the "
                  "backup copy (block 16383)\n"));
-  CHECK(ListOf(fs.source()) == "bad blocks 0..0 (1 block)\n1 bad range, 1 block, 0 owners\n");
+  CHECK(ListOf(fs.source()) ==
+        "bad blocks 0..0 (1 block)  origin: injected (uid 0)  time: T\n1 bad range, 1 block, 0 "
+        "owners\n");
   ExpectSuccess(Poison({"clear", fs.source(), "0"}));
   CHECK(ListOf(fs.source()) == "no bad blocks\n");
 }
@@ -260,7 +275,7 @@ TEST_CASE("daxref-poison offline: --json prints one document", "[poison-cli]") {
   ExpectSuccess(r);
   INFO(r.out);
   CHECK(r.out.rfind(
-            "{\"format_version\": 1, \"command\": \"inject\", \"pblock\": 200, \"blocks\": 2, ",
+            "{\"format_version\": 2, \"command\": \"inject\", \"pblock\": 200, \"blocks\": 2, ",
             0) == 0);
   CHECK(Contains(r.out, "\"owners\": []"));
   CHECK(Contains(r.out,
@@ -273,9 +288,10 @@ TEST_CASE("daxref-poison offline: --json prints one document", "[poison-cli]") {
 
   r = Poison({"list", "--json", src});
   ExpectSuccess(r);
-  CHECK(r.out ==
-        "{\"format_version\": 1, \"command\": \"list\", \"bad\": [\n"
-        "  {\"pblock\": 200, \"blocks\": 2, \"owners\": []}\n"
+  CHECK(NoTime(r.out) ==
+        "{\"format_version\": 2, \"command\": \"list\", \"bad\": [\n"
+        "  {\"pblock\": 200, \"blocks\": 2, \"origin\": \"injected\", \"uid\": 0, \"time\": T, "
+        "\"owners\": []}\n"
         "], \"summary\": {\"ranges\": 1, \"blocks\": 2, \"owners\": 0}}\n");
   ExpectValidJson(r.out);
 
@@ -293,13 +309,13 @@ TEST_CASE("daxref-poison offline: --json prints one document", "[poison-cli]") {
   r = Poison({"--json", "clear", src, "0", "1G"});
   ExpectSuccess(r);
   CHECK(r.out ==
-        "{\"format_version\": 1, \"command\": \"clear\", \"pblock\": 0, \"blocks\": 16384, "
+        "{\"format_version\": 2, \"command\": \"clear\", \"pblock\": 0, \"blocks\": 16384, "
         "\"summary\": {\"cleared\": 2, \"returned\": 2}}\n");
   ExpectValidJson(r.out);
   r = Poison({"--json", "list", src});
   ExpectSuccess(r);
   CHECK(r.out ==
-        "{\"format_version\": 1, \"command\": \"list\", \"bad\": [], \"summary\": {\"ranges\": 0, "
+        "{\"format_version\": 2, \"command\": \"list\", \"bad\": [], \"summary\": {\"ranges\": 0, "
         "\"blocks\": 0, "
         "\"owners\": 0}}\n");
 }
@@ -376,6 +392,102 @@ TEST_CASE(
   CHECK(PreadExact(f.get(), 2 * kBlock, kBlock) == data.substr(2 * kBlock));
 }
 
+// The `bad` elements of a list --json document, each as its fields.
+std::vector<std::map<std::string, std::string>> BadOf(const std::string& json) {
+  TempDir t;
+  WriteFile(t.path() + "/doc.json", json);
+  RunResult r = Run({"/usr/bin/python3", "-c",
+                     "import json, sys\n"
+                     "d = json.load(open(sys.argv[1]))\n"
+                     "assert d['format_version'] == 2\n"
+                     "for b in d['bad']:\n"
+                     "  print(' '.join(k + '=' + str(v) for k, v in b.items() if k != 'owners'))\n",
+                     t.path() + "/doc.json"});
+  INFO(json << r.err);
+  REQUIRE(r.status == 0);
+  std::vector<std::map<std::string, std::string>> out;
+  for (const std::string& line : Lines(r.out)) {
+    std::map<std::string, std::string> fields;
+    std::istringstream in(line);
+    std::string kv;
+    while (in >> kv) fields[kv.substr(0, kv.find('='))] = kv.substr(kv.find('=') + 1);
+    out.push_back(fields);
+  }
+  return out;
+}
+
+TEST_CASE(
+    "daxref-poison list: where each bad range came from and when; rescan re-reads the "
+    "device's list",
+    "[poison-cli]") {
+  UnmountedFs fs;
+  const std::string& src = fs.source();
+  const uint64_t before = static_cast<uint64_t>(time(nullptr));
+  ExpectSuccess(Poison({"--blocks", "inject", src, "100", "2"}));
+  // Another user who may open SOURCE: the uid recorded is theirs.
+  const std::string parent = src.substr(0, src.rfind('/'));
+  REQUIRE(chmod(parent.c_str(), 0755) == 0);
+  REQUIRE(Run({"/bin/chown", "-R", "1001:1001", src}).status == 0);
+  const std::vector<std::string> env = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"};
+  RunResult r = RunAsWithEnv(kAlice, kAliceGroup, {kPoison, "--blocks", "inject", src, "102"}, env);
+  ExpectSuccess(r);
+  const uint64_t after = static_cast<uint64_t>(time(nullptr));
+
+  // One B range of three blocks, two origins: each kept.
+  r = Poison({"--json", "list", src});
+  ExpectSuccess(r);
+  auto bad = BadOf(r.out);
+  REQUIRE(bad.size() == 2);
+  CHECK(bad[0]["pblock"] == "100");
+  CHECK(bad[0]["blocks"] == "2");
+  CHECK(bad[0]["origin"] == "injected");
+  CHECK(bad[0]["uid"] == "0");
+  CHECK(bad[1]["pblock"] == "102");
+  CHECK(bad[1]["blocks"] == "1");
+  CHECK(bad[1]["origin"] == "injected");
+  CHECK(bad[1]["uid"] == "1001");
+  for (auto& b : bad) {
+    CHECK(std::stoull(b["time"]) >= before);
+    CHECK(std::stoull(b["time"]) <= after);
+  }
+  CHECK(ListOf(src) ==
+        "bad blocks 100..101 (2 blocks)  origin: injected (uid 0)  time: T\n"
+        "bad blocks 102..102 (1 block)  origin: injected (uid 1001)  time: T\n"
+        "2 bad ranges, 3 blocks, 0 owners\n");
+  fs.Check();
+
+  // rescan offline: /dev/shm has no bad-block list, nothing new.
+  r = Poison({"rescan", src});
+  ExpectSuccess(r);
+  CHECK(r.out == "the device lists 0 bad ranges under the pool; 0 blocks newly recorded\n");
+  r = Poison({"--json", "rescan", src});
+  ExpectSuccess(r);
+  CHECK(r.out.rfind("{\"format_version\": 2, \"command\": \"rescan\", \"summary\": {\"ranges\": 0, "
+                    "\"added\": 0, \"elapsed_us\": ",
+                    0) == 0);
+  ExpectValidJson(r.out);
+  ExpectUsageError(Poison({"rescan"}), "missing FS (usage: rescan FS)");
+  ExpectUsageError(Poison({"rescan", src, "1"}), "usage: rescan FS");
+
+  // The same through a daemon: origins survive the mount, rescan answers.
+  MountedFs::Options o;
+  o.source = src;
+  MountedFs mounted(o);
+  CHECK(ListOf(mounted.mnt()) ==
+        "bad blocks 100..101 (2 blocks)  origin: injected (uid 0)  time: T\n"
+        "bad blocks 102..102 (1 block)  origin: injected (uid 1001)  time: T\n"
+        "2 bad ranges, 3 blocks, 0 owners\n");
+  r = Poison({"rescan", mounted.mnt()});
+  ExpectSuccess(r);
+  CHECK(r.out == "the device lists 0 bad ranges under the pool; 0 blocks newly recorded\n");
+  // A clear of the middle block cuts the first origin piece.
+  ExpectSuccess(Poison({"--blocks", "clear", mounted.mnt(), "101"}));
+  CHECK(ListOf(mounted.mnt()) ==
+        "bad blocks 100..100 (1 block)  origin: injected (uid 0)  time: T\n"
+        "bad blocks 102..102 (1 block)  origin: injected (uid 1001)  time: T\n"
+        "2 bad ranges, 2 blocks, 0 owners\n");
+}
+
 TEST_CASE("daxref-poison: the control socket is for root and the mount's owner", "[poison-cli]") {
   MountedFs::Options o;
   o.mount_options = {"allow_other"};  // so that another user reaches the mount at all
@@ -434,7 +546,7 @@ TEST_CASE("daxref-poison online: the daemon's answers print as the offline ones 
 
   r = Poison({"--json", "list", fs.path("d")});
   ExpectSuccess(r);
-  CHECK(r.out.rfind("{\"format_version\": 1, \"command\": \"list\", \"bad\": [\n  {\"pblock\": ",
+  CHECK(r.out.rfind("{\"format_version\": 2, \"command\": \"list\", \"bad\": [\n  {\"pblock\": ",
                     0) == 0);
   CHECK(Contains(r.out, "\"paths\": [\"/d/f\"], \"pids\": []"));
   ExpectValidJson(r.out);

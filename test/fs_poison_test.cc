@@ -521,6 +521,8 @@ TEST_CASE(
     INFO(listed);
     CHECK(listed.find(std::to_string(pb)) != std::string::npos);
     CHECK(listed.find("/f") != std::string::npos);
+    // Where it came from: a machine check the daemon met (docs/poison.md).
+    CHECK(listed.find("origin: machine-check  time: ") != std::string::npos);
     std::string rewrites = mce.Stop();
     INFO(rewrites);
     char want[64];
