@@ -15,6 +15,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cerrno>
 #include <cstdint>
@@ -486,6 +487,91 @@ TEST_CASE(
         "bad blocks 100..100 (1 block)  origin: injected (uid 0)  time: T\n"
         "bad blocks 102..102 (1 block)  origin: injected (uid 1001)  time: T\n"
         "2 bad ranges, 2 blocks, 0 owners\n");
+}
+
+TEST_CASE(
+    "daxref-poison from-device: device sectors become pool bytes through FIEMAP, as filefrag "
+    "-v shows them; on tmpfs, a one-line error",
+    "[poison-cli]") {
+  // A pool on a filesystem with FIEMAP: the root filesystem under /tmp
+  // (ext4 or XFS on the test machines). Its space reserved, so that every
+  // block has a place on the device.
+  TempDir parent("/tmp");
+  const std::string src = parent.path() + "/fs";
+  RunResult r = Run({MkfsBin(), "-q", "--size", "16M", src});
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  r = Run({"/usr/sbin/filefrag", "-v", src + "/pool"});
+  INFO(r.out << r.err);
+  REQUIRE(r.status == 0);
+  // "File size of ... (4096 blocks of 4096 bytes)", then per extent
+  // "   0:        0..    4095:    1234..    5329:   4096: ...".
+  std::smatch m;
+  REQUIRE(std::regex_search(r.out, m, std::regex("blocks of ([0-9]+) bytes")));
+  const uint64_t fs_block = std::stoull(m[1]);
+  const std::regex extent(" *[0-9]+: +([0-9]+)\\.\\. *([0-9]+): +([0-9]+)\\.\\. *([0-9]+):");
+  struct Ext {
+    uint64_t logical, physical, blocks;
+  };
+  std::vector<Ext> exts;
+  for (const std::string& line : Lines(r.out))
+    if (std::regex_search(line, m, extent))
+      exts.push_back(
+          {std::stoull(m[1]), std::stoull(m[3]), std::stoull(m[2]) - std::stoull(m[1]) + 1});
+  REQUIRE(!exts.empty());
+  // The longest extent, and a block well inside it.
+  const Ext e = *std::max_element(exts.begin(), exts.end(),
+                                  [](const Ext& a, const Ext& b) { return a.blocks < b.blocks; });
+  REQUIRE(e.blocks >= 4);
+  const uint64_t k = e.blocks / 2;
+  const uint64_t dev = (e.physical + k) * fs_block, pool = (e.logical + k) * fs_block;
+  const uint64_t pb = pool / kBlock;
+  const std::string pool_text = std::to_string(pool) + ".." + std::to_string(pool + 511);
+
+  // One sector, by sector number and by device byte offset.
+  r = Poison({"from-device", src, "--sector", std::to_string(dev / 512)});
+  ExpectSuccess(r);
+  CHECK(r.out == "device bytes " + std::to_string(dev) + ".." + std::to_string(dev + 511) +
+                     ": pool bytes " + pool_text + ", blocks " + std::to_string(pb) + ".." +
+                     std::to_string(pb) +
+                     " (1 block)\n512 of 512 device bytes lie in the pool file\n");
+  r = Poison({"--json", "from-device", src, "--device-offset", std::to_string(dev),
+              "--device-length", "8192"});
+  ExpectSuccess(r);
+  ExpectValidJson(r.out);
+  CHECK(Contains(r.out, "{\"device_offset\": " + std::to_string(dev) +
+                            ", \"pool_offset\": " + std::to_string(pool) +
+                            ", \"length\": 8192, \"pblock\": " + std::to_string(pb) +
+                            ", \"blocks\": 2}"));
+  CHECK(Contains(r.out, "\"summary\": {\"mapped\": 8192, \"unmapped\": 0}}"));
+  // Bytes before the pool file's first extent on the device are not its.
+  if (e.physical > 0 &&
+      std::all_of(exts.begin(), exts.end(), [](const Ext& x) { return x.physical > 0; })) {
+    r = Poison({"from-device", src, "--sector", "0"});
+    ExpectSuccess(r);
+    CHECK(r.out == "0 of 512 device bytes lie in the pool file\n");
+  }
+  // --inject: the block is recorded bad, as inject would.
+  r = Poison({"from-device", src, "--sector", std::to_string(dev / 512), "--inject"});
+  ExpectSuccess(r);
+  CHECK(Contains(r.out, "poisoned blocks " + std::to_string(pb) + ".." + std::to_string(pb) +
+                            " (1 block): 1 free (retired)\n"));
+  CHECK(Contains(ListOf(src), "bad blocks " + std::to_string(pb) + ".." + std::to_string(pb) +
+                                  " (1 block)  origin: injected (uid 0)"));
+  CheckSource(src);
+
+  ExpectUsageError(Poison({"from-device", src}),
+                   "from-device needs one of --sector and --device-offset");
+  ExpectUsageError(Poison({"from-device", src, "--sector", "1", "--device-offset", "0"}),
+                   "from-device needs one of --sector and --device-offset");
+  ExpectUsageError(Poison({"list", src, "--sector", "1"}), "go with from-device");
+  ExpectUsageError(Poison({"--json", "from-device", src, "--sector", "1", "--inject"}),
+                   "--inject prints inject's reports");
+
+  // tmpfs has no FIEMAP: one line saying so.
+  UnmountedFs shm;
+  ExpectFailure(Poison({"from-device", shm.source(), "--sector", "8"}),
+                "cannot say where the file lies on the device (no FIEMAP, as on tmpfs)");
 }
 
 TEST_CASE("daxref-poison: the control socket is for root and the mount's owner", "[poison-cli]") {
