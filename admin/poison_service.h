@@ -1,4 +1,4 @@
-// PoisonService: the poison verbs (inject, inject by file, list, clear,
+// PoisonService: the poison verbs (inject, inject by file, list, clear, rescan,
 // resolve, pre-remove), their validation and their records, for the daemon
 // (fs/poison_handler.h) and for daxref-poison on an unmounted SOURCE
 // (tools/poison/offline.h) alike, so that the two cannot drift
