@@ -200,6 +200,27 @@ Status CollectFsInfo(rocksdb::DB* db, const Superblock& sb, const std::string& s
     if (pblock + len == sb.block_count) ++out->bad_reserved_blocks;
     return Status::Ok();
   }));
+  DAXREF_RETURN_IF_ERROR(walk("bad blocks", prefix::kBadOrigin, [&](auto k, auto v) {
+    BadOriginRecord r;
+    DAXREF_RETURN_IF_ERROR(DecodeBadOrigin(k, v, geo, &r));
+    switch (r.origin.kind) {
+      case BadOriginKind::kInjected:
+        out->bad_injected_blocks += r.len;
+        break;
+      case BadOriginKind::kMachineCheck:
+        out->bad_machine_check_blocks += r.len;
+        break;
+      case BadOriginKind::kMachineCheckAsync:
+        out->bad_machine_check_async_blocks += r.len;
+        break;
+      case BadOriginKind::kDevice:
+        out->bad_device_blocks += r.len;
+        break;
+      case BadOriginKind::kUnknown:
+        break;
+    }
+    return Status::Ok();
+  }));
   DAXREF_RETURN_IF_ERROR(walk("orphans", prefix::kOrphan, [&](auto, auto) {
     ++out->orphans;
     return Status::Ok();
@@ -227,6 +248,10 @@ constexpr NumberField kNumbers[] = {
     {"shared_references", &FsInfo::shared_references},
     {"bad_blocks", &FsInfo::bad_blocks},
     {"bad_reserved_blocks", &FsInfo::bad_reserved_blocks},
+    {"bad_injected_blocks", &FsInfo::bad_injected_blocks},
+    {"bad_machine_check_blocks", &FsInfo::bad_machine_check_blocks},
+    {"bad_machine_check_async_blocks", &FsInfo::bad_machine_check_async_blocks},
+    {"bad_device_blocks", &FsInfo::bad_device_blocks},
     {"free_extents", &FsInfo::free_extents},
     {"inodes", &FsInfo::inodes},
     {"directories", &FsInfo::directories},

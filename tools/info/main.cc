@@ -108,6 +108,10 @@ void PrintText(const Geometry& g, const FsInfo& i, const std::string& mount_poin
   out += "  bad        = " + Num(i.bad_blocks) + " (" + Num(i.retired_blocks()) + " retired, " +
          Num(i.bad_owned_blocks()) + " in files, " + Num(i.bad_reserved_blocks) +
          " superblock copies)\n";
+  out += "  bad origin = " + Num(i.bad_injected_blocks) + " injected, " +
+         Num(i.bad_machine_check_blocks) + " machine-check, " +
+         Num(i.bad_machine_check_async_blocks) + " machine-check-async, " +
+         Num(i.bad_device_blocks) + " device, " + Num(i.bad_unknown_blocks()) + " unknown\n";
   if (!i.consistent())
     out += "  warning: the records do not add up: the store is damaged (run fsck.daxref)\n";
   out += "\nFree space: " + Num(i.free_extents) + (i.free_extents == 1 ? " extent" : " extents") +
@@ -164,6 +168,11 @@ void PrintJson(const Geometry& g, const FsInfo& i, const std::string& mount_poin
   field("retired_blocks", i.retired_blocks());
   field("bad_owned_blocks", i.bad_owned_blocks());
   field("bad_reserved_blocks", i.bad_reserved_blocks);
+  out += "    \"bad_by_origin\": {\"injected\": " + Num(i.bad_injected_blocks) +
+         ", \"machine-check\": " + Num(i.bad_machine_check_blocks) +
+         ", \"machine-check-async\": " + Num(i.bad_machine_check_async_blocks) +
+         ", \"device\": " + Num(i.bad_device_blocks) +
+         ", \"unknown\": " + Num(i.bad_unknown_blocks()) + "},\n";
   out += std::string("    \"consistent\": ") + (i.consistent() ? "true" : "false") + "\n  },\n";
   out += "  \"free_space\": {\"extents\": " + Num(i.free_extents) + ", \"histogram\": [";
   bool first = true;
