@@ -771,6 +771,86 @@ struct CountingHooks : PoisonHooks {
   }
 };
 
+// A device whose bad-block list the test writes (the hook a pool on real
+// persistent memory answers through libpmem2).
+struct FakeDeviceHooks : PoisonHooks {
+  std::vector<std::pair<uint64_t, uint64_t>> device;  // pool byte offset, bytes
+  Status WalkDeviceBadBlocks(const std::function<bool(uint64_t, uint64_t)>& fn) override {
+    for (const auto& [off, len] : device)
+      if (!fn(off, len)) break;
+    return Status::Ok();
+  }
+};
+
+TEST_CASE("rescan records what the device's list adds, origin device, and nothing twice",
+          "[poison-cli][poison]") {
+  UnmountedFs fs;
+  auto pool = PoolMapping::Open(PoolPath(fs.source()), 0);
+  REQUIRE(pool.ok());
+  auto volume = Volume::Open(MetaPath(fs.source()), (*pool)->superblock(), pool->get(),
+                             {.pool_path = PoolPath(fs.source())});
+  REQUIRE(volume.ok());
+  FakeDeviceHooks hooks;
+  PoisonService service(volume->get(), &hooks);
+  std::vector<control::Record> replies;
+  const PoisonSink sink = [&](const control::Record& r) {
+    replies.push_back(r);
+    return true;
+  };
+  auto last = [&](const char* field) {
+    REQUIRE(!replies.empty());
+    INFO(replies.back().kind);
+    uint64_t v = 0;
+    REQUIRE(replies.back().GetU64(field, &v));
+    return v;
+  };
+  // An empty list: nothing new.
+  service.Rescan(sink);
+  CHECK(last("ranges") == 0);
+  CHECK(last("added") == 0);
+  replies.clear();
+  // Block 100 injected first; then the device lists 99..101 (a byte range
+  // that is not block-aligned at its end) and 200.
+  service.Inject(100, 101, 1001, sink);
+  replies.clear();
+  hooks.device = {{99 * kBlock, 2 * kBlock + 1}, {200 * kBlock, 512}};
+  service.Rescan(sink);
+  CHECK(last("ranges") == 2);
+  CHECK(last("added") == 3);  // 99, 101 and 200: 100 was bad already
+  replies.clear();
+  service.Rescan(sink);  // again: nothing new
+  CHECK(last("ranges") == 2);
+  CHECK(last("added") == 0);
+  replies.clear();
+  service.List(sink);
+  std::vector<std::string> bad;
+  for (const control::Record& r : replies) {
+    if (r.kind != "bad") continue;
+    const std::string* origin = r.Get("origin");
+    REQUIRE(origin != nullptr);
+    uint64_t pb = 0, n = 0, t = 0;
+    REQUIRE(r.GetU64("pblock", &pb));
+    REQUIRE(r.GetU64("blocks", &n));
+    CHECK(r.GetU64("time", &t));
+    std::string uid = r.Get("uid") ? " uid " + *r.Get("uid") : "";
+    bad.push_back(std::to_string(pb) + "+" + std::to_string(n) + " " + *origin + uid);
+  }
+  CHECK(bad == std::vector<std::string>{"99+1 device", "100+1 injected uid 1001", "101+1 device",
+                                        "200+1 device"});
+  // A hook that fails: one error record, nothing recorded.
+  struct Failing : PoisonHooks {
+    Status WalkDeviceBadBlocks(const std::function<bool(uint64_t, uint64_t)>&) override {
+      return Status::Error(EIO, "the device went away");
+    }
+  } failing;
+  PoisonService broken(volume->get(), &failing);
+  replies.clear();
+  broken.Rescan(sink);
+  REQUIRE(replies.size() == 1);
+  CHECK(replies[0].kind == "error");
+  CHECK(*replies[0].Get("message") == "cannot read the device's bad blocks: the device went away");
+}
+
 }  // namespace
 
 TEST_CASE("The poison service calls its hooks: each owner, a superblock copy, each commit",
