@@ -103,6 +103,18 @@ TEST_CASE("Progress lines: on a terminal they update in place; into a pipe, noth
   REQUIRE(p.status == 0);
   CHECK(p.err.empty());
 
+  // Mounted: the daemon walks, and sends its progress to daxref-info.
+  {
+    MountedFs::Options o;
+    o.source = src;
+    MountedFs fs(o);
+    t = RunOnTty({kInfo, fs.mnt()});
+    ExpectProgress(t, "daxref-info", "inodes");
+    p = Run({kInfo, fs.mnt()});
+    REQUIRE(p.status == 0);
+    CHECK(p.err.empty());
+  }
+
   // fsck.daxref: its phases, through the same helper.
   t = RunOnTty({kFsck, "-n", src});
   ExpectProgress(t, "fsck.daxref", "");

@@ -222,8 +222,16 @@ int Main(int argc, char** argv) {
     // not be able to read the pool file.
     Status failed = Status::Error(EPROTO, "the daemon's info reply is incomplete");
     bool got_info = false;
+    // The daemon's walk reports its progress (at most once a second).
+    cli::ProgressLine line(kTool.name());
     conn->Exchange(control::Record("info"), [&](const control::Record& r) {
-      if (r.kind == "info") {
+      if (r.kind == "progress") {
+        uint64_t pct = 0;
+        r.GetU64("percent", &pct);
+        const std::string* phase = r.Get("phase");
+        line.Show(phase ? *phase : "", static_cast<double>(pct) / 100);
+      } else if (r.kind == "info") {
+        line.Clear();
         failed = FsInfoFromRecord(r, &info);
         got_info = failed.ok();
       } else if (r.kind == "freesp" && got_info) {
@@ -243,6 +251,7 @@ int Main(int argc, char** argv) {
         got_info = false;
       }
     });
+    line.Clear();
     if (!failed.ok()) return kTool.Fail(failed.message());
     sb = info.sb;
   } else {
