@@ -238,8 +238,8 @@ void PoisonService::Rescan(const PoisonSink& sink) {
     return true;
   });
   if (!s.ok())
-    return (void)sink(ErrorRecord(
-        Status::Error(s.err(), "cannot read the device's bad blocks: " + s.message())));
+    return (void)sink(
+        ErrorRecord(Status::Error(s.err(), "cannot read the device's bad blocks: " + s.message())));
   hooks_->Log(Level::kInfo, "poison: rescan: the device lists " + std::to_string(ranges) +
                                 " bad ranges under the pool, " + std::to_string(added) +
                                 " blocks new");

@@ -16,18 +16,16 @@ Status BadBlocks::Load(rocksdb::DB* db, const PoolGeometry& geo) {
   origins_.clear();
   blocks_ = 0;
   uint64_t prev_end = 0;
-  DAXREF_RETURN_IF_ERROR(
-      WalkPrefix(db, prefix::kBad, [&](std::string_view k, std::string_view v) {
-        uint64_t start = 0, len = 0;
-        DAXREF_RETURN_IF_ERROR(DecodeBad(k, v, geo, &start, &len));
-        if (start < prev_end)
-          return Status::Corruption("bad-block records overlap at pool block " +
-                                    std::to_string(start));
-        ranges_[start] = len;
-        blocks_ += len;
-        prev_end = start + len;
-        return Status::Ok();
-      }));
+  DAXREF_RETURN_IF_ERROR(WalkPrefix(db, prefix::kBad, [&](std::string_view k, std::string_view v) {
+    uint64_t start = 0, len = 0;
+    DAXREF_RETURN_IF_ERROR(DecodeBad(k, v, geo, &start, &len));
+    if (start < prev_end)
+      return Status::Corruption("bad-block records overlap at pool block " + std::to_string(start));
+    ranges_[start] = len;
+    blocks_ += len;
+    prev_end = start + len;
+    return Status::Ok();
+  }));
   BadOriginFit fit;
   for (const auto& [start, len] : ranges_) fit.AddBad(start, len);
   return WalkPrefix(db, prefix::kBadOrigin, [&](std::string_view k, std::string_view v) {
@@ -107,7 +105,8 @@ BadBlocks::Change BadBlocks::PlanRemove(uint64_t pb0, uint64_t pb1) const {
     const BadOriginRecord& r = ot->second;
     if (r.pend() <= pb0) continue;
     c.origin_old[r.pblock] = r;
-    if (r.pblock < pb0) c.origin_now[r.pblock] = BadOriginRecord{r.pblock, pb0 - r.pblock, r.origin};
+    if (r.pblock < pb0)
+      c.origin_now[r.pblock] = BadOriginRecord{r.pblock, pb0 - r.pblock, r.origin};
     if (r.pend() > pb1) c.origin_now[pb1] = BadOriginRecord{pb1, r.pend() - pb1, r.origin};
   }
   return c;

@@ -99,7 +99,7 @@ class BadBlocks {
   // Is all of [pb0, pb1) inside one range?
   bool Covers(uint64_t pb0, uint64_t pb1) const;
 
-  std::map<uint64_t, uint64_t> ranges_;  // start -> length, never adjacent
+  std::map<uint64_t, uint64_t> ranges_;          // start -> length, never adjacent
   std::map<uint64_t, BadOriginRecord> origins_;  // start -> piece, inside ranges_
   uint64_t blocks_ = 0;
 };

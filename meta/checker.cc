@@ -678,16 +678,16 @@ Status Checker::CheckBadOrigins() {
         if (DecodeBad(k, v, geo, &pblock, &len).ok()) fit.AddBad(pblock, len);
         return Status::Ok();
       }));
-  return scan_.Walk(std::string(1, prefix::kBadOrigin), [&](std::string_view k,
-                                                             std::string_view v) {
-    BadOriginRecord r;
-    Status s = DecodeBadOrigin(k, v, geo, &r);
-    if (!s.ok())
-      Undecodable(k, s);
-    else if (std::string why = fit.Check(r); !why.empty())
-      Bad(ProblemClass::kBadBlocks, why);
-    return Tick();
-  });
+  return scan_.Walk(std::string(1, prefix::kBadOrigin),
+                    [&](std::string_view k, std::string_view v) {
+                      BadOriginRecord r;
+                      Status s = DecodeBadOrigin(k, v, geo, &r);
+                      if (!s.ok())
+                        Undecodable(k, s);
+                      else if (std::string why = fit.Check(r); !why.empty())
+                        Bad(ProblemClass::kBadBlocks, why);
+                      return Tick();
+                    });
 }
 
 // The digests of E and R differ: look each record up in the other index.

@@ -10,8 +10,8 @@
 namespace daxref {
 
 using codec::PutU32;
-using codec::PutU8;
 using codec::PutU64;
+using codec::PutU8;
 
 std::string UuidToString(const Uuid& u) {
   char buf[40];

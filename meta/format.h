@@ -189,9 +189,9 @@ struct RefcountRecord {
 // Where bad blocks came from (Q records). The origin byte is on disk: do
 // not change these values.
 enum class BadOriginKind : uint8_t {
-  kUnknown = 0,       // in memory only: a B block with no Q record (recorded before format 4)
-  kInjected = 1,      // daxref-poison inject (uid: who asked)
-  kMachineCheck = 2,  // a machine check met by the daemon in a guarded access (BUS_MCEERR_AR)
+  kUnknown = 0,            // in memory only: a B block with no Q record (recorded before format 4)
+  kInjected = 1,           // daxref-poison inject (uid: who asked)
+  kMachineCheck = 2,       // a machine check met by the daemon in a guarded access (BUS_MCEERR_AR)
   kMachineCheckAsync = 3,  // a machine check the kernel reported early (BUS_MCEERR_AO)
   kDevice = 4,             // the device's bad-block list (libpmem2, at mount or rescan)
 };

@@ -369,8 +369,8 @@ TEST_CASE("format: bad-block origin records", "[format]") {
   REQUIRE(d.pblock == 0x1234);
   REQUIRE(d.len == 3);
   REQUIRE(d.origin == r.origin);
-  DAXREF_REQUIRE_OK(DecodeBadOrigin(Hex("'Q' 0000000000000000"),
-                                    Hex("0000000000000001 04 ffffffff 0000000000000000"), kGeo, &d));
+  DAXREF_REQUIRE_OK(DecodeBadOrigin(
+      Hex("'Q' 0000000000000000"), Hex("0000000000000001 04 ffffffff 0000000000000000"), kGeo, &d));
   REQUIRE(d.origin.kind == BadOriginKind::kDevice);
   REQUIRE(d.origin.uid == kNoUid);
   REQUIRE(std::string(BadOriginName(BadOriginKind::kInjected)) == "injected");
@@ -382,22 +382,27 @@ TEST_CASE("format: bad-block origin records", "[format]") {
   // only), outside the pool, a short or long value, a bad key.
   const std::string key = keys::BadOrigin(0x10);
   DAXREF_REQUIRE_ERR(
-      DecodeBadOrigin(key, Hex("0000000000000000 01 00000000 0000000000000000"), kGeo, &d), EUCLEAN);
+      DecodeBadOrigin(key, Hex("0000000000000000 01 00000000 0000000000000000"), kGeo, &d),
+      EUCLEAN);
   DAXREF_REQUIRE_ERR(
-      DecodeBadOrigin(key, Hex("0000000000000001 00 00000000 0000000000000000"), kGeo, &d), EUCLEAN);
+      DecodeBadOrigin(key, Hex("0000000000000001 00 00000000 0000000000000000"), kGeo, &d),
+      EUCLEAN);
   DAXREF_REQUIRE_ERR(
-      DecodeBadOrigin(key, Hex("0000000000000001 05 00000000 0000000000000000"), kGeo, &d), EUCLEAN);
-  DAXREF_REQUIRE_ERR(DecodeBadOrigin(Hex("'Q' 000000000000ffff"),
-                                     Hex("0000000000000002 01 00000000 0000000000000000"), kGeo, &d),
-                     EUCLEAN);
-  DAXREF_REQUIRE_ERR(DecodeBadOrigin(key, Hex("0000000000000001 01 00000000 00000000000000"), kGeo, &d),
-                     EUCLEAN);
+      DecodeBadOrigin(key, Hex("0000000000000001 05 00000000 0000000000000000"), kGeo, &d),
+      EUCLEAN);
+  DAXREF_REQUIRE_ERR(
+      DecodeBadOrigin(Hex("'Q' 000000000000ffff"),
+                      Hex("0000000000000002 01 00000000 0000000000000000"), kGeo, &d),
+      EUCLEAN);
+  DAXREF_REQUIRE_ERR(
+      DecodeBadOrigin(key, Hex("0000000000000001 01 00000000 00000000000000"), kGeo, &d), EUCLEAN);
   DAXREF_REQUIRE_ERR(
       DecodeBadOrigin(key, Hex("0000000000000001 01 00000000 0000000000000000 00"), kGeo, &d),
       EUCLEAN);
-  DAXREF_REQUIRE_ERR(DecodeBadOrigin(Hex("'Q' 00000000000010"),
-                                     Hex("0000000000000001 01 00000000 0000000000000000"), kGeo, &d),
-                     EUCLEAN);
+  DAXREF_REQUIRE_ERR(
+      DecodeBadOrigin(Hex("'Q' 00000000000010"),
+                      Hex("0000000000000001 01 00000000 0000000000000000"), kGeo, &d),
+      EUCLEAN);
 }
 
 TEST_CASE("format: parent pointers", "[format]") {

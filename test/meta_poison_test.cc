@@ -1043,8 +1043,7 @@ uint32_t StoredFormat(rocksdb::DB* db) {
   return codec::LoadU32(v.data());
 }
 
-TEST_CASE("Format 2 and 3 stores are upgraded to format 4; other formats are refused",
-          "[poison]") {
+TEST_CASE("Format 2 and 3 stores are upgraded to format 4; other formats are refused", "[poison]") {
   static_assert(kMetaFormatVersion == 4);
   static_assert(kMetaFormatPreviousVersion == 3);
   static_assert(kMetaFormatOldestVersion == 2);
@@ -1195,7 +1194,6 @@ TEST_CASE("A memory fault during a write fails it with EIO and changes no metada
   }
   RequireClean(st);
 }
-
 
 // The pieces WalkBadPieces reports, as (pblock, len, origin kind, uid, time).
 using Piece = std::tuple<uint64_t, uint64_t, BadOriginKind, uint32_t, uint64_t>;

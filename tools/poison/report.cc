@@ -49,7 +49,8 @@ std::string TimeText(const control::Record& r) {
   const time_t tt = static_cast<time_t>(t);
   struct tm tm;
   char buf[64];
-  if (gmtime_r(&tt, &tm) == nullptr || strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+  if (gmtime_r(&tt, &tm) == nullptr ||
+      strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
     return std::to_string(t);
   return buf;
 }
