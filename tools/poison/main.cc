@@ -9,6 +9,7 @@
 //   clear FS OFFSET [LENGTH]        forget bad blocks (the memory was repaired)
 //   resolve FS OFFSET [LENGTH]      who owns pool bytes, changing nothing
 //   rescan FS                       re-read the device's bad-block list
+//   from-device FS --sector N ...   device sectors to pool bytes (FIEMAP)
 //   pre-remove FS                   the device is going away: stop, flush,
 //                                   signal every holder, shut down
 //
@@ -57,6 +58,8 @@ void PrintHelp() {
       "       %s [OPTIONS] clear FS OFFSET [LENGTH]\n"
       "       %s [OPTIONS] resolve FS OFFSET [LENGTH]\n"
       "       %s [OPTIONS] rescan FS\n"
+      "       %s [OPTIONS] from-device FS (--sector N [--count C] |\n"
+      "                    --device-offset B [--device-length L]) [--inject]\n"
       "       %s [OPTIONS] pre-remove FS\n"
       "\n"
       "Inject, list and clear memory poison (bad blocks) on a daxref filesystem.\n"
@@ -84,6 +87,13 @@ void PrintHelp() {
       "                          in the same form, as daxref-map owners)\n"
       "  rescan FS               re-read the device's list of bad blocks (as a mount\n"
       "                          does) and record what is new, without remounting\n"
+      "  from-device FS --sector N [--count C]\n"
+      "                          the pool bytes behind 512-byte sectors of the\n"
+      "                          device under the pool file's host filesystem (as\n"
+      "                          ndctl list --media-errors reports them), through\n"
+      "                          the file's extents (FIEMAP); --device-offset B\n"
+      "                          [--device-length L] in bytes; --inject then\n"
+      "                          injects them\n"
       "  pre-remove FS           the device is about to go away: the daemon stops\n"
       "                          changes, flushes, signals every process using a\n"
       "                          file and shuts the filesystem down (mounted only)\n"
@@ -99,6 +109,9 @@ void PrintHelp() {
       "      --file PATH         inject: the file whose blocks to poison\n"
       "      --offset N          inject --file: where in the file (default 0)\n"
       "      --length L          inject --file: how much (default one block)\n"
+      "      --sector N, --count C, --device-offset B, --device-length L, --inject\n"
+      "                          from-device: the device range, and whether to\n"
+      "                          inject what it maps to\n"
       "  -h, --help              show this help and exit\n"
       "  -V, --version           print the version and exit\n"
       "\n"
@@ -107,7 +120,7 @@ void PrintHelp() {
       "\n"
       "Exit status: 0 success, 1 failure, 2 usage error.\n",
       kTool.name(), kTool.name(), kTool.name(), kTool.name(), kTool.name(), kTool.name(),
-      kTool.name());
+      kTool.name(), kTool.name());
 }
 
 std::optional<Command> ParseCommand(const std::string& name) {
@@ -418,7 +431,8 @@ int Main(int argc, char** argv) {
                              PrintHelp, on_option))
     return *exit;
   if (optind >= argc)
-    return kTool.Usage("missing COMMAND (inject, list, clear, resolve, rescan or pre-remove)");
+    return kTool.Usage(
+        "missing COMMAND (inject, list, clear, resolve, rescan, from-device or pre-remove)");
   const std::string name = argv[optind];
   if (name == "from-device") {
     cl.args.assign(argv + optind + 1, argv + argc);
@@ -430,7 +444,7 @@ int Main(int argc, char** argv) {
   cl.command = ParseCommand(name);
   if (!cl.command)
     return kTool.Usage("unknown command '" + name +
-                       "' (inject, list, clear, resolve, rescan or pre-remove)");
+                       "' (inject, list, clear, resolve, rescan, from-device or pre-remove)");
   cl.args.assign(argv + optind + 1, argv + argc);
   Request req;
   std::string error;
