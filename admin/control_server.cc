@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <utility>
 
@@ -305,12 +306,14 @@ void ControlServer::Serve(UniqueFd conn, const ucred& cred, const Record& req) {
       return (void)sink(Refusal(EINVAL, "inject by file needs ino, offset and length"));
     // `name`: the path the admin typed, for messages (absent: the inode).
     const std::string* name = req.Get("name");
-    poison_->InjectFile(ino, off, len, name ? *name : "", sink);
+    poison_->InjectFile(ino, off, len, name ? *name : "", cred.uid, sink);
   } else if (req.kind == "inject") {
     if (!RangeOf(req, &pb0, &pb1)) return (void)sink(Refusal(EINVAL, "inject needs a range"));
-    poison_->Inject(pb0, pb1, sink);
+    poison_->Inject(pb0, pb1, cred.uid, sink);
   } else if (req.kind == "list") {
     poison_->List(sink);
+  } else if (req.kind == "rescan") {
+    poison_->Rescan(sink);
   } else if (req.kind == "clear") {
     if (!RangeOf(req, &pb0, &pb1)) return (void)sink(Refusal(EINVAL, "clear needs a range"));
     poison_->Clear(pb0, pb1, sink);
@@ -321,8 +324,22 @@ void ControlServer::Serve(UniqueFd conn, const ucred& cred, const Record& req) {
     // daxref-info: one walk of a snapshot of the store (admin/fs_report.h),
     // on this thread: it reads counters only, and a poison request waits
     // for it no longer than for a resolve of a busy range.
+    // The walk's progress goes out as scrub's does, at most once a second
+    // (the first at once): daxref-info shows it on a terminal.
     FsInfo info;
-    Status s = CollectFsInfo(volume_->db(), volume_->superblock(), source_, &info);
+    auto last = std::chrono::steady_clock::now() - std::chrono::seconds(1);
+    Status s = CollectFsInfo(
+        volume_->db(), volume_->superblock(), source_,
+        [&](std::string_view phase, double done) {
+          const auto now = std::chrono::steady_clock::now();
+          if (now - last < std::chrono::seconds(1)) return true;
+          last = now;
+          sink(Record("progress")
+                   .Add("phase", phase)
+                   .Add("percent", static_cast<uint64_t>(done * 100)));
+          return true;
+        },
+        &info);
     if (!s.ok()) return (void)sink(Refusal(s.err(), s.message()));
     SendFsInfo(info, sink);
   } else if (req.kind == "fsmap") {

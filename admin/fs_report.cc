@@ -13,6 +13,7 @@
 
 #include "base/mountinfo.h"
 #include "base/unique_fd.h"
+#include "meta/check_census.h"
 #include "meta/format.h"
 #include "meta/store.h"
 
@@ -122,7 +123,7 @@ bool FsInfo::consistent() const {
 }
 
 Status CollectFsInfo(rocksdb::DB* db, const Superblock& sb, const std::string& source,
-                     FsInfo* out) {
+                     const InfoProgressFn& progress, FsInfo* out) {
   *out = FsInfo{};
   out->sb = sb;
   const PoolGeometry geo = sb.geometry();
@@ -140,8 +141,18 @@ Status CollectFsInfo(rocksdb::DB* db, const Superblock& sb, const std::string& s
   else if (!ls.IsNotFound())
     return Status::IOError("metadata store: reading the label: " + ls.ToString());
   out->data_blocks = sb.data_blocks();
+  check::Progress prog(progress);
+  prog.Estimate(db);
+  // Each record kind walked in turn, with a tick per record.
+  auto walk = [&](const char* phase, char p, auto&& fn) {
+    DAXREF_RETURN_IF_ERROR(prog.Phase(phase, p));
+    return WalkRecords(db, ro, p, [&](std::string_view k, std::string_view v) {
+      DAXREF_RETURN_IF_ERROR(fn(k, v));
+      return prog.Tick();
+    });
+  };
 
-  DAXREF_RETURN_IF_ERROR(WalkRecords(db, ro, prefix::kInode, [&](auto k, auto v) {
+  DAXREF_RETURN_IF_ERROR(walk("inodes", prefix::kInode, [&](auto k, auto v) {
     InodeRecord r;
     if (k.size() != 9) return Status::Corruption("inode record with a bad key");
     DAXREF_RETURN_IF_ERROR(DecodeInode(keys::U64At(k, 1), v, &r));
@@ -156,21 +167,21 @@ Status CollectFsInfo(rocksdb::DB* db, const Superblock& sb, const std::string& s
       ++out->special_files;
     return Status::Ok();
   }));
-  DAXREF_RETURN_IF_ERROR(WalkRecords(db, ro, prefix::kExtent, [&](auto k, auto v) {
+  DAXREF_RETURN_IF_ERROR(walk("extents", prefix::kExtent, [&](auto k, auto v) {
     Extent e;
     DAXREF_RETURN_IF_ERROR(DecodeExtent(k, v, geo, &e));
     ++out->extents;
     out->referenced_blocks += e.len;
     return Status::Ok();
   }));
-  DAXREF_RETURN_IF_ERROR(WalkRecords(db, ro, prefix::kRefcount, [&](auto k, auto v) {
+  DAXREF_RETURN_IF_ERROR(walk("refcounts", prefix::kRefcount, [&](auto k, auto v) {
     RefcountRecord r;
     DAXREF_RETURN_IF_ERROR(DecodeRefcount(k, v, geo, &r));
     out->shared_blocks += r.len;
     out->shared_references += r.len * r.refs;
     return Status::Ok();
   }));
-  DAXREF_RETURN_IF_ERROR(WalkRecords(db, ro, prefix::kFree, [&](auto k, auto v) {
+  DAXREF_RETURN_IF_ERROR(walk("free space", prefix::kFree, [&](auto k, auto v) {
     uint64_t pblock = 0, len = 0;
     DAXREF_RETURN_IF_ERROR(DecodeFree(k, v, geo, &pblock, &len));
     out->free_blocks += len;
@@ -180,7 +191,7 @@ Status CollectFsInfo(rocksdb::DB* db, const Superblock& sb, const std::string& s
     b.blocks += len;
     return Status::Ok();
   }));
-  DAXREF_RETURN_IF_ERROR(WalkRecords(db, ro, prefix::kBad, [&](auto k, auto v) {
+  DAXREF_RETURN_IF_ERROR(walk("bad blocks", prefix::kBad, [&](auto k, auto v) {
     uint64_t pblock = 0, len = 0;
     DAXREF_RETURN_IF_ERROR(DecodeBad(k, v, geo, &pblock, &len));
     out->bad_blocks += len;
@@ -189,10 +200,32 @@ Status CollectFsInfo(rocksdb::DB* db, const Superblock& sb, const std::string& s
     if (pblock + len == sb.block_count) ++out->bad_reserved_blocks;
     return Status::Ok();
   }));
-  DAXREF_RETURN_IF_ERROR(WalkRecords(db, ro, prefix::kOrphan, [&](auto, auto) {
+  DAXREF_RETURN_IF_ERROR(walk("bad blocks", prefix::kBadOrigin, [&](auto k, auto v) {
+    BadOriginRecord r;
+    DAXREF_RETURN_IF_ERROR(DecodeBadOrigin(k, v, geo, &r));
+    switch (r.origin.kind) {
+      case BadOriginKind::kInjected:
+        out->bad_injected_blocks += r.len;
+        break;
+      case BadOriginKind::kMachineCheck:
+        out->bad_machine_check_blocks += r.len;
+        break;
+      case BadOriginKind::kMachineCheckAsync:
+        out->bad_machine_check_async_blocks += r.len;
+        break;
+      case BadOriginKind::kDevice:
+        out->bad_device_blocks += r.len;
+        break;
+      case BadOriginKind::kUnknown:
+        break;
+    }
+    return Status::Ok();
+  }));
+  DAXREF_RETURN_IF_ERROR(walk("orphans", prefix::kOrphan, [&](auto, auto) {
     ++out->orphans;
     return Status::Ok();
   }));
+  DAXREF_RETURN_IF_ERROR(prog.Done());
   MeasureStore(MetaPath(source), out);
   FindHost(PoolPath(source), out);
   return Status::Ok();
@@ -215,6 +248,10 @@ constexpr NumberField kNumbers[] = {
     {"shared_references", &FsInfo::shared_references},
     {"bad_blocks", &FsInfo::bad_blocks},
     {"bad_reserved_blocks", &FsInfo::bad_reserved_blocks},
+    {"bad_injected_blocks", &FsInfo::bad_injected_blocks},
+    {"bad_machine_check_blocks", &FsInfo::bad_machine_check_blocks},
+    {"bad_machine_check_async_blocks", &FsInfo::bad_machine_check_async_blocks},
+    {"bad_device_blocks", &FsInfo::bad_device_blocks},
     {"free_extents", &FsInfo::free_extents},
     {"inodes", &FsInfo::inodes},
     {"directories", &FsInfo::directories},

@@ -51,6 +51,16 @@ struct FsInfo {
   uint64_t shared_references = 0;    // references to them
   uint64_t bad_blocks = 0;           // every bad block of the pool
   uint64_t bad_reserved_blocks = 0;  // of those, superblock copies
+  // Of the bad blocks, by where they came from (Q records, docs/format.md);
+  // the rest were recorded before metadata format 4 (bad_unknown_blocks).
+  uint64_t bad_injected_blocks = 0;
+  uint64_t bad_machine_check_blocks = 0;
+  uint64_t bad_machine_check_async_blocks = 0;
+  uint64_t bad_device_blocks = 0;
+  uint64_t bad_unknown_blocks() const {
+    return Sub(bad_blocks, bad_injected_blocks + bad_machine_check_blocks +
+                               bad_machine_check_async_blocks + bad_device_blocks);
+  }
   // Derived (above); each saturates at 0 in a store whose records do not
   // add up.
   uint64_t exclusive_blocks() const { return Sub(referenced_blocks, shared_references); }
@@ -97,7 +107,11 @@ struct FsInfo {
 
 // Walks `db` (one snapshot) for the pool `sb`; `source` names the SOURCE
 // directory (its store is measured, its pool file's host found).
-Status CollectFsInfo(rocksdb::DB* db, const Superblock& sb, const std::string& source, FsInfo* out);
+// `progress` (may be empty) hears of the walk's phases as fsck's checker
+// reports them (check::Progress); it never stops the walk.
+using InfoProgressFn = std::function<bool(std::string_view phase, double done)>;
+Status CollectFsInfo(rocksdb::DB* db, const Superblock& sb, const std::string& source,
+                     const InfoProgressFn& progress, FsInfo* out);
 
 // The info as control records: one `info` record with the scalars, one
 // `freesp bucket= extents= blocks=` per non-empty bucket, then `done`. The

@@ -24,6 +24,13 @@ Record ErrorRecord(const Status& s) {
   return r;
 }
 
+// Now, in seconds since the epoch: when poison was recorded.
+uint64_t NowSeconds() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
+
 std::string ByteRange(uint64_t off, uint64_t len) {
   return "bytes " + std::to_string(off) + ".." + std::to_string(off + len - 1);
 }
@@ -96,17 +103,19 @@ Status PoisonService::ReportOwners(uint64_t pb0, uint64_t pb1, const PoisonFailu
   return Status::Ok();
 }
 
-Status PoisonService::MarkAndReport(uint64_t pb0, uint64_t pb1, bool strict, const PoisonSink& sink,
+Status PoisonService::MarkAndReport(uint64_t pb0, uint64_t pb1, bool strict,
+                                    const BadOrigin& origin, const PoisonSink& sink,
                                     Counts* counts) {
   PoisonFailure f{pb0, pb1, {}};
-  Status s = vol_->MarkBad(pb0, pb1, strict, &f.outcome);
+  Status s = vol_->MarkBad(pb0, pb1, strict, origin, &f.outcome);
   if (s.err() == EEXIST) return RefuseIfBad(pb0, pb1, "");
   if (!s.ok())
     return Status::Error(s.err(), "cannot poison " + BlockRangeText(pb0, pb1) + ": " + s.message());
   if (f.outcome.added == 0) return Status::Ok();  // all of it was bad already (not strict)
   DAXREF_RETURN_IF_ERROR(hooks_->AfterCommit());
   sink(RangeRecord(pb0, pb1, f.outcome));
-  hooks_->Log(Level::kWarn, "poison: pool " + BlockRangeText(pb0, pb1) + " recorded bad (" +
+  hooks_->Log(Level::kWarn, "poison: pool " + BlockRangeText(pb0, pb1) + " recorded bad, " +
+                                BadOriginName(origin.kind) + " (" +
                                 std::to_string(f.outcome.retired) + " retired, " +
                                 std::to_string(f.outcome.owned) + " owned by files, " +
                                 std::to_string(f.outcome.reserved) + " reserved)");
@@ -119,7 +128,7 @@ Status PoisonService::MarkAndReport(uint64_t pb0, uint64_t pb1, bool strict, con
   return ReportOwners(pb0, pb1, &f, sink, counts);
 }
 
-void PoisonService::Inject(uint64_t pb0, uint64_t pb1, const PoisonSink& sink) {
+void PoisonService::Inject(uint64_t pb0, uint64_t pb1, uint32_t uid, const PoisonSink& sink) {
   const auto t0 = std::chrono::steady_clock::now();
   MutexLock g(&mu_);
   Status s = vol_->CheckPoolRange(pb0, pb1);
@@ -127,7 +136,8 @@ void PoisonService::Inject(uint64_t pb0, uint64_t pb1, const PoisonSink& sink) {
   Counts counts;
   if (s.ok()) {
     hooks_->BeginEvent();
-    s = MarkAndReport(pb0, pb1, /*strict=*/true, sink, &counts);
+    s = MarkAndReport(pb0, pb1, /*strict=*/true,
+                      BadOrigin{BadOriginKind::kInjected, uid, NowSeconds()}, sink, &counts);
   }
   if (!s.ok()) return (void)sink(ErrorRecord(s));
   sink(Record("done")
@@ -162,7 +172,7 @@ Status PoisonService::ValidateFileRange(uint64_t ino, uint64_t off, uint64_t* le
 }
 
 void PoisonService::InjectFile(uint64_t ino, uint64_t off, uint64_t len, const std::string& name,
-                               const PoisonSink& sink) {
+                               uint32_t uid, const PoisonSink& sink) {
   const auto t0 = std::chrono::steady_clock::now();
   MutexLock g(&mu_);
   PoolPieces pieces;
@@ -170,8 +180,9 @@ void PoisonService::InjectFile(uint64_t ino, uint64_t off, uint64_t len, const s
   Counts counts;
   if (s.ok()) {
     hooks_->BeginEvent();
+    const BadOrigin origin{BadOriginKind::kInjected, uid, NowSeconds()};
     for (const auto& [p0, p1] : pieces) {
-      s = MarkAndReport(p0, p1, /*strict=*/true, sink, &counts);
+      s = MarkAndReport(p0, p1, /*strict=*/true, origin, sink, &counts);
       if (!s.ok()) break;
     }
   }
@@ -182,8 +193,12 @@ void PoisonService::InjectFile(uint64_t ino, uint64_t off, uint64_t len, const s
            .Add("elapsed_us", Micros(t0)));
 }
 
-void PoisonService::RecordFound(uint64_t pb0, uint64_t pb1) {
+uint64_t PoisonService::RecordFound(uint64_t pb0, uint64_t pb1, BadOriginKind how) {
   MutexLock g(&mu_);
+  return RecordFoundLocked(pb0, pb1, how);
+}
+
+uint64_t PoisonService::RecordFoundLocked(uint64_t pb0, uint64_t pb1, BadOriginKind how) {
   pb1 = std::min(pb1, vol_->superblock().block_count);
   // Nobody asked: the records go nowhere, errors to the log.
   const PoisonSink to_log = [&](const Record& r) {
@@ -192,18 +207,43 @@ void PoisonService::RecordFound(uint64_t pb0, uint64_t pb1) {
   };
   // Each run of blocks not yet recorded, as its own event: a device range
   // is a few blocks, and most of it may be known already.
-  uint64_t run = pb1;
+  const BadOrigin origin{how, kNoUid, NowSeconds()};
+  uint64_t run = pb1, added = 0;
   for (uint64_t pb = pb0; pb <= pb1; ++pb) {
     const bool fresh = pb < pb1 && !vol_->IsBad(pb, pb + 1);
     if (fresh && run == pb1) run = pb;
     if (!fresh && run != pb1) {
       Counts counts;
       hooks_->BeginEvent();
-      Status s = MarkAndReport(run, pb, /*strict=*/false, to_log, &counts);
-      if (!s.ok()) to_log(ErrorRecord(s));
+      Status s = MarkAndReport(run, pb, /*strict=*/false, origin, to_log, &counts);
+      if (!s.ok())
+        to_log(ErrorRecord(s));
+      else
+        added += pb - run;
       run = pb1;
     }
   }
+  return added;
+}
+
+void PoisonService::Rescan(const PoisonSink& sink) {
+  const auto t0 = std::chrono::steady_clock::now();
+  MutexLock g(&mu_);
+  uint64_t ranges = 0, added = 0;
+  Status s = hooks_->WalkDeviceBadBlocks([&](uint64_t off, uint64_t len) {
+    ++ranges;
+    mu_.AssertHeld();  // called back from here
+    added += RecordFoundLocked(off >> kBlockShift, (off + len + kBlockSize - 1) >> kBlockShift,
+                               BadOriginKind::kDevice);
+    return true;
+  });
+  if (!s.ok())
+    return (void)sink(
+        ErrorRecord(Status::Error(s.err(), "cannot read the device's bad blocks: " + s.message())));
+  hooks_->Log(Level::kInfo, "poison: rescan: the device lists " + std::to_string(ranges) +
+                                " bad ranges under the pool, " + std::to_string(added) +
+                                " blocks new");
+  sink(Record("done").Add("ranges", ranges).Add("added", added).Add("elapsed_us", Micros(t0)));
 }
 
 void PoisonService::List(const PoisonSink& sink) {
@@ -211,12 +251,17 @@ void PoisonService::List(const PoisonSink& sink) {
   uint64_t ranges = 0, blocks = 0;
   Counts counts;
   Status s;
-  // WalkBad walks a copy of the bad list: the owner walks may take their time.
-  vol_->WalkBad([&](uint64_t start, uint64_t len) {
+  // A copy of the bad list: the owner walks may take their time. One
+  // `bad` record per piece of one origin.
+  vol_->WalkBadPieces([&](const BadOriginRecord& p) {
     ++ranges;
-    blocks += len;
-    sink(Record("bad").Add("pblock", start).Add("blocks", len));
-    s = ReportOwners(start, start + len, nullptr, sink, &counts);
+    blocks += p.len;
+    Record r("bad");
+    r.Add("pblock", p.pblock).Add("blocks", p.len).Add("origin", BadOriginName(p.origin.kind));
+    if (p.origin.uid != kNoUid) r.Add("uid", static_cast<uint64_t>(p.origin.uid));
+    if (p.origin.kind != BadOriginKind::kUnknown) r.Add("time", p.origin.time);
+    sink(r);
+    s = ReportOwners(p.pblock, p.pend(), nullptr, sink, &counts);
     return s.ok();
   });
   if (!s.ok()) return (void)sink(ErrorRecord(s));

@@ -1,4 +1,4 @@
-// PoisonService: the poison verbs (inject, inject by file, list, clear,
+// PoisonService: the poison verbs (inject, inject by file, list, clear, rescan,
 // resolve, pre-remove), their validation and their records, for the daemon
 // (fs/poison_handler.h) and for daxref-poison on an unmounted SOURCE
 // (tools/poison/offline.h) alike, so that the two cannot drift
@@ -19,6 +19,7 @@
 // (one at a time); resolve only reads and runs beside them.
 #pragma once
 
+#include <cerrno>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -71,6 +72,12 @@ class PoisonHooks {
   // invalidates, signals and shuts down. By default (offline) there is no
   // mount to do this to: ENOTCONN.
   virtual void PreRemove(const PoisonSink& sink);
+  // The device's own list of bad blocks under the pool
+  // (PoolMapping::WalkBadBlocks): fn(pool byte offset, bytes) per range.
+  // By default there is no device to ask: ENOTSUP.
+  virtual Status WalkDeviceBadBlocks(const std::function<bool(uint64_t, uint64_t)>& fn) {
+    return Status::Error(ENOTSUP, "no device to ask");
+  }
   // What the service did, for a log (the daemon's). Offline: nowhere, the
   // report shows it all.
   virtual void Log(Level level, const std::string& message) {}
@@ -83,19 +90,26 @@ class PoisonService {
   PoisonService& operator=(const PoisonService&) = delete;
 
   // The admin's inject of pool blocks [pb0, pb1): refused (EEXIST, nothing
-  // changes) if any block of it is bad already.
-  void Inject(uint64_t pb0, uint64_t pb1, const PoisonSink& sink);
+  // changes) if any block of it is bad already. `uid` asked (recorded as
+  // the origin, with the time).
+  void Inject(uint64_t pb0, uint64_t pb1, uint32_t uid, const PoisonSink& sink);
   // The admin's inject of the pool blocks behind bytes [off, off+len) of
   // inode ino (cut at its end). `name` names the file in messages (the path
   // the admin typed; empty: "inode N"). All or nothing: refused if the range
   // is a hole (ENODATA) or any block behind it is bad already (EEXIST).
-  void InjectFile(uint64_t ino, uint64_t off, uint64_t len, const std::string& name,
+  void InjectFile(uint64_t ino, uint64_t off, uint64_t len, const std::string& name, uint32_t uid,
                   const PoisonSink& sink);
   // Poison the environment found itself (a machine check, the device's
-  // list): each run of blocks of [pb0, pb1) not bad yet is an event of its
-  // own, as inject; blocks already bad are skipped. Errors go to the log.
-  void RecordFound(uint64_t pb0, uint64_t pb1);
-  // Every bad range (`bad`), each followed by its owners.
+  // list; `how` is recorded as the origin): each run of blocks of
+  // [pb0, pb1) not bad yet is an event of its own, as inject; blocks
+  // already bad are skipped. Errors go to the log. Returns the blocks added.
+  uint64_t RecordFound(uint64_t pb0, uint64_t pb1, BadOriginKind how);
+  // Re-reads the device's list of bad blocks (the hook) and records what
+  // is new, origin "device", as mount does: `done` says how many ranges
+  // the device lists and how many blocks were new.
+  void Rescan(const PoisonSink& sink);
+  // Every bad range cut into pieces of one origin (`bad`, with `origin`,
+  // `uid` and `time` when known), each followed by its owners.
   void List(const PoisonSink& sink);
   // Forgets the bad blocks of [pb0, pb1) (the memory was repaired).
   void Clear(uint64_t pb0, uint64_t pb1, const PoisonSink& sink);
@@ -112,8 +126,9 @@ class PoisonService {
   // Records [pb0, pb1) bad (strict: no block of it may be bad already) and
   // reports it: `range`, a `note` and the reserved hook for a superblock
   // copy, then an `owner` record per owner, through the owner hook.
-  Status MarkAndReport(uint64_t pb0, uint64_t pb1, bool strict, const PoisonSink& sink,
-                       Counts* counts);
+  Status MarkAndReport(uint64_t pb0, uint64_t pb1, bool strict, const BadOrigin& origin,
+                       const PoisonSink& sink, Counts* counts);
+  uint64_t RecordFoundLocked(uint64_t pb0, uint64_t pb1, BadOriginKind how) REQUIRES(mu_);
   // An `owner` record for each reverse-map record over [pb0, pb1), clipped
   // to it; `failure` (when not null) sends each through the owner hook.
   Status ReportOwners(uint64_t pb0, uint64_t pb1, const PoisonFailure* failure,

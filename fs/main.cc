@@ -289,7 +289,9 @@ void RecordDeviceBadBlocks(PoolMapping* pool, Volume* volume) {
   Status bb = pool->WalkBadBlocks([&](uint64_t off, uint64_t len) {
     uint64_t pb0 = off >> kBlockShift, pb1 = (off + len + kBlockSize - 1) >> kBlockShift;
     PoisonOutcome out;
-    Status s = volume->MarkBad(pb0, pb1, /*strict=*/false, &out);
+    const uint64_t now = static_cast<uint64_t>(time(nullptr));
+    Status s = volume->MarkBad(pb0, pb1, /*strict=*/false,
+                               BadOrigin{BadOriginKind::kDevice, kNoUid, now}, &out);
     if (!s.ok())
       spdlog::error("recording the device's bad blocks {}..{}: {}", pb0, pb1 - 1, s.message());
     else if (out.added > 0)

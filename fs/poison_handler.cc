@@ -91,19 +91,21 @@ void PoisonHandler::Log(Level level, const std::string& message) {
   }
 }
 
-void PoisonHandler::FoundPoison(uint64_t pool_off, const char* how) {
+void PoisonHandler::FoundPoison(uint64_t pool_off, const char* how, BadOriginKind origin) {
   uint64_t pb = pool_off >> kBlockShift;
   if (pb >= fs_->volume()->superblock().block_count || fs_->volume()->IsBad(pb, pb + 1)) return;
   spdlog::error("{} at pool byte {} (block {}): treating it as poison", how, pool_off, pb);
-  service_.RecordFound(pb, pb + 1);
+  service_.RecordFound(pb, pb + 1, origin);
 }
 
 void PoisonHandler::MemoryFault(uint64_t pool_off) {
-  FoundPoison(pool_off, "machine check (BUS_MCEERR_AR) while the daemon touched the pool");
+  FoundPoison(pool_off, "machine check (BUS_MCEERR_AR) while the daemon touched the pool",
+              BadOriginKind::kMachineCheck);
 }
 
 void PoisonHandler::AsyncMemoryFault(uint64_t pool_off) {
-  FoundPoison(pool_off, "machine check reported by the kernel (BUS_MCEERR_AO, nobody touched it)");
+  FoundPoison(pool_off, "machine check reported by the kernel (BUS_MCEERR_AO, nobody touched it)",
+              BadOriginKind::kMachineCheckAsync);
 }
 
 void PoisonHandler::DeviceBadBlocks(uint64_t lost) {
@@ -114,13 +116,18 @@ void PoisonHandler::DeviceBadBlocks(uint64_t lost) {
   uint64_t ranges = 0;
   Status s = fs_->pool()->WalkBadBlocks([&](uint64_t off, uint64_t len) {
     ++ranges;
-    service_.RecordFound(off >> kBlockShift, (off + len + kBlockSize - 1) >> kBlockShift);
+    service_.RecordFound(off >> kBlockShift, (off + len + kBlockSize - 1) >> kBlockShift,
+                         BadOriginKind::kDevice);
     return true;
   });
   if (!s.ok())
     spdlog::error("cannot read the device's bad blocks: {}", s.message());
   else
     spdlog::warn("the device lists {} bad ranges under the pool", ranges);
+}
+
+Status PoisonHandler::WalkDeviceBadBlocks(const std::function<bool(uint64_t, uint64_t)>& fn) {
+  return fs_->pool()->WalkBadBlocks(fn);
 }
 
 void PoisonHandler::PreRemove(const PoisonSink& sink) {

@@ -60,10 +60,11 @@ class PoisonHandler : private PoisonHooks {
   void AfterOwners(const PoisonFailure& f) override;
   void OnReserved(const PoisonFailure& f, const PoisonSink& sink) override;
   void PreRemove(const PoisonSink& sink) override;
+  Status WalkDeviceBadBlocks(const std::function<bool(uint64_t, uint64_t)>& fn) override;
   void Log(Level level, const std::string& message) override;
 
   // Poison the daemon found itself at pool byte `pool_off`; `how` says how.
-  void FoundPoison(uint64_t pool_off, const char* how);
+  void FoundPoison(uint64_t pool_off, const char* how, BadOriginKind origin);
 
   Filesystem* fs_;
   PoisonOptions opts_;

@@ -1,11 +1,15 @@
 // BadBlocks: the pool's bad (poisoned) blocks, in memory, mirrored by the B
-// records of the store. Ranges never overlap and are kept coalesced, as the
-// B records are. Not thread-safe: the Volume guards it (volume.h).
+// records of the store, and where each piece came from, mirrored by the Q
+// records. Ranges never overlap and are kept coalesced, as the B records
+// are; origins are never coalesced: each MarkBad of a fresh piece is one
+// origin, and a B range merged from pieces of different origins keeps each
+// (docs/format.md, "Q"). Not thread-safe: the Volume guards it (volume.h).
 #pragma once
 
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <string>
 
 #include "meta/format.h"
 #include "meta/status.h"
@@ -16,9 +20,25 @@ class DB;
 
 namespace daxref {
 
+// Whether Q records fit the B records (docs/format.md, "Q"): every B record
+// goes to AddBad first, then each Q record, in key order, to Check, which
+// says why it does not fit ("" when it does): it overlaps the Q record
+// before it, or covers blocks that no one B record holds. Used by the load
+// at open, the checker and the repair alike.
+class BadOriginFit {
+ public:
+  void AddBad(uint64_t pblock, uint64_t len) { bad_[pblock] = len; }
+  std::string Check(const BadOriginRecord& r);
+
+ private:
+  std::map<uint64_t, uint64_t> bad_;
+  uint64_t prev_end_ = 0;
+};
+
 class BadBlocks {
  public:
-  // Reads every B record.
+  // Reads every B and Q record; a Q record outside the B ranges, or one
+  // overlapping another, is corruption.
   Status Load(rocksdb::DB* db, const PoolGeometry& geo);
 
   uint64_t blocks() const { return blocks_; }
@@ -45,18 +65,42 @@ class BadBlocks {
       if (!fn(start, len)) return;
   }
 
+  // Walks every range cut into pieces of one origin, in pool order:
+  // fn(start, len, origin) returns false to stop. Blocks without a Q record
+  // (recorded before metadata format 4) come as BadOriginKind::kUnknown.
+  template <typename Fn>
+  void ForEachPiece(Fn&& fn) const {
+    for (const auto& [start, len] : ranges_) {
+      uint64_t pos = start, end = start + len;
+      auto it = origins_.lower_bound(start);
+      for (; it != origins_.end() && it->first < end; ++it) {
+        if (it->first > pos && !fn(pos, it->first - pos, BadOrigin{})) return;
+        if (!fn(it->first, it->second.len, it->second.origin)) return;
+        pos = it->second.pend();
+      }
+      if (end > pos && !fn(pos, end - pos, BadOrigin{})) return;
+    }
+  }
+
   // The records that change when [pb0, pb1) is added or removed: every
   // existing range the change touches (`old`, to delete) and the ranges that
-  // replace them (`now`, to put). Apply makes the same change in memory.
+  // replace them (`now`, to put); the same for origins. Apply makes the
+  // same change in memory.
   struct Change {
     std::map<uint64_t, uint64_t> old, now;
+    std::map<uint64_t, BadOriginRecord> origin_old, origin_now;
   };
-  Change PlanAdd(uint64_t pb0, uint64_t pb1) const;
+  // [pb0, pb1) must not be bad yet: it becomes one origin piece.
+  Change PlanAdd(uint64_t pb0, uint64_t pb1, const BadOrigin& origin) const;
   Change PlanRemove(uint64_t pb0, uint64_t pb1) const;
   void Apply(const Change& c);
 
  private:
-  std::map<uint64_t, uint64_t> ranges_;  // start -> length, never adjacent
+  // Is all of [pb0, pb1) inside one range?
+  bool Covers(uint64_t pb0, uint64_t pb1) const;
+
+  std::map<uint64_t, uint64_t> ranges_;          // start -> length, never adjacent
+  std::map<uint64_t, BadOriginRecord> origins_;  // start -> piece, inside ranges_
   uint64_t blocks_ = 0;
 };
 

@@ -268,6 +268,12 @@ Status ValidateRecord(std::string_view k, std::string_view v) {
       DAXREF_RETURN_IF_ERROR(DecodeRunShape(k, v, &pblock, &len));
       return no_wrap(pblock, len);
     }
+    case prefix::kBadOrigin: {
+      // The shape only: the pool's size is checked against the pool later.
+      BadOriginRecord r;
+      DAXREF_RETURN_IF_ERROR(DecodeBadOrigin(k, v, PoolGeometry{UINT64_MAX}, &r));
+      return no_wrap(r.pblock, r.len);
+    }
     case prefix::kOrphan:
       return k.size() == 9 && v.empty() ? Status::Ok() : Status::Corruption("bad orphan record");
     case prefix::kXattr:

@@ -8,6 +8,7 @@
 #include <memory>
 #include <vector>
 
+#include "meta/bad_blocks.h"
 #include "meta/check_census.h"
 #include "meta/codec.h"
 #include "meta/format.h"
@@ -221,6 +222,7 @@ class Checker {
   Status CheckSmallRecords();
   Status CheckExtents();
   Status SweepPool();
+  Status CheckBadOrigins();
   Status FindRmapMismatches();
   Status MarkReachable();
   void CheckInodes();
@@ -258,6 +260,7 @@ Status Checker::Run() {
   DAXREF_RETURN_IF_ERROR(CheckSmallRecords());
   DAXREF_RETURN_IF_ERROR(CheckExtents());
   DAXREF_RETURN_IF_ERROR(SweepPool());
+  DAXREF_RETURN_IF_ERROR(CheckBadOrigins());
   if (e_map_ != r_map_) DAXREF_RETURN_IF_ERROR(FindRmapMismatches());
   DAXREF_RETURN_IF_ERROR(MarkReachable());
   CheckInodes();
@@ -284,7 +287,7 @@ Status Checker::CheckMisc() {
   s = scan_.Get(keys::Misc(kMiscFormat), &v);
   if (!s.ok() && s.err() != ENOENT) return s;
   const uint32_t format = (s.ok() && v.size() == 4) ? codec::LoadU32(v.data()) : 0;
-  if (format != kMetaFormatVersion && format != kMetaFormatPreviousVersion)
+  if (!MetaFormatReadable(format))
     Bad(ProblemClass::kMisc, s.ok() ? "unsupported metadata format version " + Str(format)
                                     : std::string("metadata format version missing"));
   uint64_t blocks = 0;
@@ -664,6 +667,29 @@ Status Checker::SweepPool() {
   return s;
 }
 
+// Q records against the B records (docs/format.md, "Q").
+Status Checker::CheckBadOrigins() {
+  DAXREF_RETURN_IF_ERROR(progress_.Phase("pool space", prefix::kBadOrigin));
+  const PoolGeometry geo{opts_.block_count};
+  BadOriginFit fit;
+  DAXREF_RETURN_IF_ERROR(
+      scan_.Walk(std::string(1, prefix::kBad), [&](std::string_view k, std::string_view v) {
+        uint64_t pblock = 0, len = 0;
+        if (DecodeBad(k, v, geo, &pblock, &len).ok()) fit.AddBad(pblock, len);
+        return Status::Ok();
+      }));
+  return scan_.Walk(std::string(1, prefix::kBadOrigin),
+                    [&](std::string_view k, std::string_view v) {
+                      BadOriginRecord r;
+                      Status s = DecodeBadOrigin(k, v, geo, &r);
+                      if (!s.ok())
+                        Undecodable(k, s);
+                      else if (std::string why = fit.Check(r); !why.empty())
+                        Bad(ProblemClass::kBadBlocks, why);
+                      return Tick();
+                    });
+}
+
 // The digests of E and R differ: look each record up in the other index.
 Status Checker::FindRmapMismatches() {
   DAXREF_RETURN_IF_ERROR(progress_.Phase("cross-checking extents", prefix::kExtent));
@@ -802,7 +828,7 @@ void Checker::CheckInodes() {
 
 // Keys under no prefix this format knows.
 Status Checker::CheckUnknownPrefixes() {
-  static constexpr std::string_view kKnown = "BCDEFILMNOPRX";
+  static constexpr std::string_view kKnown = "BCDEFILMNOPQRX";
   uint64_t found = 0;
   Status s = scan_.WalkOutside(kKnown, [&](std::string_view k) {
     if (++found <= 16)

@@ -11,6 +11,7 @@ namespace daxref {
 
 using codec::PutU32;
 using codec::PutU64;
+using codec::PutU8;
 
 std::string UuidToString(const Uuid& u) {
   char buf[40];
@@ -92,6 +93,9 @@ std::string Free(uint64_t pblock) {
 }
 std::string Bad(uint64_t pblock) {
   return WithIno(prefix::kBad, pblock);
+}
+std::string BadOrigin(uint64_t pblock) {
+  return WithIno(prefix::kBadOrigin, pblock);
 }
 std::string Orphan(uint64_t ino) {
   return WithIno(prefix::kOrphan, ino);
@@ -364,6 +368,55 @@ Status DecodeBad(std::string_view key, std::string_view v, const PoolGeometry& g
   DAXREF_RETURN_IF_ERROR(DecodeRun("bad-block", key, v, pblock, len));
   if (!geo.InPool(*pblock, *len))
     return Status::Corruption("bad-block record: pool blocks " + Blocks(*pblock, *len) +
+                              " are outside the pool's " + std::to_string(geo.block_count) +
+                              " blocks");
+  return Status::Ok();
+}
+
+const char* BadOriginName(BadOriginKind k) {
+  switch (k) {
+    case BadOriginKind::kInjected:
+      return "injected";
+    case BadOriginKind::kMachineCheck:
+      return "machine-check";
+    case BadOriginKind::kMachineCheckAsync:
+      return "machine-check-async";
+    case BadOriginKind::kDevice:
+      return "device";
+    case BadOriginKind::kUnknown:
+      break;
+  }
+  return "unknown";
+}
+
+// Value: length u64, origin u8, uid u32, time u64: 21 bytes.
+std::string EncodeBadOrigin(const BadOriginRecord& r) {
+  assert(r.len > 0 && r.origin.kind != BadOriginKind::kUnknown);
+  std::string v;
+  PutU64(&v, r.len);
+  PutU8(&v, static_cast<uint8_t>(r.origin.kind));
+  PutU32(&v, r.origin.uid);
+  PutU64(&v, r.origin.time);
+  return v;
+}
+
+Status DecodeBadOrigin(std::string_view key, std::string_view v, const PoolGeometry& geo,
+                       BadOriginRecord* out) {
+  if (key.size() != 9) return Status::Corruption("bad-block origin record with a bad key");
+  codec::Reader r(v);
+  out->pblock = keys::U64At(key, 1);
+  out->len = r.U64();
+  const uint8_t kind = r.U8();
+  out->origin.uid = r.U32();
+  out->origin.time = r.U64();
+  std::string who = "bad-block origin record at pool block " + std::to_string(out->pblock);
+  if (!r.ok() || !r.done()) return Status::Corruption(who + ": bad size");
+  if (out->len == 0) return Status::Corruption(who + ": length 0");
+  if (kind == 0 || kind > kBadOriginKindMax)
+    return Status::Corruption(who + ": unknown origin " + std::to_string(kind));
+  out->origin.kind = static_cast<BadOriginKind>(kind);
+  if (!geo.InPool(out->pblock, out->len))
+    return Status::Corruption(who + ": pool blocks " + Blocks(out->pblock, out->len) +
                               " are outside the pool's " + std::to_string(geo.block_count) +
                               " blocks");
   return Status::Ok();

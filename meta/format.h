@@ -18,9 +18,15 @@
 namespace daxref {
 
 // ---- On-disk constants: do not change these values. -----------------------
-inline constexpr uint32_t kMetaFormatVersion = 3;
-// Opened and upgraded in place: format 3 only adds B records (poison).
-inline constexpr uint32_t kMetaFormatPreviousVersion = 2;
+inline constexpr uint32_t kMetaFormatVersion = 4;
+// Opened and upgraded in place: format 4 only adds Q records (where poison
+// came from), format 3 only added B records (poison). Every version from
+// kMetaFormatOldestVersion up is read (MetaFormatReadable).
+inline constexpr uint32_t kMetaFormatPreviousVersion = 3;
+inline constexpr uint32_t kMetaFormatOldestVersion = 2;
+constexpr bool MetaFormatReadable(uint32_t f) {
+  return f >= kMetaFormatOldestVersion && f <= kMetaFormatVersion;
+}
 inline constexpr uint32_t kBlockSize = 4096;
 inline constexpr uint32_t kBlockShift = 12;
 inline constexpr uint64_t kRootIno = 1;
@@ -35,6 +41,7 @@ inline constexpr char kRmap = 'R';       // R class pblock ino fblock  -> length
 inline constexpr char kRefcount = 'N';   // N pblock                   -> length, refcount
 inline constexpr char kFree = 'F';       // F pblock                   -> length (blocks)
 inline constexpr char kBad = 'B';        // B pblock                   -> length (blocks)
+inline constexpr char kBadOrigin = 'Q';  // Q pblock                   -> BadOriginRecord
 inline constexpr char kOrphan = 'O';     // O ino                      -> (empty)
 inline constexpr char kXattr = 'X';      // X ino name                 -> value bytes
 inline constexpr char kSymlink = 'L';    // L ino                      -> target bytes
@@ -179,6 +186,35 @@ struct RefcountRecord {
   uint64_t pend() const { return pblock + len; }
 };
 
+// Where bad blocks came from (Q records). The origin byte is on disk: do
+// not change these values.
+enum class BadOriginKind : uint8_t {
+  kUnknown = 0,            // in memory only: a B block with no Q record (recorded before format 4)
+  kInjected = 1,           // daxref-poison inject (uid: who asked)
+  kMachineCheck = 2,       // a machine check met by the daemon in a guarded access (BUS_MCEERR_AR)
+  kMachineCheckAsync = 3,  // a machine check the kernel reported early (BUS_MCEERR_AO)
+  kDevice = 4,             // the device's bad-block list (libpmem2, at mount or rescan)
+};
+inline constexpr uint8_t kBadOriginKindMax = 4;
+// Its name in daxref-poison's output ("injected", "machine-check", ...).
+const char* BadOriginName(BadOriginKind k);
+inline constexpr uint32_t kNoUid = 0xffffffff;  // uid when nobody asked
+
+// Pool blocks [pblock, pblock + len) went bad this way at `time` (seconds
+// since the epoch, UTC).
+struct BadOrigin {
+  BadOriginKind kind = BadOriginKind::kUnknown;
+  uint32_t uid = kNoUid;
+  uint64_t time = 0;
+  bool operator==(const BadOrigin&) const = default;
+};
+struct BadOriginRecord {
+  uint64_t pblock = 0;
+  uint64_t len = 0;
+  BadOrigin origin;
+  uint64_t pend() const { return pblock + len; }
+};
+
 // Parent pointer: inode `ino` is named `name` in directory `parent`. One per
 // directory entry; lets the daemon turn an inode into its paths.
 struct ParentRecord {
@@ -206,6 +242,7 @@ std::string Parent(uint64_t ino, uint64_t parent, std::string_view name);
 std::string ParentPrefix(uint64_t ino);
 std::string Free(uint64_t pblock);
 std::string Bad(uint64_t pblock);
+std::string BadOrigin(uint64_t pblock);
 std::string Orphan(uint64_t ino);
 std::string Xattr(uint64_t ino, std::string_view name);
 std::string XattrPrefix(uint64_t ino);
@@ -243,6 +280,11 @@ Status DecodeFree(std::string_view key, std::string_view v, const PoolGeometry& 
                   uint64_t* pblock, uint64_t* len);
 Status DecodeBad(std::string_view key, std::string_view v, const PoolGeometry& geo,
                  uint64_t* pblock, uint64_t* len);
+// Q (bad-block origin) records: where blocks [pblock, pblock + len) of a B
+// record came from and when.
+std::string EncodeBadOrigin(const BadOriginRecord& r);  // key carries pblock
+Status DecodeBadOrigin(std::string_view key, std::string_view v, const PoolGeometry& geo,
+                       BadOriginRecord* out);
 Status DecodeParent(std::string_view key, ParentRecord* out);
 std::string EncodeLength(uint64_t len);
 Status DecodeLength(std::string_view v, uint64_t* len);

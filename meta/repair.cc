@@ -11,6 +11,7 @@
 #include <set>
 #include <vector>
 
+#include "meta/bad_blocks.h"
 #include "meta/check_census.h"
 #include "meta/codec.h"
 #include "meta/format.h"
@@ -168,6 +169,7 @@ class Repairer {
     DAXREF_RETURN_IF_ERROR(SyncRmap());
     DAXREF_RETURN_IF_ERROR(ResolveDoubleClaims());
     DAXREF_RETURN_IF_ERROR(RebuildSpace());
+    DAXREF_RETURN_IF_ERROR(DropStrayBadOrigins());
     DAXREF_RETURN_IF_ERROR(FixCounters());
     return progress_.Done();
   }
@@ -207,6 +209,9 @@ class Repairer {
 
   Status FixMisc();
   Status DropUndecodable();
+  // Q records that do not fit the B records as repaired: deleted (those
+  // blocks' origin becomes "unknown").
+  Status DropStrayBadOrigins();
   Status LoadCensus();
   Status FixInodeKinds();
   Status FixExtents();
@@ -310,7 +315,7 @@ Status Repairer::FixMisc() {
   if (!s.ok() && s.err() != ENOENT) return s;
   if (s.ok() && v.size() == 4) {
     const uint32_t f = codec::LoadU32(v.data());
-    if (f != kMetaFormatVersion && f != kMetaFormatPreviousVersion)
+    if (!MetaFormatReadable(f))
       return Status::Invalid("unsupported metadata format version " + Str(f) + ": not repaired");
   } else {
     std::string nv;
@@ -365,7 +370,7 @@ Status Repairer::DropUndecodable() {
     if (!s.ok()) {
       b.Delete(it->key());
       const bool known =
-          !k.empty() && std::string_view("BCDEFILMNOPRX").find(k[0]) != std::string_view::npos;
+          !k.empty() && std::string_view("BCDEFILMNOPQRX").find(k[0]) != std::string_view::npos;
       Did(known ? ProblemClass::kUndecodable : ProblemClass::kUnknownRecord,
           "deleted " + std::string(known ? "undecodable record" : "record of no known kind") +
               " (" + check::KeyText(k) + "): " + s.message());
@@ -374,6 +379,29 @@ Status Repairer::DropUndecodable() {
     DAXREF_RETURN_IF_ERROR(progress_.Tick());
   }
   if (!it->status().ok()) return Status::IOError("reading the store: " + it->status().ToString());
+  return Write(&b);
+}
+
+Status Repairer::DropStrayBadOrigins() {
+  DAXREF_RETURN_IF_ERROR(progress_.Phase("repairing pool space", prefix::kBadOrigin));
+  const PoolGeometry geo{opts_.pool.block_count};
+  BadOriginFit fit;
+  DAXREF_RETURN_IF_ERROR(Walk(prefix::kBad, [&](std::string_view k, std::string_view v) {
+    uint64_t pblock = 0, len = 0;
+    if (DecodeBad(k, v, geo, &pblock, &len).ok()) fit.AddBad(pblock, len);
+    return Status::Ok();
+  }));
+  rocksdb::WriteBatch b;
+  DAXREF_RETURN_IF_ERROR(Walk(prefix::kBadOrigin, [&](std::string_view k, std::string_view v) {
+    BadOriginRecord r;
+    Status s = DecodeBadOrigin(k, v, geo, &r);
+    std::string why = s.ok() ? fit.Check(r) : s.message();
+    if (!why.empty()) {
+      b.Delete(k);
+      Did(ProblemClass::kBadBlocks, why + ": deleted");
+    }
+    return Status::Ok();
+  }));
   return Write(&b);
 }
 

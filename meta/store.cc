@@ -182,7 +182,7 @@ Status VerifyStore(rocksdb::DB* db, const StoreIdentity& id, const Superblock& s
   if (id.uuid != sb.uuid)
     return Status::Error(EINVAL, "metadata belongs to pool " + UuidToString(id.uuid) +
                                      ", not to this pool " + UuidToString(sb.uuid));
-  if (id.format != kMetaFormatVersion && id.format != kMetaFormatPreviousVersion)
+  if (!MetaFormatReadable(id.format))
     return Status::Error(EINVAL,
                          "unsupported metadata format version " + std::to_string(id.format));
   if (id.blocks != sb.block_count)

@@ -304,10 +304,12 @@ Result<std::unique_ptr<Volume>> Volume::Open(const std::string& dir, const Super
   StoreIdentity id;
   DAXREF_RETURN_IF_ERROR(ReadStoreIdentity(db.get(), rocksdb::ReadOptions(), &id));
   DAXREF_RETURN_IF_ERROR(VerifyStore(db.get(), id, sb));
-  if (id.format == kMetaFormatPreviousVersion) {
-    // A format 2 store is a format 3 store without B records. It becomes
-    // format 3 now, before this daemon can write one, so that a format 2
-    // daemon (which would hand a bad block out again) refuses it.
+  if (id.format < kMetaFormatVersion) {
+    // A format 2 store is a format 3 store without B records, and a format
+    // 3 store a format 4 store without Q records. It becomes format 4 now,
+    // before this daemon can write either, so that an older daemon refuses
+    // it (a format 2 daemon would hand a bad block out again; a format 3
+    // daemon, clearing poison, would leave Q records over good blocks).
     std::string nv;
     codec::PutU32(&nv, kMetaFormatVersion);
     rocksdb::WriteOptions wo;

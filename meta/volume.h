@@ -334,7 +334,10 @@ class Volume {
   // `strict` the call fails (EEXIST) if any block of the range is bad
   // already; without, only the blocks not yet bad are added. Any block of
   // the pool is accepted, [0, block_count).
-  Status MarkBad(uint64_t pb0, uint64_t pb1, bool strict, PoisonOutcome* out) EXCLUDES(mu_);
+  // `origin` says where the new blocks came from (Q records; kUnknown
+  // records none).
+  Status MarkBad(uint64_t pb0, uint64_t pb1, bool strict, const BadOrigin& origin,
+                 PoisonOutcome* out) EXCLUDES(mu_);
   // Takes [pb0, pb1) out of the bad list (the memory was repaired): unowned
   // blocks go back to free space, owned ones are served again. ENOENT if no
   // block of the range is bad.
@@ -348,6 +351,10 @@ class Volume {
   // stop. Each range is a B record; adjacent ones are merged.
   using BadFn = std::function<bool(uint64_t pblock, uint64_t len)>;
   void WalkBad(const BadFn& fn);
+  // Walks the bad ranges cut into pieces of one origin (BadBlocks::
+  // ForEachPiece), in pool order; fn returns false to stop.
+  using BadPieceFn = std::function<bool(const BadOriginRecord& piece)>;
+  void WalkBadPieces(const BadPieceFn& fn);
   uint64_t bad_blocks();
 
   // Compares every extent map held in memory with the E records in the

@@ -54,6 +54,20 @@ void Volume::WalkBad(const BadFn& fn) {
     if (!fn(s, n)) return;
 }
 
+void Volume::WalkBadPieces(const BadPieceFn& fn) {
+  // A copy, as WalkBad's.
+  std::vector<BadOriginRecord> pieces;
+  {
+    ReaderLock g(&bad_mu_);
+    committed_bad().ForEachPiece([&](uint64_t s, uint64_t n, const BadOrigin& o) {
+      pieces.push_back(BadOriginRecord{s, n, o});
+      return true;
+    });
+  }
+  for (const BadOriginRecord& p : pieces)
+    if (!fn(p)) return;
+}
+
 Status Volume::RefuseBad(uint64_t pb0, uint64_t pb1, const char* what) {
   if (bad_count_.load(std::memory_order_relaxed) == 0) return Status::Ok();
   std::optional<uint64_t> first = bad_.First(pb0, pb1);
@@ -115,7 +129,8 @@ Status Volume::ReplaceBadBlocks(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t f
   return Status::Ok();
 }
 
-Status Volume::MarkBad(uint64_t pb0, uint64_t pb1, bool strict, PoisonOutcome* out) {
+Status Volume::MarkBad(uint64_t pb0, uint64_t pb1, bool strict, const BadOrigin& origin,
+                       PoisonOutcome* out) {
   *out = PoisonOutcome();
   DAXREF_RETURN_IF_ERROR(CheckPoolRange(pb0, pb1));
   MutexLock g(&mu_);
@@ -150,17 +165,20 @@ Status Volume::MarkBad(uint64_t pb0, uint64_t pb1, bool strict, PoisonOutcome* o
       DAXREF_RETURN_IF_ERROR(free_.Claim(fs, n));
       out->retired += n;
     }
-    BadBlocks::Change c = next.PlanAdd(s, e);
+    BadBlocks::Change c = next.PlanAdd(s, e, origin);
     next.Apply(c);
     for (const auto& [k, v] : c.old)
       if (!all.now.erase(k)) all.old.emplace(k, v);
     for (const auto& [k, v] : c.now) all.now[k] = v;
+    // Each fresh piece is an origin record of its own (never merged).
+    for (const auto& [k, r] : c.origin_now) all.origin_now[k] = r;
   }
   // Whatever is neither free nor reserved is owned by files.
   out->owned = out->added - out->retired - out->reserved;
   for (const auto& [k, v] : all.old)
     if (!all.now.count(k)) t.Delete(keys::Bad(k));
   for (const auto& [k, v] : all.now) t.Put(keys::Bad(k), EncodeLength(v));
+  for (const auto& [k, r] : all.origin_now) t.Put(keys::BadOrigin(k), EncodeBadOrigin(r));
   // A read-only Volume keeps poison in memory only (volume.h): reads of the
   // blocks fail from now on, the store is not written, and the Txn's
   // free-space claims roll back (nothing is allocated on a read-only
@@ -228,6 +246,9 @@ Status Volume::ClearBad(uint64_t pb0, uint64_t pb1, ClearOutcome* out) {
   for (const auto& [k, v] : c.old)
     if (!c.now.count(k)) t.Delete(keys::Bad(k));
   for (const auto& [k, v] : c.now) t.Put(keys::Bad(k), EncodeLength(v));
+  for (const auto& [k, r] : c.origin_old)
+    if (!c.origin_now.count(k)) t.Delete(keys::BadOrigin(k));
+  for (const auto& [k, r] : c.origin_now) t.Put(keys::BadOrigin(k), EncodeBadOrigin(r));
   DAXREF_RETURN_IF_ERROR(Commit(t));
   WriterLock w(&bad_mu_);
   bad_ = std::move(next);

@@ -158,6 +158,8 @@ TEST_CASE(
   CHECK(listed.find(std::to_string(pb)) != std::string::npos);
   CHECK(listed.find("/f") != std::string::npos);
   CHECK(listed.find("/g") == std::string::npos);
+  // Where it came from: the kernel's early report (docs/poison.md).
+  CHECK(listed.find("origin: machine-check-async  time: ") != std::string::npos);
   for (pid_t pid : {by_fd.pid(), by_map.pid()}) {
     INFO("holder " << pid);
     std::vector<std::string> lines = WaitForLines(signals, pid, 1);

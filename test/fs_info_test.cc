@@ -162,7 +162,7 @@ TEST_CASE(
   CHECK(data == Num(on, "blocks") - 2);
   CHECK(Num(on, "space.data_blocks") == data);
   CHECK(Num(on, "pool_format") == 2);
-  CHECK(Num(on, "meta_format") == 3);
+  CHECK(Num(on, "meta_format") == 4);
   CHECK(Num(on, "generation") >= 1);
   // Space: a and b share 8 blocks (16 references); c1 and c3 one each.
   CHECK(Num(on, "space.shared_blocks") == 8);
@@ -241,11 +241,19 @@ TEST_CASE(
   CHECK(Num(bad, "space.free_blocks") == Num(off, "space.free_blocks") - 1);
   CHECK(Num(bad, "space.used_blocks") == 10);
   CHECK(Str(bad, "space.consistent") == "true");
+  // By origin (Q records): the one injected.
+  CHECK(Num(bad, "space.bad_by_origin.injected") == 1);
+  for (const char* o : {"machine-check", "machine-check-async", "device", "unknown"})
+    CHECK(Num(bad, std::string("space.bad_by_origin.") + o) == 0);
 
   // Mounted again: the daemon agrees.
   fs.Mount();
   const Flat again = InfoJson(fs.mnt());
   CHECK(Num(again, "space.retired_blocks") == 1);
+  CHECK(Num(again, "space.bad_by_origin.injected") == 1);
+  CHECK(Contains(Run({kInfo, fs.mnt()}).out,
+                 "  bad origin = 1 injected, 0 machine-check, 0 machine-check-async, 0 device, "
+                 "0 unknown\n"));
   CHECK(Num(again, "space.free_blocks") == Num(bad, "space.free_blocks"));
   CHECK(Num(again, "generation") > Num(off, "generation"));
   fs.Check();

@@ -15,9 +15,13 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cerrno>
 #include <cstdint>
+#include <ctime>
+#include <map>
+#include <regex>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -109,10 +113,18 @@ control::Record Ask(const std::string& source, const control::Record& request) {
   return last;
 }
 
+// `text` with each time daxref-poison list prints (human or JSON) as "T",
+// for comparisons that do not depend on the clock.
+std::string NoTime(const std::string& text) {
+  static const std::regex human("time: [0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2} UTC");
+  static const std::regex json("\"time\": [0-9]+");
+  return std::regex_replace(std::regex_replace(text, human, "time: T"), json, "\"time\": T");
+}
+
 std::string ListOf(const std::string& fs) {
   RunResult r = Poison({"list", fs});
   ExpectSuccess(r);
-  return r.out;
+  return NoTime(r.out);
 }
 
 }  // namespace
@@ -200,7 +212,9 @@ TEST_CASE("daxref-poison offline: inject, list, resolve and clear a free block",
   CHECK(lines[0] == "poisoned blocks 100..100 (1 block): 1 free (retired)");
   CHECK(lines[1].rfind("0 owners, 0 processes signalled in ", 0) == 0);
   const std::string listed = ListOf(src);
-  CHECK(listed == "bad blocks 100..100 (1 block)\n1 bad range, 1 block, 0 owners\n");
+  CHECK(listed ==
+        "bad blocks 100..100 (1 block)  origin: injected (uid 0)  time: T\n1 bad range, 1 block, "
+        "0 owners\n");
   fs.Check();
 
   // Again, and a range overlapping it: refused, nothing changes.
@@ -248,7 +262,9 @@ TEST_CASE("daxref-poison offline: the superblock copies may be poisoned, with a 
   CHECK(Contains(r.out,
                  "note: block 0 holds the pool's superblock: the next mount will use the "
                  "backup copy (block 16383)\n"));
-  CHECK(ListOf(fs.source()) == "bad blocks 0..0 (1 block)\n1 bad range, 1 block, 0 owners\n");
+  CHECK(ListOf(fs.source()) ==
+        "bad blocks 0..0 (1 block)  origin: injected (uid 0)  time: T\n1 bad range, 1 block, 0 "
+        "owners\n");
   ExpectSuccess(Poison({"clear", fs.source(), "0"}));
   CHECK(ListOf(fs.source()) == "no bad blocks\n");
 }
@@ -260,7 +276,7 @@ TEST_CASE("daxref-poison offline: --json prints one document", "[poison-cli]") {
   ExpectSuccess(r);
   INFO(r.out);
   CHECK(r.out.rfind(
-            "{\"format_version\": 1, \"command\": \"inject\", \"pblock\": 200, \"blocks\": 2, ",
+            "{\"format_version\": 2, \"command\": \"inject\", \"pblock\": 200, \"blocks\": 2, ",
             0) == 0);
   CHECK(Contains(r.out, "\"owners\": []"));
   CHECK(Contains(r.out,
@@ -273,9 +289,10 @@ TEST_CASE("daxref-poison offline: --json prints one document", "[poison-cli]") {
 
   r = Poison({"list", "--json", src});
   ExpectSuccess(r);
-  CHECK(r.out ==
-        "{\"format_version\": 1, \"command\": \"list\", \"bad\": [\n"
-        "  {\"pblock\": 200, \"blocks\": 2, \"owners\": []}\n"
+  CHECK(NoTime(r.out) ==
+        "{\"format_version\": 2, \"command\": \"list\", \"bad\": [\n"
+        "  {\"pblock\": 200, \"blocks\": 2, \"origin\": \"injected\", \"uid\": 0, \"time\": T, "
+        "\"owners\": []}\n"
         "], \"summary\": {\"ranges\": 1, \"blocks\": 2, \"owners\": 0}}\n");
   ExpectValidJson(r.out);
 
@@ -293,13 +310,13 @@ TEST_CASE("daxref-poison offline: --json prints one document", "[poison-cli]") {
   r = Poison({"--json", "clear", src, "0", "1G"});
   ExpectSuccess(r);
   CHECK(r.out ==
-        "{\"format_version\": 1, \"command\": \"clear\", \"pblock\": 0, \"blocks\": 16384, "
+        "{\"format_version\": 2, \"command\": \"clear\", \"pblock\": 0, \"blocks\": 16384, "
         "\"summary\": {\"cleared\": 2, \"returned\": 2}}\n");
   ExpectValidJson(r.out);
   r = Poison({"--json", "list", src});
   ExpectSuccess(r);
   CHECK(r.out ==
-        "{\"format_version\": 1, \"command\": \"list\", \"bad\": [], \"summary\": {\"ranges\": 0, "
+        "{\"format_version\": 2, \"command\": \"list\", \"bad\": [], \"summary\": {\"ranges\": 0, "
         "\"blocks\": 0, "
         "\"owners\": 0}}\n");
 }
@@ -376,6 +393,187 @@ TEST_CASE(
   CHECK(PreadExact(f.get(), 2 * kBlock, kBlock) == data.substr(2 * kBlock));
 }
 
+// The `bad` elements of a list --json document, each as its fields.
+std::vector<std::map<std::string, std::string>> BadOf(const std::string& json) {
+  TempDir t;
+  WriteFile(t.path() + "/doc.json", json);
+  RunResult r = Run({"/usr/bin/python3", "-c",
+                     "import json, sys\n"
+                     "d = json.load(open(sys.argv[1]))\n"
+                     "assert d['format_version'] == 2\n"
+                     "for b in d['bad']:\n"
+                     "  print(' '.join(k + '=' + str(v) for k, v in b.items() if k != 'owners'))\n",
+                     t.path() + "/doc.json"});
+  INFO(json << r.err);
+  REQUIRE(r.status == 0);
+  std::vector<std::map<std::string, std::string>> out;
+  for (const std::string& line : Lines(r.out)) {
+    std::map<std::string, std::string> fields;
+    std::istringstream in(line);
+    std::string kv;
+    while (in >> kv) fields[kv.substr(0, kv.find('='))] = kv.substr(kv.find('=') + 1);
+    out.push_back(fields);
+  }
+  return out;
+}
+
+TEST_CASE(
+    "daxref-poison list: where each bad range came from and when; rescan re-reads the "
+    "device's list",
+    "[poison-cli]") {
+  UnmountedFs fs;
+  const std::string& src = fs.source();
+  const uint64_t before = static_cast<uint64_t>(time(nullptr));
+  ExpectSuccess(Poison({"--blocks", "inject", src, "100", "2"}));
+  // Another user who may open SOURCE: the uid recorded is theirs.
+  const std::string parent = src.substr(0, src.rfind('/'));
+  REQUIRE(chmod(parent.c_str(), 0755) == 0);
+  REQUIRE(Run({"/bin/chown", "-R", "1001:1001", src}).status == 0);
+  const std::vector<std::string> env = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"};
+  RunResult r = RunAsWithEnv(kAlice, kAliceGroup, {kPoison, "--blocks", "inject", src, "102"}, env);
+  ExpectSuccess(r);
+  const uint64_t after = static_cast<uint64_t>(time(nullptr));
+
+  // One B range of three blocks, two origins: each kept.
+  r = Poison({"--json", "list", src});
+  ExpectSuccess(r);
+  auto bad = BadOf(r.out);
+  REQUIRE(bad.size() == 2);
+  CHECK(bad[0]["pblock"] == "100");
+  CHECK(bad[0]["blocks"] == "2");
+  CHECK(bad[0]["origin"] == "injected");
+  CHECK(bad[0]["uid"] == "0");
+  CHECK(bad[1]["pblock"] == "102");
+  CHECK(bad[1]["blocks"] == "1");
+  CHECK(bad[1]["origin"] == "injected");
+  CHECK(bad[1]["uid"] == "1001");
+  for (auto& b : bad) {
+    CHECK(std::stoull(b["time"]) >= before);
+    CHECK(std::stoull(b["time"]) <= after);
+  }
+  CHECK(ListOf(src) ==
+        "bad blocks 100..101 (2 blocks)  origin: injected (uid 0)  time: T\n"
+        "bad blocks 102..102 (1 block)  origin: injected (uid 1001)  time: T\n"
+        "2 bad ranges, 3 blocks, 0 owners\n");
+  fs.Check();
+
+  // rescan offline: /dev/shm has no bad-block list, nothing new.
+  r = Poison({"rescan", src});
+  ExpectSuccess(r);
+  CHECK(r.out == "the device lists 0 bad ranges under the pool; 0 blocks newly recorded\n");
+  r = Poison({"--json", "rescan", src});
+  ExpectSuccess(r);
+  CHECK(r.out.rfind("{\"format_version\": 2, \"command\": \"rescan\", \"summary\": {\"ranges\": 0, "
+                    "\"added\": 0, \"elapsed_us\": ",
+                    0) == 0);
+  ExpectValidJson(r.out);
+  ExpectUsageError(Poison({"rescan"}), "missing FS (usage: rescan FS)");
+  ExpectUsageError(Poison({"rescan", src, "1"}), "usage: rescan FS");
+
+  // The same through a daemon: origins survive the mount, rescan answers.
+  MountedFs::Options o;
+  o.source = src;
+  MountedFs mounted(o);
+  CHECK(ListOf(mounted.mnt()) ==
+        "bad blocks 100..101 (2 blocks)  origin: injected (uid 0)  time: T\n"
+        "bad blocks 102..102 (1 block)  origin: injected (uid 1001)  time: T\n"
+        "2 bad ranges, 3 blocks, 0 owners\n");
+  r = Poison({"rescan", mounted.mnt()});
+  ExpectSuccess(r);
+  CHECK(r.out == "the device lists 0 bad ranges under the pool; 0 blocks newly recorded\n");
+  // A clear of the middle block cuts the first origin piece.
+  ExpectSuccess(Poison({"--blocks", "clear", mounted.mnt(), "101"}));
+  CHECK(ListOf(mounted.mnt()) ==
+        "bad blocks 100..100 (1 block)  origin: injected (uid 0)  time: T\n"
+        "bad blocks 102..102 (1 block)  origin: injected (uid 1001)  time: T\n"
+        "2 bad ranges, 2 blocks, 0 owners\n");
+}
+
+TEST_CASE(
+    "daxref-poison from-device: device sectors become pool bytes through FIEMAP, as filefrag "
+    "-v shows them; on tmpfs, a one-line error",
+    "[poison-cli]") {
+  // A pool on a filesystem with FIEMAP: the root filesystem under /tmp
+  // (ext4 or XFS on the test machines). Its space reserved, so that every
+  // block has a place on the device.
+  TempDir parent("/tmp");
+  const std::string src = parent.path() + "/fs";
+  RunResult r = Run({MkfsBin(), "-q", "--size", "16M", src});
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  r = Run({"/usr/sbin/filefrag", "-v", src + "/pool"});
+  INFO(r.out << r.err);
+  REQUIRE(r.status == 0);
+  // "File size of ... (4096 blocks of 4096 bytes)", then per extent
+  // "   0:        0..    4095:    1234..    5329:   4096: ...".
+  std::smatch m;
+  REQUIRE(std::regex_search(r.out, m, std::regex("blocks of ([0-9]+) bytes")));
+  const uint64_t fs_block = std::stoull(m[1]);
+  const std::regex extent(" *[0-9]+: +([0-9]+)\\.\\. *([0-9]+): +([0-9]+)\\.\\. *([0-9]+):");
+  struct Ext {
+    uint64_t logical, physical, blocks;
+  };
+  std::vector<Ext> exts;
+  for (const std::string& line : Lines(r.out))
+    if (std::regex_search(line, m, extent))
+      exts.push_back(
+          {std::stoull(m[1]), std::stoull(m[3]), std::stoull(m[2]) - std::stoull(m[1]) + 1});
+  REQUIRE(!exts.empty());
+  // The longest extent, and a block well inside it.
+  const Ext e = *std::max_element(exts.begin(), exts.end(),
+                                  [](const Ext& a, const Ext& b) { return a.blocks < b.blocks; });
+  REQUIRE(e.blocks >= 4);
+  const uint64_t k = e.blocks / 2;
+  const uint64_t dev = (e.physical + k) * fs_block, pool = (e.logical + k) * fs_block;
+  const uint64_t pb = pool / kBlock;
+  const std::string pool_text = std::to_string(pool) + ".." + std::to_string(pool + 511);
+
+  // One sector, by sector number and by device byte offset.
+  r = Poison({"from-device", src, "--sector", std::to_string(dev / 512)});
+  ExpectSuccess(r);
+  CHECK(r.out == "device bytes " + std::to_string(dev) + ".." + std::to_string(dev + 511) +
+                     ": pool bytes " + pool_text + ", blocks " + std::to_string(pb) + ".." +
+                     std::to_string(pb) +
+                     " (1 block)\n512 of 512 device bytes lie in the pool file\n");
+  r = Poison({"--json", "from-device", src, "--device-offset", std::to_string(dev),
+              "--device-length", "8192"});
+  ExpectSuccess(r);
+  ExpectValidJson(r.out);
+  CHECK(Contains(r.out, "{\"device_offset\": " + std::to_string(dev) +
+                            ", \"pool_offset\": " + std::to_string(pool) +
+                            ", \"length\": 8192, \"pblock\": " + std::to_string(pb) +
+                            ", \"blocks\": 2}"));
+  CHECK(Contains(r.out, "\"summary\": {\"mapped\": 8192, \"unmapped\": 0}}"));
+  // Bytes before the pool file's first extent on the device are not its.
+  if (e.physical > 0 &&
+      std::all_of(exts.begin(), exts.end(), [](const Ext& x) { return x.physical > 0; })) {
+    r = Poison({"from-device", src, "--sector", "0"});
+    ExpectSuccess(r);
+    CHECK(r.out == "0 of 512 device bytes lie in the pool file\n");
+  }
+  // --inject: the block is recorded bad, as inject would.
+  r = Poison({"from-device", src, "--sector", std::to_string(dev / 512), "--inject"});
+  ExpectSuccess(r);
+  CHECK(Contains(r.out, "poisoned blocks " + std::to_string(pb) + ".." + std::to_string(pb) +
+                            " (1 block): 1 free (retired)\n"));
+  CHECK(Contains(ListOf(src), "bad blocks " + std::to_string(pb) + ".." + std::to_string(pb) +
+                                  " (1 block)  origin: injected (uid 0)"));
+  CheckSource(src);
+
+  ExpectUsageError(Poison({"from-device", src}),
+                   "from-device needs one of --sector and --device-offset");
+  ExpectUsageError(Poison({"from-device", src, "--sector", "1", "--device-offset", "0"}),
+                   "from-device needs one of --sector and --device-offset");
+  ExpectUsageError(Poison({"list", src, "--sector", "1"}), "go with from-device");
+  ExpectUsageError(Poison({"--json", "from-device", src, "--sector", "1", "--inject"}),
+                   "--inject prints inject's reports");
+
+  // tmpfs has no FIEMAP: one line saying so.
+  UnmountedFs shm;
+  ExpectFailure(Poison({"from-device", shm.source(), "--sector", "8"}),
+                "cannot say where the file lies on the device (no FIEMAP, as on tmpfs)");
+}
+
 TEST_CASE("daxref-poison: the control socket is for root and the mount's owner", "[poison-cli]") {
   MountedFs::Options o;
   o.mount_options = {"allow_other"};  // so that another user reaches the mount at all
@@ -434,7 +632,7 @@ TEST_CASE("daxref-poison online: the daemon's answers print as the offline ones 
 
   r = Poison({"--json", "list", fs.path("d")});
   ExpectSuccess(r);
-  CHECK(r.out.rfind("{\"format_version\": 1, \"command\": \"list\", \"bad\": [\n  {\"pblock\": ",
+  CHECK(r.out.rfind("{\"format_version\": 2, \"command\": \"list\", \"bad\": [\n  {\"pblock\": ",
                     0) == 0);
   CHECK(Contains(r.out, "\"paths\": [\"/d/f\"], \"pids\": []"));
   ExpectValidJson(r.out);
@@ -573,6 +771,86 @@ struct CountingHooks : PoisonHooks {
   }
 };
 
+// A device whose bad-block list the test writes (the hook a pool on real
+// persistent memory answers through libpmem2).
+struct FakeDeviceHooks : PoisonHooks {
+  std::vector<std::pair<uint64_t, uint64_t>> device;  // pool byte offset, bytes
+  Status WalkDeviceBadBlocks(const std::function<bool(uint64_t, uint64_t)>& fn) override {
+    for (const auto& [off, len] : device)
+      if (!fn(off, len)) break;
+    return Status::Ok();
+  }
+};
+
+TEST_CASE("rescan records what the device's list adds, origin device, and nothing twice",
+          "[poison-cli][poison]") {
+  UnmountedFs fs;
+  auto pool = PoolMapping::Open(PoolPath(fs.source()), 0);
+  REQUIRE(pool.ok());
+  auto volume = Volume::Open(MetaPath(fs.source()), (*pool)->superblock(), pool->get(),
+                             {.pool_path = PoolPath(fs.source())});
+  REQUIRE(volume.ok());
+  FakeDeviceHooks hooks;
+  PoisonService service(volume->get(), &hooks);
+  std::vector<control::Record> replies;
+  const PoisonSink sink = [&](const control::Record& r) {
+    replies.push_back(r);
+    return true;
+  };
+  auto last = [&](const char* field) {
+    REQUIRE(!replies.empty());
+    INFO(replies.back().kind);
+    uint64_t v = 0;
+    REQUIRE(replies.back().GetU64(field, &v));
+    return v;
+  };
+  // An empty list: nothing new.
+  service.Rescan(sink);
+  CHECK(last("ranges") == 0);
+  CHECK(last("added") == 0);
+  replies.clear();
+  // Block 100 injected first; then the device lists 99..101 (a byte range
+  // that is not block-aligned at its end) and 200.
+  service.Inject(100, 101, 1001, sink);
+  replies.clear();
+  hooks.device = {{99 * kBlock, 2 * kBlock + 1}, {200 * kBlock, 512}};
+  service.Rescan(sink);
+  CHECK(last("ranges") == 2);
+  CHECK(last("added") == 3);  // 99, 101 and 200: 100 was bad already
+  replies.clear();
+  service.Rescan(sink);  // again: nothing new
+  CHECK(last("ranges") == 2);
+  CHECK(last("added") == 0);
+  replies.clear();
+  service.List(sink);
+  std::vector<std::string> bad;
+  for (const control::Record& r : replies) {
+    if (r.kind != "bad") continue;
+    const std::string* origin = r.Get("origin");
+    REQUIRE(origin != nullptr);
+    uint64_t pb = 0, n = 0, t = 0;
+    REQUIRE(r.GetU64("pblock", &pb));
+    REQUIRE(r.GetU64("blocks", &n));
+    CHECK(r.GetU64("time", &t));
+    std::string uid = r.Get("uid") ? " uid " + *r.Get("uid") : "";
+    bad.push_back(std::to_string(pb) + "+" + std::to_string(n) + " " + *origin + uid);
+  }
+  CHECK(bad == std::vector<std::string>{"99+1 device", "100+1 injected uid 1001", "101+1 device",
+                                        "200+1 device"});
+  // A hook that fails: one error record, nothing recorded.
+  struct Failing : PoisonHooks {
+    Status WalkDeviceBadBlocks(const std::function<bool(uint64_t, uint64_t)>&) override {
+      return Status::Error(EIO, "the device went away");
+    }
+  } failing;
+  PoisonService broken(volume->get(), &failing);
+  replies.clear();
+  broken.Rescan(sink);
+  REQUIRE(replies.size() == 1);
+  CHECK(replies[0].kind == "error");
+  CHECK(*replies[0].Get("message") == "cannot read the device's bad blocks: the device went away");
+}
+
 }  // namespace
 
 TEST_CASE("The poison service calls its hooks: each owner, a superblock copy, each commit",
@@ -600,7 +878,7 @@ TEST_CASE("The poison service calls its hooks: each owner, a superblock copy, ea
   };
 
   // Both blocks of the file: one event, one commit, one owner acted on.
-  service.InjectFile(f_ino, 0, 2 * kBlock, "/f", sink);
+  service.InjectFile(f_ino, 0, 2 * kBlock, "/f", 0, sink);
   CHECK(replies.back().Get("signalled") != nullptr);
   CHECK(*replies.back().Get("signalled") == "1");
   CHECK(kinds() == "range owner done");
@@ -610,18 +888,18 @@ TEST_CASE("The poison service calls its hooks: each owner, a superblock copy, ea
   CHECK(hooks.last_ino == f_ino);
 
   // The primary superblock: the note, then the hook.
-  service.Inject(0, 1, sink);
+  service.Inject(0, 1, 0, sink);
   CHECK(kinds() == "range note done");
   CHECK(hooks.reserved == 1);
   CHECK(hooks.commits == 2);
 
   // Refusals reach no hook and change nothing.
   uint64_t err = 0;
-  service.InjectFile(sparse_ino, 0, kBlock, "", sink);
+  service.InjectFile(sparse_ino, 0, kBlock, "", 0, sink);
   REQUIRE(replies.size() == 1);
   CHECK((replies[0].GetU64("errno", &err) && err == ENODATA));
   replies.clear();
-  service.Inject(0, 1, sink);
+  service.Inject(0, 1, 0, sink);
   REQUIRE(replies.size() == 1);
   CHECK((replies[0].GetU64("errno", &err) && err == EEXIST));
   CHECK(*replies[0].Get("message") == "block 0 is already poisoned");

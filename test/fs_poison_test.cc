@@ -286,8 +286,10 @@ TEST_CASE("Writes, clones and copies around a poisoned block", "[poison]") {
     // the end confirms it is not free).
     RunResult l = Poison({"--json", "list", fs.mnt()});
     INFO(l.out << l.err);
-    CHECK(l.out.find("{\"pblock\": " + std::to_string(bad) + ", \"blocks\": 1, \"owners\": []}") !=
+    CHECK(l.out.find("{\"pblock\": " + std::to_string(bad) +
+                     ", \"blocks\": 1, \"origin\": \"injected\", \"uid\": 0, \"time\": ") !=
           std::string::npos);
+    CHECK(l.out.find("\"owners\": []}") != std::string::npos);
     CHECK(l.out.find("/src") == std::string::npos);
   }
   SECTION("cloning or copying the poisoned range fails with EIO and makes nothing") {
@@ -521,6 +523,8 @@ TEST_CASE(
     INFO(listed);
     CHECK(listed.find(std::to_string(pb)) != std::string::npos);
     CHECK(listed.find("/f") != std::string::npos);
+    // Where it came from: a machine check the daemon met (docs/poison.md).
+    CHECK(listed.find("origin: machine-check  time: ") != std::string::npos);
     std::string rewrites = mce.Stop();
     INFO(rewrites);
     char want[64];

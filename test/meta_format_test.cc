@@ -81,8 +81,11 @@ constexpr PoolGeometry kGeo{0x10000};
 }  // namespace
 
 TEST_CASE("format: on-disk constants are the documented ones", "[format]") {
-  STATIC_REQUIRE(kMetaFormatVersion == 3);
-  STATIC_REQUIRE(kMetaFormatPreviousVersion == 2);
+  STATIC_REQUIRE(kMetaFormatVersion == 4);
+  STATIC_REQUIRE(kMetaFormatPreviousVersion == 3);
+  STATIC_REQUIRE(kMetaFormatOldestVersion == 2);
+  STATIC_REQUIRE(!MetaFormatReadable(1) && MetaFormatReadable(2) && MetaFormatReadable(4) &&
+                 !MetaFormatReadable(5));
   STATIC_REQUIRE(kPoolFormatVersion == 2);
   STATIC_REQUIRE(kPoolFormatPreviousVersion == 1);
   STATIC_REQUIRE(kBlockSize == 4096);
@@ -106,6 +109,13 @@ TEST_CASE("format: on-disk constants are the documented ones", "[format]") {
   STATIC_REQUIRE(prefix::kRefcount == 'N');
   STATIC_REQUIRE(prefix::kFree == 'F');
   STATIC_REQUIRE(prefix::kBad == 'B');
+  STATIC_REQUIRE(prefix::kBadOrigin == 'Q');
+  STATIC_REQUIRE(static_cast<uint8_t>(BadOriginKind::kInjected) == 1);
+  STATIC_REQUIRE(static_cast<uint8_t>(BadOriginKind::kMachineCheck) == 2);
+  STATIC_REQUIRE(static_cast<uint8_t>(BadOriginKind::kMachineCheckAsync) == 3);
+  STATIC_REQUIRE(static_cast<uint8_t>(BadOriginKind::kDevice) == 4);
+  STATIC_REQUIRE(kBadOriginKindMax == 4);
+  STATIC_REQUIRE(kNoUid == 0xffffffff);
   STATIC_REQUIRE(prefix::kOrphan == 'O');
   STATIC_REQUIRE(prefix::kXattr == 'X');
   STATIC_REQUIRE(prefix::kSymlink == 'L');
@@ -138,6 +148,7 @@ TEST_CASE("format: keys are prefix byte and big-endian fields", "[format]") {
   REQUIRE_BYTES(keys::Refcount(0xabcdef), Hex("'N' 0000000000abcdef"));
   REQUIRE_BYTES(keys::Free(0xabcdef), Hex("'F' 0000000000abcdef"));
   REQUIRE_BYTES(keys::Bad(0xabcdef), Hex("'B' 0000000000abcdef"));
+  REQUIRE_BYTES(keys::BadOrigin(0xabcdef), Hex("'Q' 0000000000abcdef"));
   REQUIRE_BYTES(keys::Orphan(0x44), Hex("'O' 0000000000000044"));
   REQUIRE_BYTES(keys::Symlink(0x44), Hex("'L' 0000000000000044"));
   // X ino name.
@@ -349,6 +360,51 @@ TEST_CASE("format: extent, refcount, free and bad records", "[format]") {
   DAXREF_REQUIRE_ERR(DecodeLength(Hex("00000001"), &len), EUCLEAN);
 }
 
+TEST_CASE("format: bad-block origin records", "[format]") {
+  // Value: length u64, origin u8, uid u32, time u64.
+  const BadOriginRecord r{0x1234, 3, {BadOriginKind::kInjected, 1001, 0x5f5e1000}};
+  REQUIRE_BYTES(EncodeBadOrigin(r), Hex("0000000000000003 01 000003e9 000000005f5e1000"));
+  BadOriginRecord d;
+  DAXREF_REQUIRE_OK(DecodeBadOrigin(keys::BadOrigin(0x1234), EncodeBadOrigin(r), kGeo, &d));
+  REQUIRE(d.pblock == 0x1234);
+  REQUIRE(d.len == 3);
+  REQUIRE(d.origin == r.origin);
+  DAXREF_REQUIRE_OK(DecodeBadOrigin(
+      Hex("'Q' 0000000000000000"), Hex("0000000000000001 04 ffffffff 0000000000000000"), kGeo, &d));
+  REQUIRE(d.origin.kind == BadOriginKind::kDevice);
+  REQUIRE(d.origin.uid == kNoUid);
+  REQUIRE(std::string(BadOriginName(BadOriginKind::kInjected)) == "injected");
+  REQUIRE(std::string(BadOriginName(BadOriginKind::kMachineCheck)) == "machine-check");
+  REQUIRE(std::string(BadOriginName(BadOriginKind::kMachineCheckAsync)) == "machine-check-async");
+  REQUIRE(std::string(BadOriginName(BadOriginKind::kDevice)) == "device");
+  REQUIRE(std::string(BadOriginName(BadOriginKind::kUnknown)) == "unknown");
+  // Validated where decoded: length 0, an unknown origin (0 is in memory
+  // only), outside the pool, a short or long value, a bad key.
+  const std::string key = keys::BadOrigin(0x10);
+  DAXREF_REQUIRE_ERR(
+      DecodeBadOrigin(key, Hex("0000000000000000 01 00000000 0000000000000000"), kGeo, &d),
+      EUCLEAN);
+  DAXREF_REQUIRE_ERR(
+      DecodeBadOrigin(key, Hex("0000000000000001 00 00000000 0000000000000000"), kGeo, &d),
+      EUCLEAN);
+  DAXREF_REQUIRE_ERR(
+      DecodeBadOrigin(key, Hex("0000000000000001 05 00000000 0000000000000000"), kGeo, &d),
+      EUCLEAN);
+  DAXREF_REQUIRE_ERR(
+      DecodeBadOrigin(Hex("'Q' 000000000000ffff"),
+                      Hex("0000000000000002 01 00000000 0000000000000000"), kGeo, &d),
+      EUCLEAN);
+  DAXREF_REQUIRE_ERR(
+      DecodeBadOrigin(key, Hex("0000000000000001 01 00000000 00000000000000"), kGeo, &d), EUCLEAN);
+  DAXREF_REQUIRE_ERR(
+      DecodeBadOrigin(key, Hex("0000000000000001 01 00000000 0000000000000000 00"), kGeo, &d),
+      EUCLEAN);
+  DAXREF_REQUIRE_ERR(
+      DecodeBadOrigin(Hex("'Q' 00000000000010"),
+                      Hex("0000000000000001 01 00000000 0000000000000000"), kGeo, &d),
+      EUCLEAN);
+}
+
 TEST_CASE("format: parent pointers", "[format]") {
   ParentRecord p;
   DAXREF_REQUIRE_OK(DecodeParent(Hex("'P' 0000000000000044 0000000000000001 'name'"), &p));
@@ -366,7 +422,7 @@ TEST_CASE("format: a new store holds exactly the documented records", "[format]"
   std::map<std::string, std::string> got(records.begin(), records.end());
 
   REQUIRE(got.at(Hex("'M' 'uuid'")) == uuid);
-  REQUIRE_BYTES(got.at(Hex("'M' 'format'")), Hex("00000003"));
+  REQUIRE_BYTES(got.at(Hex("'M' 'format'")), Hex("00000004"));
   REQUIRE_BYTES(got.at(Hex("'M' 'blocks'")), Hex("0000000000000100"));
   REQUIRE_BYTES(got.at(Hex("'M' 'next_ino'")), Hex("0000000000000002"));
   REQUIRE_BYTES(got.at(Hex("'M' 'inodes'")), Hex("0000000000000001"));

@@ -35,11 +35,13 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <utility>
 #include <vector>
 
 #include "meta/codec.h"
 #include "meta/format.h"
+#include "meta/repair.h"
 #include "meta/volume.h"
 #include "meta_helpers.h"
 
@@ -175,9 +177,13 @@ void RequireClean(TestStore& st, uint64_t reserved_bad = 0) {
   REQUIRE(r.free_blocks + r.owned_blocks + retired == st.sb().data_blocks());
 }
 
-PoisonOutcome MarkBad(Volume& v, uint64_t pb0, uint64_t pb1, bool strict = true) {
+// The origin the tests record poison with, unless they say.
+const BadOrigin kTestOrigin{BadOriginKind::kInjected, 0, 1000};
+
+PoisonOutcome MarkBad(Volume& v, uint64_t pb0, uint64_t pb1, bool strict = true,
+                      const BadOrigin& origin = kTestOrigin) {
   PoisonOutcome o;
-  DAXREF_REQUIRE_OK(v.MarkBad(pb0, pb1, strict, &o));
+  DAXREF_REQUIRE_OK(v.MarkBad(pb0, pb1, strict, origin, &o));
   return o;
 }
 
@@ -356,11 +362,11 @@ TEST_CASE("MarkBad: strict refuses known bad blocks, ranges merge, bad ranges ar
     INFO("strict over a range with a bad block: EEXIST, nothing changes");
     Dump before = DumpStore(st.db());
     PoisonOutcome o;
-    RequireRefused(st, v.MarkBad(12, 15, true, &o), EEXIST, before);
+    RequireRefused(st, v.MarkBad(12, 15, true, kTestOrigin, &o), EEXIST, before);
     RequireOutcome(o, 0, 0, 0, 0);
-    RequireRefused(st, v.MarkBad(10, 11, true, &o), EEXIST, before);
-    RequireRefused(st, v.MarkBad(8, 11, true, &o), EEXIST, before);
-    RequireRefused(st, v.MarkBad(0, 64, true, &o), EEXIST, before);
+    RequireRefused(st, v.MarkBad(10, 11, true, kTestOrigin, &o), EEXIST, before);
+    RequireRefused(st, v.MarkBad(8, 11, true, kTestOrigin, &o), EEXIST, before);
+    RequireRefused(st, v.MarkBad(0, 64, true, kTestOrigin, &o), EEXIST, before);
     RequireBad(st, {{10, 3}});
     REQUIRE(st.free_blocks() == free0 - 3);
   }
@@ -368,11 +374,11 @@ TEST_CASE("MarkBad: strict refuses known bad blocks, ranges merge, bad ranges ar
     INFO("empty ranges and ranges past the pool: EINVAL, nothing changes");
     Dump before = DumpStore(st.db());
     PoisonOutcome o;
-    RequireRefused(st, v.MarkBad(20, 20, false, &o), EINVAL, before);
-    RequireRefused(st, v.MarkBad(21, 20, false, &o), EINVAL, before);
-    RequireRefused(st, v.MarkBad(60, 65, false, &o), EINVAL, before);
-    RequireRefused(st, v.MarkBad(64, 65, true, &o), EINVAL, before);
-    RequireRefused(st, v.MarkBad(0, UINT64_MAX, false, &o), EINVAL, before);
+    RequireRefused(st, v.MarkBad(20, 20, false, kTestOrigin, &o), EINVAL, before);
+    RequireRefused(st, v.MarkBad(21, 20, false, kTestOrigin, &o), EINVAL, before);
+    RequireRefused(st, v.MarkBad(60, 65, false, kTestOrigin, &o), EINVAL, before);
+    RequireRefused(st, v.MarkBad(64, 65, true, kTestOrigin, &o), EINVAL, before);
+    RequireRefused(st, v.MarkBad(0, UINT64_MAX, false, kTestOrigin, &o), EINVAL, before);
     ClearOutcome c;
     RequireRefused(st, v.ClearBad(11, 11, &c), EINVAL, before);
     RequireRefused(st, v.ClearBad(10, 65, &c), EINVAL, before);
@@ -1037,21 +1043,21 @@ uint32_t StoredFormat(rocksdb::DB* db) {
   return codec::LoadU32(v.data());
 }
 
-TEST_CASE("A format 2 store is upgraded to format 3; other formats are refused", "[poison]") {
-  static_assert(kMetaFormatVersion == 3);
-  static_assert(kMetaFormatPreviousVersion == 2);
+TEST_CASE("Format 2 and 3 stores are upgraded to format 4; other formats are refused", "[poison]") {
+  static_assert(kMetaFormatVersion == 4);
+  static_assert(kMetaFormatPreviousVersion == 3);
+  static_assert(kMetaFormatOldestVersion == 2);
   TestStore st(64);
   uint64_t f = st.MakeFile(kRootIno, "f");
   std::string bytes = Pattern(2 * kB + 3, 1);
   st.WriteFile(f, 0, bytes);
   REQUIRE(StoredFormat(st.db()) == kMetaFormatVersion);
 
-  {
-    INFO("format 2 opens, and is format 3 from then on");
-    REQUIRE(st.db()
-                ->Put(rocksdb::WriteOptions(), keys::Misc(kMiscFormat),
-                      FormatValue(kMetaFormatPreviousVersion))
-                .ok());
+  for (uint32_t old : {kMetaFormatOldestVersion, kMetaFormatPreviousVersion}) {
+    INFO("format " << old << " opens, and is format 4 from then on");
+    ClearOutcome c;
+    if (old == kMetaFormatPreviousVersion) DAXREF_REQUIRE_OK(st.vol().ClearBad(10, 12, &c));
+    REQUIRE(st.db()->Put(rocksdb::WriteOptions(), keys::Misc(kMiscFormat), FormatValue(old)).ok());
     st.Reopen();
     REQUIRE(StoredFormat(st.db()) == kMetaFormatVersion);
     DAXREF_REQUIRE_BYTES(st.ReadFile(f, 0, bytes.size()), bytes);
@@ -1186,6 +1192,118 @@ TEST_CASE("A memory fault during a write fails it with EIO and changes no metada
     DAXREF_REQUIRE_BYTES(st.ReadFile(f, 0, model.size()), model);
     REQUIRE(st.free_blocks() == free - 2);
   }
+  RequireClean(st);
+}
+
+// The pieces WalkBadPieces reports, as (pblock, len, origin kind, uid, time).
+using Piece = std::tuple<uint64_t, uint64_t, BadOriginKind, uint32_t, uint64_t>;
+std::vector<Piece> Pieces(Volume& v) {
+  std::vector<Piece> out;
+  v.WalkBadPieces([&](const BadOriginRecord& p) {
+    out.emplace_back(p.pblock, p.len, p.origin.kind, p.origin.uid, p.origin.time);
+    return true;
+  });
+  return out;
+}
+
+TEST_CASE("Where poison came from: each origin is kept across merges, clears and reopens",
+          "[poison]") {
+  TestStore st(64);
+  Volume& v = st.vol();
+  const BadOrigin injected{BadOriginKind::kInjected, 1001, 100};
+  const BadOrigin device{BadOriginKind::kDevice, kNoUid, 200};
+  const BadOrigin mce{BadOriginKind::kMachineCheck, kNoUid, 300};
+  RequireOutcome(MarkBad(v, 10, 12, true, injected), 2, 2, 0, 0);
+  // Adjacent, another origin: one B record, two origins.
+  RequireOutcome(MarkBad(v, 12, 14, true, device), 2, 2, 0, 0);
+  // Over both and beyond, not strict: only the new blocks take this origin.
+  RequireOutcome(MarkBad(v, 8, 16, false, mce), 4, 4, 0, 0);
+  RequireBad(st, {{8, 8}});
+  const std::vector<Piece> want = {
+      {8, 2, BadOriginKind::kMachineCheck, kNoUid, 300},
+      {10, 2, BadOriginKind::kInjected, 1001, 100},
+      {12, 2, BadOriginKind::kDevice, kNoUid, 200},
+      {14, 2, BadOriginKind::kMachineCheck, kNoUid, 300},
+  };
+  REQUIRE(Pieces(v) == want);
+  REQUIRE(ScanPrefix(st.db(), std::string(1, prefix::kBadOrigin)).size() == 4);
+  st.Reopen();
+  REQUIRE(Pieces(st.vol()) == want);
+  RequireClean(st);
+
+  // A clear cuts the origins at its edges, as it cuts the ranges.
+  ClearBad(st.vol(), 11, 13);
+  RequireBad(st, {{8, 3}, {13, 3}});
+  const std::vector<Piece> cut = {
+      {8, 2, BadOriginKind::kMachineCheck, kNoUid, 300},
+      {10, 1, BadOriginKind::kInjected, 1001, 100},
+      {13, 1, BadOriginKind::kDevice, kNoUid, 200},
+      {14, 2, BadOriginKind::kMachineCheck, kNoUid, 300},
+  };
+  REQUIRE(Pieces(st.vol()) == cut);
+  st.Reopen();
+  REQUIRE(Pieces(st.vol()) == cut);
+  RequireClean(st);
+  ClearBad(st.vol(), 0, 64);
+  REQUIRE(ScanPrefix(st.db(), std::string(1, prefix::kBadOrigin)).empty());
+
+  // Blocks recorded before format 4 (a B record, no Q record) are "unknown",
+  // beside a known piece of the same range.
+  st.Close();
+  {
+    // The B record and free space around it, as the daemon would have left it.
+    rocksdb::DB* raw = nullptr;
+    REQUIRE(rocksdb::DB::Open(rocksdb::Options(), st.meta_dir(), &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    REQUIRE(db->Put(rocksdb::WriteOptions(), keys::Bad(20), EncodeLength(2)).ok());
+    REQUIRE(db->Put(rocksdb::WriteOptions(), keys::Free(1), EncodeLength(19)).ok());
+    REQUIRE(db->Put(rocksdb::WriteOptions(), keys::Free(22), EncodeLength(64 - 2 - 22 + 1)).ok());
+    REQUIRE(db->Close().ok());
+  }
+  DAXREF_REQUIRE_OK(st.Open());
+  RequireOutcome(MarkBad(st.vol(), 22, 23, true, injected), 1, 1, 0, 0);
+  REQUIRE(Pieces(st.vol()) == std::vector<Piece>{{20, 2, BadOriginKind::kUnknown, kNoUid, 0},
+                                                 {22, 1, BadOriginKind::kInjected, 1001, 100}});
+  RequireClean(st);
+}
+
+TEST_CASE("A Q record over good blocks is refused at open, found and repaired", "[poison]") {
+  TestStore st(64);
+  RequireOutcome(MarkBad(st.vol(), 10, 12), 2, 2, 0, 0);
+  st.Close();
+  rocksdb::DB* raw = nullptr;
+  REQUIRE(rocksdb::DB::Open(rocksdb::Options(), st.meta_dir(), &raw).ok());
+  std::unique_ptr<rocksdb::DB> db(raw);
+  // Reaching one block past the B record.
+  REQUIRE(db->Put(rocksdb::WriteOptions(), keys::BadOrigin(10),
+                  EncodeBadOrigin({10, 3, {BadOriginKind::kDevice, kNoUid, 5}}))
+              .ok());
+  // And one over nothing bad at all.
+  REQUIRE(db->Put(rocksdb::WriteOptions(), keys::BadOrigin(30),
+                  EncodeBadOrigin({30, 1, {BadOriginKind::kDevice, kNoUid, 5}}))
+              .ok());
+  testing::CheckOutcome c = RunChecker(db.get(), 64);
+  INFO(c.Text());
+  REQUIRE(c.report.problems == 2);
+  REQUIRE(c.Mentions("bad-block origin record at pool block 10 covers blocks that are not bad"));
+  REQUIRE(c.Mentions("bad-block origin record at pool block 30 covers blocks that are not bad"));
+  REQUIRE(db->Close().ok());
+  db.reset();
+  REQUIRE(st.Open().err() == EUCLEAN);
+
+  Result<std::unique_ptr<rocksdb::DB>> fix = OpenStoreForRepair(st.meta_dir());
+  DAXREF_REQUIRE_OK(fix.status());
+  RepairOptions ro;
+  ro.pool = st.sb();
+  std::vector<std::string> did;
+  DAXREF_REQUIRE_OK(
+      RepairStore(fix->get(), ro, [&](const RepairAction& a) { did.push_back(a.text); }));
+  REQUIRE(did.size() == 2);
+  REQUIRE((*fix)->Close().ok());
+  fix->reset();
+  DAXREF_REQUIRE_OK(st.Open());
+  RequireBad(st, {{10, 2}});
+  REQUIRE(Pieces(st.vol()) == std::vector<Piece>{{10, 2, BadOriginKind::kUnknown, kNoUid, 0}});
   RequireClean(st);
 }
 

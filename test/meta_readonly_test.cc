@@ -93,7 +93,8 @@ TEST_CASE("read-only volume: every change is EROFS, store and pool stay as they 
   }));
   REQUIRE(pblocks.size() == 1);
   PoisonOutcome out;
-  DAXREF_REQUIRE_OK(v->MarkBad(pblocks[0], pblocks[0] + 1, true, &out));
+  DAXREF_REQUIRE_OK(v->MarkBad(pblocks[0], pblocks[0] + 1, true,
+                               BadOrigin{BadOriginKind::kInjected, 0, 1}, &out));
   CHECK(out.owned == 1);
   CHECK(v->IsBad(pblocks[0], pblocks[0] + 1));
   CHECK(v->bad_blocks() == 1);

@@ -40,6 +40,7 @@
 #include "meta/store.h"
 #include "meta/superblock.h"
 #include "tools/common/cli.h"
+#include "tools/common/progress.h"
 #include "tools/fsck/pool_file.h"
 #include "tools/fsck/report.h"
 
@@ -73,38 +74,6 @@ void PrintHelp() {
       "mounted or in use).\n",
       kTool.name());
 }
-
-// The phase and percent on one line of the terminal, rewritten in place
-// (at most ten times a second); nothing when stderr is not a terminal.
-class ProgressLine {
- public:
-  ProgressLine() : on_(isatty(STDERR_FILENO) == 1) {}
-  ~ProgressLine() { Clear(); }
-  bool Show(std::string_view phase, double done) {
-    if (!on_) return true;
-    auto now = std::chrono::steady_clock::now();
-    if (shown_ && now - last_ < std::chrono::milliseconds(100) && phase == phase_) return true;
-    last_ = now;
-    phase_ = phase;
-    shown_ = true;
-    fprintf(stderr, "\r%s: %-24.24s %3d%%", kTool.name(), std::string(phase).c_str(),
-            static_cast<int>(done * 100));
-    fflush(stderr);
-    return true;
-  }
-  void Clear() {
-    if (!shown_) return;
-    fprintf(stderr, "\r%-40s\r", "");
-    fflush(stderr);
-    shown_ = false;
-  }
-
- private:
-  bool on_;
-  bool shown_ = false;
-  std::string phase_;
-  std::chrono::steady_clock::time_point last_;
-};
 
 // Which problems -p may repair: those whose repair loses nothing and needs
 // no decision (derived indexes, counts, one damaged superblock copy). The
@@ -161,7 +130,7 @@ void PoolProblems(const PoolInspection& pi, const ProblemFn& bad) {
 }
 
 // Runs the whole check of an open pool and store into `report`.
-Status CheckAll(int pool_fd, rocksdb::DB* db, ProgressLine* line, Report* report,
+Status CheckAll(int pool_fd, rocksdb::DB* db, cli::ProgressLine* line, Report* report,
                 PoolInspection* pi) {
   DAXREF_RETURN_IF_ERROR(InspectPool(pool_fd, pi));
   PoolProblems(*pi, [&](const Problem& p) { report->AddProblem(p, ""); });
@@ -239,7 +208,7 @@ int Main(int argc, char** argv) {
     return kTool.Fail(cl.source + " is in use (its metadata store is locked by another process)");
 
   Report report(cl.source, cl.mode, cl.json);
-  ProgressLine line;
+  cli::ProgressLine line(kTool.name());
   // Nothing can be checked without knowing the pool's geometry.
   PoolInspection pi;
   Status s = InspectPool(pool->fd(), &pi);

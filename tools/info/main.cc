@@ -26,6 +26,7 @@
 #include "tools/common/cli.h"
 #include "tools/common/geometry.h"
 #include "tools/common/offline_store.h"
+#include "tools/common/progress.h"
 #include "tools/poison/control_client.h"
 #include "tools/poison/locate.h"
 
@@ -107,6 +108,10 @@ void PrintText(const Geometry& g, const FsInfo& i, const std::string& mount_poin
   out += "  bad        = " + Num(i.bad_blocks) + " (" + Num(i.retired_blocks()) + " retired, " +
          Num(i.bad_owned_blocks()) + " in files, " + Num(i.bad_reserved_blocks) +
          " superblock copies)\n";
+  out += "  bad origin = " + Num(i.bad_injected_blocks) + " injected, " +
+         Num(i.bad_machine_check_blocks) + " machine-check, " +
+         Num(i.bad_machine_check_async_blocks) + " machine-check-async, " +
+         Num(i.bad_device_blocks) + " device, " + Num(i.bad_unknown_blocks()) + " unknown\n";
   if (!i.consistent())
     out += "  warning: the records do not add up: the store is damaged (run fsck.daxref)\n";
   out += "\nFree space: " + Num(i.free_extents) + (i.free_extents == 1 ? " extent" : " extents") +
@@ -163,6 +168,11 @@ void PrintJson(const Geometry& g, const FsInfo& i, const std::string& mount_poin
   field("retired_blocks", i.retired_blocks());
   field("bad_owned_blocks", i.bad_owned_blocks());
   field("bad_reserved_blocks", i.bad_reserved_blocks);
+  out += "    \"bad_by_origin\": {\"injected\": " + Num(i.bad_injected_blocks) +
+         ", \"machine-check\": " + Num(i.bad_machine_check_blocks) +
+         ", \"machine-check-async\": " + Num(i.bad_machine_check_async_blocks) +
+         ", \"device\": " + Num(i.bad_device_blocks) +
+         ", \"unknown\": " + Num(i.bad_unknown_blocks()) + "},\n";
   out += std::string("    \"consistent\": ") + (i.consistent() ? "true" : "false") + "\n  },\n";
   out += "  \"free_space\": {\"extents\": " + Num(i.free_extents) + ", \"histogram\": [";
   bool first = true;
@@ -212,8 +222,16 @@ int Main(int argc, char** argv) {
     // not be able to read the pool file.
     Status failed = Status::Error(EPROTO, "the daemon's info reply is incomplete");
     bool got_info = false;
+    // The daemon's walk reports its progress (at most once a second).
+    cli::ProgressLine line(kTool.name());
     conn->Exchange(control::Record("info"), [&](const control::Record& r) {
-      if (r.kind == "info") {
+      if (r.kind == "progress") {
+        uint64_t pct = 0;
+        r.GetU64("percent", &pct);
+        const std::string* phase = r.Get("phase");
+        line.Show(phase ? *phase : "", static_cast<double>(pct) / 100);
+      } else if (r.kind == "info") {
+        line.Clear();
         failed = FsInfoFromRecord(r, &info);
         got_info = failed.ok();
       } else if (r.kind == "freesp" && got_info) {
@@ -233,14 +251,21 @@ int Main(int argc, char** argv) {
         got_info = false;
       }
     });
+    line.Clear();
     if (!failed.ok()) return kTool.Fail(failed.message());
     sb = info.sb;
   } else {
     Result<std::unique_ptr<OfflineStore>> store = OfflineStore::Open(loc->source);
     if (!store.ok()) return kTool.Fail(store.status().message());
     sb = (*store)->superblock();
-    if (Status s = CollectFsInfo((*store)->db(), sb, loc->source, &info); !s.ok())
-      return kTool.Fail(MetaPath(loc->source) + ": " + s.message());
+    // The counting walk of a big store takes a while: a progress line on a
+    // terminal (tools/common/progress.h).
+    cli::ProgressLine line(kTool.name());
+    Status s = CollectFsInfo(
+        (*store)->db(), sb, loc->source,
+        [&](std::string_view phase, double done) { return line.Show(phase, done); }, &info);
+    line.Clear();
+    if (!s.ok()) return kTool.Fail(MetaPath(loc->source) + ": " + s.message());
   }
   Geometry g = GeometryOf(loc->source, sb);
   g.meta_format = info.meta_format;

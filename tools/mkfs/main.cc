@@ -67,6 +67,7 @@
 #include "meta/volume.h"
 #include "tools/common/cli.h"
 #include "tools/common/geometry.h"
+#include "tools/common/progress.h"
 
 namespace daxref {
 namespace {
@@ -92,7 +93,7 @@ static_assert(kMinPoolBytes / kBlockSize >= kMinPoolBlocks);
 constexpr uint64_t kMaxMappableBytes = uint64_t{1} << 46;
 // Reserving the pool's space goes in steps this large, so a slow reservation
 // can show progress (on a terminal) and the first failure stops it early.
-constexpr uint64_t kReserveStep = uint64_t{1} << 30;
+constexpr uint64_t kReserveStep = uint64_t{64} << 20;
 
 // ---- the option table ------------------------------------------------------
 enum class Group { kSize, kLabel, kOverwrite, kOutput, kGeneral };
@@ -466,20 +467,19 @@ Status CheckHostRoom(const Config& c, uint64_t* available) {
 }
 
 // Takes the pool's space on the host filesystem (fallocate), in steps, with
-// a progress line on a terminal when it is slow (a disk filesystem
+// a progress line on a terminal (tools/common/progress.h; a disk filesystem
 // allocates quickly; tmpfs and filesystems without unwritten extents zero
 // every page: 4 GiB took 2.4 s on /dev/shm of the development VM, against
 // 0.2 s sparse).
 Status ReservePool(const Config& c, int fd, const std::string& path) {
-  using Clock = std::chrono::steady_clock;
-  const Clock::time_point t0 = Clock::now();
-  const bool tty = !c.quiet && isatty(STDERR_FILENO);
-  bool shown = false;
+  cli::ProgressLine line(kTool.name(), !c.quiet);
+  const std::string phase = "reserving " + HumanBytes(c.pool_bytes);
+  line.Show(phase, 0);
   for (uint64_t off = 0; off < c.pool_bytes;) {
     const uint64_t n = std::min(kReserveStep, c.pool_bytes - off);
     if (fallocate(fd, 0, static_cast<off_t>(off), static_cast<off_t>(n)) != 0) {
       const int err = errno;
-      if (shown) fputc('\n', stderr);
+      line.Clear();
       if (err == EOPNOTSUPP)
         return Status::Error(err, path +
                                       ": the host filesystem cannot reserve the pool's space "
@@ -490,13 +490,8 @@ Status ReservePool(const Config& c, int fd, const std::string& path) {
                                     ": " + strerror(err) + ")");
     }
     off += n;
-    if (tty && Clock::now() - t0 > std::chrono::seconds(1)) {
-      fprintf(stderr, "\r%s: reserving the pool's space: %3u%% of %s", kTool.name(),
-              static_cast<unsigned>(off * 100 / c.pool_bytes), HumanBytes(c.pool_bytes).c_str());
-      shown = true;
-    }
+    line.Show(phase, static_cast<double>(off) / static_cast<double>(c.pool_bytes));
   }
-  if (shown) fputc('\n', stderr);
   return Status::Ok();
 }
 

@@ -8,6 +8,8 @@
 //   list FS                         the bad ranges and their owners
 //   clear FS OFFSET [LENGTH]        forget bad blocks (the memory was repaired)
 //   resolve FS OFFSET [LENGTH]      who owns pool bytes, changing nothing
+//   rescan FS                       re-read the device's bad-block list
+//   from-device FS --sector N ...   device sectors to pool bytes (FIEMAP)
 //   pre-remove FS                   the device is going away: stop, flush,
 //                                   signal every holder, shut down
 //
@@ -23,7 +25,9 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cinttypes>
 #include <cstdio>
 #include <cstring>
 #include <optional>
@@ -35,6 +39,7 @@
 #include "meta/superblock.h"
 #include "tools/common/cli.h"
 #include "tools/poison/control_client.h"
+#include "tools/poison/device_map.h"
 #include "tools/poison/locate.h"
 #include "tools/poison/offline.h"
 #include "tools/poison/report.h"
@@ -52,6 +57,9 @@ void PrintHelp() {
       "       %s [OPTIONS] list FS\n"
       "       %s [OPTIONS] clear FS OFFSET [LENGTH]\n"
       "       %s [OPTIONS] resolve FS OFFSET [LENGTH]\n"
+      "       %s [OPTIONS] rescan FS\n"
+      "       %s [OPTIONS] from-device FS (--sector N [--count C] |\n"
+      "                    --device-offset B [--device-length L]) [--inject]\n"
       "       %s [OPTIONS] pre-remove FS\n"
       "\n"
       "Inject, list and clear memory poison (bad blocks) on a daxref filesystem.\n"
@@ -68,7 +76,8 @@ void PrintHelp() {
       "                          block). Without FS, PATH is a file on a mounted\n"
       "                          daxref; with FS, PATH is a path inside FS from its\n"
       "                          root (the way to name a file offline)\n"
-      "  list FS                 every bad range and the files that own it\n"
+      "  list FS                 every bad range, where it came from and when, and\n"
+      "                          the files that own it\n"
       "  clear FS OFFSET [LENGTH]\n"
       "                          forget bad blocks in the range (the memory was\n"
       "                          repaired): free ones are usable again\n"
@@ -76,13 +85,22 @@ void PrintHelp() {
       "                          the files that own pool bytes in the range, with\n"
       "                          their paths; nothing changes (the same answer,\n"
       "                          in the same form, as daxref-map owners)\n"
+      "  rescan FS               re-read the device's list of bad blocks (as a mount\n"
+      "                          does) and record what is new, without remounting\n"
+      "  from-device FS --sector N [--count C]\n"
+      "                          the pool bytes behind 512-byte sectors of the\n"
+      "                          device under the pool file's host filesystem (as\n"
+      "                          ndctl list --media-errors reports them), through\n"
+      "                          the file's extents (FIEMAP); --device-offset B\n"
+      "                          [--device-length L] in bytes; --inject then\n"
+      "                          injects them\n"
       "  pre-remove FS           the device is about to go away: the daemon stops\n"
       "                          changes, flushes, signals every process using a\n"
       "                          file and shuts the filesystem down (mounted only)\n"
       "\n"
       "FS is a daxref mount (or any path on one) or a SOURCE directory. When a\n"
       "daemon serves it, it does the work (root or the mount's owner only);\n"
-      "otherwise inject, list, clear and resolve work on SOURCE directly.\n"
+      "otherwise inject, list, clear, resolve and rescan work on SOURCE directly.\n"
       "\n"
       "Options:\n"
       "      --json              print one JSON document (raw numbers)\n"
@@ -91,6 +109,9 @@ void PrintHelp() {
       "      --file PATH         inject: the file whose blocks to poison\n"
       "      --offset N          inject --file: where in the file (default 0)\n"
       "      --length L          inject --file: how much (default one block)\n"
+      "      --sector N, --count C, --device-offset B, --device-length L, --inject\n"
+      "                          from-device: the device range, and whether to\n"
+      "                          inject what it maps to\n"
       "  -h, --help              show this help and exit\n"
       "  -V, --version           print the version and exit\n"
       "\n"
@@ -98,12 +119,13 @@ void PrintHelp() {
       "block. Block ranges are inclusive, first..last.\n"
       "\n"
       "Exit status: 0 success, 1 failure, 2 usage error.\n",
-      kTool.name(), kTool.name(), kTool.name(), kTool.name(), kTool.name(), kTool.name());
+      kTool.name(), kTool.name(), kTool.name(), kTool.name(), kTool.name(), kTool.name(),
+      kTool.name(), kTool.name());
 }
 
 std::optional<Command> ParseCommand(const std::string& name) {
-  for (Command c :
-       {Command::kInject, Command::kList, Command::kClear, Command::kResolve, Command::kPreRemove})
+  for (Command c : {Command::kInject, Command::kList, Command::kClear, Command::kResolve,
+                    Command::kPreRemove, Command::kRescan})
     if (name == CommandName(c)) return c;
   return std::nullopt;
 }
@@ -126,6 +148,9 @@ bool ParseAmount(const std::string& text, const char* what, bool in_blocks, uint
 struct CommandLine {
   bool json = false;
   bool blocks = false;
+  // from-device.
+  std::optional<std::string> sector, count, device_offset, device_length;
+  bool inject = false;
   std::optional<std::string> file, offset, length;
   std::optional<Command> command;
   std::vector<std::string> args;  // after the command
@@ -166,6 +191,7 @@ bool BuildRequest(const CommandLine& cl, Request* req, std::string* error) {
                       : c == Command::kClear   ? "usage: clear FS OFFSET [LENGTH]"
                       : c == Command::kResolve ? "usage: resolve FS OFFSET [LENGTH]"
                       : c == Command::kList    ? "usage: list FS"
+                      : c == Command::kRescan  ? "usage: rescan FS"
                                                : "usage: pre-remove FS";
   if (cl.args.empty()) return fail(std::string("missing FS (") + usage + ")");
   if (!ranged) {
@@ -229,8 +255,132 @@ Result<control::Record> RequestRecord(const Request& req, const CommandLine& cl,
   return r;
 }
 
+// Carries out `req` (already checked) on the filesystem at `loc`: through
+// the daemon serving it, or on SOURCE directly. Returns the exit status.
+int Execute(Request req, const CommandLine& cl, const Location& loc) {
+  Result<ControlConnection> conn = ControlConnection::Connect(loc.source);
+  if (!conn.ok()) return kTool.Fail(conn.status().message());
+  ReportPrinter printer(req, cl.json);
+  const RecordFn print = [&](const control::Record& r) { printer.Print(r); };
+  if (conn->connected()) {
+    Result<control::Record> request = RequestRecord(req, cl, loc);
+    if (!request.ok()) return kTool.Fail(request.status().message());
+    conn->Exchange(*request, print);
+    return printer.ExitStatus();
+  }
+  Result<std::unique_ptr<OfflineVolume>> offline = OfflineVolume::Open(loc.source);
+  if (!offline.ok()) return kTool.Fail(offline.status().message());
+  (*offline)->Run(req, print);
+  return printer.ExitStatus();
+}
+
+// "A..B" of bytes [off, off+len).
+std::string Bytes(uint64_t off, uint64_t len) {
+  return std::to_string(off) + ".." + std::to_string(off + len - 1);
+}
+
+// from-device FS (--sector N [--count C] | --device-offset B [--device-length L]) [--inject]:
+// the pool bytes behind device bytes (device_map.h); with --inject, each
+// whole block of them is injected as `inject` would.
+int FromDevice(const CommandLine& cl) {
+  const char* usage =
+      "usage: from-device FS (--sector N [--count C] | --device-offset B [--device-length L]) "
+      "[--inject]";
+  if (cl.args.size() != 1)
+    return kTool.Usage(cl.args.empty() ? "missing FS (" + std::string(usage) + ")" : usage);
+  if (cl.file || cl.offset || cl.length || cl.blocks)
+    return kTool.Usage("--file, --offset, --length and --blocks do not go with from-device");
+  if (cl.sector.has_value() == cl.device_offset.has_value())
+    return kTool.Usage("from-device needs one of --sector and --device-offset");
+  if ((cl.count && !cl.sector) || (cl.device_length && !cl.device_offset))
+    return kTool.Usage("--count goes with --sector, --device-length with --device-offset");
+  if (cl.inject && cl.json)
+    return kTool.Usage(
+        "--inject prints inject's reports: leave out --json (or run without "
+        "--inject for the JSON mapping)");
+  uint64_t dev_off = 0, len = 0;
+  std::string error;
+  if (cl.sector) {
+    uint64_t sector = 0, count = 1;
+    if (!cli::ParseSize(*cl.sector, "--sector", &sector, &error)) return kTool.Usage(error);
+    if (cl.count && !cli::ParseSize(*cl.count, "--count", &count, &error))
+      return kTool.Usage(error);
+    if (count == 0) return kTool.Usage("--count must be more than 0");
+    if (sector > UINT64_MAX / kSectorSize || count > UINT64_MAX / kSectorSize ||
+        sector * kSectorSize > UINT64_MAX - count * kSectorSize)
+      return kTool.Usage("--sector plus --count is too large");
+    dev_off = sector * kSectorSize;
+    len = count * kSectorSize;
+  } else {
+    len = kSectorSize;
+    if (!cli::ParseSize(*cl.device_offset, "--device-offset", &dev_off, &error))
+      return kTool.Usage(error);
+    if (cl.device_length && !cli::ParseSize(*cl.device_length, "--device-length", &len, &error))
+      return kTool.Usage(error);
+    if (len == 0) return kTool.Usage("--device-length must be more than 0");
+    if (len > UINT64_MAX - dev_off)
+      return kTool.Usage("--device-offset plus --device-length is too large");
+  }
+  Result<Location> loc = LocateFilesystem(cl.args[0]);
+  if (!loc.ok()) return kTool.Fail(loc.status().message());
+  std::vector<DevicePiece> pieces;
+  if (Status s = MapDeviceRange(PoolPath(loc->source), dev_off, len, &pieces); !s.ok())
+    return kTool.Fail(s.message());
+  uint64_t mapped = 0;
+  if (cl.json) {
+    std::string doc = "{\"format_version\": 2, \"command\": \"from-device\", \"device_offset\": " +
+                      std::to_string(dev_off) + ", \"length\": " + std::to_string(len) +
+                      ", \"pieces\": [";
+    for (size_t i = 0; i < pieces.size(); ++i) {
+      const DevicePiece& p = pieces[i];
+      mapped += p.length;
+      const uint64_t pb0 = p.pool_offset >> kBlockShift;
+      const uint64_t pb1 = (p.pool_offset + p.length + kBlockSize - 1) >> kBlockShift;
+      doc += std::string(i ? "," : "") +
+             "\n  {\"device_offset\": " + std::to_string(p.device_offset) +
+             ", \"pool_offset\": " + std::to_string(p.pool_offset) +
+             ", \"length\": " + std::to_string(p.length) + ", \"pblock\": " + std::to_string(pb0) +
+             ", \"blocks\": " + std::to_string(pb1 - pb0) + "}";
+    }
+    doc += std::string(pieces.empty() ? "" : "\n") +
+           "], \"summary\": {\"mapped\": " + std::to_string(mapped) +
+           ", \"unmapped\": " + std::to_string(len - mapped) + "}}\n";
+    fputs(doc.c_str(), stdout);
+    return 0;
+  }
+  for (const DevicePiece& p : pieces) {
+    mapped += p.length;
+    const uint64_t pb0 = p.pool_offset >> kBlockShift;
+    const uint64_t pb1 = (p.pool_offset + p.length + kBlockSize - 1) >> kBlockShift;
+    printf("device bytes %s: pool bytes %s, %s\n", Bytes(p.device_offset, p.length).c_str(),
+           Bytes(p.pool_offset, p.length).c_str(), cli::BlockSpan(pb0, pb1 - pb0).c_str());
+  }
+  printf("%" PRIu64 " of %" PRIu64 " device bytes lie in the pool file\n", mapped, len);
+  if (!cl.inject || pieces.empty()) return 0;
+  int status = 0;
+  for (const DevicePiece& p : pieces) {
+    Request req;
+    req.command = Command::kInject;
+    req.pblock = p.pool_offset >> kBlockShift;
+    req.blocks = ((p.pool_offset + p.length + kBlockSize - 1) >> kBlockShift) - req.pblock;
+    req.offset_text = std::to_string(p.pool_offset);
+    status = std::max(status, Execute(req, cl, *loc));
+  }
+  return status;
+}
+
 int Main(int argc, char** argv) {
-  enum { kOptBlocks = cli::kOptJson + 1, kOptFile, kOptOffset, kOptLength };
+  enum {
+    kOptBlocks = cli::kOptJson + 1,
+    kOptFile,
+    kOptOffset,
+    kOptLength,
+    kOptSector,
+    kOptCount,
+    kOptDeviceOffset,
+    kOptDeviceLength,
+    kOptInject
+  };
   CommandLine cl;
   auto on_option = [&](int opt, const char* arg) {
     switch (opt) {
@@ -249,6 +399,21 @@ int Main(int argc, char** argv) {
       case kOptLength:
         cl.length = arg;
         break;
+      case kOptSector:
+        cl.sector = arg;
+        break;
+      case kOptCount:
+        cl.count = arg;
+        break;
+      case kOptDeviceOffset:
+        cl.device_offset = arg;
+        break;
+      case kOptDeviceLength:
+        cl.device_length = arg;
+        break;
+      case kOptInject:
+        cl.inject = true;
+        break;
     }
   };
   if (std::optional<int> exit =
@@ -257,16 +422,29 @@ int Main(int argc, char** argv) {
                               {"blocks", no_argument, nullptr, kOptBlocks},
                               {"file", required_argument, nullptr, kOptFile},
                               {"offset", required_argument, nullptr, kOptOffset},
-                              {"length", required_argument, nullptr, kOptLength}},
+                              {"length", required_argument, nullptr, kOptLength},
+                              {"sector", required_argument, nullptr, kOptSector},
+                              {"count", required_argument, nullptr, kOptCount},
+                              {"device-offset", required_argument, nullptr, kOptDeviceOffset},
+                              {"device-length", required_argument, nullptr, kOptDeviceLength},
+                              {"inject", no_argument, nullptr, kOptInject}},
                              PrintHelp, on_option))
     return *exit;
   if (optind >= argc)
-    return kTool.Usage("missing COMMAND (inject, list, clear, resolve or pre-remove)");
+    return kTool.Usage(
+        "missing COMMAND (inject, list, clear, resolve, rescan, from-device or pre-remove)");
   const std::string name = argv[optind];
+  if (name == "from-device") {
+    cl.args.assign(argv + optind + 1, argv + argc);
+    return FromDevice(cl);
+  }
+  if (cl.sector || cl.count || cl.device_offset || cl.device_length || cl.inject)
+    return kTool.Usage(
+        "--sector, --count, --device-offset, --device-length and --inject go with from-device");
   cl.command = ParseCommand(name);
   if (!cl.command)
     return kTool.Usage("unknown command '" + name +
-                       "' (inject, list, clear, resolve or pre-remove)");
+                       "' (inject, list, clear, resolve, rescan, from-device or pre-remove)");
   cl.args.assign(argv + optind + 1, argv + argc);
   Request req;
   std::string error;

@@ -38,16 +38,18 @@ void OfflineVolume::Run(Request req, const RecordFn& fn) {
   const uint64_t pb0 = req.pblock, pb1 = req.pblock + req.blocks;
   switch (req.command) {
     case Command::kInject:
-      if (!req.file) return service_.Inject(pb0, pb1, sink);
+      if (!req.file) return service_.Inject(pb0, pb1, getuid(), sink);
       {
         InodeRecord inode;
         s = ResolvePath(req.file->path, &inode);
         if (!s.ok()) return fn(ErrorRecord(s.err(), s.message()));
         return service_.InjectFile(inode.ino, req.file->offset, req.file->length, req.file->path,
-                                   sink);
+                                   getuid(), sink);
       }
     case Command::kList:
       return service_.List(sink);
+    case Command::kRescan:
+      return service_.Rescan(sink);
     case Command::kClear:
       return service_.Clear(pb0, pb1, sink);
     case Command::kResolve:

@@ -43,6 +43,9 @@ class OfflineVolume : private PoisonHooks {
   // exits next.
   Status AfterCommit() override { return volume_->Sync(); }
   void PreRemove(const PoisonSink& sink) override;
+  Status WalkDeviceBadBlocks(const std::function<bool(uint64_t, uint64_t)>& fn) override {
+    return pool_->WalkBadBlocks(fn);
+  }
 
   // The inode of `path`, from the root, following no symlink.
   Status ResolvePath(const std::string& path, InodeRecord* out);

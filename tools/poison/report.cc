@@ -4,6 +4,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <memory>
 #include <string_view>
 
@@ -29,6 +30,28 @@ std::string Elapsed(uint64_t us) {
     snprintf(buf, sizeof(buf), "%.1f ms", static_cast<double>(us) / 1e3);
   else
     snprintf(buf, sizeof(buf), "%.2f s", static_cast<double>(us) / 1e6);
+  return buf;
+}
+
+// "injected (uid 0)", "device", "unknown".
+std::string OriginText(const control::Record& r) {
+  const std::string* origin = r.Get("origin");
+  std::string text = origin ? cli::Printable(*origin) : "unknown";
+  uint64_t uid = 0;
+  if (r.GetU64("uid", &uid)) text += " (uid " + std::to_string(uid) + ")";
+  return text;
+}
+
+// The time as UTC, "2026-12-07 22:40:01 UTC"; "unknown" without one.
+std::string TimeText(const control::Record& r) {
+  uint64_t t = 0;
+  if (!r.GetU64("time", &t)) return "unknown";
+  const time_t tt = static_cast<time_t>(t);
+  struct tm tm;
+  char buf[64];
+  if (gmtime_r(&tt, &tm) == nullptr ||
+      strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+    return std::to_string(t);
   return buf;
 }
 
@@ -112,7 +135,8 @@ void ReportPrinter::PrintHuman(const control::Record& r) {
     if (added < blocks) part(blocks - added, "already poisoned");
     printf("poisoned %s%s\n", BlockSpan(r).c_str(), parts.c_str());
   } else if (r.kind == "bad") {
-    printf("bad %s\n", BlockSpan(r).c_str());
+    printf("bad %s  origin: %s  time: %s\n", BlockSpan(r).c_str(), OriginText(r).c_str(),
+           TimeText(r).c_str());
   } else if (r.kind == "owner") {
     fputs(cli::OwnerText(r).c_str(), stdout);
   } else if (r.kind == "note") {
@@ -143,6 +167,11 @@ void ReportPrinter::PrintHuman(const control::Record& r) {
                Count(U64(r, "cleared"), "block", "blocks").c_str(), U64(r, "returned"));
         break;
       case Command::kResolve:  // printed by owners_
+        break;
+      case Command::kRescan:
+        printf("the device lists %s under the pool; %s newly recorded\n",
+               Count(U64(r, "ranges"), "bad range", "bad ranges").c_str(),
+               Count(U64(r, "added"), "block", "blocks").c_str());
         break;
       case Command::kPreRemove:
         printf("%s, %s signalled\n", Count(U64(r, "inodes"), "inode", "inodes").c_str(),
@@ -181,7 +210,9 @@ void ReportPrinter::BeginJson() {
   begun_ = true;
   // format_version: the version of this document (daxref-poison(8)), as
   // in the owners report daxref-map shares (tools/common/owner_report.h).
-  std::string head = "{\"format_version\": 1, \"command\": " + cli::Json(CommandName(req_.command));
+  // Version 2: list's `bad` elements are pieces of one origin, with
+  // `origin`, `uid` and `time`; the rescan command.
+  std::string head = "{\"format_version\": 2, \"command\": " + cli::Json(CommandName(req_.command));
   if (req_.file) {
     head += ", \"file\": " + cli::Json(req_.file->path) +
             ", \"offset\": " + std::to_string(req_.file->offset) +

@@ -20,6 +20,8 @@ const char* CommandName(Command c) {
       return "resolve";
     case Command::kPreRemove:
       return "pre-remove";
+    case Command::kRescan:
+      return "rescan";
   }
   return "?";
 }

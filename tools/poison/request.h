@@ -15,7 +15,7 @@
 
 namespace daxref::poison {
 
-enum class Command { kInject, kList, kClear, kResolve, kPreRemove };
+enum class Command { kInject, kList, kClear, kResolve, kPreRemove, kRescan };
 
 // "inject", "list", ... as typed and as sent to the daemon.
 const char* CommandName(Command c);

@@ -20,6 +20,7 @@
 
 #include "admin/control_protocol.h"
 #include "tools/common/cli.h"
+#include "tools/common/progress.h"
 #include "tools/poison/control_client.h"
 #include "tools/poison/locate.h"
 
@@ -82,8 +83,7 @@ int Main(int argc, char** argv) {
                       control::ControlSocketPath(loc->source) + "): check it with fsck.daxref -n " +
                       loc->source);
 
-  const bool tty = isatty(STDERR_FILENO) == 1;
-  bool progress_shown = false;
+  cli::ProgressLine line(kTool.name());
   std::vector<Problem> problems;
   control::Record done, error;
   bool finished = false;
@@ -92,12 +92,7 @@ int Main(int argc, char** argv) {
       uint64_t pct = 0;
       r.GetU64("percent", &pct);
       const std::string* phase = r.Get("phase");
-      if (tty) {
-        fprintf(stderr, "\r%s: %-24.24s %3d%%", kTool.name(), phase ? phase->c_str() : "",
-                static_cast<int>(pct));
-        fflush(stderr);
-        progress_shown = true;
-      }
+      line.Show(phase ? *phase : "", static_cast<double>(pct) / 100);
     } else if (r.kind == "problem") {
       Problem p;
       if (const std::string* v = r.Get("class")) p.cls = *v;
@@ -112,7 +107,7 @@ int Main(int argc, char** argv) {
       error = r;
     }
   });
-  if (progress_shown) fprintf(stderr, "\r%-40s\r", "");
+  line.Clear();
   if (!finished) {
     const std::string* m = error.Get("message");
     return kTool.Fail(m ? *m : std::string("the daemon ended the scrub without an answer"));
