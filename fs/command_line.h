@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "meta/atime_policy.h"
 #include "meta/status.h"
 
 namespace daxref {
@@ -35,6 +36,9 @@ struct CommandLine {
   // and the pool read-only, changing nothing on disk (docs/design.md,
   // "Read-only mounts").
   bool read_only = false;
+  // atime, noatime, relatime, strictatime, [no]diratime, [no]lazytime
+  // (docs/design.md, "Access times").
+  AtimePolicy atime;
   // Options handed to libfuse as one -o list (default_permissions, and
   // nosuid/nodev or suid/dev, included).
   std::vector<std::string> fuse_options;

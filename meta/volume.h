@@ -246,8 +246,13 @@ class Volume {
     return Fallocate(ino, mode, off, len, Caller{}, out);
   }
 
-  // Stores the timestamps that in-place overwrites left pending: of every
-  // inode, or of `ino` only (its last handle closed).
+  // Records `now` as ino's atime, in memory only: stat sees it at once, and
+  // it is stored with the inode's next batch or by FlushTimes (no batch per
+  // read; docs/design.md, "Access times"). The caller decided that the read
+  // updates it (meta/atime_policy.h). Nothing on a read-only Volume.
+  void TouchAtime(uint64_t ino, Timespec now) EXCLUDES(times_mu_);
+  // Stores the timestamps that in-place overwrites and reads left pending:
+  // of every inode, or of `ino` only (its last handle closed).
   Status FlushTimes() EXCLUDES(mu_);
   Status FlushTimes(uint64_t ino) EXCLUDES(mu_);
   // Makes every committed operation durable (pending times stored, the
@@ -560,11 +565,18 @@ class Volume {
   SharedMutex bad_mu_ ACQUIRED_AFTER(mu_);
   const BadBlocks& committed_bad() REQUIRES_SHARED(bad_mu_);
   std::atomic<uint64_t> bad_count_{0};
-  // mtime/ctime of in-place overwrites not yet stored. Its own lock, a leaf
-  // (taken inside mu_, never the other way round), so that reads and
-  // fast-path writes never wait behind a batch being built.
+  // Times not yet stored: the mtime/ctime of in-place overwrites, and the
+  // atime of reads (TouchAtime). Its own lock, a leaf (taken inside mu_,
+  // never the other way round), so that reads and fast-path writes never
+  // wait behind a batch being built.
+  struct PendingTimes {
+    bool has_mctime = false;
+    Timespec mctime;  // mtime and ctime
+    bool has_atime = false;
+    Timespec atime;
+  };
   Mutex times_mu_ ACQUIRED_AFTER(mu_);
-  std::unordered_map<uint64_t, Timespec> pending_times_ GUARDED_BY(times_mu_);
+  std::unordered_map<uint64_t, PendingTimes> pending_times_ GUARDED_BY(times_mu_);
 };
 
 Timespec Now();

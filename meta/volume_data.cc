@@ -178,7 +178,9 @@ Status Volume::Write(uint64_t ino, uint64_t off, const void* buf, size_t len, co
             data_->Write(pieces[i].pool_off, src + pieces[i].src_off, pieces[i].len));
       Timespec now = Now();
       MutexLock g(&times_mu_);
-      pending_times_[ino] = now;
+      PendingTimes& p = pending_times_[ino];
+      p.has_mctime = true;
+      p.mctime = now;
       r.mtime = r.ctime = now;
       *out = r;
       return Status::Ok();
