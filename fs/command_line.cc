@@ -96,7 +96,13 @@ Status AddMountOptions(const std::string& list, CommandLine* cl) {
   while (std::getline(ss, o, ',')) {
     if (o.empty() || kIgnored.count(o) || StartsWith(o, "x-") || StartsWith(o, "comment="))
       continue;
-    if (StartsWith(o, "source=")) {
+    if (o == "remount") {
+      cl->remount = true;
+    } else if (StartsWith(o, "user_id=") || StartsWith(o, "group_id=")) {
+      // What /proc/mounts shows of a FUSE mount, which mount(8) hands back
+      // to the helper at remount; nothing a user gives (checked below).
+      cl->kernel_words.push_back(o);
+    } else if (StartsWith(o, "source=")) {
       cl->source = o.substr(7);
     } else if (StartsWith(o, "log_level=")) {
       cl->log_level = o.substr(10);
@@ -177,6 +183,9 @@ std::string Usage(const char* prog) {
     << "                          or dev, which mount.fuse3 always adds, is ignored)\n"
     << "  relatime (default), strictatime, noatime, nodiratime, lazytime\n"
     << "                          when reads update access times (daxref(8))\n"
+    << "  remount                 switch the running mount of SOURCE at MOUNTPOINT\n"
+    << "                          to ro or rw (what mount -o remount,ro runs);\n"
+    << "                          nothing else changes\n"
     << "  source=PATH             SOURCE, for fstab entries that put it here\n"
     << "  log_level=LEVEL         as --log-level\n"
     << "  threads=N               request threads, 1 to 64 (default 4)\n"
@@ -240,6 +249,8 @@ Result<CommandLine> ParseCommandLine(int argc, char** argv) {
     }
   }
   if (cl.help || cl.version) return cl;
+  if (!cl.remount && !cl.kernel_words.empty())
+    return Status::Invalid("unknown mount option '" + cl.kernel_words[0] + "'");
   static const std::set<std::string> kLevels = {"trace", "debug", "info", "warn", "error", "off"};
   if (!kLevels.count(cl.log_level))
     return Status::Invalid("unknown log level '" + cl.log_level + "'");

@@ -36,6 +36,7 @@
 #include "fs/filesystem.h"
 #include "fs/kernel_channel.h"
 #include "fs/poison_handler.h"
+#include "fs/remount.h"
 #include "fs/startup_checks.h"
 #include "meta/superblock.h"
 #include "meta/volume.h"
@@ -511,6 +512,8 @@ int main(int argc, char** argv) {
   }
   cl.source = Absolute(cl.source);
   cl.mountpoint = Absolute(cl.mountpoint);
+  // mount -o remount: the running daemon switches; none is started.
+  if (cl.remount) return Remount(cl);
 
   int report_fd = -1;
   if (!cl.foreground) {

@@ -271,8 +271,17 @@ class Volume {
   // fails", says why there is no recovery while mounted). True while
   // stopped.
   bool store_stopped();
-  // Opened with Options::read_only.
-  bool read_only() const { return read_only_; }
+  // Opened with Options::read_only, or made read-only by SetReadOnly.
+  bool read_only() const { return read_only_ || remounted_ro_.load(); }
+  // `mount -o remount,ro` / `remount,rw` (docs/design.md, "Remounting").
+  // Read-only: no new pending time is taken (TouchAtime does nothing, a
+  // fast-path write fails), the pending ones are stored and the log synced
+  // (Sync), and from then on every commit fails with EROFS and poison is
+  // kept in memory only, as on a Volume opened read-only; if the sync fails,
+  // the Volume stays read-write and says why. Read-write again: only for a
+  // Volume that was opened read-write (EROFS otherwise: its store was
+  // opened read-only).
+  Status SetReadOnly(bool ro) EXCLUDES(mu_, times_mu_);
 
   // ---- sharing (reflink) ----
   // Makes dst's bytes [dst_off, dst_off+len) share src's blocks at
@@ -516,6 +525,11 @@ class Volume {
   // Options::read_only. Set at Open, before any other thread knows the
   // Volume; never changed.
   bool read_only_ = false;
+  // SetReadOnly(true): remounted_ro_ stops new pending times (set under
+  // times_mu_, so none slips in after the flush), commits_refused_ then
+  // refuses commits once they are stored. Both false again at remount,rw.
+  std::atomic<bool> remounted_ro_{false};
+  std::atomic<bool> commits_refused_{false};
   // On a read-only Volume, the plane data_ points at: the caller's, with
   // every store refused (volume.cc).
   std::unique_ptr<DataPlane> read_only_plane_;

@@ -74,6 +74,7 @@ void Volume::ApplyPendingTimes(InodeRecord* r) {
 void Volume::TouchAtime(uint64_t ino, Timespec now) {
   if (read_only_) return;
   MutexLock g(&times_mu_);
+  if (remounted_ro_.load()) return;
   PendingTimes& p = pending_times_[ino];
   p.has_atime = true;
   p.atime = now;

@@ -20,13 +20,13 @@
 #include <optional>
 #include <string>
 
+#include "admin/control_client.h"
 #include "admin/control_protocol.h"
 #include "admin/fs_report.h"
 #include "meta/superblock.h"
 #include "tools/common/cli.h"
 #include "tools/common/geometry.h"
 #include "tools/common/offline_store.h"
-#include "tools/poison/control_client.h"
 #include "tools/poison/locate.h"
 
 namespace daxref {
@@ -202,7 +202,7 @@ int Main(int argc, char** argv) {
 
   Result<poison::Location> loc = poison::LocateFilesystem(fs);
   if (!loc.ok()) return kTool.Fail(loc.status().message());
-  Result<poison::ControlConnection> conn = poison::ControlConnection::Connect(loc->source);
+  Result<control::ControlConnection> conn = control::ControlConnection::Connect(loc->source);
   if (!conn.ok()) return kTool.Fail(conn.status().message());
 
   FsInfo info;
@@ -226,7 +226,7 @@ int Main(int argc, char** argv) {
         r.GetU64("errno", &err);
         const std::string* msg = r.Get("message");
         if (err == EPERM) {
-          failed = Status::Error(EPERM, poison::kPermissionDenied);
+          failed = Status::Error(EPERM, control::kPermissionDenied);
         } else {
           failed = Status::Error(static_cast<int>(err), msg ? *msg : "the daemon failed");
         }

@@ -30,11 +30,11 @@
 #include <string>
 #include <vector>
 
+#include "admin/control_client.h"
 #include "admin/control_protocol.h"
 #include "meta/format.h"
 #include "meta/superblock.h"
 #include "tools/common/cli.h"
-#include "tools/poison/control_client.h"
 #include "tools/poison/locate.h"
 #include "tools/poison/offline.h"
 #include "tools/poison/report.h"
@@ -285,7 +285,7 @@ int Main(int argc, char** argv) {
     Status s = FitToPool(&req, sb.block_count);
     if (!s.ok()) return kTool.Fail(s.message());
   }
-  Result<ControlConnection> conn = ControlConnection::Connect(loc->source);
+  Result<control::ControlConnection> conn = control::ControlConnection::Connect(loc->source);
   if (!conn.ok()) return kTool.Fail(conn.status().message());
 
   ReportPrinter printer(req, cl.json);
