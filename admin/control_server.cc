@@ -352,6 +352,16 @@ void ControlServer::Serve(UniqueFd conn, const ucred& cred, const Record& req) {
       return (void)sink(Refusal(EINVAL, "fsmap needs a range"));
     }
     SendFsmap(volume_->db(), volume_->superblock(), pb0, pb1, sink);
+  } else if (req.kind == "remount") {
+    // daxref -o remount,ro|rw (docs/design.md, "Remounting"); the kernel
+    // mount was made read-only first (ro) or is made read-write after (rw).
+    const std::string* mode = req.Get("mode");
+    if (!mode || (*mode != "ro" && *mode != "rw"))
+      return (void)sink(Refusal(EINVAL, "remount needs mode=ro or mode=rw"));
+    Status s = volume_->SetReadOnly(*mode == "ro");
+    if (!s.ok()) return (void)sink(Refusal(s.err(), s.message()));
+    spdlog::info("remounted {}", *mode == "ro" ? "read-only" : "read-write");
+    sink(Record("done"));
   } else if (req.kind == "scrub") {
     Scrub(std::move(conn));
   } else if (req.kind == "pre-remove") {

@@ -15,20 +15,43 @@ namespace {
 
 // Options libfuse 3.14's mount code understands (passed through as they are).
 // suid, dev, nosuid and nodev are not among them: ParseCommandLine decides
-// those (CommandLine::allow_suid).
+// those (CommandLine::allow_suid). atime and noatime also set the daemon's
+// atime policy (AddAtimeOption).
 const std::set<std::string> kFuseFlags = {"allow_other",  "allow_root", "default_permissions",
                                           "ro",           "rw",         "exec",
                                           "noexec",       "async",      "sync",
                                           "dirsync",      "atime",      "noatime",
                                           "auto_unmount", "debug"};
 const std::vector<std::string> kFuseValued = {"fsname=", "subtype="};
-// mount(8) / fstab words that mean nothing to a FUSE daemon, and atime
-// variants libfuse refuses although a FUSE mount has no atime policy of its
-// own to set: accepted so that ordinary fstab lines work, and ignored.
-const std::set<std::string> kIgnored = {
-    "defaults", "auto",       "noauto",      "user",          "users",    "nouser",
-    "owner",    "group",      "nofail",      "_netdev",       "diratime", "nodiratime",
-    "relatime", "norelatime", "strictatime", "nostrictatime", "lazytime", "nolazytime"};
+// mount(8) / fstab words that mean nothing to a FUSE daemon: accepted so
+// that ordinary fstab lines work, and ignored.
+const std::set<std::string> kIgnored = {"defaults", "auto",  "noauto", "user",   "users",
+                                        "nouser",   "owner", "group",  "nofail", "_netdev"};
+
+// The atime words (docs/design.md, "Access times"). The daemon applies the
+// policy itself: FUSE inodes are S_NOATIME, so the kernel never updates an
+// atime whatever its mount flags say, and libfuse 3.14 knows only atime and
+// noatime (passed on, so that /proc/mounts shows noatime). The last word of
+// each kind wins, as for the kernel's flags. False if `o` is no atime word.
+bool AddAtimeOption(const std::string& o, AtimePolicy* p) {
+  using M = AtimePolicy::Mode;
+  if (o == "noatime") {
+    p->mode = M::kNoatime;
+  } else if (o == "atime") {
+    if (p->mode == M::kNoatime) p->mode = M::kRelatime;  // the kernel's: noatime off
+  } else if (o == "relatime" || o == "nostrictatime") {
+    p->mode = M::kRelatime;
+  } else if (o == "strictatime" || o == "norelatime") {
+    p->mode = M::kStrictatime;
+  } else if (o == "nodiratime" || o == "diratime") {
+    p->nodiratime = o == "nodiratime";
+  } else if (o == "lazytime" || o == "nolazytime") {
+    p->lazytime = o == "lazytime";
+  } else {
+    return false;
+  }
+  return true;
+}
 
 bool StartsWith(const std::string& s, const std::string& p) {
   return s.rfind(p, 0) == 0;
@@ -73,7 +96,13 @@ Status AddMountOptions(const std::string& list, CommandLine* cl) {
   while (std::getline(ss, o, ',')) {
     if (o.empty() || kIgnored.count(o) || StartsWith(o, "x-") || StartsWith(o, "comment="))
       continue;
-    if (StartsWith(o, "source=")) {
+    if (o == "remount") {
+      cl->remount = true;
+    } else if (StartsWith(o, "user_id=") || StartsWith(o, "group_id=")) {
+      // What /proc/mounts shows of a FUSE mount, which mount(8) hands back
+      // to the helper at remount; nothing a user gives (checked below).
+      cl->kernel_words.push_back(o);
+    } else if (StartsWith(o, "source=")) {
       cl->source = o.substr(7);
     } else if (StartsWith(o, "log_level=")) {
       cl->log_level = o.substr(10);
@@ -117,6 +146,8 @@ Status AddMountOptions(const std::string& list, CommandLine* cl) {
       (o == "nosuid" ? cl->nosuid : cl->nodev) = true;
     } else if (o == "allow_suid" || o == "allow_dev") {
       (o == "allow_suid" ? cl->allow_suid : cl->allow_dev) = true;
+    } else if (AddAtimeOption(o, &cl->atime) && !kFuseFlags.count(o)) {
+      // the daemon's alone
     } else if (kFuseFlags.count(o)) {
       // ro also opens store and pool read-only (the last of ro and rw wins,
       // as for the kernel's flag).
@@ -145,11 +176,16 @@ std::string Usage(const char* prog) {
     << "  -s                      serve requests on one thread (-o threads=1)\n"
     << "      --log-level LEVEL   trace, debug, info, warn, error (default info)\n\n"
     << "Mount options (-o OPT[,OPT...]):\n"
-    << "  allow_other, ro, rw, noexec, noatime, fsname=NAME, ...\n"
+    << "  allow_other, ro, rw, noexec, fsname=NAME, ...\n"
     << "                          standard FUSE/mount options, passed to the kernel\n"
     << "  allow_suid, allow_dev   honour set-user/group-ID bits, device files; the\n"
     << "                          mount is nosuid,nodev without them (a plain suid\n"
     << "                          or dev, which mount.fuse3 always adds, is ignored)\n"
+    << "  relatime (default), strictatime, noatime, nodiratime, lazytime\n"
+    << "                          when reads update access times (daxref(8))\n"
+    << "  remount                 switch the running mount of SOURCE at MOUNTPOINT\n"
+    << "                          to ro or rw (what mount -o remount,ro runs);\n"
+    << "                          nothing else changes\n"
     << "  source=PATH             SOURCE, for fstab entries that put it here\n"
     << "  log_level=LEVEL         as --log-level\n"
     << "  threads=N               request threads, 1 to 64 (default 4)\n"
@@ -213,6 +249,8 @@ Result<CommandLine> ParseCommandLine(int argc, char** argv) {
     }
   }
   if (cl.help || cl.version) return cl;
+  if (!cl.remount && !cl.kernel_words.empty())
+    return Status::Invalid("unknown mount option '" + cl.kernel_words[0] + "'");
   static const std::set<std::string> kLevels = {"trace", "debug", "info", "warn", "error", "off"};
   if (!kLevels.count(cl.log_level))
     return Status::Invalid("unknown log level '" + cl.log_level + "'");

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "meta/atime_policy.h"
 #include "meta/status.h"
 
 namespace daxref {
@@ -35,6 +36,15 @@ struct CommandLine {
   // and the pool read-only, changing nothing on disk (docs/design.md,
   // "Read-only mounts").
   bool read_only = false;
+  // atime, noatime, relatime, strictatime, [no]diratime, [no]lazytime
+  // (docs/design.md, "Access times").
+  AtimePolicy atime;
+  // `-o remount` (with ro or rw): no new daemon; the running one serving
+  // SOURCE at MOUNTPOINT switches (fs/remount.h). The other options
+  // mount(8) repeats from /proc/mounts are accepted and ignored, and
+  // kernel_words (user_id=, group_id=) are accepted only here.
+  bool remount = false;
+  std::vector<std::string> kernel_words;
   // Options handed to libfuse as one -o list (default_permissions, and
   // nosuid/nodev or suid/dev, included).
   std::vector<std::string> fuse_options;

@@ -251,8 +251,13 @@ void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     return ReplyErr(req, s);
   }
   // Every change to file data passes through this daemon and the kernel, so
-  // the kernel's cached pages stay valid across opens.
+  // the kernel's cached pages stay valid across opens. Except when a read
+  // through this open is due to update the atime: a read the page cache
+  // answers never reaches the daemon, so the cache goes (docs/design.md,
+  // "Access times").
   fi->keep_cache = 1;
+  if ((fi->flags & O_ACCMODE) != O_WRONLY && AtimeNeedsUpdate(fs->atime(), r, false, Now()))
+    fi->keep_cache = 0;
   fi->noflush = 1;
   if (fi->flags & O_DIRECT) fi->direct_io = 1;
   fi->fh = fs->handles().Add(ino, fi->flags);
@@ -293,6 +298,10 @@ void Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info
   Status s = fs->volume()->GetInode(ino, &r);
   if (!s.ok()) return ReplyErr(req, s);
   if (off < 0) return (void)fuse_reply_err(req, EINVAL);
+  // The kernel drops the atime it caches once this read is answered (it
+  // asks again at the next stat), so the new one is seen at once.
+  if (Timespec now = Now(); AtimeNeedsUpdate(fs->atime(), r, false, now))
+    fs->volume()->TouchAtime(ino, now);
   uint64_t uoff = off;
   if (uoff >= r.size || size == 0) return (void)fuse_reply_buf(req, nullptr, 0);
   uint64_t len = std::min<uint64_t>(size, r.size - uoff);
@@ -506,6 +515,12 @@ void DoReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus
       });
   if (!s.ok()) return ReplyErr(req, s);
   if (!inner.ok() && used == 0) return ReplyErr(req, inner);
+  // getdents updates the directory's atime as read does a file's; the
+  // kernel drops its cached atime after each readdir reply.
+  InodeRecord dir;
+  if (Timespec now = Now();
+      fs->volume()->GetInode(ino, &dir).ok() && AtimeNeedsUpdate(fs->atime(), dir, true, now))
+    fs->volume()->TouchAtime(ino, now);
   fuse_reply_buf(req, buf.data(), used);
 }
 

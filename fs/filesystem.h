@@ -20,6 +20,7 @@
 #include "fs/inode_table.h"
 #include "fs/modify_gate.h"
 #include "fs/worker_thread.h"
+#include "meta/atime_policy.h"
 #include "meta/volume.h"
 #include "pool/pool.h"
 
@@ -41,6 +42,7 @@ Caller CallerOf(fuse_req_t req);
 struct FilesystemOptions {
   double attr_timeout = 60.0;
   double entry_timeout = 60.0;
+  AtimePolicy atime;  // docs/design.md, "Access times"
 };
 
 class Filesystem {
@@ -94,6 +96,13 @@ class Filesystem {
   // hold files (a lazy unmount alone would wait for the last of them).
   void Detach();
   const FilesystemOptions& options() const { return opts_; }
+  // The atime policy in force: the mount's, read-only while the mount is
+  // (remount included).
+  AtimePolicy atime() const {
+    AtimePolicy p = opts_.atime;
+    p.read_only |= volume_->read_only();
+    return p;
+  }
 
   // Fills `st` from an inode record.
   static void ToStat(const InodeRecord& r, struct stat* st);

@@ -36,6 +36,7 @@
 #include "fs/filesystem.h"
 #include "fs/kernel_channel.h"
 #include "fs/poison_handler.h"
+#include "fs/remount.h"
 #include "fs/startup_checks.h"
 #include "meta/superblock.h"
 #include "meta/volume.h"
@@ -141,11 +142,13 @@ void SetUpLogging(const CommandLine& cl) {
   spdlog::set_default_logger(log);
 }
 
-// Stores the timestamps of in-place overwrites once a second, so a daemon
-// that dies loses at most a second of them (the data itself is never lost).
+// Stores the timestamps of in-place overwrites and reads once a second, so a
+// daemon that dies loses at most a second of them (the data itself is never
+// lost); with lazytime, once a day (docs/design.md, "Access times").
 class TimeFlusher {
  public:
-  explicit TimeFlusher(Volume* v) : thread_([this, v] { Run(v); }) {}
+  TimeFlusher(Volume* v, std::chrono::seconds period)
+      : period_(period), thread_([this, v] { Run(v); }) {}
   ~TimeFlusher() {
     {
       MutexLock g(&mu_);
@@ -160,8 +163,8 @@ class TimeFlusher {
     MutexLock g(&mu_);
     bool failing = false;  // one line per run of failures, not one a second
     for (;;) {
-      // A second, or until stopped; a wakeup may be spurious.
-      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+      // A period, or until stopped; a wakeup may be spurious.
+      const auto deadline = std::chrono::steady_clock::now() + period_;
       bool woken = true;
       while (!stop_ && woken) woken = cv_.WaitUntil(&mu_, deadline);
       if (stop_) return;
@@ -170,6 +173,7 @@ class TimeFlusher {
       failing = !s.ok();
     }
   }
+  const std::chrono::seconds period_;
   Mutex mu_;  // held across FlushTimes, outside the Volume's locks
   CondVar cv_;
   bool stop_ GUARDED_BY(mu_) = false;
@@ -450,6 +454,7 @@ int Serve(const CommandLine& cl, StartupReport* report) {
   FilesystemOptions fs_opts;
   fs_opts.attr_timeout = cl.attr_timeout;
   fs_opts.entry_timeout = cl.entry_timeout;
+  fs_opts.atime = cl.atime;
   Filesystem fs(pool.get(), volume.get(), fs_opts);
   std::unique_ptr<ControlServer> control = BindControl(cl);
   SessionPtr se = Mount(cl, &fs, report);
@@ -463,7 +468,8 @@ int Serve(const CommandLine& cl, StartupReport* report) {
   report->Ready();
   if (!cl.foreground) DetachStdio();
 
-  auto flusher = std::make_unique<TimeFlusher>(volume.get());
+  auto flusher = std::make_unique<TimeFlusher>(
+      volume.get(), std::chrono::seconds(cl.atime.lazytime ? kRelatimeInterval : 1));
   int rc = RunRequestLoop(cl, se.get());
 
   control.reset();
@@ -508,6 +514,8 @@ int main(int argc, char** argv) {
   }
   cl.source = Absolute(cl.source);
   cl.mountpoint = Absolute(cl.mountpoint);
+  // mount -o remount: the running daemon switches; none is started.
+  if (cl.remount) return Remount(cl);
 
   int report_fd = -1;
   if (!cl.foreground) {

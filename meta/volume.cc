@@ -394,7 +394,7 @@ Status Volume::LoadMirrors(const StoreIdentity& id) {
 Status Volume::Commit(Txn& t) {
   // A read-only Volume never commits (volume.h, Options::read_only); its
   // data stores were refused already (ReadOnlyPlane).
-  if (read_only_) return Status::Error(EROFS, "read-only filesystem");
+  if (read_only_ || commits_refused_.load()) return Status::Error(EROFS, "read-only filesystem");
   // Blocks this batch starts pointing at hold their final bytes now; make
   // them durable first, so the committed map never points at stale data.
   // If that fails (the pool's host filesystem could not write them back),
@@ -452,6 +452,30 @@ VolumeStats Volume::Stats() {
 Status Volume::Sync() {
   if (read_only_) return Status::Ok();  // nothing was ever written
   return SyncLog(FlushTimes());
+}
+
+Status Volume::SetReadOnly(bool ro) {
+  if (!ro) {
+    if (read_only_)
+      return Status::Error(EROFS,
+                           "mounted read-only from the start, so its metadata store is open "
+                           "read-only: unmount it and mount it rw instead");
+    commits_refused_ = false;
+    remounted_ro_ = false;
+    return Status::Ok();
+  }
+  if (read_only_ || commits_refused_.load()) return Status::Ok();
+  {
+    MutexLock g(&times_mu_);
+    remounted_ro_ = true;
+  }
+  Status s = Sync();
+  if (!s.ok()) {
+    remounted_ro_ = false;
+    return s;
+  }
+  commits_refused_ = true;
+  return Status::Ok();
 }
 
 // Only this file's blocks are persisted: on a page-granular pool, msync of

@@ -246,8 +246,13 @@ class Volume {
     return Fallocate(ino, mode, off, len, Caller{}, out);
   }
 
-  // Stores the timestamps that in-place overwrites left pending: of every
-  // inode, or of `ino` only (its last handle closed).
+  // Records `now` as ino's atime, in memory only: stat sees it at once, and
+  // it is stored with the inode's next batch or by FlushTimes (no batch per
+  // read; docs/design.md, "Access times"). The caller decided that the read
+  // updates it (meta/atime_policy.h). Nothing on a read-only Volume.
+  void TouchAtime(uint64_t ino, Timespec now) EXCLUDES(times_mu_);
+  // Stores the timestamps that in-place overwrites and reads left pending:
+  // of every inode, or of `ino` only (its last handle closed).
   Status FlushTimes() EXCLUDES(mu_);
   Status FlushTimes(uint64_t ino) EXCLUDES(mu_);
   // Makes every committed operation durable (pending times stored, the
@@ -266,8 +271,17 @@ class Volume {
   // fails", says why there is no recovery while mounted). True while
   // stopped.
   bool store_stopped();
-  // Opened with Options::read_only.
-  bool read_only() const { return read_only_; }
+  // Opened with Options::read_only, or made read-only by SetReadOnly.
+  bool read_only() const { return read_only_ || remounted_ro_.load(); }
+  // `mount -o remount,ro` / `remount,rw` (docs/design.md, "Remounting").
+  // Read-only: no new pending time is taken (TouchAtime does nothing, a
+  // fast-path write fails), the pending ones are stored and the log synced
+  // (Sync), and from then on every commit fails with EROFS and poison is
+  // kept in memory only, as on a Volume opened read-only; if the sync fails,
+  // the Volume stays read-write and says why. Read-write again: only for a
+  // Volume that was opened read-write (EROFS otherwise: its store was
+  // opened read-only).
+  Status SetReadOnly(bool ro) EXCLUDES(mu_, times_mu_);
 
   // ---- sharing (reflink) ----
   // Makes dst's bytes [dst_off, dst_off+len) share src's blocks at
@@ -522,6 +536,11 @@ class Volume {
   // Options::read_only. Set at Open, before any other thread knows the
   // Volume; never changed.
   bool read_only_ = false;
+  // SetReadOnly(true): remounted_ro_ stops new pending times (set under
+  // times_mu_, so none slips in after the flush), commits_refused_ then
+  // refuses commits once they are stored. Both false again at remount,rw.
+  std::atomic<bool> remounted_ro_{false};
+  std::atomic<bool> commits_refused_{false};
   // On a read-only Volume, the plane data_ points at: the caller's, with
   // every store refused (volume.cc).
   std::unique_ptr<DataPlane> read_only_plane_;
@@ -571,11 +590,18 @@ class Volume {
   SharedMutex bad_mu_ ACQUIRED_AFTER(mu_);
   const BadBlocks& committed_bad() REQUIRES_SHARED(bad_mu_);
   std::atomic<uint64_t> bad_count_{0};
-  // mtime/ctime of in-place overwrites not yet stored. Its own lock, a leaf
-  // (taken inside mu_, never the other way round), so that reads and
-  // fast-path writes never wait behind a batch being built.
+  // Times not yet stored: the mtime/ctime of in-place overwrites, and the
+  // atime of reads (TouchAtime). Its own lock, a leaf (taken inside mu_,
+  // never the other way round), so that reads and fast-path writes never
+  // wait behind a batch being built.
+  struct PendingTimes {
+    bool has_mctime = false;
+    Timespec mctime;  // mtime and ctime
+    bool has_atime = false;
+    Timespec atime;
+  };
   Mutex times_mu_ ACQUIRED_AFTER(mu_);
-  std::unordered_map<uint64_t, Timespec> pending_times_ GUARDED_BY(times_mu_);
+  std::unordered_map<uint64_t, PendingTimes> pending_times_ GUARDED_BY(times_mu_);
 };
 
 Timespec Now();

@@ -144,6 +144,7 @@ Status Volume::Write(uint64_t ino, uint64_t off, const void* buf, size_t len, co
   DAXREF_RETURN_IF_ERROR(LoadAttrs(ino, &attrs));
   InodeRecord r = attrs.inode;
   if (IsDir(r.mode)) return Status::Error(EISDIR, "is a directory");
+  if (remounted_ro_.load()) return Status::Error(EROFS, "read-only filesystem");
   if (len > 0 && end <= r.size && (who.uid == 0 || KilledSetIdBits(r.mode) == 0)) {
     // A file capability must be dropped by the write: that needs a batch.
     bool fast = !attrs.has_cap;
@@ -178,7 +179,12 @@ Status Volume::Write(uint64_t ino, uint64_t off, const void* buf, size_t len, co
             data_->Write(pieces[i].pool_off, src + pieces[i].src_off, pieces[i].len));
       Timespec now = Now();
       MutexLock g(&times_mu_);
-      pending_times_[ino] = now;
+      // Remounted read-only since the check below: nothing may be left
+      // pending (the bytes are in, as for any write racing a remount).
+      if (remounted_ro_.load()) return Status::Error(EROFS, "read-only filesystem");
+      PendingTimes& p = pending_times_[ino];
+      p.has_mctime = true;
+      p.mctime = now;
       r.mtime = r.ctime = now;
       *out = r;
       return Status::Ok();

@@ -1,9 +1,11 @@
-// Inode records (I keys) and the times in-place writes leave pending.
+// Inode records (I keys) and the times in-place writes and reads leave
+// pending.
 //
 // A fast-path write (volume_data.cc) stores no inode: its mtime/ctime wait
-// in pending_times_ (times_mu_, a leaf under mu_). Every read of an inode
-// applies them (GetInode, LoadInode), storing an inode with that time drops
-// the pending entry (StoreInode). FlushTimes stores all of them at once
+// in pending_times_ (times_mu_, a leaf under mu_), and so does the atime a
+// read sets (TouchAtime). Every read of an inode applies them (GetInode,
+// LoadInode), storing an inode with that time drops the pending entry
+// (StoreInode). FlushTimes stores all of them at once
 // (sync, the daemon's timer, unmount), or one inode's (the close of its last
 // handle, fsync of it). Inode numbers come from next_ino_, mirrored by the M
 // "next_ino" record in the same batch.
@@ -64,17 +66,36 @@ Status Volume::LoadAttrs(uint64_t ino, AttrCache::Entry* out) {
 void Volume::ApplyPendingTimes(InodeRecord* r) {
   MutexLock g(&times_mu_);
   auto it = pending_times_.find(r->ino);
-  if (it != pending_times_.end()) r->mtime = r->ctime = it->second;
+  if (it == pending_times_.end()) return;
+  if (it->second.has_mctime) r->mtime = r->ctime = it->second.mctime;
+  if (it->second.has_atime) r->atime = it->second.atime;
+}
+
+void Volume::TouchAtime(uint64_t ino, Timespec now) {
+  if (read_only_) return;
+  MutexLock g(&times_mu_);
+  if (remounted_ro_.load()) return;
+  PendingTimes& p = pending_times_[ino];
+  p.has_atime = true;
+  p.atime = now;
 }
 
 void Volume::StoreInode(Txn& t, const InodeRecord& r) {
   t.Put(keys::Inode(r.ino), EncodeInode(r));
-  // A fast-path write may have left a newer time meanwhile: keep that one.
   MutexLock g(&times_mu_);
   auto it = pending_times_.find(r.ino);
-  if (it != pending_times_.end() && it->second.sec == r.mtime.sec &&
-      it->second.nsec == r.mtime.nsec)
-    pending_times_.erase(it);
+  if (it == pending_times_.end()) return;
+  PendingTimes& p = it->second;
+  // A fast-path write may have left a newer time meanwhile: keep that one.
+  if (p.has_mctime && p.mctime.sec == r.mtime.sec && p.mctime.nsec == r.mtime.nsec)
+    p.has_mctime = false;
+  // The record carries the atime this operation meant: the pending one
+  // (LoadInode applied it) or one it set (utimensat), which must win. A
+  // read that touched the atime meanwhile is lost, as harmless as a
+  // relatime skip: the next read sets it again if the policy still says so
+  // (a change that moved ctime makes it say so).
+  p.has_atime = false;
+  if (!p.has_mctime) pending_times_.erase(it);
 }
 
 // The M next_ino record is a high-water mark, not the next number: no inode

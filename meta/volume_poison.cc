@@ -183,7 +183,7 @@ Status Volume::MarkBad(uint64_t pb0, uint64_t pb1, bool strict, const BadOrigin&
   // blocks fail from now on, the store is not written, and the Txn's
   // free-space claims roll back (nothing is allocated on a read-only
   // mount, so the blocks cannot be handed out).
-  if (!read_only_) DAXREF_RETURN_IF_ERROR(Commit(t));
+  if (!read_only()) DAXREF_RETURN_IF_ERROR(Commit(t));
   WriterLock w(&bad_mu_);
   bad_ = std::move(next);
   bad_count_.store(bad_.blocks(), std::memory_order_release);
@@ -195,7 +195,7 @@ Status Volume::ClearBad(uint64_t pb0, uint64_t pb1, ClearOutcome* out) {
   DAXREF_RETURN_IF_ERROR(CheckPoolRange(pb0, pb1));
   // Poison is cleared when the memory was repaired, and only a read-write
   // mount can record that; a read-only one would only forget it.
-  if (read_only_) return Status::Error(EROFS, "poison cannot be cleared on a read-only mount");
+  if (read_only()) return Status::Error(EROFS, "poison cannot be cleared on a read-only mount");
   MutexLock g(&mu_);
   if (!bad_.Any(pb0, pb1))
     return Status::NotFound("nothing in " + BlockRangeText(pb0, pb1) + " is poisoned");

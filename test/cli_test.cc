@@ -7,6 +7,7 @@
 #include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -27,6 +28,7 @@
 #include "meta/superblock.h"
 #include "test/cli_expect.h"
 #include "test/fixture.h"
+#include "test/fs_helpers.h"
 
 using namespace daxref;
 using namespace daxref::test;
@@ -787,5 +789,151 @@ TEST_CASE("mount -t fuse.daxref, plain and with source= in the options", "[cli]"
   CHECK(ReadFile(fs.path(kKeepName)) == kKeepData);
   CHECK(ReadFile(fs.path("plain")) == "m");
   CHECK(ReadFile(fs.path("sourceopt")) == "m");
+  fs.Check();
+}
+
+// ---------------------------------------------------------------------------
+// remount (docs/design.md, "Remounting")
+
+namespace {
+
+// 0 if a file can be created and written at `path`, else the errno.
+int CreateErr(const std::string& path) {
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return errno;
+  close(fd);
+  return 0;
+}
+
+unsigned long MountFlags(const std::string& mnt) {
+  struct statvfs v {};
+  REQUIRE(statvfs(mnt.c_str(), &v) == 0);
+  return v.f_flag;
+}
+
+}  // namespace
+
+TEST_CASE("daxref -o remount,ro and remount,rw switch the running mount", "[cli][remount]") {
+  // lazytime: the read's atime below stays pending (no timer flushes it
+  // within the test), so only the remount's own flush can store it.
+  MountedFs::Options o = Small();
+  o.mount_options = {"lazytime"};
+  MountedFs fs(o);
+  const std::string src = fs.source(), mnt = fs.mnt(), f = fs.path("f");
+  WriteFile(f, std::string(8192, 'a'));
+  auto remount = [&](const std::string& mode) {
+    return Run({DaemonBin(), "-o", "remount," + mode, src, mnt});
+  };
+
+  {
+    // A file open for writing: the kernel refuses, and says why in one line.
+    Fd w(f, O_WRONLY);
+    RunResult r = remount("ro");
+    CHECK(r.status == 1);
+    CHECK(r.err ==
+          "daxref: cannot remount " + mnt + " read-only: files are open for writing on it\n");
+    CHECK((MountFlags(mnt) & ST_RDONLY) == 0);
+  }
+
+  // A read whose atime is pending while a reader holds the file open.
+  Fd reader(f, O_RDONLY);
+  const struct stat before = StatOf(f);
+  REQUIRE(PreadAll(reader.get(), 0, 8192).size() == 8192);
+  const struct stat after_read = StatOf(f);
+  REQUIRE(after_read.st_atim.tv_nsec != before.st_atim.tv_nsec);
+
+  RunResult r = remount("ro");
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  CHECK(r.err.empty());
+  unsigned long flags = MountFlags(mnt);
+  CHECK((flags & ST_RDONLY) != 0);
+  CHECK((flags & ST_NOSUID) != 0);  // the mount's other flags are kept
+  CHECK((flags & ST_NODEV) != 0);
+  CHECK(CreateErr(fs.path("g")) == EROFS);
+  CHECK(ReadFile(f) == std::string(8192, 'a'));
+  // Nor may times be set.
+  REQUIRE(utimensat(AT_FDCWD, f.c_str(), nullptr, 0) == -1);
+  CHECK(errno == EROFS);
+
+  // Back to read-write: writes work again, flags kept.
+  r = remount("rw");
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  flags = MountFlags(mnt);
+  CHECK((flags & ST_RDONLY) == 0);
+  CHECK((flags & ST_NOSUID) != 0);
+  CHECK(CreateErr(fs.path("g")) == 0);
+  WriteFile(fs.path("g"), "after");
+
+  // The remount to ro stored the pending atime: a daemon killed now (the
+  // reader still holding the file, so no close stored it) keeps it.
+  REQUIRE(remount("ro").status == 0);
+  reader.Close();
+  fs.KillDaemon();
+  fs.Mount();
+  const struct stat back = StatOf(f);
+  CHECK(back.st_atim.tv_sec == after_read.st_atim.tv_sec);
+  CHECK(back.st_atim.tv_nsec == after_read.st_atim.tv_nsec);
+  CHECK(ReadFile(fs.path("g")) == "after");
+  fs.Check();
+}
+
+TEST_CASE("remount,rw of a mount started ro is refused in one line", "[cli][remount]") {
+  MountedFs first(Small());
+  WriteFile(first.path("f"), "x");
+  first.Unmount();
+  MountedFs::Options o;
+  o.source = first.source();
+  o.mount_options = {"ro"};
+  MountedFs fs(o);
+  RunResult r = Run({DaemonBin(), "-o", "remount,rw", fs.source(), fs.mnt()});
+  CHECK(r.status == 1);
+  CHECK(r.err.rfind("daxref: cannot remount " + fs.mnt() + " read-write: mounted read-only", 0) ==
+        0);
+  CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+  CHECK((MountFlags(fs.mnt()) & ST_RDONLY) != 0);
+  CHECK(CreateErr(fs.path("g")) == EROFS);
+  // remount,ro of it is a no-op that succeeds; remount of something else is refused.
+  CHECK(Run({DaemonBin(), "-o", "remount,ro", fs.source(), fs.mnt()}).status == 0);
+  TempDir other;
+  r = Run({DaemonBin(), "-o", "remount,ro", fs.source(), other.path()});
+  CHECK(r.status == 1);
+  CHECK(r.err.find("nothing is mounted there") != std::string::npos);
+  // Without remount, what mount(8) repeats from /proc/mounts stays unknown.
+  r = Run({DaemonBin(), "-o", "user_id=0", fs.source(), other.path()});
+  CHECK(r.status == 2);
+}
+
+TEST_CASE("mount -o remount,ro and remount,rw through mount(8) and mount.fuse3", "[cli][remount]") {
+  MountedFs fs(Small());
+  PrepareUnmounted(fs);
+  const std::string src = fs.source(), mnt = fs.mnt();
+  TempDir bin;
+  REQUIRE(symlink(DaemonBin().c_str(), (bin.path() + "/daxref").c_str()) == 0);
+  const std::string log = bin.path() + "/log";
+  int rc = InMountNamespace(bin.path(), log, [=] {
+    if (Spawn({"/bin/mount", "-t", "fuse.daxref", src, mnt}) != 0) return 1;
+    int rc = 0;
+    if (CreateErr(mnt + "/a") != 0) rc = 2;
+    if (rc == 0 && Spawn({"/bin/mount", "-o", "remount,ro", mnt}) != 0) rc = 3;
+    if (rc == 0 && CreateErr(mnt + "/b") != EROFS) rc = 4;
+    if (rc == 0 && Spawn({"/bin/mount", "-o", "remount,rw", mnt}) != 0) rc = 5;
+    if (rc == 0 && CreateErr(mnt + "/c") != 0) rc = 6;
+    if (Spawn({"/bin/umount", mnt}) != 0) {
+      umount2(mnt.c_str(), MNT_DETACH);
+      if (rc == 0) rc = 7;
+    }
+    if (!WaitForPoolFree(src) && rc == 0) rc = 8;
+    return rc;
+  });
+  std::ifstream in(log);
+  INFO("child output: " << std::string(std::istreambuf_iterator<char>(in), {}));
+  CHECK(rc == 0);
+  fs.Mount();
+  CHECK(Lstat(fs.path("a")).st_size == 0);
+  CHECK(Lstat(fs.path("c")).st_size == 0);
+  struct stat st {};
+  CHECK(lstat(fs.path("b").c_str(), &st) == -1);
   fs.Check();
 }

@@ -20,6 +20,7 @@
 #include <optional>
 #include <string>
 
+#include "admin/control_client.h"
 #include "admin/control_protocol.h"
 #include "admin/fs_report.h"
 #include "meta/superblock.h"
@@ -27,7 +28,6 @@
 #include "tools/common/geometry.h"
 #include "tools/common/offline_store.h"
 #include "tools/common/progress.h"
-#include "tools/poison/control_client.h"
 #include "tools/poison/locate.h"
 
 namespace daxref {
@@ -212,7 +212,7 @@ int Main(int argc, char** argv) {
 
   Result<poison::Location> loc = poison::LocateFilesystem(fs);
   if (!loc.ok()) return kTool.Fail(loc.status().message());
-  Result<poison::ControlConnection> conn = poison::ControlConnection::Connect(loc->source);
+  Result<control::ControlConnection> conn = control::ControlConnection::Connect(loc->source);
   if (!conn.ok()) return kTool.Fail(conn.status().message());
 
   FsInfo info;
@@ -244,7 +244,7 @@ int Main(int argc, char** argv) {
         r.GetU64("errno", &err);
         const std::string* msg = r.Get("message");
         if (err == EPERM) {
-          failed = Status::Error(EPERM, poison::kPermissionDenied);
+          failed = Status::Error(EPERM, control::kPermissionDenied);
         } else {
           failed = Status::Error(static_cast<int>(err), msg ? *msg : "the daemon failed");
         }

@@ -43,6 +43,7 @@
 #include <string_view>
 #include <vector>
 
+#include "admin/control_client.h"
 #include "admin/control_protocol.h"
 #include "admin/fs_report.h"
 #include "base/unique_fd.h"
@@ -50,7 +51,6 @@
 #include "tools/common/cli.h"
 #include "tools/common/offline_store.h"
 #include "tools/common/owner_report.h"
-#include "tools/poison/control_client.h"
 #include "tools/poison/locate.h"
 
 namespace daxref {
@@ -616,7 +616,7 @@ int Fsmap(const std::string& fs, PoolRange range, bool json) {
   range.default_to_end = true;
   Result<poison::Location> loc = poison::LocateFilesystem(fs);
   if (!loc.ok()) return kTool.Fail(loc.status().message());
-  Result<poison::ControlConnection> conn = poison::ControlConnection::Connect(loc->source);
+  Result<control::ControlConnection> conn = control::ControlConnection::Connect(loc->source);
   if (!conn.ok()) return kTool.Fail(conn.status().message());
 
   if (!conn->connected()) {
@@ -684,7 +684,7 @@ int Fsmap(const std::string& fs, PoolRange range, bool json) {
       uint64_t err = 0;
       r.GetU64("errno", &err);
       const std::string* msg = r.Get("message");
-      result = err == EPERM ? Status::Error(EPERM, poison::kPermissionDenied)
+      result = err == EPERM ? Status::Error(EPERM, control::kPermissionDenied)
                             : Status::Error(static_cast<int>(err ? err : EIO),
                                             msg ? *msg : "the daemon failed");
     }

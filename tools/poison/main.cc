@@ -34,11 +34,11 @@
 #include <string>
 #include <vector>
 
+#include "admin/control_client.h"
 #include "admin/control_protocol.h"
 #include "meta/format.h"
 #include "meta/superblock.h"
 #include "tools/common/cli.h"
-#include "tools/poison/control_client.h"
 #include "tools/poison/device_map.h"
 #include "tools/poison/locate.h"
 #include "tools/poison/offline.h"
@@ -258,7 +258,7 @@ Result<control::Record> RequestRecord(const Request& req, const CommandLine& cl,
 // Carries out `req` (already checked) on the filesystem at `loc`: through
 // the daemon serving it, or on SOURCE directly. Returns the exit status.
 int Execute(Request req, const CommandLine& cl, const Location& loc) {
-  Result<ControlConnection> conn = ControlConnection::Connect(loc.source);
+  Result<control::ControlConnection> conn = control::ControlConnection::Connect(loc.source);
   if (!conn.ok()) return kTool.Fail(conn.status().message());
   ReportPrinter printer(req, cl.json);
   const RecordFn print = [&](const control::Record& r) { printer.Print(r); };
@@ -463,7 +463,7 @@ int Main(int argc, char** argv) {
     Status s = FitToPool(&req, sb.block_count);
     if (!s.ok()) return kTool.Fail(s.message());
   }
-  Result<ControlConnection> conn = ControlConnection::Connect(loc->source);
+  Result<control::ControlConnection> conn = control::ControlConnection::Connect(loc->source);
   if (!conn.ok()) return kTool.Fail(conn.status().message());
 
   ReportPrinter printer(req, cl.json);

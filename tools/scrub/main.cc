@@ -18,10 +18,10 @@
 #include <string>
 #include <vector>
 
+#include "admin/control_client.h"
 #include "admin/control_protocol.h"
 #include "tools/common/cli.h"
 #include "tools/common/progress.h"
-#include "tools/poison/control_client.h"
 #include "tools/poison/locate.h"
 
 namespace daxref::scrub {
@@ -76,7 +76,7 @@ int Main(int argc, char** argv) {
 
   Result<poison::Location> loc = poison::LocateFilesystem(fs);
   if (!loc.ok()) return kTool.Fail(loc.status().message());
-  Result<poison::ControlConnection> conn = poison::ControlConnection::Connect(loc->source);
+  Result<control::ControlConnection> conn = control::ControlConnection::Connect(loc->source);
   if (!conn.ok()) return kTool.Fail(conn.status().message());
   if (!conn->connected())
     return kTool.Fail(fs + " is not mounted (no daxref daemon answers on " +

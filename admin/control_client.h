@@ -1,17 +1,19 @@
-// daxref-poison's end of the control channel (admin/control_protocol.h): one
-// connection to the daemon serving SOURCE, one request, and the replies
-// handed on as they arrive, never collected (an inject can name millions of
-// owners).
+// The client's end of the control channel (admin/control_protocol.h), for
+// the admin tools and `daxref -o remount`: one connection to the daemon
+// serving SOURCE, one request, and the replies handed on as they arrive,
+// never collected (an inject can name millions of owners).
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include "admin/control_protocol.h"
 #include "base/unique_fd.h"
 #include "meta/status.h"
-#include "tools/poison/request.h"
 
-namespace daxref::poison {
+namespace daxref::control {
+
+using RecordFn = std::function<void(const Record&)>;
 
 class ControlConnection {
  public:
@@ -26,7 +28,7 @@ class ControlConnection {
   // Sends `request` and hands every reply to fn, through the final `done` or
   // `error`. A connection that breaks or ends before one of those is
   // reported to fn as an `error` record of its own.
-  void Exchange(const control::Record& request, const RecordFn& fn);
+  void Exchange(const Record& request, const RecordFn& fn);
 
  private:
   explicit ControlConnection(UniqueFd fd) : fd_(std::move(fd)) {}
@@ -37,4 +39,4 @@ class ControlConnection {
 // it may not use (EACCES).
 extern const char kPermissionDenied[];
 
-}  // namespace daxref::poison
+}  // namespace daxref::control

@@ -1,4 +1,4 @@
-#include "tools/poison/control_client.h"
+#include "admin/control_client.h"
 
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -8,13 +8,24 @@
 #include <cerrno>
 #include <cstring>
 
-namespace daxref::poison {
+namespace daxref::control {
+
+namespace {
+
+Record ErrorRecord(int err, const std::string& message) {
+  Record r("error");
+  r.Add("errno", static_cast<uint64_t>(err));
+  r.Add("message", message);
+  return r;
+}
+
+}  // namespace
 
 const char kPermissionDenied[] =
     "permission denied: only root or the owner of the mount may use the control channel";
 
 Result<ControlConnection> ControlConnection::Connect(const std::string& source) {
-  const std::string socket_path = control::ControlSocketPath(source);
+  const std::string socket_path = ControlSocketPath(source);
   // sun_path holds 108 bytes: reach the socket through a descriptor of
   // SOURCE instead of its whole path.
   UniqueFd dir(open(source.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
@@ -56,14 +67,14 @@ Result<ControlConnection> ControlConnection::Connect(const std::string& source) 
   return ControlConnection(std::move(sock));
 }
 
-void ControlConnection::Exchange(const control::Record& request, const RecordFn& fn) {
-  if (!control::WriteRecord(fd_.get(), request)) {
+void ControlConnection::Exchange(const Record& request, const RecordFn& fn) {
+  if (!WriteRecord(fd_.get(), request)) {
     const int err = errno;
     fn(ErrorRecord(err, std::string("cannot send the request to the daemon: ") + strerror(err)));
     return;
   }
-  control::RecordReader reader(fd_.get());
-  control::Record r;
+  RecordReader reader(fd_.get());
+  Record r;
   int err = 0;
   while (reader.Next(&r, &err)) {
     fn(r);
@@ -77,4 +88,4 @@ void ControlConnection::Exchange(const control::Record& request, const RecordFn&
     fn(ErrorRecord(EPIPE, "daemon closed the connection"));
 }
 
-}  // namespace daxref::poison
+}  // namespace daxref::control
