@@ -46,7 +46,7 @@ else
   daemon=$build/fs/daxref
   map=$build/tools/map/daxref-map
   poison=$build/tools/poison/daxref-poison
-  reflink_lib=$(cd "$build" && pwd)/tools/reflink/libdaxref-reflink.so
+  reflink_lib=$(cd "$build" && pwd)/tools/reflink/libdaxref-reflink.so.0
 fi
 
 src=$(mktemp -u /dev/shm/daxref-demo.XXXXXX)
