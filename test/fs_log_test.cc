@@ -92,6 +92,17 @@ TEST_CASE("log_file: the daemon's lines go there, the same as on standard error"
   fs.Mount();
   fs.Unmount();
   CHECK(CountContaining(FileLines(log), "mounted " + fs.source() + " on ") == 2);
+
+  // A foreground start-up failure is the command's one line on standard
+  // error, and an error line in the file.
+  const std::string missing = logs.path() + "/no-such-source";
+  ExpectOneLineFailure(Run({DaemonBin(), "-f", "-o", "log_file=" + log, missing, fs.mnt()}),
+                       "daxref", "SOURCE " + missing + ": No such file or directory");
+  lines = FileLines(log);
+  REQUIRE_FALSE(lines.empty());
+  CHECK(std::regex_match(lines.back(), kLogLine));
+  CHECK(lines.back().find(": error: SOURCE " + missing + ": No such file or directory") !=
+        std::string::npos);
 }
 
 TEST_CASE("log_file: a daemon in the background logs there too", "[log]") {
