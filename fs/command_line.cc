@@ -5,6 +5,7 @@
 #include <cctype>
 #include <cerrno>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <set>
 #include <sstream>
@@ -57,6 +58,35 @@ bool StartsWith(const std::string& s, const std::string& p) {
   return s.rfind(p, 0) == 0;
 }
 
+// log_file_size=: bytes, or a number with K, M or G (KiB, MiB, GiB).
+bool ParseSize(const std::string& v, uint64_t* out) {
+  if (v.empty() || !isdigit(static_cast<unsigned char>(v[0]))) return false;
+  char* end = nullptr;
+  errno = 0;
+  unsigned long long n = strtoull(v.c_str(), &end, 10);
+  if (errno) return false;
+  int shift = 0;
+  if (*end) {
+    switch (toupper(static_cast<unsigned char>(*end))) {
+      case 'K':
+        shift = 10;
+        break;
+      case 'M':
+        shift = 20;
+        break;
+      case 'G':
+        shift = 30;
+        break;
+      default:
+        return false;
+    }
+    if (end[1]) return false;
+  }
+  if (n > (1ull << (40 - shift))) return false;
+  *out = n << shift;
+  return true;
+}
+
 // poison_signal=: a signal name with or without SIG (BUS, SIGUSR1,
 // RTMIN+2), a number, or "none".
 bool ParseSignal(std::string v, int* out) {
@@ -106,6 +136,23 @@ Status AddMountOptions(const std::string& list, CommandLine* cl) {
       cl->source = o.substr(7);
     } else if (StartsWith(o, "log_level=")) {
       cl->log_level = o.substr(10);
+    } else if (StartsWith(o, "log_file=")) {
+      cl->log_file = o.substr(9);
+      if (cl->log_file.empty()) return Status::Invalid("log_file= needs a path");
+    } else if (StartsWith(o, "log_file_size=")) {
+      uint64_t v = 0;
+      if (!ParseSize(o.substr(14), &v) || v < 1024 || v > (1ull << 40))
+        return Status::Invalid("bad log_file_size '" + o.substr(14) +
+                               "' (bytes or a number with K, M or G; 1K to 1024G)");
+      cl->log_file_size = v;
+      cl->log_file_size_given = true;
+    } else if (StartsWith(o, "log_files=")) {
+      char* end = nullptr;
+      long v = strtol(o.c_str() + 10, &end, 10);
+      if (o.size() == 10 || *end || v < 1 || v > 100)
+        return Status::Invalid("bad log_files '" + o.substr(10) + "' (1 to 100)");
+      cl->log_files = static_cast<int>(v);
+      cl->log_files_given = true;
     } else if (StartsWith(o, "lock_wait=")) {
       char* end = nullptr;
       long v = strtol(o.c_str() + 10, &end, 10);
@@ -174,7 +221,8 @@ std::string Usage(const char* prog) {
     << "  -f, --foreground        stay in the foreground (log to stderr)\n"
     << "  -d, --debug             foreground, FUSE request tracing, log level debug\n"
     << "  -s                      serve requests on one thread (-o threads=1)\n"
-    << "      --log-level LEVEL   trace, debug, info, warn, error (default info)\n\n"
+    << "      --log-level LEVEL   trace, debug, info, warn, error (default info)\n"
+    << "  -o OPT[,OPT...]         mount options (below)\n\n"
     << "Mount options (-o OPT[,OPT...]):\n"
     << "  allow_other, ro, rw, noexec, fsname=NAME, ...\n"
     << "                          standard FUSE/mount options, passed to the kernel\n"
@@ -188,6 +236,10 @@ std::string Usage(const char* prog) {
     << "                          nothing else changes\n"
     << "  source=PATH             SOURCE, for fstab entries that put it here\n"
     << "  log_level=LEVEL         as --log-level\n"
+    << "  log_file=PATH           also log to PATH (its directory must exist)\n"
+    << "  log_file_size=SIZE      rotate PATH at SIZE bytes (K, M, G; default 10M)\n"
+    << "  log_files=N             old files kept (NAME.1.EXT to NAME.N.EXT for\n"
+    << "                          PATH NAME.EXT; default 5)\n"
     << "  threads=N               request threads, 1 to 64 (default 4)\n"
     << "  attr_timeout=S, entry_timeout=S\n"
     << "                          how long the kernel caches attributes and names\n"
@@ -254,6 +306,8 @@ Result<CommandLine> ParseCommandLine(int argc, char** argv) {
   static const std::set<std::string> kLevels = {"trace", "debug", "info", "warn", "error", "off"};
   if (!kLevels.count(cl.log_level))
     return Status::Invalid("unknown log level '" + cl.log_level + "'");
+  if (cl.log_file.empty() && (cl.log_file_size_given || cl.log_files_given))
+    return Status::Invalid("log_file_size= and log_files= need log_file=");
   // With source= in the options, mount(8)'s first argument is a placeholder.
   if (positional.size() == 2) {
     // Both a SOURCE and source=: the first may be a placeholder (fstab's

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <csignal>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,14 @@ struct CommandLine {
   bool help = false;
   bool version = false;
   std::string log_level = "info";
+  // -o log_file=PATH: the log also goes to PATH (absolute once main has
+  // resolved it), rotated at log_file_size bytes, keeping log_files old
+  // files (daxref.1.log ... daxref.N.log for daxref.log); see fs/logging.h.
+  std::string log_file;
+  uint64_t log_file_size = 10ull << 20;
+  int log_files = 5;
+  bool log_file_size_given = false;
+  bool log_files_given = false;
   int lock_wait_ms = 30000;
   int poison_signal = SIGBUS;  // 0: none (docs/poison.md)
   // Set-id bits and device files are honoured only when asked for by name

@@ -11,8 +11,6 @@
 #define FUSE_USE_VERSION 314
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
-#include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/sinks/syslog_sink.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -35,6 +33,7 @@
 #include "fs/command_line.h"
 #include "fs/filesystem.h"
 #include "fs/kernel_channel.h"
+#include "fs/logging.h"
 #include "fs/poison_handler.h"
 #include "fs/remount.h"
 #include "fs/startup_checks.h"
@@ -53,10 +52,13 @@ namespace {
 // Tells the waiting parent how start-up goes, one line per message: a code
 // (N: a note to print now, E: failed, K: mounted), then the text. In the
 // foreground (no parent waiting, fd < 0) a note or failure is printed
-// directly.
+// directly. Either way every note and failure is a line of the log: in the
+// foreground a failure is printed as the command's one-line message, so the
+// log file (if any) gets it through `file_log`.
 class StartupReport {
  public:
   explicit StartupReport(int fd) : fd_(fd) {}
+  void set_file_log(std::shared_ptr<spdlog::logger> l) { file_log_ = std::move(l); }
   ~StartupReport() {
     if (fd_ >= 0) close(fd_);
   }
@@ -69,7 +71,10 @@ class StartupReport {
     if (code == 'N') spdlog::warn("{}", msg);
     if (fd_ < 0) {
       // In the foreground a note is the log line above.
-      if (code == 'E') fprintf(stderr, "daxref: %s\n", msg.c_str());
+      if (code == 'E') {
+        fprintf(stderr, "daxref: %s\n", msg.c_str());
+        if (file_log_) file_log_->error("{}", msg);
+      }
       return;
     }
     if (code == 'E') spdlog::error("{}", msg);
@@ -86,6 +91,7 @@ class StartupReport {
     }
   }
   int fd_;
+  std::shared_ptr<spdlog::logger> file_log_;
 };
 
 // Parent side of the background start: returns the exit code to use.
@@ -130,16 +136,6 @@ std::string Absolute(const std::string& p) {
   // that it can be found in mountinfo.
   if (!p.empty() && p[0] != '/' && getcwd(buf, sizeof(buf))) return std::string(buf) + "/" + p;
   return p;
-}
-
-void SetUpLogging(const CommandLine& cl) {
-  std::shared_ptr<spdlog::logger> log;
-  if (cl.foreground)
-    log = spdlog::stderr_color_mt("daxref");
-  else
-    log = spdlog::syslog_logger_mt("daxref", "daxref", LOG_PID, LOG_DAEMON);
-  log->set_level(spdlog::level::from_str(cl.log_level));
-  spdlog::set_default_logger(log);
 }
 
 // Stores the timestamps of in-place overwrites and reads once a second, so a
@@ -516,6 +512,7 @@ int main(int argc, char** argv) {
   cl.mountpoint = Absolute(cl.mountpoint);
   // mount -o remount: the running daemon switches; none is started.
   if (cl.remount) return Remount(cl);
+  if (!cl.log_file.empty()) cl.log_file = Absolute(cl.log_file);
 
   int report_fd = -1;
   if (!cl.foreground) {
@@ -543,7 +540,13 @@ int main(int argc, char** argv) {
   // What the daemon creates in SOURCE (the store's files) is its owner's
   // alone, as mkfs.daxref made SOURCE.
   umask(077);
-  SetUpLogging(cl);
   StartupReport report(report_fd);
+  std::shared_ptr<spdlog::logger> file_log;
+  Status logging = SetUpLogging(cl, &file_log);
+  report.set_file_log(file_log);
+  if (!logging.ok()) {
+    report.Fail(logging.message());
+    return 1;
+  }
   return Serve(cl, &report);
 }

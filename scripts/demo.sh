@@ -6,11 +6,19 @@
 # if everything read back matches; exits non-zero otherwise.
 #
 # Usage: scripts/demo.sh [BUILD_DIR]     (BUILD_DIR defaults to build)
+#        scripts/demo.sh --installed     the installed binaries (/usr/bin,
+#                                        /usr/sbin, the library path): no
+#                                        build (scripts/package.sh runs this)
 #
 # Everything it creates (the filesystem under /dev/shm and the mountpoint
 # under /tmp) is removed on exit, also on failure or Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+installed=0
+if [ "${1:-}" = --installed ]; then
+  installed=1
+  shift
+fi
 build=${1:-build}
 
 # The demo's defaults.
@@ -19,15 +27,27 @@ random_mib=64     # size of the random file, in MiB
 
 say() { printf '\n==> %s\n' "$*"; }
 
-say "installing dependencies (scripts/install-deps.sh)"
-scripts/install-deps.sh
+if [ "$installed" -eq 1 ]; then
+  mkfs=/usr/sbin/mkfs.daxref
+  daemon=/usr/bin/daxref
+  map=/usr/bin/daxref-map
+  poison=/usr/sbin/daxref-poison
+  reflink_lib=libdaxref-reflink.so  # found by ld.so in the library path
+  say "using the installed binaries: $daemon, $mkfs, $map, $poison, $reflink_lib"
+else
+  say "installing dependencies (scripts/install-deps.sh)"
+  scripts/install-deps.sh
 
-say "building in $build/"
-[ -f "$build/build.ninja" ] || meson setup "$build" >/dev/null
-ninja -C "$build"
+  say "building in $build/"
+  [ -f "$build/build.ninja" ] || meson setup "$build" >/dev/null
+  ninja -C "$build"
 
-mkfs=$build/tools/mkfs/mkfs.daxref
-daemon=$build/fs/daxref
+  mkfs=$build/tools/mkfs/mkfs.daxref
+  daemon=$build/fs/daxref
+  map=$build/tools/map/daxref-map
+  poison=$build/tools/poison/daxref-poison
+  reflink_lib=$(cd "$build" && pwd)/tools/reflink/libdaxref-reflink.so.0
+fi
 
 src=$(mktemp -u /dev/shm/daxref-demo.XXXXXX)
 mnt=$(mktemp -d /tmp/daxref-demo-mnt.XXXXXX)
@@ -85,10 +105,15 @@ used_before=$(df --output=used -B4K "$mnt" | tail -1)
 cp "$mnt/random.bin" "$mnt/copy.bin"
 used_after=$(df --output=used -B4K "$mnt" | tail -1)
 echo "4 KiB blocks in use: $used_before before the copy, $used_after after"
-"$build/tools/map/daxref-map" extents "$mnt/copy.bin" | tail -n 3
+"$map" extents "$mnt/copy.bin" | tail -n 3
 echo "changing the first 5 bytes of copy.bin; random.bin keeps its own"
 printf 'HELLO' | dd of="$mnt/copy.bin" conv=notrunc status=none
 copy_md5=$(md5sum < "$mnt/copy.bin" | cut -d' ' -f1)
+
+say "cp --reflink=always through the preload library: LD_PRELOAD=$reflink_lib"
+LD_PRELOAD=$reflink_lib cp --reflink=always "$mnt/random.bin" "$mnt/clone.bin"
+cmp "$mnt/random.bin" "$mnt/clone.bin" || { echo "clone.bin differs from random.bin"; fail_early=1; }
+"$map" extents -c "$mnt/clone.bin"
 
 say "unmounting: fusermount3 -u $mnt"
 fusermount3 -u "$mnt"
@@ -103,7 +128,7 @@ got_md5=$(md5sum < "$mnt/random.bin" | cut -d' ' -f1)
 echo "md5 of random.bin now:   $got_md5"
 
 say "checking"
-fail=0
+fail=${fail_early:-0}
 [ "$(cat "$mnt/hello.txt")" = "hello, persistent memory" ] || { echo "hello.txt differs"; fail=1; }
 [ "$got_md5" = "$want_md5" ] || { echo "random.bin differs: md5 $got_md5, wrote $want_md5"; fail=1; }
 [ "$(stat -c %s "$mnt/random.bin")" -eq $((random_mib << 20)) ] || { echo "random.bin has the wrong size"; fail=1; }
@@ -114,7 +139,7 @@ fail=0
 say "memory poison: a block shared by two files goes bad"
 head -c 12288 /dev/urandom > "$mnt/victim.bin"
 cp "$mnt/victim.bin" "$mnt/victim-copy.bin"
-"$build/tools/poison/daxref-poison" inject --file "$mnt/victim.bin" --offset 4096
+"$poison" inject --file "$mnt/victim.bin" --offset 4096
 for f in victim.bin victim-copy.bin; do
   if dd if="$mnt/$f" of=/dev/null bs=4096 skip=1 count=1 status=none 2>/dev/null; then
     echo "$f: the poisoned block still reads"; fail=1
@@ -123,7 +148,7 @@ for f in victim.bin victim-copy.bin; do
   fi
   dd if="$mnt/$f" of=/dev/null bs=4096 count=1 status=none || { echo "$f: block 0 unreadable"; fail=1; }
 done
-"$build/tools/poison/daxref-poison" list "$mnt"
+"$poison" list "$mnt"
 
 say "unmounting"
 fusermount3 -u "$mnt"

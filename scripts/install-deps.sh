@@ -4,7 +4,8 @@
 set -euo pipefail
 pkgs=(build-essential pkg-config meson ninja-build python3
       libfuse3-dev fuse3 libpmem2-dev librocksdb-dev libspdlog-dev catch2
-      fio xfsprogs util-linux coreutils procps duperemove clang)
+      fio xfsprogs util-linux coreutils procps duperemove clang
+      systemd man-db)  # systemd-analyze and man(1): test/fs_mount_test.cc verifies the unit
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

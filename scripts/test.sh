@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what daxref needs (Debian 12 packages), builds it and runs every
 # test, then checks the lock annotations with clang and runs every test once
-# more under AddressSanitizer and UndefinedBehaviorSanitizer. Ends with the
-# line "N passed, N failed" summed from the Catch2 summaries of both runs.
+# more under AddressSanitizer and UndefinedBehaviorSanitizer; between the
+# two, builds, installs and removes the Debian package (scripts/package.sh,
+# running the demo from it). Ends with the line "N passed, N failed" summed
+# from the Catch2 summaries of both runs, the package counting as one.
 # Usage: scripts/test.sh [BUILD_DIR]   (the other builds go in BUILD_DIR-clang
 # and BUILD_DIR-san)
 set -euo pipefail
@@ -25,6 +27,12 @@ setup "$build"
 ninja -C "$build"
 meson test -C "$build" --no-rebuild --print-errorlogs || rc=1
 
+# The Debian package: built from the tree, lintian-clean, installed, the
+# demo run from the installed binaries, removed again (docs/packaging.md).
+# Counted as one test in the summary.
+pkg_pass=0 pkg_fail=0
+if scripts/package.sh; then pkg_pass=1; else pkg_fail=1; rc=1; fi
+
 scripts/check-thread-safety.sh "$build-clang" || rc=1
 
 # The sanitized run. LeakSanitizer is on: a leak is a failure. The daemon's
@@ -41,7 +49,8 @@ UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 # Catch2 v2 ends each binary's output with either
 #   "All tests passed (A assertions in N test cases)" or
 #   "test cases: N | P passed | F failed"
-awk '
+awk -v pkg_pass="$pkg_pass" -v pkg_fail="$pkg_fail" '
+  BEGIN { p = pkg_pass; f = pkg_fail }
   /^All tests passed/ { match($0, /in [0-9]+ test case/); n = substr($0, RSTART + 3, RLENGTH - 13); p += n }
   /^test cases:/ {
     for (i = 1; i <= NF; i++) {

@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "test/cli_expect.h"
 #include "test/fixture.h"
 #include "test/fs_helpers.h"
 
@@ -377,4 +378,99 @@ TEST_CASE("daxref-reflink unshare of a range past EOF stops at EOF", "[mount]") 
   CHECK(r.status == 0);
   CHECK(FreeBlocksSettled(fs, free_before - 4) == free_before - 4);
   fs.Check();
+}
+
+// The fstab line and the systemd mount unit the documentation gives
+// (docs/examples/, quoted in daxref(8) and the README).
+TEST_CASE("docs/examples: the fstab line mounts through mount(8); the unit verifies", "[mount]") {
+  const std::string root = DAXREF_TEST_SOURCE_ROOT;
+  std::string line;
+  for (const auto& l : Lines(ReadFile(root + "/docs/examples/fstab")))
+    if (!l.empty() && l[0] != '#') line = l;
+  std::istringstream fields(line);
+  std::string what, where, type, opts, freq, pass;
+  fields >> what >> where >> type >> opts >> freq >> pass;
+  REQUIRE(type == "fuse.daxref");
+  CHECK(freq == "0");
+  CHECK(pass == "0");
+  // The unit says the same.
+  const std::string unit = ReadFile(root + "/docs/examples/mnt-pm.mount");
+  CHECK(unit.find("\nWhat=" + what + "\n") != std::string::npos);
+  CHECK(unit.find("\nWhere=" + where + "\n") != std::string::npos);
+  CHECK(unit.find("\nType=" + type + "\n") != std::string::npos);
+  CHECK(unit.find("\nOptions=" + opts + "\n") != std::string::npos);
+  // And the documentation quotes the line.
+  CHECK(ReadFile(root + "/README.md").find(line) != std::string::npos);
+
+  SECTION("systemd-analyze verify passes on the unit") {
+    if (access("/usr/bin/systemd-analyze", X_OK) != 0) {
+      WARN("no systemd-analyze (package systemd): skipped");
+      return;
+    }
+    // Documentation=man:daxref(8) is checked with man(1): the tree's pages.
+    TempDir man;
+    REQUIRE(mkdir((man.path() + "/man8").c_str(), 0755) == 0);
+    REQUIRE(symlink((root + "/man/daxref.8").c_str(), (man.path() + "/man8/daxref.8").c_str()) ==
+            0);
+    RunResult r =
+        RunWithEnv({"/usr/bin/systemd-analyze", "verify", root + "/docs/examples/mnt-pm.mount"},
+                   {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "MANPATH=" + man.path()});
+    INFO(r.out << r.err);
+    CHECK(r.status == 0);
+    CHECK(r.err.empty());
+  }
+  SECTION("mount MOUNTPOINT with the line in an fstab mounts it") {
+    if (!HaveMountFuse()) {
+      WARN("no /sbin/mount.fuse3 (package fuse3): skipped");
+      return;
+    }
+    TempDir parent("/dev/shm");
+    const std::string source = MakeSource(parent.path());
+    TempDir mnt;
+    DetachOnExit detach{mnt.path()};
+    TempDir logs;
+    // This machine's paths for SOURCE, the mountpoint and the log file.
+    std::string here = opts;
+    const std::string log_default = "log_file=/var/log/daxref-pm.log";
+    REQUIRE(here.find(log_default) != std::string::npos);
+    here.replace(here.find(log_default), log_default.size(),
+                 "log_file=" + logs.path() + "/daxref-pm.log");
+    const std::string fstab = logs.path() + "/fstab";
+    WriteFile(fstab, source + "  " + mnt.path() + "  " + type + "  " + here + "  0 0\n");
+    // mount(8) starts mount.fuse3 with an empty environment, so its shell
+    // finds `daxref` in the default PATH only: in a mount namespace of its
+    // own, /usr/local/bin gets a link to the daemon under test, and
+    // mount(8) reads the line from the fstab given with -T.
+    const std::string script =
+        "set -e; mnt=$1\n"
+        "trap 'umount -l \"$mnt\" 2>/dev/null || true' EXIT\n"
+        "mount -t tmpfs -o mode=0755 daxref-test-bin /usr/local/bin\n"
+        "ln -s \"$2\" /usr/local/bin/daxref\n"
+        "mount -T \"$3\" \"$mnt\"\n"
+        "findmnt -n -o FSTYPE \"$mnt\"\n"
+        "findmnt -n -o OPTIONS \"$mnt\"\n"
+        "echo 'via fstab' > \"$mnt/f\"\n"
+        "cat \"$mnt/f\"\n"
+        "umount \"$mnt\"\n";
+    RunResult r = Run({"/usr/bin/unshare", "--mount", "--propagation", "private", "/bin/sh", "-c",
+                       script, "sh", mnt.path(), DaemonBin(), fstab});
+    INFO(r.out << r.err);
+    REQUIRE(r.status == 0);
+    const std::vector<std::string> out = Lines(r.out);
+    REQUIRE(out.size() == 3);
+    CHECK(out[0] == "fuse.daxref");
+    CHECK(("," + out[1] + ",").find(",nosuid,") != std::string::npos);
+    CHECK(out[2] == "via fstab");
+    WaitForPoolFree(source);
+    CHECK(
+        ReadFile(logs.path() + "/daxref-pm.log").find("mounted " + source + " on " + mnt.path()) !=
+        std::string::npos);
+    // The file is there for the next mount.
+    RunResult again = Run({DaemonBin(), source, mnt.path()});
+    INFO(again.err);
+    REQUIRE(again.status == 0);
+    CHECK(ReadFile(mnt.path() + "/f") == "via fstab\n");
+    UnmountBackground(mnt.path(), source);
+    CHECK(MountsAt(mnt.path()) == 0);
+  }
 }
