@@ -73,7 +73,9 @@ std::vector<Tool> Tools() {
       {"daxref-info", DAXREF_TEST_INFO, {}},
       {"daxref-scrub", DAXREF_TEST_SCRUB, {}},
       {"daxref-map", DAXREF_TEST_MAP, {"extents", "fsmap", "owners"}},
-      {"daxref-poison", DAXREF_TEST_POISON, {"inject", "list", "clear", "resolve", "pre-remove"}},
+      {"daxref-poison",
+       DAXREF_TEST_POISON,
+       {"inject", "list", "clear", "resolve", "rescan", "from-device", "pre-remove"}},
       {"daxref-reflink", DAXREF_TEST_REFLINK, {"clone", "clone-range", "dedupe", "unshare"}},
   };
 }

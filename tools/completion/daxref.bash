@@ -73,7 +73,7 @@ _daxref_mount_options="allow_other allow_root allow_suid allow_dev auto_unmount 
 suid nosuid dev nodev async sync dirsync atime noatime diratime nodiratime relatime norelatime
 strictatime nostrictatime lazytime nolazytime default_permissions debug defaults auto noauto user
 users nouser owner group nofail _netdev fsname= subtype= source= max_read= log_level= log_file=
-log_file_size= log_files= threads= attr_timeout= entry_timeout= lock_wait= poison_signal="
+log_file_size= log_files= threads= attr_timeout= entry_timeout= lock_wait= poison_signal= remount"
 _daxref() {
   local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
   _daxref_generic "-f --foreground -d --debug -s --log-level -o -h --help -V --version" \
@@ -123,8 +123,10 @@ _daxref_map() {
 }
 
 _daxref_poison() {
-  _daxref_generic "--json --blocks --file --offset --length -h --help -V --version" \
-    "--file --offset --length" "inject list clear resolve pre-remove" files && return 0
+  _daxref_generic "--json --blocks --file --offset --length --sector --count --device-offset
+    --device-length --inject -h --help -V --version" \
+    "--file --offset --length --sector --count --device-offset --device-length" \
+    "inject list clear resolve rescan from-device pre-remove" files && return 0
   case ${COMP_WORDS[COMP_CWORD - 1]} in
     --file) _daxref_paths files ;;
   esac
