@@ -73,6 +73,12 @@ TEST_CASE("an O_DIRECT descriptor can be mapped and the mapping shows its writes
   Aligned back(std::string(kBlock, '\0'));
   REQUIRE(pread(d.get(), back.mem.get(), kBlock, 2 * kBlock) == static_cast<ssize_t>(kBlock));
   REQUIRE_SAME(back.str(), std::string(kBlock, 'm'));
+  // The same for an existing file opened with O_DIRECT (open, not create).
+  d.Close();
+  Fd again(fs.path("f"), O_RDWR | O_DIRECT);
+  Mapping m2(again.get(), 4 * kBlock);
+  REQUIRE_SAME(m2.str(0, kBlock), a.substr(0, kBlock));
+  REQUIRE_SAME(m2.str(2 * kBlock, kBlock), std::string(kBlock, 'm'));
 }
 
 TEST_CASE("a direct write reaches buffered readers and mappings of other descriptors at once",
