@@ -171,9 +171,8 @@ constexpr uint64_t kCowWindow = 32;
 uint64_t Volume::CowGoal(Txn& t, const InodeRecord& r, const Extent& piece,
                          const std::vector<Extent>& fresh) {
   const uint64_t f = piece.fblock, win = f / kCowWindow * kCowWindow, slot = f - win;
-  // A block of r that no one else references, in file blocks [w0, w1): its
-  // window's pool base (pool block of file block win' where win' is w0's
-  // window), or nullopt.
+  // The pool block that file block w0 lines up with, judged by a block of
+  // r in file blocks [w0, w1) that no one else references; nullopt if none.
   auto placed = [&](uint64_t w0, uint64_t w1) REQUIRES(mu_) -> std::optional<uint64_t> {
     std::optional<uint64_t> base;
     auto consider = [&](const Extent& e) {
@@ -184,8 +183,9 @@ uint64_t Volume::CowGoal(Txn& t, const InodeRecord& r, const Extent& piece,
       if (refs_.AnyShared(pa, pa + (b - a))) return;
       base = pa - (a - w0);
     };
-    for (const Extent& e : fresh) {
-      consider(e);
+    // Pieces come in file order: only the last few taken can be near.
+    for (size_t i = fresh.size(), n = 0; i-- > 0 && n < 8; ++n) {
+      consider(fresh[i]);
       if (base) return base;
     }
     Status s = WalkExtents(t, r.ino, w0, w1, [&](const Extent& e) {
