@@ -175,7 +175,7 @@ uint64_t Volume::CowGoal(Txn& t, const InodeRecord& r, const Extent& piece,
   // r in file blocks [w0, w1) that no one else references; nullopt if none.
   auto placed = [&](uint64_t w0, uint64_t w1) REQUIRES(mu_) -> std::optional<uint64_t> {
     std::optional<uint64_t> base;
-    auto consider = [&](const Extent& e) {
+    auto consider = [&](const Extent& e) REQUIRES(mu_) {
       uint64_t a = std::max(e.fblock, w0), b = std::min(e.fend(), w1);
       if (a >= b) return;
       uint64_t pa = e.pblock + (a - e.fblock);
@@ -188,7 +188,7 @@ uint64_t Volume::CowGoal(Txn& t, const InodeRecord& r, const Extent& piece,
       consider(fresh[i]);
       if (base) return base;
     }
-    Status s = WalkExtents(t, r.ino, w0, w1, [&](const Extent& e) {
+    Status s = WalkExtents(t, r.ino, w0, w1, [&](const Extent& e) REQUIRES(mu_) {
       consider(e);
       return !base;
     });
