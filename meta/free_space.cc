@@ -76,10 +76,9 @@ std::optional<uint64_t> FreeSpace::FindRoom(uint64_t from, uint64_t want, uint64
   for (size_t seen = 0; seen < kRoomScan && seen < extents_.size(); ++seen, ++it) {
     if (it == extents_.end()) it = extents_.begin();
     if (seen > 0 && it == first) break;
-    uint64_t lo = std::max(it->first, it == first ? from : it->first);
-    if (lo < it->first) lo = it->first;
+    uint64_t lo = it == first ? std::max(it->first, from) : it->first;
     uint64_t at = (lo + align - 1) / align * align, end = it->first + it->second;
-    if (at >= lo && at + want <= end) return at;
+    if (at + want <= end) return at;
   }
   return std::nullopt;
 }

@@ -186,7 +186,8 @@ class Volume {
   // below *end. *end == 0 asks for the walk's end to be set now, to the
   // directory's next cookie. Cookies only grow, and an entry renamed into
   // the directory gets a new one, so a walk that renames the entries it
-  // reads meets each at most once and ends (docs/design.md, "readdir").
+  // reads meets each at most once and ends (docs/design.md, "readdir
+  // under rename").
   Status ReadDir(uint64_t dir, uint64_t cookie, uint64_t* end, const DirentFn& fn);
   // Walks [off, off+len) clipped to nothing: holes included. fn returns false to stop.
   using SegmentFn = std::function<bool(const MappedSegment&)>;
