@@ -259,7 +259,9 @@ void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   if ((fi->flags & O_ACCMODE) != O_WRONLY && AtimeNeedsUpdate(fs->atime(), r, false, Now()))
     fi->keep_cache = 0;
   fi->noflush = 1;
-  if (fi->flags & O_DIRECT) fi->direct_io = 1;
+  // O_DIRECT is the kernel's own direct path (fuse_direct_IO), not direct_io:
+  // it writes back and invalidates the page cache around each direct request
+  // and leaves mmap working (docs/design.md, "O_DIRECT").
   fi->fh = fs->handles().Add(ino, fi->flags);
   if (fuse_reply_open(req, fi) != 0) {
     fs->handles().Remove(fi->fh);
@@ -279,7 +281,6 @@ void Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fu
   fs->inodes().Open(r.ino);  // a new inode: nothing can have deleted it yet
   fi->keep_cache = 1;
   fi->noflush = 1;
-  if (fi->flags & O_DIRECT) fi->direct_io = 1;
   fi->fh = fs->handles().Add(r.ino, fi->flags);
   if (fuse_reply_create(req, &e, fi) != 0) {
     fs->handles().Remove(fi->fh);
@@ -471,19 +472,28 @@ void OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   InodeRecord r;
   Status s = fs->volume()->GetInode(ino, &r);
   if (s.ok() && !S_ISDIR(r.mode)) s = Status::Error(ENOTDIR, "not a directory");
+  if (s.ok()) fi->fh = fs->handles().AddDir();
   if (!s.ok() || fuse_reply_open(req, fi) != 0) {
+    if (s.ok()) fs->handles().RemoveDir(fi->fh);
     if (fs->inodes().Release(ino)) fs->ReclaimNow(ino);
     if (!s.ok()) ReplyErr(req, s);
   }
 }
 
-void DoReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus) {
+// One walk of a directory handle ends where the directory's cookies stood at
+// its first readdir (or its last rewind): entries renamed or created since
+// are not returned, so a walk that renames what it reads ends and meets
+// each entry at most once (Volume::ReadDir).
+void DoReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi,
+               bool plus) {
   Filesystem* fs = Fs(req);
   std::vector<char> buf(size);
   size_t used = 0;
   Status inner;
+  uint64_t end = fs->handles().WalkEnd(fi->fh, off);
+  bool new_walk = end == 0;
   Status s = fs->volume()->ReadDir(
-      ino, off, [&](std::string_view name, uint64_t child, uint32_t type, uint64_t cookie) {
+      ino, off, &end, [&](std::string_view name, uint64_t child, uint32_t type, uint64_t cookie) {
         std::string n(name);
         size_t need;
         if (plus) {
@@ -514,6 +524,7 @@ void DoReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus
         return true;
       });
   if (!s.ok()) return ReplyErr(req, s);
+  if (new_walk) fs->handles().SetWalkEnd(fi->fh, end);
   if (!inner.ok() && used == 0) return ReplyErr(req, inner);
   // getdents updates the directory's atime as read does a file's; the
   // kernel drops its cached atime after each readdir reply.
@@ -524,16 +535,17 @@ void DoReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus
   fuse_reply_buf(req, buf.data(), used);
 }
 
-void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
-  DoReadDir(req, ino, size, off, false);
+void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  DoReadDir(req, ino, size, off, fi, false);
 }
 
-void ReadDirPlus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
-  DoReadDir(req, ino, size, off, true);
+void ReadDirPlus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  DoReadDir(req, ino, size, off, fi, true);
 }
 
-void ReleaseDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+void ReleaseDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Filesystem* fs = Fs(req);
+  fs->handles().RemoveDir(fi->fh);
   bool reclaim = fs->inodes().Release(ino);
   // Frozen or shut down: the orphan stays on its list for the next mount.
   if (fs->modify_gate().frozen() || fs->shut_down()) reclaim = false;

@@ -35,7 +35,8 @@ struct Handle {
 
 class HandleTable {
  public:
-  // Handle ids start at 1: 0 is what a directory handle carries.
+  // Handle ids start at 1. File and directory handles share the ids; only
+  // file handles are found by Find, so nothing is issued on a directory.
   uint64_t Add(uint64_t ino, int flags) {
     MutexLock g(&mu_);
     uint64_t fh = next_++;
@@ -49,6 +50,31 @@ class HandleTable {
     handles_.erase(fh);
     for (auto it = tokens_.begin(); it != tokens_.end();)
       it = it->second.fh == fh ? tokens_.erase(it) : std::next(it);
+  }
+
+  // An open directory: where its current walk ends (a readdir cookie; 0
+  // until its first readdir, see Volume::ReadDir).
+  uint64_t AddDir() {
+    MutexLock g(&mu_);
+    uint64_t fh = next_++;
+    walk_ends_[fh] = 0;
+    return fh;
+  }
+  void RemoveDir(uint64_t fh) {
+    MutexLock g(&mu_);
+    walk_ends_.erase(fh);
+  }
+  // The end of the walk on directory handle fh; 0 (set it now) for a walk
+  // that starts over (offset 0) or an unknown handle.
+  uint64_t WalkEnd(uint64_t fh, uint64_t off) {
+    MutexLock g(&mu_);
+    auto it = walk_ends_.find(fh);
+    return it == walk_ends_.end() || off == 0 ? 0 : it->second;
+  }
+  void SetWalkEnd(uint64_t fh, uint64_t end) {
+    MutexLock g(&mu_);
+    auto it = walk_ends_.find(fh);
+    if (it != walk_ends_.end()) it->second = end;
   }
 
   bool Find(uint64_t fh, Handle* out) {
@@ -109,6 +135,7 @@ class HandleTable {
   Mutex mu_;  // a leaf: nothing is taken while it is held
   uint64_t next_ GUARDED_BY(mu_) = 1;
   std::unordered_map<uint64_t, Handle> handles_ GUARDED_BY(mu_);
+  std::unordered_map<uint64_t, uint64_t> walk_ends_ GUARDED_BY(mu_);  // dir handle -> end
   std::map<Token, Issued> tokens_ GUARDED_BY(mu_);
 };
 

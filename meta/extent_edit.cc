@@ -254,10 +254,18 @@ Status Volume::FillHoles(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t fb1, uin
   if (pos < fb1) holes.push_back({pos, fb1 - pos, goal_for(pos)});
   if (holes.empty()) return Status::Ok();
 
+  // A hole with nothing before it to continue starts where there is room
+  // to grow (a free run of kRoomBlocks, or of the hole's length if more),
+  // not in the first small gap (docs/design.md, "Where new blocks go").
+  constexpr uint64_t kRoomBlocks = 256;
   std::vector<Extent> fresh;
-  for (const Hole& h : holes)
-    DAXREF_RETURN_IF_ERROR(
-        AllocateFor(h.fb, h.len, h.goal ? h.goal : sb_.first_data_block(), &fresh));
+  for (const Hole& h : holes) {
+    uint64_t goal = h.goal;
+    if (!goal)
+      goal = free_.FindRoom(sb_.first_data_block(), std::max(h.len, kRoomBlocks), 1)
+                 .value_or(sb_.first_data_block());
+    DAXREF_RETURN_IF_ERROR(AllocateFor(h.fb, h.len, goal, &fresh));
+  }
   // New blocks hold whatever an earlier owner left: zero all but the bytes
   // the caller is about to write.
   for (const Extent& e : fresh) {

@@ -3,6 +3,7 @@
 #include <rocksdb/db.h>
 #include <rocksdb/write_batch_base.h>
 
+#include <algorithm>
 #include <cassert>
 #include <memory>
 
@@ -64,6 +65,22 @@ std::optional<Extent> FreeSpace::Allocate(uint64_t goal, uint64_t want) {
   free_ -= take;
   cursor_ = at + take;
   return Extent{0, at, take};
+}
+
+std::optional<uint64_t> FreeSpace::FindRoom(uint64_t from, uint64_t want, uint64_t align) const {
+  if (want == 0 || align == 0 || extents_.empty()) return std::nullopt;
+  // Start with the extent holding `from`, if any.
+  auto it = extents_.upper_bound(from);
+  if (it != extents_.begin() && std::prev(it)->first + std::prev(it)->second > from) --it;
+  auto first = it;
+  for (size_t seen = 0; seen < kRoomScan && seen < extents_.size(); ++seen, ++it) {
+    if (it == extents_.end()) it = extents_.begin();
+    if (seen > 0 && it == first) break;
+    uint64_t lo = it == first ? std::max(it->first, from) : it->first;
+    uint64_t at = (lo + align - 1) / align * align, end = it->first + it->second;
+    if (at + want <= end) return at;
+  }
+  return std::nullopt;
 }
 
 void FreeSpace::Release(uint64_t pblock, uint64_t len) {

@@ -32,6 +32,13 @@ class FreeSpace {
   // next free extent after it, then the lowest. Returns nullopt when the pool
   // is full.
   std::optional<Extent> Allocate(uint64_t goal, uint64_t want);
+  // The first pool block at or after `from` (wrapping to the lowest once)
+  // that starts `want` free blocks in a row and is a multiple of `align`:
+  // room for a run that is to grow (docs/design.md, "Where new blocks
+  // go"). Looks at no more than kRoomScan free extents; nullopt if none of
+  // them has the room. Changes nothing.
+  static constexpr size_t kRoomScan = 512;
+  std::optional<uint64_t> FindRoom(uint64_t from, uint64_t want, uint64_t align) const;
   // Returns [pblock, pblock+len) to the pool. The range must not be free.
   // Inside an edit the blocks stay busy until EmitEdit: the committed store
   // still points at them, so an allocation in the same batch, whose data

@@ -177,7 +177,18 @@ class Volume {
   // cookies 1 and 2). fn(name, ino, type, cookie) returns false to stop.
   using DirentFn =
       std::function<bool(std::string_view name, uint64_t ino, uint32_t type, uint64_t cookie)>;
-  Status ReadDir(uint64_t dir, uint64_t cookie, const DirentFn& fn);
+  Status ReadDir(uint64_t dir, uint64_t cookie, const DirentFn& fn) {
+    uint64_t end = UINT64_MAX;
+    return ReadDir(dir, cookie, &end, fn);
+  }
+  // As above, for one walk of a directory (an open directory handle, from
+  // its first readdir or its last rewind): only entries whose cookie is
+  // below *end. *end == 0 asks for the walk's end to be set now, to the
+  // directory's next cookie. Cookies only grow, and an entry renamed into
+  // the directory gets a new one, so a walk that renames the entries it
+  // reads meets each at most once and ends (docs/design.md, "readdir
+  // under rename").
+  Status ReadDir(uint64_t dir, uint64_t cookie, uint64_t* end, const DirentFn& fn);
   // Walks [off, off+len) clipped to nothing: holes included. fn returns false to stop.
   using SegmentFn = std::function<bool(const MappedSegment&)>;
   Status MapRange(uint64_t ino, uint64_t off, uint64_t len, const SegmentFn& fn);
@@ -506,6 +517,13 @@ class Volume {
   // the batch commits.
   Status MoveBlocks(Txn& t, InodeRecord* r, const std::vector<Extent>& pieces, uint64_t keep_off,
                     uint64_t keep_end) REQUIRES(mu_);
+  // Where copy-on-write puts new blocks for the piece (file block, old pool
+  // block, length) of r: in line with r's own blocks of the same window of
+  // kCowWindow file blocks (or a neighbouring window's), else at the
+  // matching offset of a free aligned window (docs/design.md, "Where new
+  // blocks go"). `fresh` are blocks this operation took and has not mapped yet.
+  uint64_t CowGoal(Txn& t, const InodeRecord& r, const Extent& piece,
+                   const std::vector<Extent>& fresh) REQUIRES(mu_);
   // Copies [off, off+len) of ino, as committed, into dst, without mu_ (the
   // caller holds the file's I/O lock); EIO for a bad block.
   Status ReadCommitted(uint64_t ino, uint64_t off, uint64_t len, char* dst) EXCLUDES(mu_);

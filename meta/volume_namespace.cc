@@ -138,10 +138,13 @@ Status Volume::ReadLink(uint64_t ino, std::string* target) {
   return FromRocks(s, "readlink");
 }
 
-Status Volume::ReadDir(uint64_t dir, uint64_t cookie, const DirentFn& fn) {
+Status Volume::ReadDir(uint64_t dir, uint64_t cookie, uint64_t* end, const DirentFn& fn) {
   InodeRecord d;
   DAXREF_RETURN_IF_ERROR(GetInode(dir, &d));
   if (!IsDir(d.mode)) return Status::Error(ENOTDIR, "not a directory");
+  // Every entry stored before this point has a cookie below next_cookie;
+  // the scan below may also meet entries added since, which stop it.
+  if (*end == 0) *end = std::max<uint64_t>(d.next_cookie, kFirstCookie);
   if (cookie < 1 && !fn(".", dir, S_IFDIR, 1)) return Status::Ok();
   if (cookie < 2 && !fn("..", d.parent, S_IFDIR, 2)) return Status::Ok();
   PrefixScan scan(keys::DirCookiePrefix(dir));
@@ -152,7 +155,7 @@ Status Volume::ReadDir(uint64_t dir, uint64_t cookie, const DirentFn& fn) {
     std::string name;
     DAXREF_RETURN_IF_ERROR(
         DecodeCookie(it->key().ToStringView(), it->value().ToStringView(), &e, &name));
-    if (!fn(name, e.ino, e.type, e.cookie)) break;
+    if (e.cookie >= *end || !fn(name, e.ino, e.type, e.cookie)) break;
   }
   return FromRocks(it->status(), "readdir");
 }

@@ -151,6 +151,68 @@ Status Volume::Unshare(Txn& t, InodeRecord* r, uint64_t fb0, uint64_t fb1, uint6
   return MoveBlocks(t, r, shared, keep_off, keep_end);
 }
 
+//   Copy-on-write places blocks by windows of kCowWindow file blocks, each
+//   backed by a window of kCowWindow pool blocks aligned to kCowWindow, file
+//   block f at window offset f % kCowWindow. The first block of a window to
+//   move picks a window all free (after the neighbouring file window's, if
+//   that one is placed), later ones take their slot in it, so blocks moved
+//   in any order end up in one extent per window, and neighbouring windows
+//   merge. This stands in for XFS's CoW extent size hint (32 blocks by
+//   default), which reserves the whole window at the first write into it.
+//
+//     file   | w0: 0 1 2 .. 31 | w1: 32 .. 63 |      (writes in any order)
+//     pool   |  W: 0 1 2 .. 31 |  W+32: 32 .. |      W % 32 == 0
+//
+//   A slot taken meanwhile by someone else sends the piece to a new window;
+//   no room for a window anywhere sends it to the first free blocks after
+//   the old ones (the policy before windows).
+constexpr uint64_t kCowWindow = 32;
+
+uint64_t Volume::CowGoal(Txn& t, const InodeRecord& r, const Extent& piece,
+                         const std::vector<Extent>& fresh) {
+  const uint64_t f = piece.fblock, win = f / kCowWindow * kCowWindow, slot = f - win;
+  // The pool block that file block w0 lines up with, judged by a block of
+  // r in file blocks [w0, w1) that no one else references; nullopt if none.
+  auto placed = [&](uint64_t w0, uint64_t w1) REQUIRES(mu_) -> std::optional<uint64_t> {
+    std::optional<uint64_t> base;
+    auto consider = [&](const Extent& e) REQUIRES(mu_) {
+      uint64_t a = std::max(e.fblock, w0), b = std::min(e.fend(), w1);
+      if (a >= b) return;
+      uint64_t pa = e.pblock + (a - e.fblock);
+      if (pa < a - w0) return;  // would be below pool block 0
+      if (refs_.AnyShared(pa, pa + (b - a))) return;
+      base = pa - (a - w0);
+    };
+    // Pieces come in file order: only the last few taken can be near.
+    for (size_t i = fresh.size(), n = 0; i-- > 0 && n < 8; ++n) {
+      consider(fresh[i]);
+      if (base) return base;
+    }
+    Status s = WalkExtents(t, r.ino, w0, w1, [&](const Extent& e) REQUIRES(mu_) {
+      consider(e);
+      return !base;
+    });
+    if (!s.ok()) return std::nullopt;  // only a hint: the caller's walk reports errors
+    return base;
+  };
+  // This window already has blocks of r's own: the slot in it.
+  if (std::optional<uint64_t> b = placed(win, win + kCowWindow); b && free_.IsFree(*b + slot, 1))
+    return *b + slot;
+  // A neighbouring window is placed: the window next to it in the pool.
+  if (win >= kCowWindow) {
+    if (std::optional<uint64_t> b = placed(win - kCowWindow, win);
+        b && free_.IsFree(*b + kCowWindow, kCowWindow))
+      return *b + kCowWindow + slot;
+  }
+  if (std::optional<uint64_t> b = placed(win + kCowWindow, win + 2 * kCowWindow);
+      b && *b >= kCowWindow && free_.IsFree(*b - kCowWindow, kCowWindow))
+    return *b - kCowWindow + slot;
+  // A free aligned window near the old blocks.
+  if (std::optional<uint64_t> at = free_.FindRoom(piece.pblock, kCowWindow, kCowWindow))
+    return *at + slot;
+  return piece.pblock;
+}
+
 Status Volume::MoveBlocks(Txn& t, InodeRecord* r, const std::vector<Extent>& pieces,
                           uint64_t keep_off, uint64_t keep_end) {
   if (pieces.empty()) return Status::Ok();
@@ -159,12 +221,14 @@ Status Volume::MoveBlocks(Txn& t, InodeRecord* r, const std::vector<Extent>& pie
     Extent from, to;  // to.fblock == from.fblock
   };
   std::vector<Move> moves;
-  std::vector<Extent> got;
+  std::vector<Extent> got, taken;
   for (const Extent& s : pieces) {
     got.clear();
-    DAXREF_RETURN_IF_ERROR(AllocateFor(s.fblock, s.len, s.pblock, &got));
-    for (const Extent& to : got)
+    DAXREF_RETURN_IF_ERROR(AllocateFor(s.fblock, s.len, CowGoal(t, *r, s, taken), &got));
+    for (const Extent& to : got) {
       moves.push_back(Move{Extent{to.fblock, s.pblock + (to.fblock - s.fblock), to.len}, to});
+      taken.push_back(to);
+    }
   }
   std::vector<Extent> fresh;
   for (const Move& m : moves) {

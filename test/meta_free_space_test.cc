@@ -179,6 +179,31 @@ TEST_CASE("FreeSpace::Allocate honours the goal", "[free_space]") {
   }
 }
 
+TEST_CASE("FreeSpace::FindRoom finds an aligned free run and changes nothing", "[free_space]") {
+  FreeStore st(Map{{10, 10}, {30, 40}, {100, 50}});  // [10, 20), [30, 70), [100, 150)
+  FreeSpace fs = st.Loaded();
+  SECTION("the first extent from `from` with the room, aligned") {
+    REQUIRE(fs.FindRoom(0, 8, 1) == 10);
+    REQUIRE(fs.FindRoom(0, 11, 1) == 30);
+    REQUIRE(fs.FindRoom(0, 32, 32) == 32);            // [32, 64) inside [30, 70)
+    REQUIRE(fs.FindRoom(0, 40, 32) == std::nullopt);  // no aligned 40 anywhere
+    REQUIRE(fs.FindRoom(70, 16, 32) == 128);
+    REQUIRE(fs.FindRoom(15, 5, 1) == 15);  // inside the extent holding `from`
+    REQUIRE(fs.FindRoom(16, 5, 1) == 30);
+    REQUIRE(fs.FindRoom(40, 16, 16) == 48);
+    REQUIRE(fs.FindRoom(0, 51, 1) == std::nullopt);
+  }
+  SECTION("wraps to the lowest extents once") {
+    REQUIRE(fs.FindRoom(140, 20, 1) == 30);
+    REQUIRE(fs.FindRoom(1000, 5, 1) == 10);
+  }
+  SECTION("changes nothing") {
+    (void)fs.FindRoom(0, 32, 32);
+    REQUIRE(Extents(fs) == Map{{10, 10}, {30, 40}, {100, 50}});
+    REQUIRE(fs.free_blocks() == 100);
+  }
+}
+
 // With no free extent at or after the goal, allocation is next-fit: it
 // resumes where the last one ended, here at what remains of the extent it
 // split. (Regression test: upper_bound(cursor_) used to skip that remainder

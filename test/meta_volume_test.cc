@@ -234,6 +234,45 @@ TEST_CASE("MakeNode, Lookup and ReadDir", "[volume][namespace]") {
         d, 0, [&](std::string_view, uint64_t, uint32_t, uint64_t) { return ++calls < 5; }));
     REQUIRE(calls == 5);
   }
+  SECTION("a walk ends where the directory's cookies stood at its start") {
+    for (int i = 0; i < 20; ++i) st.MakeFile(d, "e" + std::to_string(i));
+    // The walk's first call sets its end; each entry read is renamed, and
+    // the rest of the walk resumes from the last cookie with the same end.
+    uint64_t end = 0, cookie = 0;
+    std::vector<std::string> seen;
+    for (bool more = true; more;) {
+      more = false;
+      std::string last;
+      DAXREF_REQUIRE_OK(
+          v.ReadDir(d, cookie, &end, [&](std::string_view n, uint64_t, uint32_t, uint64_t c) {
+            cookie = c;
+            last = n;
+            more = true;
+            return false;  // one entry per call
+          }));
+      REQUIRE(end > 0);
+      if (!more) break;
+      seen.push_back(last);
+      REQUIRE(seen.size() <= 2 + 1 + 20);
+      if (last == "." || last == "..") continue;
+      InodeRecord rep;
+      DAXREF_REQUIRE_OK(v.Rename(d, last, d, last + ".x", 0, nullptr, &rep));
+    }
+    REQUIRE(seen.size() == 2 + 1 + 20);
+    std::set<std::string> unique(seen.begin(), seen.end());
+    REQUIRE(unique.size() == seen.size());
+    // A new walk (end 0) sees the new names, and the plain walk sees all.
+    uint64_t end2 = 0;
+    int n = 0;
+    DAXREF_REQUIRE_OK(
+        v.ReadDir(d, 2, &end2, [&](std::string_view name, uint64_t, uint32_t, uint64_t) {
+          REQUIRE(name.substr(name.size() - 2) == ".x");
+          return ++n > 0;
+        }));
+    REQUIRE(n == 21);
+    REQUIRE(end2 > end);
+    REQUIRE(DirNames(v, d).size() == 2 + 21);
+  }
   DAXREF_REQUIRE_VOLUME_CLEAN(st);
 }
 
