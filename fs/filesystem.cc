@@ -63,7 +63,7 @@ constexpr size_t kZeroRegionSize = 2 << 20;
 // How long statfs waits for the reclaim of an unlinked file that nothing
 // has open (docs/design.md, "Orphans and reclaim"): the kernel's FORGET
 // normally comes within microseconds; one that does not come within this
-// is held by the kernel (a cwd, an inotify watch) and may stay for long.
+// is held by the kernel (a cwd, an O_PATH descriptor) and may stay long.
 constexpr std::chrono::milliseconds kReclaimGrace{500};
 
 void Init(void* userdata, fuse_conn_info* conn) {

@@ -163,7 +163,7 @@ class InodeTable {
 
   // Waits until every doomed inode that nothing has open has been
   // reclaimed, or was waiting for longer than `grace` (the kernel still
-  // holds it: a cwd, an inotify watch, an open racing the unlink). StatFs
+  // holds it: a cwd, an O_PATH descriptor, an open racing the unlink). StatFs
   // calls it, so that `rm F; df` sees F's space back although the reclaim
   // runs when the kernel's FORGET arrives, which may be on another request
   // thread at the same moment (docs/design.md, "Orphans and reclaim").
