@@ -60,6 +60,12 @@ constexpr size_t kZeroRegionSize = 2 << 20;
 
 // ---- namespace ----
 
+// How long statfs waits for the reclaim of an unlinked file that nothing
+// has open (docs/design.md, "Orphans and reclaim"): the kernel's FORGET
+// normally comes within microseconds; one that does not come within this
+// is held by the kernel (a cwd, an O_PATH descriptor) and may stay long.
+constexpr std::chrono::milliseconds kReclaimGrace{500};
+
 void Init(void* userdata, fuse_conn_info* conn) {
   conn->max_write = 1 << 20;
   conn->max_readahead = 1 << 20;
@@ -76,10 +82,39 @@ void Init(void* userdata, fuse_conn_info* conn) {
   // cached page of the file, which with auto_inval_data the kernel would do,
   // in the caller's time: 0.1 s per GiB cached, after every write.
   conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+  // NFS export and open_by_handle_at: a handle holds the inode number and
+  // generation, and for an inode that left the kernel's cache the kernel
+  // asks LOOKUP(ino, ".") (and ".." for a directory's parent), which Lookup
+  // answers (docs/design.md, "NFS export").
+  if (conn->capable & FUSE_CAP_EXPORT_SUPPORT) conn->want |= FUSE_CAP_EXPORT_SUPPORT;
   conn->time_gran = 1;
 }
 
+// LOOKUP of "." or ".." in `ino`: never sent for a path (the VFS resolves
+// those itself), only by the kernel's export operations, to find an inode
+// by number from a file handle (".") or a directory's parent (".."). An
+// inode that is deleted, or unlinked and held by nothing (it is being
+// reclaimed), is ESTALE: the handle outlived its file.
+void LookupByHandle(fuse_req_t req, fuse_ino_t ino, const char* name) {
+  Filesystem* fs = Fs(req);
+  InodeRecord r;
+  Status s = fs->volume()->GetInode(ino, &r);
+  if (s.ok() && r.nlink == 0) s = Status::Error(ESTALE, "unlinked");
+  if (s.ok() && strcmp(name, "..") == 0) {
+    if (!S_ISDIR(r.mode)) return (void)fuse_reply_err(req, ENOTDIR);
+    uint64_t parent = r.ino == kRootIno ? kRootIno : r.parent;
+    s = fs->volume()->GetInode(parent, &r);
+  }
+  if (s.err() == ENOENT) s = Status::Error(ESTALE, "deleted");
+  if (!s.ok()) return ReplyErr(req, s);
+  fuse_entry_param e;
+  fs->ToEntry(r, &e);
+  fs->inodes().AddLookup(r.ino);
+  fuse_reply_entry(req, &e);
+}
+
 void Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0) return LookupByHandle(req, parent, name);
   Filesystem* fs = Fs(req);
   InodeRecord r;
   Status s = fs->volume()->Lookup(parent, name, &r);
@@ -97,13 +132,21 @@ void Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   fuse_reply_entry(req, &e);
 }
 
+// The kernel let go of an inode. If it was the last hold on an unlinked
+// one, it is reclaimed here, on this request thread, holding nothing: the
+// kernel sends FORGET from the eviction that follows the unlink of a file
+// nobody has open, before unlink(2) returns, so the space is back by the
+// time the caller can ask statfs (docs/design.md, "Orphans and reclaim").
 void Forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
-  Fs(req)->inodes().Forget(ino, nlookup);
+  Filesystem* fs = Fs(req);
   fuse_reply_none(req);
+  if (fs->inodes().Forget(ino, nlookup)) fs->ReclaimNow(ino);
 }
 
 void ForgetMulti(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
-  for (size_t i = 0; i < count; ++i) Fs(req)->inodes().Forget(forgets[i].ino, forgets[i].nlookup);
+  Filesystem* fs = Fs(req);
+  for (size_t i = 0; i < count; ++i)
+    if (fs->inodes().Forget(forgets[i].ino, forgets[i].nlookup)) fs->ReclaimNow(forgets[i].ino);
   fuse_reply_none(req);
 }
 
@@ -284,8 +327,8 @@ void Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fu
   fi->fh = fs->handles().Add(r.ino, fi->flags);
   if (fuse_reply_create(req, &e, fi) != 0) {
     fs->handles().Remove(fi->fh);
-    fs->inodes().Release(r.ino);
-    fs->inodes().Forget(r.ino, 1);
+    bool released = fs->inodes().Release(r.ino);
+    if (fs->inodes().Forget(r.ino, 1) || released) fs->ReclaimNow(r.ino);
   }
 }
 
@@ -382,8 +425,6 @@ void Release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Filesystem* fs = Fs(req);
   fs->handles().Remove(fi->fh);
   bool reclaim = fs->inodes().Release(ino);
-  // Frozen or shut down: the orphan stays on its list for the next mount.
-  if (fs->modify_gate().frozen() || fs->shut_down()) reclaim = false;
   // This inode's pending times only: a close must not commit every
   // other file's (the daemon's timer and sync do that).
   Status s = fs->volume()->FlushTimes(ino);
@@ -547,13 +588,14 @@ void ReleaseDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Filesystem* fs = Fs(req);
   fs->handles().RemoveDir(fi->fh);
   bool reclaim = fs->inodes().Release(ino);
-  // Frozen or shut down: the orphan stays on its list for the next mount.
-  if (fs->modify_gate().frozen() || fs->shut_down()) reclaim = false;
   fuse_reply_err(req, 0);
   if (reclaim) fs->ReclaimNow(ino);
 }
 
 void StatFs(fuse_req_t req, fuse_ino_t) {
+  // A file unlinked just before is reclaimed when the kernel's FORGET
+  // arrives, maybe on another thread right now: wait for that (bounded).
+  Fs(req)->inodes().AwaitReclaims(kReclaimGrace);
   VolumeStats v = Fs(req)->volume()->Stats();
   struct statvfs st {};
   st.f_bsize = kBlockSize;
@@ -652,10 +694,20 @@ void Filesystem::ToStat(const InodeRecord& r, struct stat* st) {
   st->st_ctim = {r.ctime.sec, r.ctime.nsec};
 }
 
+uint32_t Filesystem::GenerationOf(const PoolMapping* pool) {
+  if (!pool) return 1;
+  uint32_t g = 0;
+  const Uuid& u = pool->superblock().uuid;
+  for (size_t i = 0; i < u.size(); ++i) g ^= static_cast<uint32_t>(u[i]) << (8 * (i % 4));
+  return g != 0 ? g : 1;
+}
+
 void Filesystem::ToEntry(const InodeRecord& r, fuse_entry_param* e) const {
   memset(e, 0, sizeof(*e));
   e->ino = r.ino;
-  e->generation = 1;  // inode numbers are never reused
+  // The kernel wants 0 for the root; other inodes carry this filesystem's
+  // generation (inode numbers are never reused within it).
+  e->generation = r.ino == kRootIno ? 0 : generation_;
   ToStat(r, &e->attr);
   e->attr_timeout = opts_.attr_timeout;
   e->entry_timeout = opts_.entry_timeout;
@@ -668,13 +720,20 @@ Volume::LastLinkFn Filesystem::LastLinkCheck() {
 }
 
 void Filesystem::ReclaimNow(uint64_t ino) {
-  auto state = inodes_.Get(ino);
   {
-    WriterLock io(&state->io);
-    Status s = volume_->Reclaim(ino);
-    if (!s.ok()) spdlog::error("reclaim of inode {} failed: {}", ino, s.message());
+    // Frozen or shut down: the orphan stays on its list for the next mount.
+    ModifyScope scope(gate_);
+    if (scope && !shut_down()) {
+      auto state = inodes_.Get(ino);
+      {
+        WriterLock io(&state->io);
+        Status s = volume_->Reclaim(ino);
+        if (!s.ok()) spdlog::error("reclaim of inode {} failed: {}", ino, s.message());
+      }
+      (void)inodes_.Forget(ino, 0);  // drops the state Get made (nothing else holds it)
+    }
   }
-  inodes_.Forget(ino, 0);
+  inodes_.Reclaimed(ino);
 }
 
 void Filesystem::InvalidateCache(uint64_t ino, uint64_t off, uint64_t len) {

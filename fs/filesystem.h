@@ -48,7 +48,15 @@ struct FilesystemOptions {
 class Filesystem {
  public:
   Filesystem(PoolMapping* pool, Volume* volume, const FilesystemOptions& opts)
-      : pool_(pool), volume_(volume), opts_(opts) {}
+      : pool_(pool), volume_(volume), opts_(opts), generation_(GenerationOf(pool)) {}
+
+  // The FUSE generation of every inode but the root: 32 bits of the
+  // filesystem's uuid (never 0). Inode numbers are never reused within a
+  // filesystem, so one generation for all of them is enough; taking it from
+  // the uuid makes a file handle from another filesystem (an earlier
+  // mkfs.daxref of the same SOURCE) ESTALE instead of naming whatever now
+  // has its inode number (docs/design.md, "NFS export").
+  static uint32_t GenerationOf(const PoolMapping* pool);
 
   // The operation table for fuse_session_new; userdata must be this.
   static const fuse_lowlevel_ops& Ops();
@@ -116,6 +124,7 @@ class Filesystem {
   PoolMapping* pool_;
   Volume* volume_;
   FilesystemOptions opts_;
+  uint32_t generation_;
   InodeTable inodes_;
   HandleTable handles_;
   fuse_session* session_ = nullptr;

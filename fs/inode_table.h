@@ -7,9 +7,13 @@
 // pool mapping; anything that unmaps blocks (truncate, punch, writes that may
 // move data, reclaim) holds it exclusive.
 //
-// An inode whose last name is removed while it is open is "doomed": its
-// blocks are reclaimed when the last handle is released (invariant 5 of the
-// brief), or at the next mount if the daemon dies first (orphan list).
+// An inode lives until its last name, its last open handle and the kernel's
+// last lookup of it are all gone. One whose last name is removed while the
+// kernel still holds it (a lookup or a handle; during a kernel unlink it
+// always holds a lookup) is "doomed": it stays on the orphan list until the
+// last release or forget, which reclaims it (invariant 5 of the brief), or
+// the next mount if the daemon dies first. docs/design.md, "Orphans and
+// reclaim", says why the kernel's lookups count.
 //
 // Lock order (docs/design.md, "Locks"): the table mutex is a leaf; an
 // InodeState's io lock is taken without it held, and the Volume's own locks
@@ -18,7 +22,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cassert>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <unordered_map>
@@ -40,7 +46,7 @@ struct InodeState {
   friend class InodeTable;
   uint64_t nlookup = 0;
   uint32_t opens = 0;
-  bool doomed = false;  // unlinked while open
+  bool doomed = false;  // unlinked while the kernel held it: reclaim when it lets go
   bool gone = false;    // deleted with its last name
 };
 
@@ -62,11 +68,12 @@ class InodeTable {
     s->nlookup += n;
   }
 
-  // The kernel forgot `n` references.
-  void Forget(uint64_t ino, uint64_t n) {
+  // The kernel forgot `n` references. True if that was the last reference
+  // of a doomed inode nothing has open: the caller must reclaim it.
+  [[nodiscard]] bool Forget(uint64_t ino, uint64_t n) {
     MutexLock g(&mu_);
     auto it = map_.find(ino);
-    if (it == map_.end()) return;
+    if (it == map_.end()) return false;
     InodeState& s = *it->second;
     // The kernel forgets no more than it was given: a larger n means a reply
     // that handed the kernel an entry without AddLookup. Debug builds stop
@@ -78,7 +85,7 @@ class InodeTable {
       n = s.nlookup;
     }
     s.nlookup -= n;
-    if (s.nlookup == 0 && s.opens == 0) map_.erase(it);
+    return LetGo(it);
   }
 
   // Registers a handle. False if the inode was deleted with its last name:
@@ -89,12 +96,15 @@ class InodeTable {
     if (!s) s = std::make_shared<InodeState>();
     if (s->gone) return false;
     s->opens++;
+    // Held by a handle now: its space comes back at the last release, as
+    // for any open file, and statfs need not wait for it.
+    if (reclaim_due_.erase(ino) > 0) reclaimed_.SignalAll();
     return true;
   }
 
-  // Drops one handle. True if that was the last handle of a doomed inode:
-  // the caller must reclaim it.
-  bool Release(uint64_t ino) {
+  // Drops one handle. True if that was the last hold (handle or lookup) on
+  // a doomed inode: the caller must reclaim it.
+  [[nodiscard]] bool Release(uint64_t ino) {
     MutexLock g(&mu_);
     auto it = map_.find(ino);
     if (it == map_.end()) return false;
@@ -106,17 +116,9 @@ class InodeTable {
     } else {
       spdlog::error("inode {}: released with no open handle", ino);
     }
-    bool reclaim = s.opens == 0 && s.doomed;
-    if (reclaim) s.doomed = false;
-    if (s.nlookup == 0 && s.opens == 0) map_.erase(it);
-    return reclaim;
+    return LetGo(it);
   }
 
-  // `ino` is losing its last name. True if nothing has it open, so it may be
-  // deleted at once; otherwise it is marked doomed and the last Release will
-  // say to reclaim it.
-  // Once this has said true, Open refuses the inode, so no handle (and so no
-  // reader) can appear between this answer and the deletion's commit.
   // Calls fn(ino) for every inode the kernel knows or has open; the inode
   // numbers are copied first, so fn may take its time and call back in.
   template <typename Fn>
@@ -130,21 +132,74 @@ class InodeTable {
     for (uint64_t ino : inos) fn(ino);
   }
 
+  // `ino` is losing its last name. True if neither a handle nor a kernel
+  // lookup holds it, so it may be deleted at once; otherwise it is marked
+  // doomed and the Release or Forget that lets go of it last will say to
+  // reclaim it. A lookup counts: the kernel may send OPEN for an inode it
+  // holds without looking its name up again (a path walk that found the
+  // dentry before the unlink, open_by_handle_at), and that open must find it.
+  // Once this has said true, Open refuses the inode, so no handle (and so no
+  // reader) can appear between this answer and the deletion's commit.
   bool Unlinked(uint64_t ino) {
     MutexLock g(&mu_);
     auto it = map_.find(ino);
     if (it == map_.end()) return true;  // the kernel cannot open what it never looked up
-    if (it->second->opens == 0) {
-      it->second->gone = true;
+    InodeState& s = *it->second;
+    if (s.opens == 0 && s.nlookup == 0) {
+      s.gone = true;
       return true;
     }
-    it->second->doomed = true;
+    s.doomed = true;
+    if (s.opens == 0) reclaim_due_[ino] = Clock::now();
     return false;
   }
 
+  // ReclaimNow is done with `ino` (reclaimed, or left on the orphan list
+  // of a frozen or shut-down filesystem).
+  void Reclaimed(uint64_t ino) {
+    MutexLock g(&mu_);
+    if (reclaim_due_.erase(ino) > 0) reclaimed_.SignalAll();
+  }
+
+  // Waits until every doomed inode that nothing has open has been
+  // reclaimed, or was waiting for longer than `grace` (the kernel still
+  // holds it: a cwd, an O_PATH descriptor, an open racing the unlink). StatFs
+  // calls it, so that `rm F; df` sees F's space back although the reclaim
+  // runs when the kernel's FORGET arrives, which may be on another request
+  // thread at the same moment (docs/design.md, "Orphans and reclaim").
+  void AwaitReclaims(std::chrono::milliseconds grace) {
+    MutexLock g(&mu_);
+    for (;;) {
+      Clock::time_point newest{};
+      for (const auto& [ino, since] : reclaim_due_) newest = std::max(newest, since);
+      if (reclaim_due_.empty() || Clock::now() >= newest + grace) return;
+      reclaimed_.WaitUntil(&mu_, newest + grace);
+    }
+  }
+
  private:
+  using Map = std::unordered_map<uint64_t, std::shared_ptr<InodeState>>;
+  // After a count dropped: forgets the state once nothing holds the inode,
+  // and says whether it was doomed (then the caller reclaims it, once).
+  bool LetGo(Map::iterator it) REQUIRES(mu_) {
+    InodeState& s = *it->second;
+    // The last handle of a doomed inode the kernel still holds: its FORGET
+    // is due (the file's dentry goes with its last descriptor).
+    if (s.opens == 0 && s.doomed && s.nlookup != 0)
+      reclaim_due_.try_emplace(it->first, Clock::now());
+    if (s.nlookup != 0 || s.opens != 0) return false;
+    bool reclaim = s.doomed;
+    map_.erase(it);
+    return reclaim;
+  }
+
+  using Clock = std::chrono::steady_clock;
   Mutex mu_;  // a leaf: nothing is taken while it is held
-  std::unordered_map<uint64_t, std::shared_ptr<InodeState>> map_ GUARDED_BY(mu_);
+  Map map_ GUARDED_BY(mu_);
+  // Doomed inodes nothing has open, and since when: reclaimed when the
+  // kernel's FORGET comes (AwaitReclaims).
+  std::unordered_map<uint64_t, Clock::time_point> reclaim_due_ GUARDED_BY(mu_);
+  CondVar reclaimed_;
 };
 
 // The io locks of an operation on two files: the source shared (its blocks
