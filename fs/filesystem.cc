@@ -26,7 +26,18 @@ int KernelErrno(const Status& s) {
 
 Caller CallerOf(fuse_req_t req) {
   const fuse_ctx* c = fuse_req_ctx(req);
-  return Caller{c->uid, c->gid};
+  Caller who{c->uid, c->gid};
+  // The request is valid while it is served, which is as long as a Caller
+  // made from it is used.
+  who.context = req;
+  who.in_supplementary_group = [](const void* r, uint32_t gid) {
+    gid_t groups[256];
+    const int n = fuse_req_getgroups(static_cast<fuse_req_t>(const_cast<void*>(r)), 256, groups);
+    for (int i = 0; i < std::min(n, 256); ++i)
+      if (groups[i] == gid) return true;
+    return false;
+  };
+  return who;
 }
 
 namespace {

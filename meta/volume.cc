@@ -424,6 +424,7 @@ Status Volume::Commit(Txn& t) {
   committed_free_.store(free_.free_blocks(), std::memory_order_relaxed);
   committed_inodes_.store(inodes_, std::memory_order_relaxed);
   attrs_.Apply(t.attr_changes());
+  DropStoredTimes(t);
   t.MarkDone();
   return Status::Ok();
 }

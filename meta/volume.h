@@ -23,7 +23,6 @@
 
 #include <atomic>
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -53,6 +52,16 @@ namespace daxref {
 struct Caller {
   uint32_t uid = 0;
   uint32_t gid = 0;
+  // Whether the caller's supplementary groups hold a group: asked only on
+  // the rare path that needs it (a set-group-id file without group execute,
+  // not of the caller's own group), since the answer costs a read of /proc.
+  // Unset: the caller is in its own group only.
+  bool (*in_supplementary_group)(const void* context, uint32_t gid) = nullptr;
+  const void* context = nullptr;
+
+  bool InGroup(uint32_t g) const {
+    return g == gid || (in_supplementary_group && in_supplementary_group(context, g));
+  }
 };
 
 // Which attributes SetAttr changes.
@@ -417,7 +426,16 @@ class Volume {
   // The fast path's view of ino (meta/attr_cache.h): from the cache, or
   // read from the store and remembered.
   Status LoadAttrs(uint64_t ino, AttrCache::Entry* out);
-  void StoreInode(Txn& t, const InodeRecord& r) REQUIRES(mu_);
+  // Puts r in the batch. A pending time stays pending unless r carries it,
+  // or the operation set that time itself (utimensat: the time it names
+  // wins over any read's or fast-path write's).
+  struct TimesSet {
+    bool atime;
+    bool mtime;
+  };
+  void StoreInode(Txn& t, const InodeRecord& r, TimesSet set = {false, false}) REQUIRES(mu_);
+  // At commit: drops the pending times the batch's inode records made stale.
+  void DropStoredTimes(const Txn& t) REQUIRES(mu_) EXCLUDES(times_mu_);
   uint64_t NextIno(Txn& t) REQUIRES(mu_);
 
   // ---- names (volume_namespace.cc) ----
@@ -617,6 +635,10 @@ class Volume {
     Timespec mctime;  // mtime and ctime
     bool has_atime = false;
     Timespec atime;
+    void ApplyTo(InodeRecord* r) const {
+      if (has_mctime) r->mtime = r->ctime = mctime;
+      if (has_atime) r->atime = atime;
+    }
   };
   Mutex times_mu_ ACQUIRED_AFTER(mu_);
   std::unordered_map<uint64_t, PendingTimes> pending_times_ GUARDED_BY(times_mu_);

@@ -145,7 +145,7 @@ Status Volume::Write(uint64_t ino, uint64_t off, const void* buf, size_t len, co
   InodeRecord r = attrs.inode;
   if (IsDir(r.mode)) return Status::Error(EISDIR, "is a directory");
   if (remounted_ro_.load()) return Status::Error(EROFS, "read-only filesystem");
-  if (len > 0 && end <= r.size && (who.uid == 0 || KilledSetIdBits(r.mode) == 0)) {
+  if (len > 0 && end <= r.size && KilledSetIdBits(r.mode, r.gid, who, true) == 0) {
     // A file capability must be dropped by the write: that needs a batch.
     bool fast = !attrs.has_cap;
     struct Piece {
@@ -228,8 +228,8 @@ Status Volume::Write(uint64_t ino, uint64_t off, const void* buf, size_t len, co
 
 bool Volume::DropWritePrivileges(Txn& t, InodeRecord* r, const Caller& who) {
   bool dropped = false;
-  if (who.uid != 0 && KilledSetIdBits(r->mode) != 0) {
-    r->mode &= ~KilledSetIdBits(r->mode);
+  if (const uint32_t kill = KilledSetIdBits(r->mode, r->gid, who, true)) {
+    r->mode &= ~kill;
     dropped = true;
   }
   std::string cap;

@@ -4,16 +4,16 @@
 // A fast-path write (volume_data.cc) stores no inode: its mtime/ctime wait
 // in pending_times_ (times_mu_, a leaf under mu_), and so does the atime a
 // read sets (TouchAtime). Every read of an inode applies them (GetInode,
-// LoadInode), storing an inode with that time drops the pending entry
-// (StoreInode). FlushTimes stores all of them at once
-// (sync, the daemon's timer, unmount), or one inode's (the close of its last
-// handle, fsync of it). Inode numbers come from next_ino_, mirrored by the M
-// "next_ino" record in the same batch.
+// LoadInode), and a batch that stores an inode with that time drops the
+// pending entry once it has committed (StoreInode, DropStoredTimes). FlushTimes stores all of them
+// at once (sync, the daemon's timer, unmount), or one inode's (the close of its last handle, fsync
+// of it). Inode numbers come from next_ino_, mirrored by the M "next_ino" record in the same batch.
 //
 // What the fast path reads of an inode comes from attrs_ (LoadAttrs): the
 // store is read once per inode, and every commit keeps the entry exact.
 #include <rocksdb/db.h>
 
+#include <optional>
 #include <vector>
 
 #include "base/mutex.h"
@@ -25,12 +25,21 @@ namespace daxref {
 using internal::FromRocks;
 
 Status Volume::GetInode(uint64_t ino, InodeRecord* out) {
+  // The pending times first, the record second: a batch that stores them
+  // writes the record before it drops them (DropStoredTimes), so whichever
+  // record this finds, the times read before it are at least as new.
+  std::optional<PendingTimes> pending;
+  {
+    MutexLock g(&times_mu_);
+    auto it = pending_times_.find(ino);
+    if (it != pending_times_.end()) pending = it->second;
+  }
   std::string v;
   rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), keys::Inode(ino), &v);
   if (s.IsNotFound()) return Status::NotFound("no inode " + std::to_string(ino));
   DAXREF_RETURN_IF_ERROR(FromRocks(s, "read inode"));
   DAXREF_RETURN_IF_ERROR(DecodeInode(ino, v, out));
-  ApplyPendingTimes(out);
+  if (pending) pending->ApplyTo(out);
   return Status::Ok();
 }
 
@@ -66,9 +75,7 @@ Status Volume::LoadAttrs(uint64_t ino, AttrCache::Entry* out) {
 void Volume::ApplyPendingTimes(InodeRecord* r) {
   MutexLock g(&times_mu_);
   auto it = pending_times_.find(r->ino);
-  if (it == pending_times_.end()) return;
-  if (it->second.has_mctime) r->mtime = r->ctime = it->second.mctime;
-  if (it->second.has_atime) r->atime = it->second.atime;
+  if (it != pending_times_.end()) it->second.ApplyTo(r);
 }
 
 void Volume::TouchAtime(uint64_t ino, Timespec now) {
@@ -80,22 +87,29 @@ void Volume::TouchAtime(uint64_t ino, Timespec now) {
   p.atime = now;
 }
 
-void Volume::StoreInode(Txn& t, const InodeRecord& r) {
+void Volume::StoreInode(Txn& t, const InodeRecord& r, TimesSet set) {
   t.Put(keys::Inode(r.ino), EncodeInode(r));
+  t.NoteStoredTimes({r.ino, r.atime, r.mtime, set});
+}
+
+void Volume::DropStoredTimes(const Txn& t) {
   MutexLock g(&times_mu_);
-  auto it = pending_times_.find(r.ino);
-  if (it == pending_times_.end()) return;
-  PendingTimes& p = it->second;
-  // A fast-path write may have left a newer time meanwhile: keep that one.
-  if (p.has_mctime && p.mctime.sec == r.mtime.sec && p.mctime.nsec == r.mtime.nsec)
-    p.has_mctime = false;
-  // The record carries the atime this operation meant: the pending one
-  // (LoadInode applied it) or one it set (utimensat), which must win. A
-  // read that touched the atime meanwhile is lost, as harmless as a
-  // relatime skip: the next read sets it again if the policy still says so
-  // (a change that moved ctime makes it say so).
-  p.has_atime = false;
-  if (!p.has_mctime) pending_times_.erase(it);
+  for (const Txn::StoredTimes& s : t.stored_times()) {
+    auto it = pending_times_.find(s.ino);
+    if (it == pending_times_.end()) continue;
+    PendingTimes& p = it->second;
+    // A time stays pending if it is newer than what the record carries: a
+    // fast-path write, or a read's atime, that came after this batch
+    // loaded the inode (a release's FlushTimes racing the next open's
+    // read). A time the operation set itself (utimensat) wins.
+    if (p.has_mctime &&
+        (s.set.mtime || (p.mctime.sec == s.mtime.sec && p.mctime.nsec == s.mtime.nsec)))
+      p.has_mctime = false;
+    if (p.has_atime &&
+        (s.set.atime || (p.atime.sec == s.atime.sec && p.atime.nsec == s.atime.nsec)))
+      p.has_atime = false;
+    if (!p.has_mctime && !p.has_atime) pending_times_.erase(it);
+  }
 }
 
 // The M next_ino record is a high-water mark, not the next number: no inode

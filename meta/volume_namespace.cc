@@ -423,6 +423,7 @@ Status Volume::SetAttr(uint64_t ino, const SetAttrRequest& req, const Caller& wh
     r.mode = (r.mode & S_IFMT) | (*req.mode & 07777);
     changed = true;
   }
+  const uint32_t old_gid = r.gid;
   if (req.uid) r.uid = *req.uid;
   if (req.gid) r.gid = *req.gid;
   if (req.uid || req.gid) changed = true;
@@ -430,14 +431,15 @@ Status Volume::SetAttr(uint64_t ino, const SetAttrRequest& req, const Caller& wh
   // even one that names the owner it already has, as Linux does for local
   // filesystems (the kernel leaves that to us: handle_killpriv).
   if ((req.uid || req.gid) && !IsDir(r.mode)) {
-    if (!req.mode) r.mode &= ~KilledSetIdBits(r.mode);
+    if (!req.mode) r.mode &= ~KilledSetIdBits(r.mode, old_gid, who, false);
     if (r.flags & kInodeHasXattrs) t.Delete(keys::Xattr(ino, kCapabilityXattr));
   }
-  if (req.size && who.uid != 0 && S_ISREG(r.mode) && !req.mode) r.mode &= ~KilledSetIdBits(r.mode);
+  if (req.size && S_ISREG(r.mode) && !req.mode)
+    r.mode &= ~KilledSetIdBits(r.mode, r.gid, who, true);
   if (req.atime) r.atime = *req.atime;
   if (req.mtime) r.mtime = *req.mtime;
   if (changed || req.atime || req.mtime || req.ctime) r.ctime = req.ctime.value_or(now);
-  StoreInode(t, r);
+  StoreInode(t, r, {req.atime.has_value(), req.mtime.has_value()});
   DAXREF_RETURN_IF_ERROR(Commit(t));
   *out = r;
   return Status::Ok();

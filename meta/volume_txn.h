@@ -53,11 +53,19 @@ inline bool IsDir(uint32_t mode) {
   return S_ISDIR(mode);
 }
 
-// The set-id bits a write, truncate or chown takes away: set-user-id, and
-// set-group-id where it means "run as group" (with group execute; without
-// it the bit marks mandatory locking and stays).
-inline uint32_t KilledSetIdBits(uint32_t mode) {
-  return (mode & S_ISUID) | ((mode & S_IXGRP) ? (mode & S_ISGID) : 0);
+// The set-id bits a change by `who` of file data or owner takes away, as
+// Linux decides for local filesystems (setattr_should_drop_suidgid):
+// set-user-id always; set-group-id where it means "run as group" (group
+// execute), or, where it marks mandatory locking, when the caller is not in
+// the file's group. Root (CAP_FSETID) keeps both on a write, truncate or
+// fallocate (`data_change`), not on a chown.
+inline uint32_t KilledSetIdBits(uint32_t mode, uint32_t file_gid, const Caller& who,
+                                bool data_change) {
+  if (data_change && who.uid == 0) return 0;
+  uint32_t kill = mode & S_ISUID;
+  if ((mode & S_ISGID) && ((mode & S_IXGRP) || (who.uid != 0 && !who.InGroup(file_gid))))
+    kill |= S_ISGID;
+  return kill;
 }
 
 // The bounds of a scan over the keys that start with one prefix. Both
@@ -164,6 +172,17 @@ class Volume::Txn {
   // records, capability xattrs), for the AttrCache at commit. Noted here,
   // where every key passes, so that no operation can forget it.
   const std::vector<AttrCache::Change>& attr_changes() const { return attr_changes_; }
+  // The inodes this batch stores, with the times they carry: pending times
+  // they make stale are dropped once the batch has committed
+  // (Volume::DropStoredTimes), never before, or a reader between the two
+  // would see neither.
+  struct StoredTimes {
+    uint64_t ino;
+    Timespec atime, mtime;
+    Volume::TimesSet set;
+  };
+  void NoteStoredTimes(const StoredTimes& s) { stored_times_.push_back(s); }
+  const std::vector<StoredTimes>& stored_times() const { return stored_times_; }
 
  private:
   void NoteAttrChange(const std::string& k, const std::string* v) {
@@ -203,6 +222,7 @@ class Volume::Txn {
   std::vector<MapUndo> undo_;
   std::vector<uint64_t> forget_;
   std::vector<AttrCache::Change> attr_changes_;
+  std::vector<StoredTimes> stored_times_;
   Volume* v_;
   rocksdb::WriteBatchWithIndex batch_;
   std::vector<Extent> fresh_;

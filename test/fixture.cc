@@ -272,10 +272,14 @@ CheckReport MountedFs::Check() {
 }
 
 int RunAs(uid_t uid, gid_t gid, const std::function<int()>& fn) {
+  return RunAs(uid, gid, {}, fn);
+}
+
+int RunAs(uid_t uid, gid_t gid, const std::vector<gid_t>& groups, const std::function<int()>& fn) {
   pid_t pid = fork();
   REQUIRE(pid >= 0);
   if (pid == 0) {
-    if (setgroups(0, nullptr) != 0 || setresgid(gid, gid, gid) != 0 ||
+    if (setgroups(groups.size(), groups.data()) != 0 || setresgid(gid, gid, gid) != 0 ||
         setresuid(uid, uid, uid) != 0)
       _exit(126);
     _exit(fn());

@@ -113,6 +113,8 @@ CheckReport CheckSource(const std::string& source);
 // Runs fn in a child process with the given uid/gid (and no supplementary
 // groups); returns the child's exit code. fn returns what the child exits with.
 int RunAs(uid_t uid, gid_t gid, const std::function<int()>& fn);
+// The same with supplementary groups.
+int RunAs(uid_t uid, gid_t gid, const std::vector<gid_t>& groups, const std::function<int()>& fn);
 
 // Reads / writes whole files with plain syscalls; REQUIRE on failure.
 std::string ReadFile(const std::string& path);

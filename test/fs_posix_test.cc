@@ -232,3 +232,40 @@ TEST_CASE("chown to the owner a file already has still drops its set-id bits", "
   REQUIRE(chown(d.c_str(), 0, 0) == 0);
   CHECK((Lstat(d).st_mode & 07777) == 02755);
 }
+
+TEST_CASE("a write drops set-group-id without group execute unless the writer is in the group",
+          "[fs_posix_test]") {
+  // Linux's rule (xfstests generic/683-685): the bit then marks mandatory
+  // locking and stays for a member of the file's group, supplementary
+  // groups included; a writer outside the group takes it away.
+  MountedFs fs(AllowOther());
+  REQUIRE(chmod(fs.mnt().c_str(), 0777) == 0);
+  const std::string f = fs.path("f");
+  auto write_as_alice = [&](const std::vector<gid_t>& groups) {
+    return RunAs(kAlice, kAliceGroup, groups, [&] {
+      int fd = open(f.c_str(), O_WRONLY);
+      if (fd < 0) return errno;
+      int rc = static_cast<int>(pwrite(fd, "y", 1, 10)) - 1;
+      int err = rc == 0 ? 0 : errno;
+      close(fd);
+      return err;
+    });
+  };
+  auto set_id_file = [&](gid_t group) {
+    WriteFile(f, std::string(8192, 'x'));
+    REQUIRE(chown(f.c_str(), 0, group) == 0);
+    REQUIRE(chmod(f.c_str(), 06666) == 0);
+  };
+  set_id_file(0);  // root's group: alice is not in it
+  REQUIRE(write_as_alice({}) == 0);
+  CHECK(ModeFromOtherProcess(f) == 0666);
+  set_id_file(kAliceGroup);  // her own group
+  REQUIRE(write_as_alice({}) == 0);
+  CHECK(ModeFromOtherProcess(f) == 02666);
+  set_id_file(2000);  // a supplementary group of hers
+  REQUIRE(write_as_alice({2000}) == 0);
+  CHECK(ModeFromOtherProcess(f) == 02666);
+  set_id_file(2000);  // the same group, without the membership
+  REQUIRE(write_as_alice({}) == 0);
+  CHECK(ModeFromOtherProcess(f) == 0666);
+}
