@@ -341,6 +341,7 @@ void ControlServer::Serve(UniqueFd conn, const ucred& cred, const Record& req) {
         },
         &info);
     if (!s.ok()) return (void)sink(Refusal(s.err(), s.message()));
+    info.log_destination = log_destination_;
     SendFsInfo(info, sink);
   } else if (req.kind == "fsmap") {
     // daxref-map fsmap: the pool-wide map of [pblock, pblock+blocks), or of

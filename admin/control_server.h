@@ -70,6 +70,8 @@ class ControlServer {
   // `volume`. `detach` runs once a pre-remove's reply is out (the daemon
   // lets go of its mount there).
   void Start(PoisonService* poison, Volume* volume, std::function<void()> detach);
+  // Where the daemon logs, for daxref-info (fs/logging.h). Before Start.
+  void set_log_destination(std::string where) { log_destination_ = std::move(where); }
   // Stops accepting, lets the requests being served finish (a scrub stops
   // at its next step) and drops those not yet started.
   ~ControlServer();
@@ -108,6 +110,7 @@ class ControlServer {
 
   PoisonService* poison_ = nullptr;
   Volume* volume_ = nullptr;
+  std::string log_destination_;
   std::function<void()> detach_;
   std::string path_;
   std::string source_;  // the SOURCE served (info measures its store)

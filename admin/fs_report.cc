@@ -273,6 +273,7 @@ constexpr StringField kStrings[] = {
     {"host_fstype", &FsInfo::host_fstype},
     {"host_mount_point", &FsInfo::host_mount_point},
     {"host_device", &FsInfo::host_device},
+    {"log", &FsInfo::log_destination},
 };
 
 Status Missing(const char* what) {

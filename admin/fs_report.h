@@ -103,6 +103,10 @@ struct FsInfo {
   std::string host_fstype;
   std::string host_mount_point;
   std::string host_device;
+
+  // Where the daemon's log lines go (fs/logging.h, LogDestination): only a
+  // daemon knows; empty offline.
+  std::string log_destination;
 };
 
 // Walks `db` (one snapshot) for the pool `sb`; `source` names the SOURCE

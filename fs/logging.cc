@@ -83,4 +83,12 @@ Status SetUpLogging(const CommandLine& cl, std::shared_ptr<spdlog::logger>* file
   return status;
 }
 
+std::string LogDestination(const CommandLine& cl) {
+  std::string where = cl.foreground ? "stderr" : "syslog";
+  if (!cl.log_file.empty())
+    where += "; file " + cl.log_file + " (rotated at " + std::to_string(cl.log_file_size) +
+             " bytes, " + std::to_string(cl.log_files) + " kept)";
+  return where;
+}
+
 }  // namespace daxref

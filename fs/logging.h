@@ -10,6 +10,7 @@
 #include <spdlog/logger.h>
 
 #include <memory>
+#include <string>
 
 #include "fs/command_line.h"
 #include "meta/status.h"
@@ -23,5 +24,9 @@ namespace daxref {
 // foreground start-up failure, printed as a one-line message rather than a
 // log line on standard error, is recorded with.
 Status SetUpLogging(const CommandLine& cl, std::shared_ptr<spdlog::logger>* file_only);
+
+// Where the lines go, in words, for daxref-info: "syslog" or "stderr",
+// then "; file PATH (rotated at N bytes, K kept)" with a log file.
+std::string LogDestination(const CommandLine& cl);
 
 }  // namespace daxref

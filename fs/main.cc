@@ -410,8 +410,11 @@ std::unique_ptr<ControlServer> BindControl(const CommandLine& cl) {
   return std::move(*control);
 }
 
-void StartControl(ControlServer* control, PoisonHandler* poison, Filesystem* fs) {
-  if (control) control->Start(poison->service(), fs->volume(), [fs] { fs->Detach(); });
+void StartControl(const CommandLine& cl, ControlServer* control, PoisonHandler* poison,
+                  Filesystem* fs) {
+  if (!control) return;
+  control->set_log_destination(LogDestination(cl));
+  control->Start(poison->service(), fs->volume(), [fs] { fs->Detach(); });
 }
 
 // In the background, stdin, stdout and stderr go to /dev/null once start-up
@@ -457,7 +460,7 @@ int Serve(const CommandLine& cl, StartupReport* report) {
   if (!se) return 1;
   PoisonHandler poison(&fs, PoisonOptions{cl.poison_signal});
   std::unique_ptr<AsyncFaultWatcher> async_faults = RouteMachineChecks(pool.get(), &fs, &poison);
-  StartControl(control.get(), &poison, &fs);
+  StartControl(cl, control.get(), &poison, &fs);
   spdlog::info("mounted {} on {} (pool {} blocks, uuid {}, {} granularity)", cl.source,
                cl.mountpoint, pool->superblock().block_count, UuidToString(pool->superblock().uuid),
                pool->granularity());

@@ -677,7 +677,7 @@ TEST_CASE("daxref in the background: returns once mounted, and remounts right af
     WriteFile(fs.path("round" + std::to_string(round)), std::to_string(round));
     // The kernel lets go at once; the daemon may still be closing its store
     // when the next one starts, which must wait for it rather than fail.
-    r = Run({"/bin/fusermount3", "-u", mnt});
+    r = UnmountMountPoint(mnt);
     INFO(r.err);
     REQUIRE(r.status == 0);
   }

@@ -206,13 +206,18 @@ void MountedFs::Mount() {
   }
 }
 
+RunResult UnmountMountPoint(const std::string& mnt) {
+  RunResult r = Run({"/bin/fusermount3", "-u", mnt});
+  for (int i = 0; r.status != 0 && i < 100; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    r = Run({"/bin/fusermount3", "-u", mnt});
+  }
+  return r;
+}
+
 void MountedFs::Unmount() {
   REQUIRE(pid_ > 0);
-  RunResult r = Run({"/bin/fusermount3", "-u", mnt_.path()});
-  for (int i = 0; r.status != 0 && i < 100; ++i) {  // EBUSY while a child lingers
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    r = Run({"/bin/fusermount3", "-u", mnt_.path()});
-  }
+  RunResult r = UnmountMountPoint(mnt_.path());
   INFO(r.err);
   REQUIRE(r.status == 0);
   int status = 0;

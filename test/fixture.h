@@ -112,6 +112,9 @@ CheckReport CheckSource(const std::string& source);
 
 // Runs fn in a child process with the given uid/gid (and no supplementary
 // groups); returns the child's exit code. fn returns what the child exits with.
+// fusermount3 -u MNT, retried for up to 5 s: the kernel answers EBUSY for a
+// moment after a process that used the mount has exited (under load).
+RunResult UnmountMountPoint(const std::string& mnt);
 int RunAs(uid_t uid, gid_t gid, const std::function<int()>& fn);
 // The same with supplementary groups.
 int RunAs(uid_t uid, gid_t gid, const std::vector<gid_t>& groups, const std::function<int()>& fn);

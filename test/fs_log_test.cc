@@ -115,7 +115,15 @@ TEST_CASE("log_file: a daemon in the background logs there too", "[log]") {
   REQUIRE(r.status == 0);
   REQUIRE(MountedAt(fs.mnt()));
   CHECK(CountContaining(FileLines(log), "mounted " + fs.source() + " on " + fs.mnt()) == 1);
-  r = Run({"/bin/fusermount3", "-u", fs.mnt()});
+  // daxref-info says where the logs are (issue 14: "where are the logs").
+  const std::string where = "syslog; file " + log + " (rotated at 10485760 bytes, 5 kept)";
+  RunResult info = Run({DAXREF_TEST_INFO, "--json", fs.mnt()});
+  INFO(info.out << info.err);
+  CHECK(info.status == 0);
+  CHECK(info.out.find("\"log\": \"" + where + "\",") != std::string::npos);
+  info = Run({DAXREF_TEST_INFO, fs.mnt()});
+  CHECK(info.out.find("\nlogs     = " + where + "\n") != std::string::npos);
+  r = UnmountMountPoint(fs.mnt());
   REQUIRE(r.status == 0);
   // The daemon logs its exit after the unmount; wait for it.
   for (int i = 0; i < 600 && CountContaining(FileLines(log), "exiting") == 0; ++i) usleep(50000);

@@ -77,7 +77,7 @@ void WaitForPoolFree(const std::string& source) {
 }
 
 void UnmountBackground(const std::string& mnt, const std::string& source) {
-  RunResult r = Run({"/bin/fusermount3", "-u", mnt});
+  RunResult r = UnmountMountPoint(mnt);
   INFO(r.err);
   CHECK(r.status == 0);
   WaitForPoolFree(source);

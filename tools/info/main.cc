@@ -91,6 +91,7 @@ void PrintText(const Geometry& g, const FsInfo& i, const std::string& mount_poin
               ? std::string("no (read offline)")
               : cli::Printable(mount_point) + (online ? " (asked through the daemon)" : "")) +
          "\n";
+  if (online) out += "logs     = " + cli::Printable(i.log_destination) + "\n";
   if (!i.host_fstype.empty())
     out += "host     = " + cli::Printable(i.host_fstype) + " " + cli::Printable(i.host_device) +
            " on " + cli::Printable(i.host_mount_point) + "\n";
@@ -149,6 +150,7 @@ void PrintJson(const Geometry& g, const FsInfo& i, const std::string& mount_poin
   out += "  \"mounted\": " + std::string(mount_point.empty() ? "false" : "true") + ",\n";
   out += "  \"mount_point\": " + (mount_point.empty() ? "null" : cli::Json(mount_point)) + ",\n";
   out += "  \"online\": " + std::string(online ? "true" : "false") + ",\n";
+  out += "  \"log\": " + (online ? cli::Json(i.log_destination) : std::string("null")) + ",\n";
   out += "  \"host\": {\"fstype\": " + cli::Json(i.host_fstype) +
          ", \"device\": " + cli::Json(i.host_device) +
          ", \"mount_point\": " + cli::Json(i.host_mount_point) + "},\n";
