@@ -46,18 +46,6 @@ std::vector<char*> Argv(const std::vector<std::string>& v) {
   return a;
 }
 
-bool IsMounted(const std::string& mnt) {
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream ls(line);
-    std::string id, parent, devno, root, point;
-    ls >> id >> parent >> devno >> root >> point;
-    if (point == mnt && line.find("fuse.daxref") != std::string::npos) return true;
-  }
-  return false;
-}
-
 struct Creds {
   uid_t uid;
   gid_t gid;
@@ -113,6 +101,18 @@ RunResult RunImpl(const std::vector<std::string>& argv, const std::vector<std::s
 }
 
 }  // namespace
+
+bool IsMounted(const std::string& mnt) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream ls(line);
+    std::string id, parent, devno, root, point;
+    ls >> id >> parent >> devno >> root >> point;
+    if (point == mnt && line.find("fuse.daxref") != std::string::npos) return true;
+  }
+  return false;
+}
 
 int ExitCode(int status) {
   if (WIFEXITED(status)) return WEXITSTATUS(status);

@@ -112,6 +112,8 @@ CheckReport CheckSource(const std::string& source);
 
 // Runs fn in a child process with the given uid/gid (and no supplementary
 // groups); returns the child's exit code. fn returns what the child exits with.
+// Whether a daxref filesystem is mounted at `mnt` (/proc/self/mountinfo).
+bool IsMounted(const std::string& mnt);
 // fusermount3 -u MNT, retried for up to 5 s: the kernel answers EBUSY for a
 // moment after a process that used the mount has exited (under load).
 RunResult UnmountMountPoint(const std::string& mnt);

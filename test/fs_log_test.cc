@@ -9,7 +9,6 @@
 #include <catch2/catch.hpp>
 #include <fstream>
 #include <regex>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -36,18 +35,6 @@ std::vector<std::string> FileLines(const std::string& path) {
 
 bool Exists(const std::string& path) {
   return access(path.c_str(), F_OK) == 0;
-}
-
-bool MountedAt(const std::string& mnt) {
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream ls(line);
-    std::string id, parent, devno, root, point;
-    ls >> id >> parent >> devno >> root >> point;
-    if (point == mnt) return true;
-  }
-  return false;
 }
 
 // A log line as fs/logging.h describes it.
@@ -113,7 +100,7 @@ TEST_CASE("log_file: a daemon in the background logs there too", "[log]") {
   RunResult r = Run({DaemonBin(), "-o", "log_level=info,log_file=" + log, fs.source(), fs.mnt()});
   INFO(r.err);
   REQUIRE(r.status == 0);
-  REQUIRE(MountedAt(fs.mnt()));
+  REQUIRE(IsMounted(fs.mnt()));
   CHECK(CountContaining(FileLines(log), "mounted " + fs.source() + " on " + fs.mnt()) == 1);
   // daxref-info says where the logs are (issue 14: "where are the logs").
   const std::string where = "syslog; file " + log + " (rotated at 10485760 bytes, 5 kept)";
@@ -207,7 +194,7 @@ TEST_CASE("log_file: an unusable path is one line and no mount", "[log]") {
     ExpectUsageError(Run({DaemonBin(), "-o", "log_file=", src, mnt}), "daxref",
                      "log_file= needs a path");
   }
-  CHECK_FALSE(MountedAt(mnt));
+  CHECK_FALSE(IsMounted(mnt));
   // SOURCE was not touched: it still mounts.
   fs.Mount();
 }
