@@ -579,10 +579,12 @@ void DoReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file
   if (new_walk) fs->handles().SetWalkEnd(fi->fh, end);
   if (!inner.ok() && used == 0) return ReplyErr(req, inner);
   // getdents updates the directory's atime as read does a file's; the
-  // kernel drops its cached atime after each readdir reply.
+  // kernel drops its cached atime after each readdir reply. The inode is
+  // read only when the policy may update it (not under noatime, nodiratime).
   InodeRecord dir;
-  if (Timespec now = Now();
-      fs->volume()->GetInode(ino, &dir).ok() && AtimeNeedsUpdate(fs->atime(), dir, true, now))
+  if (Timespec now = Now(); UpdatesAtime(fs->atime(), true) &&
+                            fs->volume()->GetInode(ino, &dir).ok() &&
+                            AtimeNeedsUpdate(fs->atime(), dir, true, now))
     fs->volume()->TouchAtime(ino, now);
   fuse_reply_buf(req, buf.data(), used);
 }

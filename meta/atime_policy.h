@@ -25,6 +25,10 @@ struct AtimePolicy {
 // ctime (the kernel's "older than a day").
 inline constexpr int64_t kRelatimeInterval = 24 * 60 * 60;
 
+// Whether the policy ever updates the atime of a file (of a directory, by
+// readdir, if `dir`).
+bool UpdatesAtime(const AtimePolicy& p, bool dir);
+
 // Whether a read at `now` of the inode `r` (a directory if `dir`: readdir)
 // updates its atime.
 bool AtimeNeedsUpdate(const AtimePolicy& p, const InodeRecord& r, bool dir, Timespec now);

@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include <array>
+#include <compare>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -132,6 +133,7 @@ std::string UuidToString(const Uuid& u);
 struct Timespec {
   int64_t sec = 0;
   uint32_t nsec = 0;
+  auto operator<=>(const Timespec&) const = default;  // by sec, then nsec
 };
 
 struct InodeRecord {

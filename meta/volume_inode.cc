@@ -102,12 +102,8 @@ void Volume::DropStoredTimes(const Txn& t) {
     // fast-path write, or a read's atime, that came after this batch
     // loaded the inode (a release's FlushTimes racing the next open's
     // read). A time the operation set itself (utimensat) wins.
-    if (p.has_mctime &&
-        (s.set.mtime || (p.mctime.sec == s.mtime.sec && p.mctime.nsec == s.mtime.nsec)))
-      p.has_mctime = false;
-    if (p.has_atime &&
-        (s.set.atime || (p.atime.sec == s.atime.sec && p.atime.nsec == s.atime.nsec)))
-      p.has_atime = false;
+    if (p.has_mctime && (s.set.mtime || p.mctime == s.mtime)) p.has_mctime = false;
+    if (p.has_atime && (s.set.atime || p.atime == s.atime)) p.has_atime = false;
     if (!p.has_mctime && !p.has_atime) pending_times_.erase(it);
   }
 }
