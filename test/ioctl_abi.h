@@ -114,6 +114,14 @@ DAXREF_ABI_ALIGN(daxref_owner_query);
 DAXREF_ABI_ALIGN(daxref_paths_query);
 DAXREF_ABI_ALIGN(daxref_info);
 
+static_assert(DAXREF_DAX_SOCKET_BYTES == 512, "dax socket path buffer");
+DAXREF_ABI_SIZE(daxref_dax_info, 528);
+DAXREF_ABI_FIELD(daxref_dax_info, magic, 0, 8);
+DAXREF_ABI_FIELD(daxref_dax_info, abi_version, 8, 4);
+DAXREF_ABI_FIELD(daxref_dax_info, block_size, 12, 4);
+DAXREF_ABI_FIELD(daxref_dax_info, socket, 16, 512);
+DAXREF_ABI_ALIGN(daxref_dax_info);
+
 /* Each command number's parts, on every architecture: direction, type byte,
  * number and argument size (the size is what the kernel forwards). */
 #define DAXREF_ABI_IOC(cmd, dir, nr, size)                                      \
@@ -130,6 +138,7 @@ DAXREF_ABI_IOC(DAXREF_IOC_OWNERS, _IOC_READ | _IOC_WRITE, 6, 12856);
 DAXREF_ABI_IOC(DAXREF_IOC_PATHS, _IOC_READ | _IOC_WRITE, 7, 16024);
 DAXREF_ABI_IOC(DAXREF_IOC_COLLAPSE_RANGE, _IOC_WRITE, 8, 24);
 DAXREF_ABI_IOC(DAXREF_IOC_INSERT_RANGE, _IOC_WRITE, 9, 24);
+DAXREF_ABI_IOC(DAXREF_IOC_DAX_INFO, _IOC_READ, 10, 528);
 
 /* The numbers themselves where the ioctl encoding is the generic one (x86,
  * arm64, riscv: direction in bits 30-31, size in 16-29, type 8-15, nr 0-7). */
@@ -144,6 +153,7 @@ static_assert(DAXREF_IOC_OWNERS == 0xF238DA06u, "DAXREF_IOC_OWNERS");
 static_assert(DAXREF_IOC_PATHS == 0xFE98DA07u, "DAXREF_IOC_PATHS");
 static_assert(DAXREF_IOC_COLLAPSE_RANGE == 0x4018DA08u, "DAXREF_IOC_COLLAPSE_RANGE");
 static_assert(DAXREF_IOC_INSERT_RANGE == 0x4018DA09u, "DAXREF_IOC_INSERT_RANGE");
+static_assert(DAXREF_IOC_DAX_INFO == 0x8210DA0Au, "DAXREF_IOC_DAX_INFO");
 #endif
 
 #endif /* DAXREF_TEST_IOCTL_ABI_H */

@@ -144,6 +144,17 @@ struct daxref_info {
 	__u64 free_blocks;
 };
 
+/* Where the daemon serving this mount takes lease sessions (direct access,
+ * docs/dax.md, <daxref/dax.h>): the absolute path of its SOCK_SEQPACKET
+ * socket, NUL-terminated. Anyone may ask; the socket itself admits only root
+ * and the pool's owner. */
+#define DAXREF_DAX_SOCKET_BYTES 512
+struct daxref_dax_info {
+	__u64 magic;       /* DAXREF_INFO_MAGIC */
+	__u32 abi_version; /* 1 */
+	__u32 block_size;
+	char socket[DAXREF_DAX_SOCKET_BYTES];
+};
 #define DAXREF_IOC_INFO _IOR(DAXREF_IOC_MAGIC, 0, struct daxref_info)
 #define DAXREF_IOC_TOKEN _IOR(DAXREF_IOC_MAGIC, 1, struct daxref_token)
 #define DAXREF_IOC_CLONE_RANGE _IOW(DAXREF_IOC_MAGIC, 2, struct daxref_clone_range)
@@ -154,5 +165,6 @@ struct daxref_info {
 #define DAXREF_IOC_PATHS _IOWR(DAXREF_IOC_MAGIC, 7, struct daxref_paths_query)
 #define DAXREF_IOC_COLLAPSE_RANGE _IOW(DAXREF_IOC_MAGIC, 8, struct daxref_range)
 #define DAXREF_IOC_INSERT_RANGE _IOW(DAXREF_IOC_MAGIC, 9, struct daxref_range)
+#define DAXREF_IOC_DAX_INFO _IOR(DAXREF_IOC_MAGIC, 10, struct daxref_dax_info)
 
 #endif /* DAXREF_IOCTL_H */
