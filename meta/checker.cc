@@ -828,7 +828,7 @@ void Checker::CheckInodes() {
 
 // Keys under no prefix this format knows.
 Status Checker::CheckUnknownPrefixes() {
-  static constexpr std::string_view kKnown = "BCDEFILMNOPQRX";
+  static constexpr std::string_view kKnown = "BCDEFGILMNOPQRX";
   uint64_t found = 0;
   Status s = scan_.WalkOutside(kKnown, [&](std::string_view k) {
     if (++found <= 16)

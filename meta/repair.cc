@@ -370,7 +370,7 @@ Status Repairer::DropUndecodable() {
     if (!s.ok()) {
       b.Delete(it->key());
       const bool known =
-          !k.empty() && std::string_view("BCDEFILMNOPQRX").find(k[0]) != std::string_view::npos;
+          !k.empty() && std::string_view("BCDEFGILMNOPQRX").find(k[0]) != std::string_view::npos;
       Did(known ? ProblemClass::kUndecodable : ProblemClass::kUnknownRecord,
           "deleted " + std::string(known ? "undecodable record" : "record of no known kind") +
               " (" + check::KeyText(k) + "): " + s.message());
