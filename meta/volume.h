@@ -406,7 +406,8 @@ class Volume {
   uint64_t NewLeaseId();
   // Writes r's G record (validated first: EINVAL for a record the decoder
   // would call corrupt) in one batch, committed and the WAL synced before
-  // it returns.
+  // it returns. EROFS on a read-only Volume, as every commit: a read-only
+  // mount cannot record a lease.
   Status RecordLease(const LeaseRecord& r) EXCLUDES(mu_);
   // Deletes the G records of `ids` in one batch (ids without a record are
   // fine), committed (not synced: a record a crash brings back only costs

@@ -102,7 +102,11 @@ Status Volume::PrepareForStores(uint64_t ino, uint64_t fblock, uint64_t blocks,
       DAXREF_RETURN_IF_ERROR(Commit(t));
     }
   }
-  DAXREF_RETURN_IF_ERROR(SyncLog(Status::Ok()));
+  // Synced even when this call committed nothing: the batches that mapped
+  // the range before may still be only in the log's unsynced tail, and a
+  // crash that lost them would free blocks the holder stores into. A
+  // read-only Volume never wrote anything (and could not have committed).
+  if (!read_only_) DAXREF_RETURN_IF_ERROR(SyncLog(Status::Ok()));
   return EmitLeaseExtents(ino, fblock, blocks, fn);
 }
 
