@@ -22,6 +22,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -73,9 +74,11 @@ struct Base {
   uint64_t orphan_blocks = 0;
 };
 
+// Made on first use and destroyed at exit with the test program's other
+// statics, which removes its directory under /dev/shm.
 const Base& TheBase() {
-  static Base* base = [] {
-    auto* b = new Base();
+  static const std::unique_ptr<Base> base = [] {
+    auto b = std::make_unique<Base>();
     MountedFs::Options o;
     o.size = 64 * kMiB;
     MountedFs fs(o);
