@@ -434,8 +434,7 @@ void Write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t o
   if (size > 0 && fs->leases() && fs->leases()->HasLeases(ino) &&
       !fs->OverwritesInPlace(ino, off, size))
     s = fs->RevokeLeases(ino, off, size, LeaseWhich::kAll, "write");
-  if (s.ok())
-    s = fs->volume()->Write(ino, off, buf, size, CallerOf(req), &r, &dropped, &written);
+  if (s.ok()) s = fs->volume()->Write(ino, off, buf, size, CallerOf(req), &r, &dropped, &written);
   if (!s.ok()) return ReplyErr(req, s);
   // The daemon, not the kernel, took set-id bits or a capability away
   // (handle_killpriv): the kernel learns it before the writer returns, or
@@ -526,8 +525,7 @@ void CopyFileRange(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_file_in
     SourceDestLock locks(fs->inodes(), ino_in, ino_out);
     const uint64_t n = std::min(len, kMaxPerCall);
     s = fs->RevokeLeases(ino_out, off_out, n, LeaseWhich::kAll, "copy_file_range into");
-    if (s.ok())
-      s = fs->RevokeLeases(ino_in, off_in, n, LeaseWhich::kWrite, "copy_file_range from");
+    if (s.ok()) s = fs->RevokeLeases(ino_in, off_in, n, LeaseWhich::kWrite, "copy_file_range from");
     if (s.ok())
       s = fs->volume()->CopyRange(ino_in, off_in, ino_out, off_out, n, CallerOf(req), &copied,
                                   &out);
@@ -778,8 +776,10 @@ Status Filesystem::RevokeForFallocate(uint64_t ino, int mode, uint64_t off, uint
   if (!leases_ || leases_->empty()) return Status::Ok();
   if (mode & (kFallocCollapseRange | kFallocInsertRange))
     return leases_->Revoke(ino, off, UINT64_MAX, LeaseWhich::kAll, "collapse or insert range");
-  if (mode & kFallocPunchHole) return leases_->Revoke(ino, off, len, LeaseWhich::kAll, "punch hole");
-  if (mode & kFallocZeroRange) return leases_->Revoke(ino, off, len, LeaseWhich::kAll, "zero range");
+  if (mode & kFallocPunchHole)
+    return leases_->Revoke(ino, off, len, LeaseWhich::kAll, "punch hole");
+  if (mode & kFallocZeroRange)
+    return leases_->Revoke(ino, off, len, LeaseWhich::kAll, "zero range");
   if (mode & kFallocUnshareRange)
     return leases_->Revoke(ino, off, len, LeaseWhich::kAll, "unshare range");
   // Allocation fills holes: only a read lease has holes (a write lease's
@@ -792,9 +792,8 @@ bool Filesystem::OverwritesInPlace(uint64_t ino, uint64_t off, uint64_t len) {
   if (!volume_->GetInode(ino, &r).ok() || off + len > r.size || off + len < off) return false;
   bool in_place = true;
   Status s = volume_->MapRange(ino, off, len, [&](const MappedSegment& seg) {
-    if (seg.hole ||
-        volume_->IsBad(seg.pool_off >> kBlockShift,
-                       (seg.pool_off + seg.len + kBlockSize - 1) >> kBlockShift))
+    if (seg.hole || volume_->IsBad(seg.pool_off >> kBlockShift,
+                                   (seg.pool_off + seg.len + kBlockSize - 1) >> kBlockShift))
       in_place = false;
     return in_place;
   });

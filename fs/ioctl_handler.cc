@@ -57,8 +57,7 @@ void DaxInfo(Filesystem* fs, fuse_req_t req) {
   out.magic = DAXREF_INFO_MAGIC;
   out.abi_version = 1;
   out.block_size = kBlockSize;
-  if (fs->dax_socket().size() >= sizeof(out.socket))
-    return (void)fuse_reply_err(req, ENAMETOOLONG);
+  if (fs->dax_socket().size() >= sizeof(out.socket)) return (void)fuse_reply_err(req, ENAMETOOLONG);
   memcpy(out.socket, fs->dax_socket().c_str(), fs->dax_socket().size() + 1);
   fuse_reply_ioctl(req, 0, &out, sizeof(out));
 }

@@ -48,8 +48,10 @@ bool ShortName(int dir_fd, sockaddr_un* addr, socklen_t* len) {
 }
 
 Record ErrorReply(const std::string& tag, int err, const std::string& msg) {
-  return Record("error").Add("tag", tag).Add("errno", static_cast<uint64_t>(err)).Add("message",
-                                                                                      msg);
+  return Record("error")
+      .Add("tag", tag)
+      .Add("errno", static_cast<uint64_t>(err))
+      .Add("message", msg);
 }
 
 // token=HEX32: value[0] then value[1] of struct daxref_token, 16 hex digits each.
@@ -81,8 +83,7 @@ bool TakesMapSync(int fd) {
 
 }  // namespace
 
-Result<std::unique_ptr<LeaseServer>> LeaseServer::Bind(const std::string& source,
-                                                       bool read_only) {
+Result<std::unique_ptr<LeaseServer>> LeaseServer::Bind(const std::string& source, bool read_only) {
   std::unique_ptr<LeaseServer> ls(new LeaseServer());
   ls->path_ = dax::SocketPath(source);
   ls->read_only_ = read_only;
@@ -206,8 +207,7 @@ void LeaseServer::Accept(std::vector<Conn>* conns) {
       continue;
     }
     if (conns->size() >= kMaxSessions) {
-      spdlog::warn("dax: refused a session from pid {}: {} sessions open", cred.pid,
-                   kMaxSessions);
+      spdlog::warn("dax: refused a session from pid {}: {} sessions open", cred.pid, kMaxSessions);
       continue;
     }
     auto s = std::make_shared<LeaseSession>();
@@ -279,14 +279,13 @@ bool LeaseServer::Closed(Conn* c) {
   // A holder that closed its session by hand, and still maps the pool, is
   // killed: it would otherwise keep access nobody can revoke any more.
   if (ProcessMapsFile(s->pid, pool_dev_, pool_ino_)) {
-    spdlog::warn(
-        "dax: process {} closed its lease session but still maps the pool: killing it", s->pid);
+    spdlog::warn("dax: process {} closed its lease session but still maps the pool: killing it",
+                 s->pid);
     if (s->Kill()) {
       c->killed = true;
       return true;  // its leases end when the pidfd reports the exit
     }
-    if (errno != ESRCH)
-      spdlog::error("dax: cannot kill process {}: {}", s->pid, strerror(errno));
+    if (errno != ESRCH) spdlog::error("dax: cannot kill process {}: {}", s->pid, strerror(errno));
   }
   table_->SessionGone(s);
   return false;
@@ -404,8 +403,8 @@ void LeaseServer::Grant(const std::shared_ptr<LeaseSession>& s, const Record& re
       return dax::SendPacket(sock, Record("end").Add("tag", tag).Add("lease", rec.id));
     });
     if (!sent) {
-      spdlog::warn("dax: the grant of lease {} could not be sent to process {}: {}", rec.id,
-                   s->pid, strerror(errno));
+      spdlog::warn("dax: the grant of lease {} could not be sent to process {}: {}", rec.id, s->pid,
+                   strerror(errno));
       table_->Release(s.get(), rec.id);
       return;
     }

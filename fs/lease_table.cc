@@ -261,8 +261,7 @@ void LeaseTable::SessionGone(const LeaseSession* s) {
       }
     }
   }
-  if (!ids.empty())
-    spdlog::warn("process {} went away: its {} leases end", s->pid, ids.size());
+  if (!ids.empty()) spdlog::warn("process {} went away: its {} leases end", s->pid, ids.size());
   Drop(ids, "holder gone");
 }
 

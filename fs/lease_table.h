@@ -139,8 +139,7 @@ class LeaseTable {
   void Drop(const std::vector<uint64_t>& ids, const char* why) EXCLUDES(mu_);
   void RemoveLocked(uint64_t id) REQUIRES(mu_);
   // The revocation of `picked` (all marked kRevoking by the caller).
-  Status RevokePicked(const std::vector<EntryPtr>& picked, const std::string& reason)
-      EXCLUDES(mu_);
+  Status RevokePicked(const std::vector<EntryPtr>& picked, const std::string& reason) EXCLUDES(mu_);
 
   Volume* volume_;
   const std::chrono::milliseconds revoke_timeout_;

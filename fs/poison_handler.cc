@@ -56,8 +56,7 @@ void PoisonHandler::OnOwner(const PoisonFailure& f, const PoisonOwner& o, Record
   // address in their mapping (docs/dax.md).
   if (fs_->leases())
     fs_->leases()->ForEachOverlapping(
-        o.ino, o.offset(), o.length(),
-        [&](const LeaseTable::Lease& l, uint64_t off, uint64_t len) {
+        o.ino, o.offset(), o.length(), [&](const LeaseTable::Lease& l, uint64_t off, uint64_t len) {
           control::Record p("poison");
           p.Add("lease", l.id).Add("offset", off).Add("length", len);
           if (!l.session->Send(p))

@@ -71,8 +71,11 @@ int DaxTestClient::Take(int fd, uint64_t off, uint64_t len, bool write, Lease* o
            static_cast<uint64_t>(tok.value[1]));
   const uint64_t tag = next_tag_++;
   Record req("lease");
-  req.Add("tag", tag).Add("token", hex).Add("offset", off).Add("length", len).Add(
-      "mode", write ? "write" : "read");
+  req.Add("tag", tag)
+      .Add("token", hex)
+      .Add("offset", off)
+      .Add("length", len)
+      .Add("mode", write ? "write" : "read");
   Record reply;
   UniqueFd pool;
   if (int e = Call(req, tag, &reply, &pool); e != 0) return e;
@@ -111,10 +114,10 @@ int DaxTestClient::Take(int fd, uint64_t off, uint64_t len, bool write, Lease* o
   const int prot = write ? PROT_READ | PROT_WRITE : PROT_READ;
   for (const Piece& p : l.pieces) {
     void* at = b + (p.logical - l.offset);
-    void* got = p.hole ? mmap(at, p.length, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
-                              -1, 0)
-                       : mmap(at, p.length, prot, MAP_SHARED | MAP_FIXED, pool.get(),
-                              static_cast<off_t>(p.physical));
+    void* got = p.hole
+                    ? mmap(at, p.length, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)
+                    : mmap(at, p.length, prot, MAP_SHARED | MAP_FIXED, pool.get(),
+                           static_cast<off_t>(p.physical));
     if (got == MAP_FAILED) {
       int e = errno;
       munmap(base, l.length);

@@ -269,8 +269,7 @@ TEST_CASE("truncate revokes the leases past the new size before it frees their b
   CHECK(kill(h.pid(), 0) == 0);
 }
 
-TEST_CASE("a holder that does not acknowledge is killed, then the truncate goes on",
-          "[fs][dax]") {
+TEST_CASE("a holder that does not acknowledge is killed, then the truncate goes on", "[fs][dax]") {
   MountedFs fs(LeaseMount());
   const std::string f = fs.path("f");
   MakeFile(f, 4, 'x');
