@@ -367,11 +367,17 @@ void LeaseServer::Grant(const std::shared_ptr<LeaseSession>& s, const Record& re
     rec.start_time = s->start_time;
     rec.boot_id = BootId();
     rec.extents = extents;
-    st = fs_->volume()->RecordLease(rec);
+    // A read-only store records nothing: a read lease of a read-only mount
+    // lives in the table only (a holder left after a crash can read, never
+    // store, and the library unmaps when its session ends).
+    if (!fs_->volume()->read_only()) st = fs_->volume()->RecordLease(rec);
     if (!st.ok()) return fail(KernelErrno(st), "recording the lease: " + st.message());
     lease = LeaseTable::Lease{rec.id, ino, off, len, rec.mode, s};
-    table_->Add(lease);
     bool sent = s->SendAll([&](int sock) {
+      // Added under the session's send lock: a revocation that does not
+      // wait for io (unmount, shutdown) can pick the lease at once, but its
+      // `revoke` goes out only after this whole reply.
+      table_->Add(lease);
       Record g("granted");
       g.Add("tag", tag)
           .Add("lease", rec.id)

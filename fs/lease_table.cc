@@ -108,6 +108,9 @@ void LeaseTable::Drop(const std::vector<uint64_t>& ids, const char* why) {
     MutexLock g(&mu_);
     for (uint64_t id : ids) RemoveLocked(id);
   }
+  // A read-only store has no records to drop (the grant wrote none; those
+  // of a mount remounted read-only since go at the next mount).
+  if (volume_->read_only()) return;
   Status s = volume_->DropLeases(std::span<const uint64_t>(ids.data(), ids.size()));
   if (!s.ok())
     spdlog::error("deleting the records of {} leases ({}) failed: {}", ids.size(), why,

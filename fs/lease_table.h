@@ -65,7 +65,9 @@ struct LeaseSession {
   // Waits up to `limit` for the process to be gone (the pidfd readable).
   bool AwaitExit(std::chrono::milliseconds limit);
 
-  Mutex send_mu;  // a leaf: held across the sends of one message
+  // Held across the sends of one message; the table's mutex is taken under
+  // it (a grant adds its lease while its reply goes out), never the reverse.
+  Mutex send_mu;
 };
 
 // Which leases of a range an operation revokes (docs/dax.md, "Revocation").
@@ -90,7 +92,8 @@ class LeaseTable {
   std::chrono::milliseconds revoke_timeout() const { return revoke_timeout_; }
 
   // A granted lease (its G record is committed). The caller holds the
-  // inode's io exclusive.
+  // inode's io exclusive, and the session's send lock while it sends the
+  // reply.
   void Add(const Lease& l) EXCLUDES(mu_);
   // Does ino have a lease (any state)?
   bool HasLeases(uint64_t ino) EXCLUDES(mu_);
@@ -145,6 +148,7 @@ class LeaseTable {
   const std::chrono::milliseconds revoke_timeout_;
   std::atomic<size_t> live_{0};  // leases in the table, any state
   Mutex mu_;                     // a leaf: nothing is taken while it is held
+                                 // (taken under a session's send_mu)
   CondVar changed_;              // an entry became kDone
   std::map<uint64_t, EntryPtr> leases_ GUARDED_BY(mu_);
   std::unordered_map<uint64_t, std::vector<EntryPtr>> by_ino_ GUARDED_BY(mu_);
