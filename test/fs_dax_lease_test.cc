@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -29,8 +30,11 @@ namespace {
 constexpr uid_t kAlice = 1001;
 constexpr gid_t kAliceGroup = 1001;
 
-// What a holder does when its lease is revoked.
-enum class OnRevoke { kAcknowledge, kIgnore };
+// What a holder does when its lease is revoked. kCheckServing acknowledges
+// too, and first asks the mount's statfs through a descriptor of its root
+// (statfs always reaches the daemon): U if it answered, X if the
+// filesystem was shut down or gone already.
+enum class OnRevoke { kAcknowledge, kIgnore, kCheckServing };
 
 // A child process that holds one lease and reports through a pipe, one
 // letter at a time: G granted (E then the errno on failure), U its mapping
@@ -105,6 +109,11 @@ class Holder {
   static int Serve(int note, const std::string& path, uint64_t off, uint64_t len, bool write,
                    OnRevoke on_revoke, char fill) {
     auto say = [&](const std::string& s) { return write_all(note, s); };
+    // The mount's root, held: after a detach its path would name the
+    // directory underneath.
+    UniqueFd dir(on_revoke == OnRevoke::kCheckServing
+                     ? open(path.substr(0, path.rfind('/')).c_str(), O_RDONLY | O_DIRECTORY)
+                     : -1);
     int fd = open(path.c_str(), write ? O_RDWR : O_RDONLY);
     DaxTestClient c;
     DaxTestClient::Lease l;
@@ -124,12 +133,15 @@ class Holder {
         // The daemon went away: a stale holder stays, mapping and all.
         for (;;) pause();
       }
-      if (r.kind == "revoke" && on_revoke == OnRevoke::kAcknowledge) {
+      if (r.kind == "revoke" && on_revoke != OnRevoke::kIgnore) {
+        struct statvfs v;
+        const bool serving = on_revoke != OnRevoke::kCheckServing || fstatvfs(dir.get(), &v) == 0;
         c.MakeInaccessible(&l);
-        say("U");
+        say(serving ? "U" : "X");
         c.Acknowledge(l.id);
       } else if (r.kind == "poison") {
-        say("P");
+        const std::string* at = r.Get("offset");
+        say("P" + (at ? *at : std::string("?")) + ";");
       }
     }
   }
@@ -351,6 +363,83 @@ TEST_CASE("after a daemon crash, the next mount makes a holder still mapping the
   // The file is served, and a truncate has nobody to revoke.
   Fd fd(f, O_RDWR);
   REQUIRE(ftruncate(fd.get(), 0) == 0);
+}
+
+TEST_CASE("a write(2) that fills a hole of a read lease revokes it; one in place does not",
+          "[fs][dax]") {
+  MountedFs fs(LeaseMount());
+  const std::string f = fs.path("f");
+  {
+    Fd fd(f, O_RDWR | O_CREAT, 0644);
+    PwriteAll(fd.get(), std::string(2 * kBlock, 'x'), 0);
+    REQUIRE(ftruncate(fd.get(), 3 * kBlock) == 0);  // block 2 is a hole
+  }
+  Holder h(f, 0, 3 * kBlock, false, OnRevoke::kAcknowledge);
+  Fd fd(f, O_RDWR);
+  PwriteAll(fd.get(), "overwritten in place", 10);
+  CHECK(h.Read(0).empty());
+  PwriteAll(fd.get(), "into the hole", 2 * kBlock + 10);
+  CHECK(h.Read(0) == "U");
+}
+
+TEST_CASE("unlinking a leased file revokes its leases before its blocks are freed", "[fs][dax]") {
+  MountedFs fs(LeaseMount());
+  const std::string f = fs.path("f");
+  MakeFile(f, 4, 'x');
+  Holder h(f, 0, 4 * kBlock, true, OnRevoke::kAcknowledge);
+  REQUIRE(unlink(f.c_str()) == 0);
+  // The reclaim runs at the kernel's FORGET, which follows the unlink.
+  CHECK(h.Read(10000, 1) == "U");
+}
+
+TEST_CASE("poison in a leased range is told to its holder, who keeps the lease", "[fs][dax]") {
+  MountedFs::Options o = LeaseMount();
+  o.mount_options.push_back("poison_signal=none");
+  MountedFs fs(o);
+  const std::string f = fs.path("f");
+  MakeFile(f, 4, 'x');
+  Holder h(f, 0, 4 * kBlock, false, OnRevoke::kAcknowledge);
+  RunResult r =
+      Run({DAXREF_TEST_POISON, "inject", "--file", f, "--offset", std::to_string(2 * kBlock)});
+  INFO(r.out << r.err);
+  REQUIRE(r.status == 0);
+  // The file offset of the bad block, and no revocation.
+  CHECK(h.Read(10000, 1) == "P" + std::to_string(2 * kBlock) + ";");
+}
+
+TEST_CASE("pre-remove revokes every lease", "[fs][dax]") {
+  MountedFs::Options o = LeaseMount();
+  o.mount_options.push_back("poison_signal=none");
+  MountedFs fs(o);
+  const std::string f = fs.path("f");
+  MakeFile(f, 4, 'x');
+  Holder h(f, 0, 4 * kBlock, true, OnRevoke::kCheckServing);
+  RunResult r = Run({DAXREF_TEST_POISON, "pre-remove", fs.mnt()});
+  INFO(r.out << r.err);
+  CHECK(r.status == 0);
+  // Revoked while pre-remove ran, before the shutdown (seed 004: freeze,
+  // flush, revoke, then shut down), not at the unmount that follows.
+  CHECK(h.Read(10000, 1) == "U");
+  CHECK(fs.WaitForExit() == 0);
+}
+
+TEST_CASE("publish drops the kernel's cached pages of a leased range", "[fs][dax]") {
+  MountedFs fs(LeaseMount());
+  const std::string f = fs.path("f");
+  MakeFile(f, 2, 'x');
+  // Opened before the grant: its pages may stay cached.
+  Fd before(f, O_RDONLY);
+  CHECK(PreadAll(before.get(), 0, kBlock) == std::string(kBlock, 'x'));
+  DaxTestClient c;
+  Fd rw(f, O_RDWR);
+  REQUIRE(c.Connect(rw.get()) == 0);
+  DaxTestClient::Lease l;
+  REQUIRE(c.Take(rw.get(), 0, 2 * kBlock, true, &l) == 0);
+  CHECK(PreadAll(before.get(), 0, kBlock) == std::string(kBlock, 'x'));
+  memset(l.map, 'p', kBlock);
+  REQUIRE(c.Publish(l, 0, kBlock) == 0);
+  CHECK(PreadAll(before.get(), 0, kBlock) == std::string(kBlock, 'p'));
+  REQUIRE(c.Release(&l) == 0);
 }
 
 }  // namespace
