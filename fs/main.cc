@@ -501,10 +501,11 @@ int Serve(const CommandLine& cl, StartupReport* report) {
   PoisonHandler poison(&fs, PoisonOptions{cl.poison_signal});
   std::unique_ptr<AsyncFaultWatcher> async_faults = RouteMachineChecks(pool.get(), &fs, &poison);
   StartControl(cl, control.get(), &poison, &fs);
-  if (lease_server) lease_server->Start(&fs, &leases);
   spdlog::info("mounted {} on {} (pool {} blocks, uuid {}, {} granularity)", cl.source,
                cl.mountpoint, pool->superblock().block_count, UuidToString(pool->superblock().uuid),
                pool->granularity());
+  // A session that connects before this waits in the listen queue.
+  if (lease_server) lease_server->Start(&fs, &leases);
   report->Ready();
   if (!cl.foreground) DetachStdio();
 
