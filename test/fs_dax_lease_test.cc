@@ -34,7 +34,8 @@ constexpr gid_t kAliceGroup = 1001;
 // too, and first asks the mount's statfs through a descriptor of its root
 // (statfs always reaches the daemon): U if it answered, X if the
 // filesystem was shut down or gone already.
-enum class OnRevoke { kAcknowledge, kIgnore, kCheckServing };
+// kCloseSession closes the session right after the grant, still mapping.
+enum class OnRevoke { kAcknowledge, kIgnore, kCheckServing, kCloseSession };
 
 // A child process that holds one lease and reports through a pipe, one
 // letter at a time: G granted (E then the errno on failure), U its mapping
@@ -126,6 +127,10 @@ class Holder {
     }
     if (write && fill) memset(l.map, fill, l.length);
     say("G");
+    if (on_revoke == OnRevoke::kCloseSession) {
+      c.CloseSession();
+      for (;;) pause();
+    }
     for (;;) {
       control::Record r;
       e = c.Next(&r, -1);
@@ -313,12 +318,45 @@ TEST_CASE("punch hole and clone into a leased range revoke the lease first", "[f
     CHECK(h.Read(0) == "U");
     CHECK(PreadAll(fd.get(), 2 * kBlock, kBlock) == std::string(kBlock, 'y'));
   }
+  SECTION("copy_file_range into") {
+    const std::string g = fs.path("g");
+    MakeFile(g, 1, 'y');
+    Fd src(g, O_RDONLY);
+    Holder h(f, 0, 4 * kBlock, false, OnRevoke::kAcknowledge);
+    loff_t in = 0, out = kBlock;
+    REQUIRE(copy_file_range(src.get(), &in, fd.get(), &out, kBlock, 0) == kBlock);
+    CHECK(h.Read(0) == "U");
+  }
+  SECTION("clone from a write lease, not from a read lease") {
+    const std::string g = fs.path("g");
+    MakeFile(g, 4, 'y');
+    Fd dst(g, O_RDWR);
+    {
+      Holder r(f, 0, 4 * kBlock, false, OnRevoke::kAcknowledge);
+      REQUIRE(CloneRange(fd.get(), 0, kBlock, dst.get(), 0) == 0);
+      CHECK(r.Read(0).empty());
+    }
+    Holder w(f, 0, 4 * kBlock, true, OnRevoke::kAcknowledge);
+    REQUIRE(CloneRange(fd.get(), kBlock, kBlock, dst.get(), kBlock) == 0);
+    // Its later stores would have shown in the copy.
+    CHECK(w.Read(0) == "U");
+  }
   SECTION("a lease elsewhere in the file is left alone") {
     Holder h(f, 0, kBlock, true, OnRevoke::kAcknowledge);
     REQUIRE(fallocate(fd.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 2 * kBlock, kBlock) ==
             0);
     CHECK(h.Read(0).empty());
   }
+}
+
+TEST_CASE("a holder that closes its session while still mapping the pool is killed", "[fs][dax]") {
+  MountedFs fs(LeaseMount());
+  const std::string f = fs.path("f");
+  MakeFile(f, 4, 'x');
+  Holder h(f, 0, 4 * kBlock, true, OnRevoke::kCloseSession);
+  const int status = h.Wait();
+  REQUIRE(WIFSIGNALED(status));
+  CHECK(WTERMSIG(status) == SIGKILL);
 }
 
 TEST_CASE("a holder killed with SIGKILL gives its leases back", "[fs][dax]") {
