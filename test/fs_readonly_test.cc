@@ -36,13 +36,13 @@ struct FileState {
   bool operator==(const FileState&) const = default;
 };
 
-// Every file and directory under `dir` (the control socket left out: it is
-// the daemon's rendezvous, not the filesystem's state).
+// Every file and directory under `dir` (the control and lease sockets left
+// out: they are the daemon's rendezvous, not the filesystem's state).
 std::map<std::string, FileState> Snapshot(const std::string& dir) {
   std::map<std::string, FileState> out;
   for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
     const std::string rel = e.path().string().substr(dir.size());
-    if (rel == "/control") continue;
+    if (rel == "/control" || rel == "/dax") continue;
     struct stat st = Lstat(e.path().string());
     FileState f;
     f.type = st.st_mode & S_IFMT;
