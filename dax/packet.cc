@@ -9,7 +9,9 @@
 
 namespace daxref::dax {
 
-std::string SocketPath(const std::string& source) { return source + "/dax"; }
+std::string SocketPath(const std::string& source) {
+  return source + "/dax";
+}
 
 bool SendPacket(int sock, const control::Record& r, int pass) {
   std::string bytes = r.Encode();
