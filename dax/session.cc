@@ -59,17 +59,30 @@ int ErrnoOf(const control::Record& r) {
   return static_cast<int>(e);
 }
 
+// The daemon's reason is words ("truncate", "punch hole", "clone into",
+// "copy_file_range from", ...); its first word decides (docs/dax.md).
 daxref_dax_reason ReasonOf(const std::string* why) {
   static const std::pair<const char*, daxref_dax_reason> kReasons[] = {
-      {"truncate", DAXREF_DAX_REVOKED_TRUNCATE},     {"punch", DAXREF_DAX_REVOKED_PUNCH},
-      {"write", DAXREF_DAX_REVOKED_WRITE},           {"clone", DAXREF_DAX_REVOKED_CLONE},
-      {"reclaim", DAXREF_DAX_REVOKED_RECLAIM},       {"unmount", DAXREF_DAX_REVOKED_UNMOUNT},
-      {"pre-remove", DAXREF_DAX_REVOKED_PRE_REMOVE}, {"pre_remove", DAXREF_DAX_REVOKED_PRE_REMOVE},
+      {"truncate", DAXREF_DAX_REVOKED_TRUNCATE},
+      {"punch", DAXREF_DAX_REVOKED_PUNCH},
+      {"zero", DAXREF_DAX_REVOKED_PUNCH},
+      {"collapse", DAXREF_DAX_REVOKED_PUNCH},
+      {"insert", DAXREF_DAX_REVOKED_PUNCH},
+      {"unshare", DAXREF_DAX_REVOKED_PUNCH},
+      {"allocate", DAXREF_DAX_REVOKED_PUNCH},
+      {"write", DAXREF_DAX_REVOKED_WRITE},
+      {"clone", DAXREF_DAX_REVOKED_CLONE},
+      {"copy_file_range", DAXREF_DAX_REVOKED_CLONE},
+      {"dedupe", DAXREF_DAX_REVOKED_CLONE},
+      {"reclaim", DAXREF_DAX_REVOKED_RECLAIM},
+      {"unmount", DAXREF_DAX_REVOKED_UNMOUNT},
       {"shutdown", DAXREF_DAX_REVOKED_UNMOUNT},
+      {"pre-remove", DAXREF_DAX_REVOKED_PRE_REMOVE},
   };
-  if (why != nullptr)
-    for (const auto& [name, reason] : kReasons)
-      if (*why == name) return reason;
+  if (why == nullptr) return DAXREF_DAX_REVOKED_OTHER;
+  const std::string first = why->substr(0, why->find(' '));
+  for (const auto& [name, reason] : kReasons)
+    if (first == name) return reason;
   return DAXREF_DAX_REVOKED_OTHER;
 }
 
@@ -114,7 +127,12 @@ std::shared_ptr<Session> Session::Of(int fd, const struct stat& st) {
   do {
     r = connect(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
   } while (r != 0 && errno == EINTR);
-  if (r != 0) return nullptr;
+  if (r != 0) {
+    // The socket is the daemon user's, mode 0600: anyone else is refused
+    // the lease itself, which is what the caller asked for.
+    if (errno == EACCES) errno = EPERM;
+    return nullptr;
+  }
 
   auto s = std::make_shared<Session>(st.st_dev, std::move(sock));
   // The reader runs with every signal blocked but the synchronous ones and

@@ -32,6 +32,8 @@ const std::set<Page> kExternal = {
     {"fallocate", "2"},
     {"ioctl_ficlone", "2"},
     {"ioctl_fideduperange", "2"},
+    {"mmap", "2"},
+    {"msync", "2"},
     {"syslog", "3"},
     {"fuse", "4"},
     {"fstab", "5"},
@@ -56,14 +58,14 @@ std::string Slurp(const std::string& path) {
   return ss.str();
 }
 
-// The pages in man/: NAME.1, NAME.7, NAME.8.
+// The pages in man/: NAME.1, NAME.3, NAME.7, NAME.8.
 std::set<Page> OurPages() {
   std::set<Page> pages;
   for (const auto& e : std::filesystem::directory_iterator(kMan)) {
     const std::string f = e.path().filename();
     const size_t dot = f.rfind('.');
     const std::string sec = f.substr(dot + 1);
-    if (sec == "1" || sec == "7" || sec == "8") pages.insert({f.substr(0, dot), sec});
+    if (sec == "1" || sec == "3" || sec == "7" || sec == "8") pages.insert({f.substr(0, dot), sec});
   }
   return pages;
 }
