@@ -273,10 +273,13 @@ extern "C" DAXREF_EXPORT int daxref_dax_publish(DaxMap* m, uint64_t offset, uint
     errno = ENOLINK;
     return -1;
   }
+  // The daemon drops whole blocks (the lease's range is whole blocks).
+  const uint64_t lo = offset / 4096 * 4096;
+  const uint64_t hi = (offset + length + 4095) / 4096 * 4096;
   Session::Reply r = m->session->Call(daxref::control::Record("publish")
                                           .Add("lease", m->lease)
-                                          .Add("offset", offset)
-                                          .Add("length", length));
+                                          .Add("offset", lo)
+                                          .Add("length", hi - lo));
   if (r.err != 0) {
     errno = r.err == ECONNRESET ? ENOLINK : r.err;
     return -1;

@@ -134,7 +134,7 @@ std::shared_ptr<Session> Session::Of(int fd, const struct stat& st) {
     return nullptr;
   }
 
-  auto s = std::make_shared<Session>(st.st_dev, std::move(sock));
+  auto s = std::make_shared<Session>(std::move(sock));
   // The reader runs with every signal blocked but the synchronous ones and
   // SIGBUS (which it raises on itself for poison without a callback): the
   // program's handlers run on its own threads.

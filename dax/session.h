@@ -94,7 +94,7 @@ class Session {
   // the pool descriptor of a grant; null: msync), probed once.
   PersistFn Persister(int pool_fd) EXCLUDES(mu_);
 
-  Session(dev_t dev, UniqueFd sock) : dev_(dev), sock_(std::move(sock)) {}
+  explicit Session(UniqueFd sock) : sock_(std::move(sock)) {}
 
  private:
   static void* ReaderMain(void* self);
@@ -105,7 +105,6 @@ class Session {
   bool alive() const { return !dead_.load(std::memory_order_acquire); }
   friend struct SessionTable;
 
-  const dev_t dev_;
   const UniqueFd sock_;
   pthread_t reader_{};
   std::atomic<bool> dead_{false};

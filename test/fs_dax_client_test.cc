@@ -219,6 +219,40 @@ TEST_CASE("dax client: stores through a write lease reach the file", "[dax][dax_
   Fd tmp("/tmp", O_RDONLY | O_DIRECTORY);
   CHECK(daxref_dax_map(tmp.get(), 0, 4096, DAXREF_DAX_READ, &addr) == nullptr);
   CHECK(errno == EINVAL);
+  TempDir plain;
+  WriteFile(plain.path() + "/g", std::string(kBlock, 'g'));
+  Fd other_fs(plain.path() + "/g", O_RDWR);
+  CHECK(daxref_dax_map(other_fs.get(), 0, 4096, DAXREF_DAX_READ, &addr) == nullptr);
+  CHECK(errno == ENOTTY);
+  // Past the file's size rounded up to a block.
+  CHECK(daxref_dax_map(fd.get(), 60 * kKiB, 8 * kKiB, DAXREF_DAX_READ, &addr) == nullptr);
+  CHECK(errno == ENXIO);
+}
+
+TEST_CASE("dax client: a user who is neither root nor the pool's owner gets EPERM",
+          "[dax][dax_client]") {
+  constexpr uid_t kAlice = 1001;
+  constexpr gid_t kAliceGroup = 1001;
+  MountedFs::Options o;
+  o.mount_options = {"allow_other"};
+  MountedFs fs(o);
+  const std::string f = fs.path("f");
+  WriteFile(f, std::string(64 * kKiB, 'a'));
+  REQUIRE(chmod(f.c_str(), 0666) == 0);
+  // Even with SOURCE open to all, the lease socket is not.
+  const std::string parent = fs.source().substr(0, fs.source().rfind('/'));
+  REQUIRE(chmod(parent.c_str(), 0755) == 0);
+  REQUIRE(chmod(fs.source().c_str(), 0755) == 0);
+  for (int flags : {DAXREF_DAX_READ, DAXREF_DAX_WRITE}) {
+    const int rc = RunAs(kAlice, kAliceGroup, [&] {
+      const int fd = open(f.c_str(), O_RDWR);
+      if (fd < 0) return 100 + errno;
+      void* addr = nullptr;
+      if (daxref_dax_map(fd, 0, 4096, flags, &addr) != nullptr) return 3;
+      return errno == EPERM ? 0 : 4;
+    });
+    CHECK(rc == 0);
+  }
 }
 
 TEST_CASE("dax client: a read lease maps holes as zeros", "[dax][dax_client]") {
