@@ -2,7 +2,7 @@
 // maps a file the way unmodified programs do, for fs_dax_client_test.cc to
 // run with and without LD_PRELOAD=libdaxref-dax-preload.so.0.
 //
-//   dax_preload_probe FILE LENGTH POOL
+//   dax_preload_probe FILE LENGTH POOL [partial]
 //
 // Opens FILE O_RDWR, mmaps LENGTH bytes at offset 0 (PROT_READ|PROT_WRITE,
 // MAP_SHARED), and prints one line per step on stdout:
@@ -16,7 +16,9 @@
 //   first=C mid=C the bytes at 0 and LENGTH/2 seen through the mapping
 //   stored        after writing 'Q' at LENGTH/2 through it and msync
 // then munmaps, closes and exits 0 (1 on any failure, with a message on
-// stderr).
+// stderr). With `partial`, after the first "stored" it munmaps the second
+// half, prints direct=D for the first half, stores 'R' at 0 through it,
+// msyncs, prints "stored", and munmaps the rest; no stdin.
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -65,8 +67,8 @@ int Fail(const char* what) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 4) {
-    std::fprintf(stderr, "usage: dax_preload_probe FILE LENGTH POOL\n");
+  if (argc != 4 && !(argc == 5 && std::strcmp(argv[4], "partial") == 0)) {
+    std::fprintf(stderr, "usage: dax_preload_probe FILE LENGTH POOL [partial]\n");
     return 2;
   }
   const size_t len = std::strtoull(argv[2], nullptr, 10);
@@ -81,6 +83,16 @@ int main(int argc, char** argv) {
   if (msync(p, len, MS_SYNC) != 0) return Fail("msync");
   std::printf("stored\n");
   std::fflush(stdout);
+
+  if (argc == 5) {
+    if (munmap(p + len / 2, len / 2) != 0) return Fail("munmap");
+    std::printf("direct=%d\n", BackedByPool(p, pool, file));
+    p[0] = 'R';
+    if (msync(p, len / 2, MS_SYNC) != 0) return Fail("msync");
+    std::printf("stored\n");
+    if (munmap(p, len / 2) != 0) return Fail("munmap");
+    return 0;
+  }
 
   std::string go;
   std::getline(std::cin, go);

@@ -9,6 +9,7 @@
 #include <daxref/dax.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -111,6 +112,25 @@ void OnPoison(struct daxref_dax_map* m, void* addr, size_t length, void* arg) {
   p->addr = static_cast<char*>(addr);
   p->length = length;
   p->calls++;
+}
+
+// Touches p (a load) and says whether that raised SIGSEGV.
+sigjmp_buf g_segv_jump;
+void OnSigsegv(int) {
+  siglongjmp(g_segv_jump, 1);
+}
+bool LoadFaults(const volatile char* p) {
+  struct sigaction sa {
+  }, old{};
+  sa.sa_handler = &OnSigsegv;
+  sigaction(SIGSEGV, &sa, &old);
+  volatile bool faulted = true;
+  if (sigsetjmp(g_segv_jump, 1) == 0) {
+    (void)*p;
+    faulted = false;
+  }
+  sigaction(SIGSEGV, &old, nullptr);
+  return faulted;
 }
 
 std::atomic<int> g_bus_code{0};
@@ -295,6 +315,14 @@ TEST_CASE("dax client: truncate revokes; the mapping is inaccessible and the cal
   auto* p = static_cast<volatile char*>(addr);
   p[100] = 'z';
   REQUIRE(Readable(addr));
+  REQUIRE_FALSE(LoadFaults(p + 4 * kKiB));
+  // A child of fork has no part of the mapping (MADV_DONTFORK).
+  const pid_t child = fork();
+  REQUIRE(child >= 0);
+  if (child == 0) _exit(Readable(addr) ? 1 : 0);
+  int status = 0;
+  REQUIRE(waitpid(child, &status, 0) == child);
+  CHECK(ExitCode(status) == 0);
 
   // The daemon revokes before the truncate: by the time it returns, the
   // mapping is gone (marked revoked, replaced) and the holder acknowledged.
@@ -305,6 +333,7 @@ TEST_CASE("dax client: truncate revokes; the mapping is inaccessible and the cal
   CHECK(daxref_dax_revoked(m) == 1);
   CHECK_FALSE(Readable(addr));
   CHECK_FALSE(Readable(static_cast<char*>(addr) + 60 * kKiB));
+  CHECK(LoadFaults(p + 4 * kKiB));
   CHECK_FALSE(MapsFile(addr, daxref::PoolPath(fs.source())));
   REQUIRE(WaitFor([&] { return rev.calls.load() > 0; }));
   CHECK(rev.calls == 1);
@@ -456,4 +485,20 @@ TEST_CASE("dax preload: the mapping is the pool's, and an ordinary one after a r
   const std::string want = std::string(kBlock, '\0') + std::string(32 * kKiB - kBlock, 'P') + "Q" +
                            std::string(32 * kKiB - 1, 'P');
   CHECK_SAME(ReadFile(f), want);
+}
+
+TEST_CASE("dax preload: munmap of part of a direct mapping leaves the rest mapped ordinarily",
+          "[dax][dax_preload]") {
+  MountedFs fs;
+  const std::string f = fs.path("f");
+  WriteFile(f, std::string(64 * kKiB, 'a'));
+  const std::string pool = daxref::PoolPath(fs.source());
+  Child c({kProbe, f, std::to_string(64 * kKiB), pool, "partial"},
+          {"PATH=/usr/bin:/bin", "LD_PRELOAD=" + kPreloadLib});
+  CHECK(c.Line() == "direct=1");
+  CHECK(c.Line() == "stored");
+  CHECK(c.Line() == "direct=0");
+  CHECK(c.Line() == "stored");
+  CHECK(c.Wait() == 0);
+  CHECK(ReadFile(f) == "R" + std::string(64 * kKiB - 1, 'P'));
 }
