@@ -166,6 +166,12 @@ Status AddMountOptions(const std::string& list, CommandLine* cl) {
         return Status::Invalid("bad " + o.substr(0, eq) + " '" + o.substr(eq + 1) +
                                "' (0 to 86400 seconds)");
       (o[0] == 'a' ? cl->attr_timeout : cl->entry_timeout) = v;
+    } else if (StartsWith(o, "dax_revoke_ms=")) {
+      char* end = nullptr;
+      long v = strtol(o.c_str() + 14, &end, 10);
+      if (o.size() == 14 || *end || v < 1 || v > 600000)
+        return Status::Invalid("bad dax_revoke_ms '" + o.substr(14) + "' (1 to 600000)");
+      cl->dax_revoke_ms = static_cast<int>(v);
     } else if (StartsWith(o, "poison_signal=")) {
       if (!ParseSignal(o.substr(14), &cl->poison_signal))
         return Status::Invalid("bad poison_signal '" + o.substr(14) +
@@ -248,6 +254,8 @@ std::string Usage(const char* prog) {
     << "                          SOURCE to finish exiting (default 30)\n"
     << "  poison_signal=SIG       what holders of a poisoned file get: BUS (default),\n"
     << "                          another signal (USR1, RTMIN+1, a number) or none\n"
+    << "  dax_revoke_ms=N         how long a lease holder has to give a revoked\n"
+    << "                          lease back before it is killed (default 1000)\n"
     << "  default_permissions is always on: the kernel checks permissions.\n\n"
     << "  -h, --help              this text\n"
     << "  -V, --version           print the version\n";

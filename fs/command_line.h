@@ -34,6 +34,9 @@ struct CommandLine {
   bool log_files_given = false;
   int lock_wait_ms = 30000;
   int poison_signal = SIGBUS;  // 0: none (docs/poison.md)
+  // How long a lease holder has to acknowledge a revocation before it is
+  // killed (docs/dax.md, "Revocation").
+  int dax_revoke_ms = 1000;
   // Set-id bits and device files are honoured only when asked for by name
   // (allow_suid, allow_dev): mount.fuse3 adds `suid,dev` to every mount it
   // starts, so a plain `suid` or `dev` cannot mean that the user asked.

@@ -202,7 +202,9 @@ void SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse
     // Truncation frees blocks: no reader of this inode may be mid-copy.
     auto st = fs->inodes().Get(ino);
     WriterLock io(&st->io);
-    s = fs->volume()->SetAttr(ino, r, CallerOf(req), &out);
+    // Leases reaching past the new size lose their blocks (or their tail).
+    s = fs->RevokeLeases(ino, *r.size, UINT64_MAX, LeaseWhich::kAll, "truncate");
+    if (s.ok()) s = fs->volume()->SetAttr(ino, r, CallerOf(req), &out);
   } else {
     s = fs->volume()->SetAttr(ino, r, CallerOf(req), &out);
   }
@@ -298,7 +300,8 @@ void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     WriterLock io(&state->io);
     SetAttrRequest trunc;
     trunc.size = 0;
-    s = fs->volume()->SetAttr(ino, trunc, CallerOf(req), &r);
+    s = fs->RevokeLeases(ino, 0, UINT64_MAX, LeaseWhich::kAll, "truncate");
+    if (s.ok()) s = fs->volume()->SetAttr(ino, trunc, CallerOf(req), &r);
   }
   if (!s.ok()) {
     if (fs->inodes().Release(ino)) fs->ReclaimNow(ino);
@@ -312,6 +315,12 @@ void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   fi->keep_cache = 1;
   if ((fi->flags & O_ACCMODE) != O_WRONLY && AtimeNeedsUpdate(fs->atime(), r, false, Now()))
     fi->keep_cache = 0;
+  // While a write lease exists the holder stores behind the kernel's back:
+  // this open is served uncached (docs/dax.md, "Coherency").
+  if (fs->leases() && fs->leases()->HasWriteLease(ino)) {
+    fi->direct_io = 1;
+    fi->keep_cache = 0;
+  }
   fi->noflush = 1;
   // O_DIRECT is the kernel's own direct path (fuse_direct_IO), not direct_io:
   // it writes back and invalidates the page cache around each direct request
@@ -419,7 +428,14 @@ void Write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t o
   InodeRecord r;
   bool dropped = false;
   size_t written = 0;
-  Status s = fs->volume()->Write(ino, off, buf, size, CallerOf(req), &r, &dropped, &written);
+  // A write that cannot store in place (Volume::Write's fast path) moves or
+  // adds blocks under a lease of the range: those leases go first.
+  Status s;
+  if (size > 0 && fs->leases() && fs->leases()->HasLeases(ino) &&
+      !fs->OverwritesInPlace(ino, off, size))
+    s = fs->RevokeLeases(ino, off, size, LeaseWhich::kAll, "write");
+  if (s.ok())
+    s = fs->volume()->Write(ino, off, buf, size, CallerOf(req), &r, &dropped, &written);
   if (!s.ok()) return ReplyErr(req, s);
   // The daemon, not the kernel, took set-id bits or a capability away
   // (handle_killpriv): the kernel learns it before the writer returns, or
@@ -470,7 +486,8 @@ void Fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len, f
   auto state = fs->inodes().Get(ino);
   WriterLock io(&state->io);
   InodeRecord r;
-  Status s = fs->volume()->Fallocate(ino, mode, off, len, CallerOf(req), &r);
+  Status s = fs->RevokeForFallocate(ino, mode, off, len);
+  if (s.ok()) s = fs->volume()->Fallocate(ino, mode, off, len, CallerOf(req), &r);
   if (!s.ok()) return ReplyErr(req, s);
   // Set-id bits an unprivileged fallocate dropped, and st_blocks, changed
   // behind the kernel's back.
@@ -507,8 +524,13 @@ void CopyFileRange(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_file_in
   Status s;
   {
     SourceDestLock locks(fs->inodes(), ino_in, ino_out);
-    s = fs->volume()->CopyRange(ino_in, off_in, ino_out, off_out, std::min(len, kMaxPerCall),
-                                CallerOf(req), &copied, &out);
+    const uint64_t n = std::min(len, kMaxPerCall);
+    s = fs->RevokeLeases(ino_out, off_out, n, LeaseWhich::kAll, "copy_file_range into");
+    if (s.ok())
+      s = fs->RevokeLeases(ino_in, off_in, n, LeaseWhich::kWrite, "copy_file_range from");
+    if (s.ok())
+      s = fs->volume()->CopyRange(ino_in, off_in, ino_out, off_out, n, CallerOf(req), &copied,
+                                  &out);
   }
   if (!s.ok()) return ReplyErr(req, s);
   fuse_reply_write(req, copied);
@@ -740,13 +762,49 @@ void Filesystem::ReclaimNow(uint64_t ino) {
       auto state = inodes_.Get(ino);
       {
         WriterLock io(&state->io);
-        Status s = volume_->Reclaim(ino);
+        Status s = RevokeLeases(ino, 0, UINT64_MAX, LeaseWhich::kAll, "reclaim");
+        // A holder that could not be made to go keeps the inode on the
+        // orphan list (the next mount reclaims it, after killing it).
+        if (s.ok()) s = volume_->Reclaim(ino);
         if (!s.ok()) spdlog::error("reclaim of inode {} failed: {}", ino, s.message());
       }
       (void)inodes_.Forget(ino, 0);  // drops the state Get made (nothing else holds it)
     }
   }
   inodes_.Reclaimed(ino);
+}
+
+Status Filesystem::RevokeForFallocate(uint64_t ino, int mode, uint64_t off, uint64_t len) {
+  if (!leases_ || leases_->empty()) return Status::Ok();
+  if (mode & (kFallocCollapseRange | kFallocInsertRange))
+    return leases_->Revoke(ino, off, UINT64_MAX, LeaseWhich::kAll, "collapse or insert range");
+  if (mode & kFallocPunchHole) return leases_->Revoke(ino, off, len, LeaseWhich::kAll, "punch hole");
+  if (mode & kFallocZeroRange) return leases_->Revoke(ino, off, len, LeaseWhich::kAll, "zero range");
+  if (mode & kFallocUnshareRange)
+    return leases_->Revoke(ino, off, len, LeaseWhich::kAll, "unshare range");
+  // Allocation fills holes: only a read lease has holes (a write lease's
+  // range was allocated at the grant).
+  return leases_->Revoke(ino, off, len, LeaseWhich::kRead, "allocate");
+}
+
+bool Filesystem::OverwritesInPlace(uint64_t ino, uint64_t off, uint64_t len) {
+  InodeRecord r;
+  if (!volume_->GetInode(ino, &r).ok() || off + len > r.size || off + len < off) return false;
+  bool in_place = true;
+  Status s = volume_->MapRange(ino, off, len, [&](const MappedSegment& seg) {
+    if (seg.hole ||
+        volume_->IsBad(seg.pool_off >> kBlockShift,
+                       (seg.pool_off + seg.len + kBlockSize - 1) >> kBlockShift))
+      in_place = false;
+    return in_place;
+  });
+  if (!s.ok() || !in_place) return false;
+  s = volume_->WalkSharing(ino, off >> kBlockShift, (off + len + kBlockSize - 1) >> kBlockShift,
+                           [&](const SharedExtent& e) {
+                             if (e.refs > 1) in_place = false;
+                             return in_place;
+                           });
+  return s.ok() && in_place;
 }
 
 void Filesystem::InvalidateCache(uint64_t ino, uint64_t off, uint64_t len) {
@@ -804,6 +862,13 @@ void Filesystem::Shutdown(const std::string& reason) {
   }
   spdlog::critical("filesystem shut down: {}; every operation now fails with EIO until unmount",
                    reason);
+  // No lease may outlive the filesystem's service: revoked away from the
+  // caller, which may hold a poison lock.
+  if (leases_ && !leases_->empty())
+    poison_worker_.Post([this] {
+      Status s = leases_->RevokeAll("shutdown");
+      if (!s.ok()) spdlog::error("shutdown: {}", s.message());
+    });
 }
 
 std::string Filesystem::shutdown_reason() {

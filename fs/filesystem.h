@@ -18,6 +18,7 @@
 #include "base/thread_annotations.h"
 #include "fs/handle_table.h"
 #include "fs/inode_table.h"
+#include "fs/lease_table.h"
 #include "fs/modify_gate.h"
 #include "fs/worker_thread.h"
 #include "meta/atime_policy.h"
@@ -84,6 +85,34 @@ class Filesystem {
     poison_worker_.Stop();
   }
 
+  // ---- layout leases (docs/dax.md) ----
+  // The live leases, and where their socket is; set before the mount serves
+  // (none: no lease can exist, every hook is a no-op).
+  void set_leases(LeaseTable* table, std::string socket_path) {
+    leases_ = table;
+    dax_socket_ = std::move(socket_path);
+  }
+  LeaseTable* leases() { return leases_; }
+  const std::string& dax_socket() const { return dax_socket_; }
+  // Revokes the leases of ino that would be made to lie by a change of
+  // file bytes [off, off+len) (docs/dax.md, "Revocation"). The caller holds
+  // ino's io exclusive and nothing else; on failure (EBUSY) it must not go
+  // on with the change.
+  Status RevokeLeases(uint64_t ino, uint64_t off, uint64_t len, LeaseWhich which,
+                      const char* reason) {
+    if (!leases_ || leases_->empty()) return Status::Ok();
+    return leases_->Revoke(ino, off, len, which, reason);
+  }
+
+  // The same for a fallocate of `mode` (docs/dax.md's table): punch, zero,
+  // unshare revoke what overlaps; collapse and insert from off to the end;
+  // an allocation only read leases (their holes may get blocks).
+  Status RevokeForFallocate(uint64_t ino, int mode, uint64_t off, uint64_t len);
+  // Would Volume::Write store [off, off+len) of ino in place (every block
+  // mapped, inside the size, not shared, not bad)? Asked only while ino may
+  // have leases; the caller holds ino's io exclusive, which keeps it true.
+  bool OverwritesInPlace(uint64_t ino, uint64_t off, uint64_t len);
+
   // ---- shutdown, freeze, and the mount itself (docs/poison.md) ----
   // After Shutdown every request but forget, flush and release fails with
   // EIO, as on XFS after a forced shutdown; the reason is logged once.
@@ -128,6 +157,8 @@ class Filesystem {
   InodeTable inodes_;
   HandleTable handles_;
   fuse_session* session_ = nullptr;
+  LeaseTable* leases_ = nullptr;
+  std::string dax_socket_;
   std::atomic<bool> shut_down_{false};
   Mutex shutdown_mu_;  // a leaf: nothing is taken while it is held
   std::string shutdown_reason_ GUARDED_BY(shutdown_mu_);

@@ -118,6 +118,22 @@ class HandleTable {
     return live;
   }
 
+  // The same, with the handle the token was issued on (what it was opened
+  // for: a write lease needs a writable one). False also when that handle
+  // is gone.
+  bool Redeem(const Token& t, uint64_t* ino, Handle* handle) {
+    MutexLock g(&mu_);
+    auto it = tokens_.find(t);
+    if (it == tokens_.end()) return false;
+    bool live = it->second.expires > Clock::now();
+    *ino = it->second.ino;
+    auto h = handles_.find(it->second.fh);
+    tokens_.erase(it);
+    if (h == handles_.end()) return false;
+    *handle = h->second;
+    return live;
+  }
+
  private:
   using Clock = std::chrono::steady_clock;
   static constexpr size_t kMaxTokens = 4096;

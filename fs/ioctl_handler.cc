@@ -49,6 +49,20 @@ void Info(Filesystem* fs, fuse_req_t req) {
   fuse_reply_ioctl(req, 0, &out, sizeof(out));
 }
 
+// Where this mount's lease socket is (docs/dax.md, "The channel"). Anyone
+// may ask; the socket admits only root and the pool's owner.
+void DaxInfo(Filesystem* fs, fuse_req_t req) {
+  if (fs->dax_socket().empty()) return (void)fuse_reply_err(req, EOPNOTSUPP);
+  daxref_dax_info out{};
+  out.magic = DAXREF_INFO_MAGIC;
+  out.abi_version = 1;
+  out.block_size = kBlockSize;
+  if (fs->dax_socket().size() >= sizeof(out.socket))
+    return (void)fuse_reply_err(req, ENAMETOOLONG);
+  memcpy(out.socket, fs->dax_socket().c_str(), fs->dax_socket().size() + 1);
+  fuse_reply_ioctl(req, 0, &out, sizeof(out));
+}
+
 void IssueToken(Filesystem* fs, fuse_req_t req, fuse_file_info* fi) {
   Handle h;
   if (!fs->handles().Find(fi->fh, &h)) return (void)fuse_reply_err(req, EBADF);
@@ -89,7 +103,12 @@ void CloneRange(Filesystem* fs, fuse_req_t req, fuse_ino_t dst, fuse_file_info* 
     Status s;
     {
       SourceDestLock locks(fs->inodes(), src, dst);
-      s = fs->volume()->Clone(src, a.src_offset, dst, a.dest_offset, a.src_length, who, &out);
+      // Length 0 is "to the source's end".
+      const uint64_t n = a.src_length ? a.src_length : UINT64_MAX;
+      s = fs->RevokeLeases(dst, a.dest_offset, n, LeaseWhich::kAll, "clone into");
+      if (s.ok()) s = fs->RevokeLeases(src, a.src_offset, n, LeaseWhich::kWrite, "clone from");
+      if (s.ok())
+        s = fs->volume()->Clone(src, a.src_offset, dst, a.dest_offset, a.src_length, who, &out);
     }
     if (!s.ok()) return ReplyStatus(req, s);
     fs->InvalidateCache(dst, a.dest_offset, 0);
@@ -131,7 +150,10 @@ void DedupeRange(Filesystem* fs, fuse_req_t req, fuse_ino_t dst, fuse_file_info*
     Status s;
     {
       SourceDestLock locks(fs->inodes(), src, dst);
-      s = fs->volume()->Dedupe(src, a.src_offset, dst, a.dest_offset, a.src_length, &r);
+      s = fs->RevokeLeases(dst, a.dest_offset, a.src_length, LeaseWhich::kAll, "dedupe into");
+      if (s.ok())
+        s = fs->RevokeLeases(src, a.src_offset, a.src_length, LeaseWhich::kWrite, "dedupe from");
+      if (s.ok()) s = fs->volume()->Dedupe(src, a.src_offset, dst, a.dest_offset, a.src_length, &r);
     }
     if (!s.ok()) {
       a.status = -KernelErrno(s);
@@ -162,7 +184,8 @@ void FallocateRange(Filesystem* fs, fuse_req_t req, fuse_ino_t ino, fuse_file_in
   Status s;
   {
     WriterLock io(&state->io);
-    s = fs->volume()->Fallocate(ino, mode, a.offset, a.length, CallerOf(req), &out);
+    s = fs->RevokeForFallocate(ino, mode, a.offset, a.length);
+    if (s.ok()) s = fs->volume()->Fallocate(ino, mode, a.offset, a.length, CallerOf(req), &out);
   }
   if (!s.ok()) return ReplyStatus(req, s);
   if (mode & kFallocUnshareRange)
@@ -281,6 +304,8 @@ void HandleIoctl(Filesystem* fs, fuse_req_t req, fuse_ino_t ino, unsigned int cm
   switch (cmd) {
     case DAXREF_IOC_INFO:
       return Info(fs, req);
+    case DAXREF_IOC_DAX_INFO:
+      return DaxInfo(fs, req);
     case DAXREF_IOC_OWNERS:
       return Owners(fs, req, in_buf, in_bufsz);
     case DAXREF_IOC_PATHS:

@@ -33,6 +33,9 @@
 #include "fs/command_line.h"
 #include "fs/filesystem.h"
 #include "fs/kernel_channel.h"
+#include "fs/lease_recovery.h"
+#include "fs/lease_server.h"
+#include "fs/lease_table.h"
 #include "fs/logging.h"
 #include "fs/poison_handler.h"
 #include "fs/remount.h"
@@ -410,6 +413,38 @@ std::unique_ptr<ControlServer> BindControl(const CommandLine& cl) {
   return std::move(*control);
 }
 
+// Null if the lease socket could not be set up: the daemon serves files
+// without direct access. Bound before the mount appears (served after it).
+std::unique_ptr<LeaseServer> BindLeases(const CommandLine& cl) {
+  if (cl.read_only && access(cl.source.c_str(), W_OK) != 0 && errno == EROFS) {
+    spdlog::warn("{} is on a read-only filesystem: no lease socket (no direct access)", cl.source);
+    return nullptr;
+  }
+  auto server = LeaseServer::Bind(cl.source, cl.read_only);
+  if (!server.ok()) {
+    spdlog::error("no lease socket (no direct access): {}", server.status().message());
+    return nullptr;
+  }
+  return std::move(*server);
+}
+
+// Leases a dead daemon left: their holders go before anything is served
+// or any block reused (docs/dax.md, "Holders that go away").
+bool RevokeLeftLeases(const CommandLine& cl, Volume* volume, StartupReport* report) {
+  struct stat st {};
+  if (stat(PoolPath(cl.source).c_str(), &st) != 0) {
+    report->Fail(PoolPath(cl.source) + ": " + strerror(errno));
+    return false;
+  }
+  Status s = RevokeRecordedLeases(volume, st.st_dev, st.st_ino,
+                                  std::chrono::milliseconds(cl.dax_revoke_ms));
+  if (!s.ok()) {
+    report->Fail("leases of the last daemon: " + s.message());
+    return false;
+  }
+  return true;
+}
+
 void StartControl(const CommandLine& cl, ControlServer* control, PoisonHandler* poison,
                   Filesystem* fs) {
   if (!control) return;
@@ -449,18 +484,24 @@ int Serve(const CommandLine& cl, StartupReport* report) {
   if (!pool) return 1;
   std::unique_ptr<Volume> volume = OpenVolume(cl, pool.get(), report);
   if (!volume) return 1;
+  if (!RevokeLeftLeases(cl, volume.get(), report)) return 1;
   RecordDeviceBadBlocks(pool.get(), volume.get());
   FilesystemOptions fs_opts;
   fs_opts.attr_timeout = cl.attr_timeout;
   fs_opts.entry_timeout = cl.entry_timeout;
   fs_opts.atime = cl.atime;
+  // Before fs: it keeps a pointer to the table.
+  LeaseTable leases(volume.get(), std::chrono::milliseconds(cl.dax_revoke_ms));
   Filesystem fs(pool.get(), volume.get(), fs_opts);
   std::unique_ptr<ControlServer> control = BindControl(cl);
+  std::unique_ptr<LeaseServer> lease_server = BindLeases(cl);
+  if (lease_server) fs.set_leases(&leases, lease_server->path());
   SessionPtr se = Mount(cl, &fs, report);
   if (!se) return 1;
   PoisonHandler poison(&fs, PoisonOptions{cl.poison_signal});
   std::unique_ptr<AsyncFaultWatcher> async_faults = RouteMachineChecks(pool.get(), &fs, &poison);
   StartControl(cl, control.get(), &poison, &fs);
+  if (lease_server) lease_server->Start(&fs, &leases);
   spdlog::info("mounted {} on {} (pool {} blocks, uuid {}, {} granularity)", cl.source,
                cl.mountpoint, pool->superblock().block_count, UuidToString(pool->superblock().uuid),
                pool->granularity());
@@ -470,6 +511,15 @@ int Serve(const CommandLine& cl, StartupReport* report) {
   auto flusher = std::make_unique<TimeFlusher>(
       volume.get(), std::chrono::seconds(cl.atime.lazytime ? kRelatimeInterval : 1));
   int rc = RunRequestLoop(cl, se.get());
+
+  // Every lease goes before the daemon lets go of the pool: no grant
+  // starts any more, and the poll thread still reads the acknowledgements.
+  if (lease_server) {
+    lease_server->StopGrants();
+    Status revoked = leases.RevokeAll("unmount");
+    if (!revoked.ok()) spdlog::error("unmount: {}", revoked.message());
+    lease_server.reset();
+  }
 
   control.reset();
   flusher.reset();

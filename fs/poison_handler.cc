@@ -51,6 +51,19 @@ void PoisonHandler::OnOwner(const PoisonFailure& f, const PoisonOwner& o, Record
       }
     });
   }
+  // Holders of leases on the range learn where, in file bytes; the lease
+  // stays (the blocks are bad, not moved). The library turns it into an
+  // address in their mapping (docs/dax.md).
+  if (fs_->leases())
+    fs_->leases()->ForEachOverlapping(
+        o.ino, o.offset(), o.length(),
+        [&](const LeaseTable::Lease& l, uint64_t off, uint64_t len) {
+          control::Record p("poison");
+          p.Add("lease", l.id).Add("offset", off).Add("length", len);
+          if (!l.session->Send(p))
+            spdlog::warn("poison: cannot tell process {} (lease {}): {}", l.session->pid, l.id,
+                         strerror(errno));
+        });
   std::string paths;
   r->ForEach("path", [&](const std::string& p) {
     if (paths.size() < 512) paths += (paths.empty() ? "" : ", ") + p;
@@ -145,6 +158,14 @@ void PoisonHandler::PreRemove(const PoisonSink& sink) {
              .Add("message", s.message()));
   } else {
     sink(Record("note").Add("message", "flushed: pool and metadata durable"));
+  }
+  // Every lease is revoked now that everything is durable (seed 004: freeze,
+  // flush, then revoke and signal). Under PoisonService::mu_, which nothing
+  // on the acknowledgement's path takes (docs/design.md, "Locks").
+  if (fs_->leases()) {
+    Status revoked = fs_->leases()->RevokeAll("pre-remove");
+    if (!revoked.ok()) spdlog::error("pre-remove: {}", revoked.message());
+    sink(Record("note").Add("message", "leases revoked"));
   }
   // 3. The kernel drops everything it caches of every inode it knows.
   uint64_t inodes = 0;

@@ -73,7 +73,7 @@ _daxref_mount_options="allow_other allow_root allow_suid allow_dev auto_unmount 
 suid nosuid dev nodev async sync dirsync atime noatime diratime nodiratime relatime norelatime
 strictatime nostrictatime lazytime nolazytime default_permissions debug defaults auto noauto user
 users nouser owner group nofail _netdev fsname= subtype= source= max_read= log_level= log_file=
-log_file_size= log_files= threads= attr_timeout= entry_timeout= lock_wait= poison_signal= remount"
+log_file_size= log_files= threads= attr_timeout= entry_timeout= lock_wait= poison_signal= dax_revoke_ms= remount"
 _daxref() {
   local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
   _daxref_generic "-f --foreground -d --debug -s --log-level -o -h --help -V --version" \

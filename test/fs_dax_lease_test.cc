@@ -1,0 +1,353 @@
+// Layout leases (docs/dax.md) through a real mount, with real processes as
+// holders, spoken to through the raw protocol client (test/dax_test_client.h),
+// not the client library: grants and refusals, stores through the mapping
+// seen by read(2), revocation before truncate, punch and clone (holders
+// that acknowledge, and one that does not and is killed), a holder killed
+// with its leases, and a daemon killed under a live lease.
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include "test/dax_test_client.h"
+#include "test/fs_helpers.h"
+
+namespace daxref::test {
+namespace {
+
+constexpr uid_t kAlice = 1001;
+constexpr gid_t kAliceGroup = 1001;
+
+// What a holder does when its lease is revoked.
+enum class OnRevoke { kAcknowledge, kIgnore };
+
+// A child process that holds one lease and reports through a pipe, one
+// letter at a time: G granted (E then the errno on failure), U its mapping
+// made inaccessible (sent before its acknowledgement, so it is in the pipe
+// once the revoking operation has returned), P poison received.
+class Holder {
+ public:
+  Holder(const std::string& path, uint64_t off, uint64_t len, bool write, OnRevoke on_revoke,
+         char fill = 0) {
+    int p[2];
+    REQUIRE(pipe2(p, O_CLOEXEC) == 0);
+    pid_ = fork();
+    REQUIRE(pid_ >= 0);
+    if (pid_ == 0) {
+      // A holder dies of the daemon's signals as any process does, not
+      // through the test framework's handlers.
+      for (int sig : {SIGTERM, SIGBUS, SIGSEGV, SIGINT}) signal(sig, SIG_DFL);
+      close(p[0]);
+      _exit(Serve(p[1], path, off, len, write, on_revoke, fill));
+    }
+    close(p[1]);
+    notes_.Reset(p[0]);
+    std::string first = Read(10000, 1);
+    INFO("holder said: " << first);
+    REQUIRE(first == "G");
+  }
+  ~Holder() {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+  }
+  pid_t pid() const { return pid_; }
+  // What the holder has said since the last call, waiting up to timeout_ms
+  // for at least `want` bytes.
+  std::string Read(int timeout_ms, size_t want = 0) {
+    std::string got;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    for (;;) {
+      pollfd pf{notes_.get(), POLLIN, 0};
+      int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                      deadline - std::chrono::steady_clock::now())
+                                      .count());
+      if (got.size() >= want) left = 0;
+      if (poll(&pf, 1, std::max(left, 0)) <= 0) return got;
+      char buf[64];
+      ssize_t n = read(notes_.get(), buf, sizeof(buf));
+      if (n <= 0) return got;
+      got.append(buf, n);
+    }
+  }
+  // Reaps the holder: its wait status.
+  int Wait() {
+    int status = 0;
+    REQUIRE(waitpid(pid_, &status, 0) == pid_);
+    pid_ = -1;
+    return status;
+  }
+  // Reaps it if it has exited already; -1 if it has not.
+  int WaitNoHang() {
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) != pid_) return -1;
+    pid_ = -1;
+    return status;
+  }
+
+ private:
+  static int Serve(int note, const std::string& path, uint64_t off, uint64_t len, bool write,
+                   OnRevoke on_revoke, char fill) {
+    auto say = [&](const std::string& s) { return write_all(note, s); };
+    int fd = open(path.c_str(), write ? O_RDWR : O_RDONLY);
+    DaxTestClient c;
+    DaxTestClient::Lease l;
+    int e = fd < 0 ? errno : c.Connect(fd);
+    if (e == 0) e = c.Take(fd, off, len, write, &l);
+    if (fd >= 0) close(fd);  // the mapping is what holds the file now
+    if (e != 0) {
+      say("E" + std::to_string(e));
+      return 1;
+    }
+    if (write && fill) memset(l.map, fill, l.length);
+    say("G");
+    for (;;) {
+      control::Record r;
+      e = c.Next(&r, -1);
+      if (e != 0) {
+        // The daemon went away: a stale holder stays, mapping and all.
+        for (;;) pause();
+      }
+      if (r.kind == "revoke" && on_revoke == OnRevoke::kAcknowledge) {
+        c.MakeInaccessible(&l);
+        say("U");
+        c.Acknowledge(l.id);
+      } else if (r.kind == "poison") {
+        say("P");
+      }
+    }
+  }
+  static bool write_all(int fd, const std::string& s) {
+    return write(fd, s.data(), s.size()) == static_cast<ssize_t>(s.size());
+  }
+
+  pid_t pid_ = -1;
+  UniqueFd notes_;
+};
+
+MountedFs::Options LeaseMount(const std::string& log = "") {
+  MountedFs::Options o;
+  o.size = 64ull << 20;
+  o.mount_options = {"dax_revoke_ms=300", "allow_other"};
+  o.log_path = log;
+  return o;
+}
+
+// A file of `blocks` blocks of `fill`.
+void MakeFile(const std::string& path, uint64_t blocks, char fill) {
+  Fd fd(path, O_RDWR | O_CREAT | O_TRUNC, 0666);
+  PwriteAll(fd.get(), std::string(blocks * kBlock, fill), 0);
+}
+
+std::string Slurp(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+// Waits (bounded) for `what` to appear in the log at `path`.
+bool LogSays(const std::string& path, const std::string& what, int seconds = 10) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  while (Slurp(path).find(what) == std::string::npos) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
+}
+
+TEST_CASE("a read and a write lease map the file's blocks; stores are seen by read(2)",
+          "[fs][dax]") {
+  MountedFs fs(LeaseMount());
+  const std::string f = fs.path("f");
+  {
+    // Three blocks of 'a', then a hole: four blocks in all.
+    Fd fd(f, O_RDWR | O_CREAT, 0644);
+    PwriteAll(fd.get(), std::string(3 * kBlock, 'a'), 0);
+    REQUIRE(ftruncate(fd.get(), 4 * kBlock) == 0);
+  }
+  DaxTestClient c;
+  {
+    Fd ro(f, O_RDONLY);
+    REQUIRE(c.Connect(ro.get()) == 0);
+    DaxTestClient::Lease l;
+    REQUIRE(c.Take(ro.get(), 0, 4 * kBlock, false, &l) == 0);
+    REQUIRE(l.pieces.size() == 2);
+    CHECK_FALSE(l.pieces[0].hole);
+    CHECK(l.pieces[0].length == 3 * kBlock);
+    CHECK(l.pieces[1].hole);
+    CHECK(std::string(l.map, 3 * kBlock) == std::string(3 * kBlock, 'a'));
+    CHECK(std::string(l.map + 3 * kBlock, kBlock) == std::string(kBlock, '\0'));
+    // Read-only: no write lease on this descriptor.
+    DaxTestClient::Lease w;
+    CHECK(c.Take(ro.get(), 0, kBlock, true, &w) == EBADF);
+    // Past the size rounded up to a block, unaligned, empty.
+    CHECK(c.Take(ro.get(), 4 * kBlock, kBlock, false, &w) == ENXIO);
+    CHECK(c.Take(ro.get(), 100, kBlock, false, &w) == EINVAL);
+    CHECK(c.Take(ro.get(), 0, 0, false, &w) == EINVAL);
+    REQUIRE(c.Release(&l) == 0);
+  }
+  Fd rw(f, O_RDWR);
+  DaxTestClient::Lease l;
+  REQUIRE(c.Take(rw.get(), 0, 4 * kBlock, true, &l) == 0);
+  // A write lease has no holes: the daemon allocated them.
+  for (const auto& p : l.pieces) CHECK_FALSE(p.hole);
+  CHECK(static_cast<uint64_t>(StatOf(rw.get()).st_blocks) * 512 >= 4 * kBlock);
+  // Stores straight into the pool...
+  memset(l.map + 100, 'b', 5000);
+  memset(l.map + 3 * kBlock, 'c', kBlock);
+  // ...are what read(2) of a descriptor opened after the grant sees.
+  std::string want = std::string(3 * kBlock, 'a') + std::string(kBlock, 'c');
+  std::fill(want.begin() + 100, want.begin() + 5100, 'b');
+  {
+    Fd other(f, O_RDONLY);
+    CHECK_SAME(PreadAll(other.get(), 0, 4 * kBlock), want);
+  }
+  REQUIRE(c.Release(&l) == 0);
+}
+
+TEST_CASE("leases are only for root and the pool's owner", "[fs][dax]") {
+  MountedFs fs(LeaseMount());
+  const std::string f = fs.path("f");
+  MakeFile(f, 2, 'x');
+  REQUIRE(chmod(f.c_str(), 0666) == 0);
+  auto as_alice = [&] {
+    return RunAs(kAlice, kAliceGroup, [&] {
+      int fd = open(f.c_str(), O_RDWR);
+      if (fd < 0) return 100;
+      DaxTestClient c;
+      int e = c.Connect(fd);
+      if (e == 0) {
+        DaxTestClient::Lease l;
+        e = c.Take(fd, 0, kBlock, false, &l);
+      }
+      close(fd);
+      return e == EPERM ? 0 : 100 + e;
+    });
+  };
+  // The socket's directory keeps her out...
+  CHECK(as_alice() == 0);
+  // ...and with it opened up, the daemon closes her session unanswered.
+  const std::string source = fs.source();
+  REQUIRE(chmod(source.substr(0, source.rfind('/')).c_str(), 0755) == 0);
+  REQUIRE(chmod(source.c_str(), 0755) == 0);
+  REQUIRE(chmod((source + "/dax").c_str(), 0666) == 0);
+  CHECK(as_alice() == 0);
+}
+
+TEST_CASE("truncate revokes the leases past the new size before it frees their blocks",
+          "[fs][dax]") {
+  MountedFs fs(LeaseMount());
+  const std::string f = fs.path("f");
+  MakeFile(f, 4, 'x');
+  Holder h(f, 2 * kBlock, 2 * kBlock, true, OnRevoke::kAcknowledge, 'h');
+  Fd fd(f, O_RDWR);
+  // The holder's stores are in the file.
+  CHECK(PreadAll(fd.get(), 2 * kBlock, kBlock) == std::string(kBlock, 'h'));
+  REQUIRE(ftruncate(fd.get(), kBlock) == 0);
+  // The holder had let go of its mapping before truncate returned.
+  CHECK(h.Read(0) == "U");
+  CHECK(StatOf(fd.get()).st_size == static_cast<off_t>(kBlock));
+  // And it is alive: it was asked, not killed.
+  CHECK(kill(h.pid(), 0) == 0);
+}
+
+TEST_CASE("a holder that does not acknowledge is killed, then the truncate goes on",
+          "[fs][dax]") {
+  MountedFs fs(LeaseMount());
+  const std::string f = fs.path("f");
+  MakeFile(f, 4, 'x');
+  Holder h(f, 0, 4 * kBlock, true, OnRevoke::kIgnore);
+  Fd fd(f, O_RDWR);
+  REQUIRE(ftruncate(fd.get(), 0) == 0);
+  const int status = h.Wait();
+  REQUIRE(WIFSIGNALED(status));
+  CHECK(WTERMSIG(status) == SIGKILL);
+  CHECK(StatOf(fd.get()).st_size == 0);
+}
+
+TEST_CASE("punch hole and clone into a leased range revoke the lease first", "[fs][dax]") {
+  MountedFs fs(LeaseMount());
+  const std::string f = fs.path("f");
+  MakeFile(f, 4, 'x');
+  Fd fd(f, O_RDWR);
+  SECTION("punch hole") {
+    Holder h(f, 0, 4 * kBlock, true, OnRevoke::kAcknowledge);
+    REQUIRE(fallocate(fd.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, kBlock, kBlock) == 0);
+    CHECK(h.Read(0) == "U");
+  }
+  SECTION("clone into") {
+    const std::string g = fs.path("g");
+    MakeFile(g, 1, 'y');
+    Fd src(g, O_RDONLY);
+    Holder h(f, 0, 4 * kBlock, false, OnRevoke::kAcknowledge);
+    REQUIRE(CloneRange(src.get(), 0, kBlock, fd.get(), 2 * kBlock) == 0);
+    CHECK(h.Read(0) == "U");
+    CHECK(PreadAll(fd.get(), 2 * kBlock, kBlock) == std::string(kBlock, 'y'));
+  }
+  SECTION("a lease elsewhere in the file is left alone") {
+    Holder h(f, 0, kBlock, true, OnRevoke::kAcknowledge);
+    REQUIRE(fallocate(fd.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 2 * kBlock, kBlock) ==
+            0);
+    CHECK(h.Read(0).empty());
+  }
+}
+
+TEST_CASE("a holder killed with SIGKILL gives its leases back", "[fs][dax]") {
+  TempDir logs;
+  const std::string log = logs.path() + "/daxref.log";
+  MountedFs fs(LeaseMount(log));
+  const std::string f = fs.path("f");
+  MakeFile(f, 4, 'x');
+  pid_t pid;
+  {
+    Holder h(f, 0, 4 * kBlock, true, OnRevoke::kIgnore);
+    pid = h.pid();
+    REQUIRE(kill(pid, SIGKILL) == 0);
+    h.Wait();
+  }
+  // The daemon saw it go (its pidfd) and dropped the lease and its record...
+  REQUIRE(LogSays(log, "process " + std::to_string(pid) + " went away"));
+  // ...so a truncate has nobody to revoke.
+  Fd fd(f, O_RDWR);
+  REQUIRE(ftruncate(fd.get(), 0) == 0);
+  CHECK(Slurp(log).find("did not acknowledge") == std::string::npos);
+}
+
+TEST_CASE("after a daemon crash, the next mount makes a holder still mapping the pool go first",
+          "[fs][dax]") {
+  TempDir logs;
+  const std::string log = logs.path() + "/daxref.log";
+  MountedFs fs(LeaseMount(log));
+  const std::string f = fs.path("f");
+  MakeFile(f, 4, 'x');
+  Holder h(f, 0, 4 * kBlock, true, OnRevoke::kIgnore);
+  fs.KillDaemon();
+  // The holder outlives the daemon, still mapping the pool.
+  CHECK(kill(h.pid(), 0) == 0);
+  fs.Mount();
+  // Gone before the mount appeared (the mount waits for it).
+  const int status = h.WaitNoHang();
+  REQUIRE(status != -1);
+  REQUIRE(WIFSIGNALED(status));
+  CHECK((WTERMSIG(status) == SIGTERM || WTERMSIG(status) == SIGKILL));
+  CHECK(Slurp(log).find("left by the last daemon") != std::string::npos);
+  // The file is served, and a truncate has nobody to revoke.
+  Fd fd(f, O_RDWR);
+  REQUIRE(ftruncate(fd.get(), 0) == 0);
+}
+
+}  // namespace
+}  // namespace daxref::test
