@@ -193,6 +193,22 @@ bool ParseDevice(std::string_view s, int base, dev_t* dev) {
 
 }  // namespace
 
+int ProcessMapsFileNow(pid_t pid, dev_t dev, uint64_t ino) {
+  if (pid <= 0) return 0;
+  const std::string path = "/proc/" + std::to_string(pid);
+  UniqueFd dir(open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir.valid()) return errno == ENOENT || errno == ESRCH ? 0 : -errno;
+  bool mapped = false;
+  std::vector<char> buf;
+  const int err = ForEachMappedFile(dir.get(), &buf, [&](dev_t d, uint64_t i) {
+    mapped = d == dev && i == ino;
+    return !mapped;
+  });
+  if (mapped) return 1;
+  if (err == 0 || IsGone(err)) return 0;
+  return -err;
+}
+
 HolderIndex HolderIndex::Scan(dev_t dev) {
   HolderIndex index;
   index.dev_ = dev;

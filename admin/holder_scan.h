@@ -107,6 +107,14 @@ enum class SignalOutcome {
 // gets the errno on kFailed.
 SignalOutcome SignalHolder(pid_t pid, dev_t dev, uint64_t ino, int sig, uint64_t value, int* err);
 
+// Whether process `pid` maps file (dev, ino) now, from /proc/PID/maps
+// (descriptors are not looked at): 1 if it does, 0 if it does not or has
+// exited, -errno if its mappings could not be read (EACCES: another user's
+// process, read by someone who is not root). The pid is not pinned: the
+// caller identifies the process otherwise (admin/lease_holders.h compares
+// its start time).
+int ProcessMapsFileNow(pid_t pid, dev_t dev, uint64_t ino);
+
 // The device number of the mount of fstype "fuse.daxref" at `mountpoint`
 // (absolute, as the kernel shows it in /proc/self/mountinfo), the last such
 // line winning (the topmost of mounts stacked there); 0 if there is none.

@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "meta/codec.h"
+#include "meta/lease_record.h"
 
 namespace daxref::check {
 
@@ -287,6 +288,11 @@ Status ValidateRecord(std::string_view k, std::string_view v) {
     case prefix::kParent: {
       ParentRecord p;
       return DecodeParent(k, &p);
+    }
+    case prefix::kLease: {
+      // The shape only: the pool's size is checked against the pool later.
+      LeaseRecord r;
+      return DecodeLease(k, v, PoolGeometry{UINT64_MAX}, &r);
     }
   }
   return Status::Corruption("unknown kind of record");

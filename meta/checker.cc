@@ -12,6 +12,7 @@
 #include "meta/check_census.h"
 #include "meta/codec.h"
 #include "meta/format.h"
+#include "meta/lease_record.h"
 #include "meta/pool_sweep.h"
 #include "meta/set_digest.h"
 #include "meta/store.h"
@@ -76,6 +77,8 @@ const char* ProblemClassName(ProblemClass c) {
       return "symlink";
     case ProblemClass::kInode:
       return "inode";
+    case ProblemClass::kLease:
+      return "lease";
   }
   return "unknown";
 }
@@ -227,6 +230,7 @@ class Checker {
   Status MarkReachable();
   void CheckInodes();
   Status CheckUnknownPrefixes();
+  Status CheckLeases();
 
   rocksdb::DB* db_;
   const CheckOptions& opts_;
@@ -264,6 +268,7 @@ Status Checker::Run() {
   if (e_map_ != r_map_) DAXREF_RETURN_IF_ERROR(FindRmapMismatches());
   DAXREF_RETURN_IF_ERROR(MarkReachable());
   CheckInodes();
+  DAXREF_RETURN_IF_ERROR(CheckLeases());
   DAXREF_RETURN_IF_ERROR(CheckUnknownPrefixes());
   return progress_.Done();
 }
@@ -826,9 +831,98 @@ void Checker::CheckInodes() {
                                      Str(next_ino_) + " is next");
 }
 
+// G records (docs/dax.md): each names a regular file and a range inside
+// its size rounded up; each recorded extent is still mapped by the file's E
+// records at the same pool blocks (the E and R records agree: checked
+// above), and a write lease's blocks have no refcount record (one owner).
+// A lease is a handful of records, so each reads its file's extents; the
+// refcount records are read once, and only when a write lease exists.
+Status Checker::CheckLeases() {
+  DAXREF_RETURN_IF_ERROR(progress_.Phase("leases", prefix::kLease));
+  const PoolGeometry geo{opts_.block_count};
+  struct Leased {
+    uint64_t pblock, len, id, ino;
+  };
+  std::vector<Leased> unshared;  // the pool runs of write leases
+  Status s =
+      scan_.Walk(std::string(1, prefix::kLease), [&](std::string_view k, std::string_view v) {
+        LeaseRecord r;
+        Status d = DecodeLease(k, v, geo, &r);
+        if (!d.ok()) {
+          Undecodable(k, d);
+          return Tick();
+        }
+        report_->leases++;
+        const std::string who =
+            LeaseModeName(r.mode) + std::string(" lease ") + Str(r.id) + " of inode " + Str(r.ino);
+        const InodeFacts* f = census_.Find(r.ino);
+        if (!f) {
+          Bad(ProblemClass::kLease, who + ": no such inode", r.ino);
+          return Tick();
+        }
+        if (!S_ISREG(f->mode)) {
+          Bad(ProblemClass::kLease, who + ": not a regular file", r.ino);
+          return Tick();
+        }
+        const uint64_t size_blocks = (f->size + kBlockSize - 1) >> kBlockShift;
+        if (r.fend() > size_blocks)
+          Bad(ProblemClass::kLease,
+              who + ": file blocks [" + Str(r.fblock) + ", " + Str(r.fend()) +
+                  ") reach past the file's " + Str(size_blocks) + " blocks",
+              r.ino);
+        // The file's mapping of the lease's range, as its E records say.
+        std::vector<Extent> mapped;
+        DAXREF_RETURN_IF_ERROR(
+            scan_.Walk(keys::ExtentPrefix(r.ino), [&](std::string_view ek, std::string_view ev) {
+              Extent e;
+              if (check::DecodeExtentShape(ek, ev, &e).ok() && e.fblock < r.fend() &&
+                  e.fend() > r.fblock)
+                mapped.push_back(e);
+              return Status::Ok();
+            }));
+        for (const LeasedExtent& le : r.extents) {
+          // Every block of le must be in an extent that maps it to the same
+          // pool block; the first block that is not is reported.
+          uint64_t fb = le.fblock;
+          for (const Extent& e : mapped) {
+            if (e.fend() <= fb || e.fblock > fb) continue;
+            if (e.pblock + (fb - e.fblock) != le.pblock + (fb - le.fblock)) break;
+            fb = std::min(e.fend(), le.fend());
+            if (fb == le.fend()) break;
+          }
+          if (fb != le.fend())
+            Bad(ProblemClass::kLease,
+                who + ": file block " + Str(fb) + " is no longer at leased pool block " +
+                    Str(le.pblock + (fb - le.fblock)) + " (a block moved or freed under a lease)",
+                r.ino);
+          if (r.mode == LeaseMode::kWrite) unshared.push_back({le.pblock, le.blocks, r.id, r.ino});
+        }
+        return Tick();
+      });
+  DAXREF_RETURN_IF_ERROR(s);
+  if (unshared.empty()) return Status::Ok();
+  std::sort(unshared.begin(), unshared.end(),
+            [](const Leased& a, const Leased& b) { return a.pblock < b.pblock; });
+  return scan_.Walk(std::string(1, prefix::kRefcount), [&](std::string_view k, std::string_view v) {
+    RefcountRecord n;
+    if (!check::DecodeRefcountShape(k, v, &n).ok()) return Tick();
+    // Leased runs of different leases may overlap (two leases of one
+    // file), so every run starting before the record's end is looked at.
+    for (const Leased& l : unshared) {
+      if (l.pblock >= n.pend()) break;
+      if (l.pblock + l.len <= n.pblock) continue;
+      Bad(ProblemClass::kLease,
+          "write lease " + Str(l.id) + " of inode " + Str(l.ino) + ": pool block " +
+              Str(std::max(l.pblock, n.pblock)) + " is shared (" + Str(n.refs) + " references)",
+          l.ino);
+    }
+    return Tick();
+  });
+}
+
 // Keys under no prefix this format knows.
 Status Checker::CheckUnknownPrefixes() {
-  static constexpr std::string_view kKnown = "BCDEFILMNOPQRX";
+  static constexpr std::string_view kKnown = "BCDEFGILMNOPQRX";
   uint64_t found = 0;
   Status s = scan_.WalkOutside(kKnown, [&](std::string_view k) {
     if (++found <= 16)

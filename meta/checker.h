@@ -14,6 +14,10 @@
 //      symlink targets belong to inodes that exist (and say so);
 //   5. every directory entry has its readdir cookie record and its parent
 //      pointer, and the reverse;
+//   6. every layout lease (G record) names a regular file, inside its size
+//      rounded up to a block, and each pool block it recorded is still that
+//      file's at the recorded file block (and, for a write lease, unshared):
+//      no block under a lease was moved, freed or shared (docs/dax.md);
 //   and every record decodes and lies inside the pool's geometry.
 //
 // How it scales: memory is proportional to the number of inodes, never to
@@ -58,6 +62,9 @@ struct CheckReport {
   uint64_t bad_blocks = 0;
   uint64_t poisoned_blocks = 0;  // bad blocks that files still reference
   uint64_t orphans = 0;
+  // G records: layout leases a daemon recorded and did not drop (it died,
+  // or runs now: docs/dax.md).
+  uint64_t leases = 0;
   uint64_t problems = 0;
 };
 
@@ -92,8 +99,9 @@ enum class ProblemClass : uint8_t {
   kXattr,           // extended attributes
   kSymlink,         // symlink targets
   kInode,           // an inode itself (missing root, unknown type)
+  kLease,           // a layout lease (G record) whose file or blocks are not what it recorded
 };
-inline constexpr int kProblemClasses = static_cast<int>(ProblemClass::kInode) + 1;
+inline constexpr int kProblemClasses = static_cast<int>(ProblemClass::kLease) + 1;
 const char* ProblemClassName(ProblemClass c);
 
 struct Problem {

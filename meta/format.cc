@@ -97,6 +97,9 @@ std::string Bad(uint64_t pblock) {
 std::string BadOrigin(uint64_t pblock) {
   return WithIno(prefix::kBadOrigin, pblock);
 }
+std::string Lease(uint64_t id) {
+  return WithIno(prefix::kLease, id);
+}
 std::string Orphan(uint64_t ino) {
   return WithIno(prefix::kOrphan, ino);
 }

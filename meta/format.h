@@ -19,11 +19,12 @@
 namespace daxref {
 
 // ---- On-disk constants: do not change these values. -----------------------
-inline constexpr uint32_t kMetaFormatVersion = 4;
-// Opened and upgraded in place: format 4 only adds Q records (where poison
-// came from), format 3 only added B records (poison). Every version from
+inline constexpr uint32_t kMetaFormatVersion = 5;
+// Opened and upgraded in place: format 5 only adds G records (layout
+// leases), format 4 only added Q records (where poison came from), format 3
+// only added B records (poison). Every version from
 // kMetaFormatOldestVersion up is read (MetaFormatReadable).
-inline constexpr uint32_t kMetaFormatPreviousVersion = 3;
+inline constexpr uint32_t kMetaFormatPreviousVersion = 4;
 inline constexpr uint32_t kMetaFormatOldestVersion = 2;
 constexpr bool MetaFormatReadable(uint32_t f) {
   return f >= kMetaFormatOldestVersion && f <= kMetaFormatVersion;
@@ -47,6 +48,7 @@ inline constexpr char kOrphan = 'O';     // O ino                      -> (empty
 inline constexpr char kXattr = 'X';      // X ino name                 -> value bytes
 inline constexpr char kSymlink = 'L';    // L ino                      -> target bytes
 inline constexpr char kParent = 'P';     // P ino parent name          -> (empty)
+inline constexpr char kLease = 'G';      // G lease id                 -> LeaseRecord
 }  // namespace prefix
 
 // Names under prefix::kMisc.
@@ -249,6 +251,7 @@ std::string Orphan(uint64_t ino);
 std::string Xattr(uint64_t ino, std::string_view name);
 std::string XattrPrefix(uint64_t ino);
 std::string Symlink(uint64_t ino);
+std::string Lease(uint64_t id);
 // The first key past every key that starts with p (p must not be all 0xff).
 std::string Successor(std::string p);
 // Reads the big-endian u64 at byte offset `at` of key `k`.

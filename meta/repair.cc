@@ -15,6 +15,7 @@
 #include "meta/check_census.h"
 #include "meta/codec.h"
 #include "meta/format.h"
+#include "meta/lease_record.h"
 #include "meta/pool_sweep.h"
 #include "meta/set_digest.h"
 #include "meta/store.h"
@@ -150,6 +151,7 @@ class Repairer {
     progress_.Estimate(db_);
     DAXREF_RETURN_IF_ERROR(FixMisc());
     DAXREF_RETURN_IF_ERROR(DropUndecodable());
+    DAXREF_RETURN_IF_ERROR(DropLeases());
     DAXREF_RETURN_IF_ERROR(LoadCensus());
     DAXREF_RETURN_IF_ERROR(FixInodeKinds());
     DAXREF_RETURN_IF_ERROR(FixExtents());
@@ -212,6 +214,7 @@ class Repairer {
   // Q records that do not fit the B records as repaired: deleted (those
   // blocks' origin becomes "unknown").
   Status DropStrayBadOrigins();
+  Status DropLeases();
   Status LoadCensus();
   Status FixInodeKinds();
   Status FixExtents();
@@ -370,7 +373,7 @@ Status Repairer::DropUndecodable() {
     if (!s.ok()) {
       b.Delete(it->key());
       const bool known =
-          !k.empty() && std::string_view("BCDEFILMNOPQRX").find(k[0]) != std::string_view::npos;
+          !k.empty() && std::string_view("BCDEFGILMNOPQRX").find(k[0]) != std::string_view::npos;
       Did(known ? ProblemClass::kUndecodable : ProblemClass::kUnknownRecord,
           "deleted " + std::string(known ? "undecodable record" : "record of no known kind") +
               " (" + check::KeyText(k) + "): " + s.message());
@@ -379,6 +382,32 @@ Status Repairer::DropUndecodable() {
     DAXREF_RETURN_IF_ERROR(progress_.Tick());
   }
   if (!it->status().ok()) return Status::IOError("reading the store: " + it->status().ToString());
+  return Write(&b);
+}
+
+// ---- layout leases ---------------------------------------------------------------
+
+// Every G record goes: no daemon runs while fsck repairs, so no lease is
+// live (fsck.daxref refuses to get here while a recorded holder still maps
+// the pool; docs/dax.md). Those that do not decode went with the rest.
+Status Repairer::DropLeases() {
+  DAXREF_RETURN_IF_ERROR(progress_.Phase("repairing leases", prefix::kLease));
+  rocksdb::WriteBatch b;
+  const PoolGeometry geo{opts_.pool.block_count};
+  DAXREF_RETURN_IF_ERROR(Walk(prefix::kLease, [&](std::string_view k, std::string_view v) {
+    LeaseRecord r;
+    b.Delete(k);
+    if (DecodeLease(k, v, geo, &r).ok())
+      Did(ProblemClass::kLease,
+          "deleted " + std::string(LeaseModeName(r.mode)) + " lease " + std::to_string(r.id) +
+              " of inode " + std::to_string(r.ino) + " (process " + std::to_string(r.pid) +
+              "), left by a daemon that did not unmount cleanly",
+          r.ino);
+    else
+      Did(ProblemClass::kUndecodable,
+          "deleted undecodable lease record (" + check::KeyText(k) + ")");
+    return Status::Ok();
+  }));
   return Write(&b);
 }
 

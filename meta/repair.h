@@ -27,7 +27,10 @@
 //     sweep of the pool: owned blocks get a refcount record when shared,
 //     blocks neither owned nor bad are free (leaked blocks come back), bad
 //     blocks stay bad: fsck never frees one;
-//   - the inode count and the inode counter are recomputed.
+//   - the inode count and the inode counter are recomputed;
+//   - layout leases (G records) are deleted: no daemon runs, so none is
+//     live (fsck.daxref refuses to repair while a recorded holder is still
+//     alive and maps the pool: admin/lease_holders.h).
 // Each change is its own small batch, so a repair that stops half way leaves
 // a store that a second run repairs further; each is reported with a class
 // and a one-line text. A store that belongs to another pool (UUID or block

@@ -305,11 +305,14 @@ Result<std::unique_ptr<Volume>> Volume::Open(const std::string& dir, const Super
   DAXREF_RETURN_IF_ERROR(ReadStoreIdentity(db.get(), rocksdb::ReadOptions(), &id));
   DAXREF_RETURN_IF_ERROR(VerifyStore(db.get(), id, sb));
   if (id.format < kMetaFormatVersion) {
-    // A format 2 store is a format 3 store without B records, and a format
-    // 3 store a format 4 store without Q records. It becomes format 4 now,
-    // before this daemon can write either, so that an older daemon refuses
+    // A format 2 store is a format 3 store without B records, a format 3
+    // store a format 4 store without Q records, and a format 4 store a
+    // format 5 store without G records. It becomes format 5 now, before
+    // this daemon can write any of them, so that an older daemon refuses
     // it (a format 2 daemon would hand a bad block out again; a format 3
-    // daemon, clearing poison, would leave Q records over good blocks).
+    // daemon, clearing poison, would leave Q records over good blocks; a
+    // format 4 daemon would reuse blocks a crashed daemon's lease holders
+    // still map, never revoking them).
     std::string nv;
     codec::PutU32(&nv, kMetaFormatVersion);
     rocksdb::WriteOptions wo;
@@ -387,6 +390,20 @@ Status Volume::LoadMirrors(const StoreIdentity& id) {
     }
     if (!it->status().ok()) return Status::IOError("scan reverse map: " + it->status().ToString());
     rmap_classes_ = mask;
+  }
+  {
+    // Lease ids go on from the largest one recorded (docs/dax.md): a
+    // record a crash left behind keeps its id until the mount revokes it.
+    PrefixScan scan(std::string(1, prefix::kLease));
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(scan.Options()));
+    it->SeekToLast();
+    uint64_t next = 1;
+    if (it->Valid() && it->key().size() == 9) {
+      const uint64_t last = keys::U64At(it->key().ToStringView(), 1);
+      if (last < UINT64_MAX) next = std::max(next, last + 1);
+    }
+    if (!it->status().ok()) return Status::IOError("scan leases: " + it->status().ToString());
+    next_lease_id_ = next;
   }
   return Status::Ok();
 }

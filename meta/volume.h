@@ -23,7 +23,9 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -36,6 +38,7 @@
 #include "meta/extent_maps.h"
 #include "meta/format.h"
 #include "meta/free_space.h"
+#include "meta/lease_record.h"
 #include "meta/refcount_map.h"
 #include "meta/status.h"
 #include "meta/superblock.h"
@@ -391,6 +394,47 @@ class Volume {
   void WalkBadPieces(const BadPieceFn& fn);
   uint64_t bad_blocks();
 
+  // ---- layout leases (volume_lease.cc, docs/dax.md) ----
+  // The G records: a lease exists in the store before its holder can store
+  // a byte, so that the mount after a daemon crash revokes every recorded
+  // holder before it reuses a block. The lease table itself (sessions,
+  // revocation) is the daemon's; the Volume keeps the records and makes
+  // ranges ready for them.
+  //
+  // A lease id unique in this store: at Open, one past the largest G id
+  // found (1 on a store without any); then counted up. Never 0.
+  uint64_t NewLeaseId();
+  // Writes r's G record (validated first: EINVAL for a record the decoder
+  // would call corrupt) in one batch, committed and the WAL synced before
+  // it returns.
+  Status RecordLease(const LeaseRecord& r) EXCLUDES(mu_);
+  // Deletes the G records of `ids` in one batch (ids without a record are
+  // fine), committed (not synced: a record a crash brings back only costs
+  // the next mount a look at a holder that is gone).
+  Status DropLeases(std::span<const uint64_t> ids) EXCLUDES(mu_);
+  // Walks the committed G records in id order; fn returns false to stop. A
+  // record that does not decode stops the walk: Corruption (EUCLEAN).
+  Status WalkLeases(const std::function<bool(const LeaseRecord&)>& fn) EXCLUDES(mu_);
+  // Makes file blocks [fblock, fblock+blocks) of regular file ino safe to
+  // store into with no daemon in the way: every hole allocated and zeroed
+  // (the size unchanged), every shared block unshared (copy-on-write ahead
+  // of time), all in one batch, committed and the WAL synced; then fn gets
+  // the range's extents in file order (after the batch, each owned by ino
+  // alone, refcount 1). Fails before changing anything with EINVAL (blocks
+  // 0, not a regular file), ENXIO (the range ends past the size rounded up
+  // to a block), EIO (a pool block of the range is bad), ENOSPC, EROFS.
+  // The caller holds ino's I/O lock exclusive (the daemon's per-inode io
+  // lock) from before the call until it has used the extents: nothing else
+  // may change the file's map in between.
+  Status PrepareForStores(uint64_t ino, uint64_t fblock, uint64_t blocks,
+                          const std::function<void(const LeasedExtent&)>& fn) EXCLUDES(mu_);
+  // The read side: fn gets the extents of [fblock, fblock+blocks) of
+  // regular file ino as they are, in file order (holes skipped). EINVAL,
+  // ENXIO and EIO as PrepareForStores; changes nothing. The caller holds
+  // ino's I/O lock (shared is enough) while it uses the extents.
+  Status LeaseExtents(uint64_t ino, uint64_t fblock, uint64_t blocks,
+                      const std::function<void(const LeasedExtent&)>& fn) EXCLUDES(mu_);
+
   // Compares every extent map held in memory with the E records in the
   // store: Corruption naming the first file and block where they differ.
   // For tests and scrubs; maps being edited are waited for.
@@ -555,6 +599,12 @@ class Volume {
   Status FinishRemap(Txn& t, InodeRecord* src, InodeRecord* to, uint64_t end, const Caller& who)
       REQUIRES(mu_);
 
+  // ---- layout leases (volume_lease.cc) ----
+  // Emits the mapped pieces of [fblock, fblock+blocks) of ino from the
+  // committed map (the caller holds the I/O lock); EIO if one is bad.
+  Status EmitLeaseExtents(uint64_t ino, uint64_t fblock, uint64_t blocks,
+                          const std::function<void(const LeasedExtent&)>& fn) EXCLUDES(mu_);
+
   // ---- bad blocks (volume_poison.cc) ----
   // Blocks whose last reference went: to free space, except bad ones, which
   // are retired (they stay in their B record only).
@@ -626,6 +676,8 @@ class Volume {
   SharedMutex bad_mu_ ACQUIRED_AFTER(mu_);
   const BadBlocks& committed_bad() REQUIRES_SHARED(bad_mu_);
   std::atomic<uint64_t> bad_count_{0};
+  // The next lease id NewLeaseId hands out (set at Open).
+  std::atomic<uint64_t> next_lease_id_{1};
   // Times not yet stored: the mtime/ctime of in-place overwrites, and the
   // atime of reads (TouchAtime). Its own lock, a leaf (taken inside mu_,
   // never the other way round), so that reads and fast-path writes never

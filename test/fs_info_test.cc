@@ -162,7 +162,7 @@ TEST_CASE(
   CHECK(data == Num(on, "blocks") - 2);
   CHECK(Num(on, "space.data_blocks") == data);
   CHECK(Num(on, "pool_format") == 2);
-  CHECK(Num(on, "meta_format") == 4);
+  CHECK(Num(on, "meta_format") == 5);
   CHECK(Num(on, "generation") >= 1);
   // Space: a and b share 8 blocks (16 references); c1 and c3 one each.
   CHECK(Num(on, "space.shared_blocks") == 8);

@@ -26,12 +26,15 @@
 #include <string>
 #include <vector>
 
+#include "admin/lease_holders.h"
 #include "meta/checker.h"
 #include "meta/format.h"
+#include "meta/lease_record.h"
 #include "meta/superblock.h"
 #include "test/cli_expect.h"
 #include "test/fixture.h"
 #include "test/fs_helpers.h"
+#include "test/holder_process.h"
 #include "test/store_damage.h"
 
 using namespace daxref;
@@ -643,6 +646,28 @@ TEST_CASE("fsck.daxref finds, reports and repairs each kind of damage", "[fsck]"
            REQUIRE(ReadPool(src, 0, kBlock) == ReadPool(src, 64 * kMiB - kBlock, kBlock));
          }};
   }
+  SECTION("a lease whose block moved (its holder gone): the G record is deleted") {
+    c = {"lease moved",
+         [](StoreEditor& ed, const std::string&) {
+           const uint64_t ino = ed.Lookup("/b");
+           const std::vector<Extent> ext = ed.Extents(ino);
+           REQUIRE(ext.size() == 1);
+           LeaseRecord r;
+           r.id = 9;
+           r.ino = ino;
+           r.blocks = 1;
+           r.mode = LeaseMode::kWrite;
+           r.pid = 1;  // init, which started long before: not this start time
+           r.start_time = 1;
+           r.extents = {{0, ext[0].pblock + 1, 1}};  // not where /b's block is
+           ed.Put(keys::Lease(9), EncodeLease(r));
+         },
+         {"lease"},
+         [&](const std::string& src) {
+           WithMount(src, [](MountedFs& fs) { ExpectFilesIntact(fs); });
+         },
+         "d['counts']['leases'] == 1 and d['leases_recorded'] == 1"};
+  }
   (void)base;
   RunCase(c);
 }
@@ -714,6 +739,74 @@ TEST_CASE("fsck.daxref refuses a mounted filesystem and a store of another pool"
     RunResult n2 = Fsck({"-n", "--json", s1});
     CHECK(n2.status == 4);
   }
+}
+
+TEST_CASE(
+    "fsck.daxref reports leases left by a daemon, and repairs only when no holder maps "
+    "the pool",
+    "[fsck][lease]") {
+  const Base& base = TheBase();
+  TempDir t("/dev/shm");
+  const std::string src = t.path() + "/fs";
+  CopySource(base.source, src);
+  // A holder as the lease server records one: a process that maps the
+  // pool file, with its start time and the boot's id.
+  HolderProcess holder(t.path() + "/log");
+  holder.Map(PoolPath(src));
+  {
+    StoreEditor ed(src);
+    const uint64_t ino = ed.Lookup("/b");
+    const std::vector<Extent> ext = ed.Extents(ino);
+    REQUIRE(ext.size() == 1);
+    LeaseRecord r;
+    r.id = 3;
+    r.ino = ino;
+    r.blocks = 1;
+    r.mode = LeaseMode::kWrite;
+    r.uid = getuid();
+    r.pid = static_cast<uint32_t>(holder.pid());
+    r.start_time = ProcessStartTime(holder.pid());
+    r.boot_id = BootId();
+    r.extents = {{0, ext[0].pblock, 1}};
+    ed.Put(keys::Lease(3), EncodeLease(r));
+  }
+  const std::string before = TreeDigest(src);
+
+  // Reported, not a problem: a check exits 0.
+  RunResult n = Fsck({"-n", "--json", src});
+  INFO(n.out << n.err);
+  REQUIRE(n.status == 0);
+  ExpectValidJson(n.out);
+  CHECK(Json(n.out, "d['problems_found']") == "0");
+  CHECK(Json(n.out, "d['counts']['leases']") == "1");
+  CHECK(Json(n.out, "d['leases_recorded']") == "1");
+  RunResult text = Fsck({src});
+  CHECK(text.status == 0);
+  CHECK(Contains(text.out, "1 layout lease recorded by a daemon that did not unmount cleanly"));
+
+  // No repair while the holder lives and maps the pool: one line, exit 8,
+  // nothing changed.
+  for (const char* mode : {"-y", "-p"}) {
+    RunResult y = Fsck({mode, src});
+    ExpectOneLineFailure(
+        y, "fsck.daxref",
+        "process " + std::to_string(holder.pid()) + " (holder of write lease 3 of inode", 8);
+    CHECK(Contains(y.err, "is alive and maps the pool"));
+  }
+  REQUIRE(TreeDigest(src) == before);
+
+  // Once it is gone, -y deletes the record.
+  holder.Kill();
+  RunResult y = Fsck({"-y", "--json", src});
+  INFO(y.out << y.err);
+  REQUIRE(y.status == 1);
+  CHECK(Json(y.out, "[r['class'] for r in d['repairs'] if r['class'] == 'lease']") == "['lease']");
+  CHECK(Json(y.out, "d['counts']['leases']") == "0");
+  CHECK(Json(y.out, "d['leases_recorded']") == "1");
+  RunResult n2 = Fsck({"-n", "--json", src});
+  REQUIRE(n2.status == 0);
+  CHECK(Json(n2.out, "d['counts']['leases']") == "0");
+  CheckSource(src);
 }
 
 TEST_CASE("fsck.daxref's command line", "[fsck][cli]") {

@@ -18,6 +18,7 @@
 #include <string_view>
 
 #include "meta/format.h"
+#include "meta/lease_record.h"
 #include "meta/superblock.h"
 #include "test/meta_helpers.h"
 
@@ -81,11 +82,11 @@ constexpr PoolGeometry kGeo{0x10000};
 }  // namespace
 
 TEST_CASE("format: on-disk constants are the documented ones", "[format]") {
-  STATIC_REQUIRE(kMetaFormatVersion == 4);
-  STATIC_REQUIRE(kMetaFormatPreviousVersion == 3);
+  STATIC_REQUIRE(kMetaFormatVersion == 5);
+  STATIC_REQUIRE(kMetaFormatPreviousVersion == 4);
   STATIC_REQUIRE(kMetaFormatOldestVersion == 2);
   STATIC_REQUIRE(!MetaFormatReadable(1) && MetaFormatReadable(2) && MetaFormatReadable(4) &&
-                 !MetaFormatReadable(5));
+                 MetaFormatReadable(5) && !MetaFormatReadable(6));
   STATIC_REQUIRE(kPoolFormatVersion == 2);
   STATIC_REQUIRE(kPoolFormatPreviousVersion == 1);
   STATIC_REQUIRE(kBlockSize == 4096);
@@ -120,6 +121,11 @@ TEST_CASE("format: on-disk constants are the documented ones", "[format]") {
   STATIC_REQUIRE(prefix::kXattr == 'X');
   STATIC_REQUIRE(prefix::kSymlink == 'L');
   STATIC_REQUIRE(prefix::kParent == 'P');
+  STATIC_REQUIRE(prefix::kLease == 'G');
+  STATIC_REQUIRE(static_cast<uint8_t>(LeaseMode::kRead) == 1);
+  STATIC_REQUIRE(static_cast<uint8_t>(LeaseMode::kWrite) == 2);
+  STATIC_REQUIRE(kLeaseHeaderSize == 61);
+  STATIC_REQUIRE(kLeaseExtentSize == 24);
   REQUIRE(std::string_view(kPoolMagic, sizeof(kPoolMagic)) == "DAXREFPL");
 }
 
@@ -151,6 +157,8 @@ TEST_CASE("format: keys are prefix byte and big-endian fields", "[format]") {
   REQUIRE_BYTES(keys::BadOrigin(0xabcdef), Hex("'Q' 0000000000abcdef"));
   REQUIRE_BYTES(keys::Orphan(0x44), Hex("'O' 0000000000000044"));
   REQUIRE_BYTES(keys::Symlink(0x44), Hex("'L' 0000000000000044"));
+  // G lease id (9 bytes).
+  REQUIRE_BYTES(keys::Lease(0x0102030405060708), Hex("'G' 0102030405060708"));
   // X ino name.
   REQUIRE_BYTES(keys::Xattr(0x44, "user.k"), Hex("'X' 0000000000000044 'user.k'"));
   REQUIRE_BYTES(keys::XattrPrefix(0x44), Hex("'X' 0000000000000044"));
@@ -405,6 +413,102 @@ TEST_CASE("format: bad-block origin records", "[format]") {
       EUCLEAN);
 }
 
+TEST_CASE("format: layout lease records", "[format]") {
+  LeaseRecord r;
+  r.id = 7;
+  r.ino = 0x21;
+  r.fblock = 0x10;
+  r.blocks = 4;
+  r.mode = LeaseMode::kWrite;
+  r.uid = 1001;
+  r.pid = 0x4242;
+  r.start_time = 0x123456;
+  for (size_t i = 0; i < r.boot_id.size(); ++i) r.boot_id[i] = static_cast<uint8_t>(0xa0 + i);
+  r.extents = {{0x10, 0x300, 1}, {0x11, 0x500, 3}};
+  const std::string v = EncodeLease(r);
+  REQUIRE_BYTES(v, Hex("0000000000000021 0000000000000010 0000000000000004 02 000003e9 00004242 "
+                       "0000000000123456 a0a1a2a3a4a5a6a7a8a9aaabacadaeaf 00000002 "
+                       "0000000000000010 0000000000000300 0000000000000001 "
+                       "0000000000000011 0000000000000500 0000000000000003"));
+  REQUIRE(v.size() == kLeaseHeaderSize + 2 * kLeaseExtentSize);
+  LeaseRecord d;
+  DAXREF_REQUIRE_OK(DecodeLease(keys::Lease(7), v, kGeo, &d));
+  REQUIRE(d.id == 7);
+  REQUIRE(d.ino == r.ino);
+  REQUIRE(d.fblock == r.fblock);
+  REQUIRE(d.blocks == r.blocks);
+  REQUIRE(d.mode == LeaseMode::kWrite);
+  REQUIRE(d.uid == 1001);
+  REQUIRE(d.pid == 0x4242);
+  REQUIRE(d.start_time == 0x123456);
+  REQUIRE(d.boot_id == r.boot_id);
+  REQUIRE(d.extents == r.extents);
+
+  // A read lease may have holes (they are not recorded), even no extent.
+  LeaseRecord rd = r;
+  rd.mode = LeaseMode::kRead;
+  rd.extents = {{0x11, 0x500, 2}};
+  DAXREF_REQUIRE_OK(DecodeLease(keys::Lease(8), EncodeLease(rd), kGeo, &d));
+  rd.extents.clear();
+  DAXREF_REQUIRE_OK(DecodeLease(keys::Lease(8), EncodeLease(rd), kGeo, &d));
+  REQUIRE(d.extents.empty());
+
+  // Validated where decoded.
+  auto bad = [&](LeaseRecord x) {
+    DAXREF_REQUIRE_ERR(DecodeLease(keys::Lease(9), EncodeLease(x), kGeo, &d), EUCLEAN);
+    DAXREF_REQUIRE_ERR(ValidateLease(x, kGeo), EINVAL);
+  };
+  LeaseRecord x = r;
+  x.blocks = 0;  // length 0
+  bad(x);
+  x = r;
+  x.ino = 0;
+  bad(x);
+  x = r;
+  x.mode = static_cast<LeaseMode>(3);  // unknown mode
+  bad(x);
+  x = r;
+  x.pid = 0;
+  bad(x);
+  x = r;
+  x.extents[1].pblock = 0xffff;  // past the data area [1, 0xffff)
+  bad(x);
+  x = r;
+  x.extents[0].pblock = 0;  // the primary superblock
+  bad(x);
+  x = r;
+  x.extents[1].blocks = 4;  // past the lease's file range
+  bad(x);
+  x = rd;
+  x.extents = {{0x12, 0x500, 1}, {0x11, 0x600, 1}};  // out of order
+  bad(x);
+  x = rd;
+  x.extents = {{0x10, 0x500, 2}, {0x11, 0x600, 1}};  // overlapping
+  bad(x);
+  x = rd;
+  x.extents = {{0xf, 0x500, 2}};  // starts before the lease
+  bad(x);
+  x = rd;
+  x.extents = {{0x11, 0x500, 0}};  // length 0
+  bad(x);
+  x = r;
+  x.extents = {{0x10, 0x300, 1}, {0x12, 0x500, 2}};  // a write lease with a hole
+  bad(x);
+  x = r;
+  x.fblock = kMaxFileBlocks - 2;  // past the largest file
+  x.extents.clear();
+  x.mode = LeaseMode::kRead;
+  bad(x);
+  // The count must match the size; a short value; a bad key.
+  std::string w = v;
+  w[60] = 3;  // extent count 3, two extents
+  DAXREF_REQUIRE_ERR(DecodeLease(keys::Lease(7), w, kGeo, &d), EUCLEAN);
+  DAXREF_REQUIRE_ERR(DecodeLease(keys::Lease(7), v.substr(0, v.size() - 1), kGeo, &d), EUCLEAN);
+  DAXREF_REQUIRE_ERR(DecodeLease(keys::Lease(7), v.substr(0, 40), kGeo, &d), EUCLEAN);
+  DAXREF_REQUIRE_ERR(DecodeLease(keys::Lease(7), v + std::string(24, '\0'), kGeo, &d), EUCLEAN);
+  DAXREF_REQUIRE_ERR(DecodeLease(Hex("'G' 00000000000007"), v, kGeo, &d), EUCLEAN);
+}
+
 TEST_CASE("format: parent pointers", "[format]") {
   ParentRecord p;
   DAXREF_REQUIRE_OK(DecodeParent(Hex("'P' 0000000000000044 0000000000000001 'name'"), &p));
@@ -422,7 +526,7 @@ TEST_CASE("format: a new store holds exactly the documented records", "[format]"
   std::map<std::string, std::string> got(records.begin(), records.end());
 
   REQUIRE(got.at(Hex("'M' 'uuid'")) == uuid);
-  REQUIRE_BYTES(got.at(Hex("'M' 'format'")), Hex("00000004"));
+  REQUIRE_BYTES(got.at(Hex("'M' 'format'")), Hex("00000005"));
   REQUIRE_BYTES(got.at(Hex("'M' 'blocks'")), Hex("0000000000000100"));
   REQUIRE_BYTES(got.at(Hex("'M' 'next_ino'")), Hex("0000000000000002"));
   REQUIRE_BYTES(got.at(Hex("'M' 'inodes'")), Hex("0000000000000001"));

@@ -1043,9 +1043,10 @@ uint32_t StoredFormat(rocksdb::DB* db) {
   return codec::LoadU32(v.data());
 }
 
-TEST_CASE("Format 2 and 3 stores are upgraded to format 4; other formats are refused", "[poison]") {
-  static_assert(kMetaFormatVersion == 4);
-  static_assert(kMetaFormatPreviousVersion == 3);
+TEST_CASE("Format 2, 3 and 4 stores are upgraded to format 5; other formats are refused",
+          "[poison]") {
+  static_assert(kMetaFormatVersion == 5);
+  static_assert(kMetaFormatPreviousVersion == 4);
   static_assert(kMetaFormatOldestVersion == 2);
   TestStore st(64);
   uint64_t f = st.MakeFile(kRootIno, "f");
@@ -1053,10 +1054,10 @@ TEST_CASE("Format 2 and 3 stores are upgraded to format 4; other formats are ref
   st.WriteFile(f, 0, bytes);
   REQUIRE(StoredFormat(st.db()) == kMetaFormatVersion);
 
-  for (uint32_t old : {kMetaFormatOldestVersion, kMetaFormatPreviousVersion}) {
-    INFO("format " << old << " opens, and is format 4 from then on");
+  for (uint32_t old : {kMetaFormatOldestVersion, 3u, kMetaFormatPreviousVersion}) {
+    INFO("format " << old << " opens, and is format 5 from then on");
     ClearOutcome c;
-    if (old == kMetaFormatPreviousVersion) DAXREF_REQUIRE_OK(st.vol().ClearBad(10, 12, &c));
+    if (old != kMetaFormatOldestVersion) DAXREF_REQUIRE_OK(st.vol().ClearBad(10, 12, &c));
     REQUIRE(st.db()->Put(rocksdb::WriteOptions(), keys::Misc(kMiscFormat), FormatValue(old)).ok());
     st.Reopen();
     REQUIRE(StoredFormat(st.db()) == kMetaFormatVersion);

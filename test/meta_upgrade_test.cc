@@ -193,11 +193,11 @@ TEST_CASE("upgrade: a pool format 1 filesystem opens as format 2 with every byte
   REQUIRE(backup.version == 2);
   REQUIRE(backup.generation == 1);
   REQUIRE(backup.uuid == before.uuid);
-  // The store was metadata format 3 and is format 4 now (a format 3 store
-  // is one without Q records); its generation now matches the pool's.
+  // The store was metadata format 3 and is format 5 now (a format 3 store
+  // is one without Q and G records); its generation now matches the pool's.
   std::string v;
   REQUIRE(fs.vol().db()->Get(rocksdb::ReadOptions(), keys::Misc(kMiscFormat), &v).ok());
-  REQUIRE(v == std::string("\0\0\0\4", 4));
+  REQUIRE(v == std::string("\0\0\0\5", 4));
   REQUIRE(fs.vol().db()->Get(rocksdb::ReadOptions(), keys::Misc(kMiscGeneration), &v).ok());
   REQUIRE(v == EncodeLength(1));
   REQUIRE_FALSE(testing::HasKey(fs.vol().db(), keys::Misc(kMiscGenerationPending)));

@@ -34,10 +34,13 @@
 #include <unordered_set>
 #include <vector>
 
+#include "admin/lease_holders.h"
 #include "meta/checker.h"
+#include "meta/lease_record.h"
 #include "meta/pool_check.h"
 #include "meta/repair.h"
 #include "meta/store.h"
+#include "meta/store_scan.h"
 #include "meta/superblock.h"
 #include "tools/common/cli.h"
 #include "tools/common/progress.h"
@@ -95,6 +98,7 @@ bool PreenSafe(ProblemClass c) {
     case ProblemClass::kDirParent:
     case ProblemClass::kOrphan:
     case ProblemClass::kXattr:
+    case ProblemClass::kLease:
       return true;
     default:
       return false;
@@ -127,6 +131,28 @@ void PoolProblems(const PoolInspection& pi, const ProblemFn& bad) {
                 "the pool file is truncated: " + std::to_string(pi.file_bytes) +
                     " bytes, the superblock says " + std::to_string(pi.sb.block_count * kBlockSize),
                 0});
+}
+
+// The first G record (docs/dax.md) whose holder is still alive and still
+// maps the pool file `pool_fd`, described in one line; "" when there is
+// none. Such a holder could store into blocks a repair reassigns, so while
+// it lives nothing is repaired. Records that do not decode name no holder.
+std::string LiveLeaseHolder(rocksdb::DB* db, int pool_fd, const PoolGeometry& geo) {
+  struct stat st {};
+  if (fstat(pool_fd, &st) != 0) return "";
+  std::string found;
+  Status s = WalkPrefix(db, prefix::kLease, [&](std::string_view k, std::string_view v) {
+    LeaseRecord r;
+    if (!DecodeLease(k, v, geo, &r).ok() || !RecordedHolderAlive(r) ||
+        !ProcessMapsFile(static_cast<pid_t>(r.pid), st.st_dev, st.st_ino))
+      return Status::Ok();
+    found = "process " + std::to_string(r.pid) + " (holder of " + LeaseModeName(r.mode) +
+            " lease " + std::to_string(r.id) + " of inode " + std::to_string(r.ino) +
+            ") is alive and maps the pool";
+    return Status::Error(EEXIST, "");  // stops the walk
+  });
+  (void)s;  // a store that cannot be read was reported by the check
+  return found;
 }
 
 // Runs the whole check of an open pool and store into `report`.
@@ -224,10 +250,20 @@ int Main(int argc, char** argv) {
     if (!ro.ok()) return kTool.Fail(ro.status().message());
     s = CheckAll(pool->fd(), ro->get(), &line, &report, &pi);
     if (!s.ok()) return kTool.Fail("checking " + cl.source + ": " + s.message());
+    // A lease holder of a daemon that died may still map the pool and
+    // store into it: no repair while one does (docs/dax.md).
+    if (repair && report.counts().leases > 0) {
+      const std::string holder = LiveLeaseHolder(ro->get(), pool->fd(), pi.sb.geometry());
+      if (!holder.empty())
+        return kTool.Fail(cl.source + " is in use: " + holder +
+                          "; end it (or mount the filesystem, which revokes it) first");
+    }
   }
   report.EndFirstCheck();
-  // Orphans are no error, but repairing reclaims them, as a mount would.
-  if (!repair || (report.problems_found() == 0 && report.counts().orphans == 0))
+  // Orphans and leases are no error, but repairing reclaims the orphans,
+  // as a mount would, and deletes the leases' records.
+  if (!repair ||
+      (report.problems_found() == 0 && report.counts().orphans == 0 && report.counts().leases == 0))
     return report.Finish();
 
   // -p stops at the first problem it may not repair; nobody repairs a store

@@ -144,6 +144,10 @@ void Report::PrintText() const {
     printf("... and %llu more repairs\n",
            static_cast<unsigned long long>(total_repairs_ - repairs_.size()));
   if (!refused_.empty()) printf("%s\n", cli::Printable(refused_).c_str());
+  if (leases_found_ > 0)
+    printf("%llu layout lease%s recorded by a daemon that did not unmount cleanly%s\n",
+           static_cast<unsigned long long>(leases_found_), leases_found_ == 1 ? "" : "s",
+           repaired_ ? "" : " (the next mount revokes them; fsck.daxref -p or -y deletes them)");
   const CheckReport& c = counts_;
   char tail[256];
   snprintf(tail, sizeof(tail),
@@ -190,7 +194,9 @@ void Report::PrintJson(int status) const {
   out += ",\"free_blocks\":" + std::to_string(c.free_blocks);
   out += ",\"bad_blocks\":" + std::to_string(c.bad_blocks);
   out += ",\"poisoned_blocks\":" + std::to_string(c.poisoned_blocks);
+  out += ",\"leases\":" + std::to_string(c.leases);
   out += "}";
+  out += ",\"leases_recorded\":" + std::to_string(leases_found_);
   uint64_t fixed = 0;
   for (const StoredProblem& p : problems_) fixed += p.repaired && !p.after_repair;
   if (repaired_ && left_ == 0 && refused_.empty()) fixed = found_;

@@ -46,7 +46,10 @@ class Report {
   void SetCounts(const CheckReport& c) { counts_ = c; }
   const CheckReport& counts() const { return counts_; }
   // The first check is over: what it found is what was wrong.
-  void EndFirstCheck() { found_ = total_problems_; }
+  void EndFirstCheck() {
+    found_ = total_problems_;
+    leases_found_ = counts_.leases;
+  }
   // The repair did not run, or stopped, for this reason.
   void Refuse(std::string why) { refused_ = std::move(why); }
   bool AllProblems(const std::function<bool(ProblemClass)>& pred) const;
@@ -76,6 +79,7 @@ class Report {
   uint64_t left_ = 0;
   std::string refused_;
   CheckReport counts_;
+  uint64_t leases_found_ = 0;  // G records the first check met
 };
 
 }  // namespace daxref::fsck
