@@ -133,6 +133,13 @@ DaxMap* MapLease(int fd, uint64_t offset, uint64_t length, bool write, int prot,
       .Add("mode", write ? "write" : "read");
   Session::Reply reply = session->Call(std::move(req));
   if (reply.err != 0) {
+    // A grant the daemon went back on (or a session that ended) after
+    // `granted`: the lease is given back, and a revocation of it held
+    // back for Attach is acknowledged.
+    uint64_t granted_lease = 0;
+    if (!reply.records.empty() && reply.records.front().kind == "granted" &&
+        reply.records.front().GetU64("lease", &granted_lease))
+      session->Abandon(granted_lease);
     errno = reply.err;
     return nullptr;
   }
