@@ -76,9 +76,17 @@ TEST_CASE("meson install into a DESTDIR, then ninja uninstall leaves nothing", "
                            "/sbin/daxref-poison",
                            "/sbin/daxref-scrub",
                            "/include/daxref/ioctl.h",
+                           "/include/daxref/dax.h",
                            "/libdaxref-reflink.so",
                            "/libdaxref-reflink.so.0",
                            "/libdaxref-reflink.so.0.1.0",
+                           "/libdaxref-dax.so",
+                           "/libdaxref-dax.so.0",
+                           "/libdaxref-dax.so.0.1.0",
+                           "/libdaxref-dax-preload.so",
+                           "/libdaxref-dax-preload.so.0",
+                           "/libdaxref-dax-preload.so.0.1.0",
+                           "/man3/daxref_dax.3",
                            "/man8/daxref.8",
                            "/man8/fsck.fuse.daxref.8",
                            "/man1/daxref-reflink.1",
@@ -89,13 +97,18 @@ TEST_CASE("meson install into a DESTDIR, then ninja uninstall leaves nothing", "
     INFO(tail);
     CHECK(installed(tail));
   }
-  // The preload name is a link to the versioned file, whose soname is .so.0.
-  for (const auto& f : files) {
-    if (f.size() > 21 && f.compare(f.size() - 21, 21, "/libdaxref-reflink.so") == 0) {
-      CHECK(stdfs::is_symlink(f));
-      CHECK(stdfs::canonical(f).filename() == "libdaxref-reflink.so.0.1.0");
-      RunResult soname = Run({"/usr/bin/objdump", "-p", f});
-      CHECK(soname.out.find("SONAME               libdaxref-reflink.so.0\n") != std::string::npos);
+  // Each library's unversioned name is a link to the versioned file, whose
+  // soname is .so.0.
+  for (const std::string lib : {"libdaxref-reflink", "libdaxref-dax", "libdaxref-dax-preload"}) {
+    const std::string tail = "/" + lib + ".so";
+    for (const auto& f : files) {
+      if (f.size() > tail.size() && f.compare(f.size() - tail.size(), tail.size(), tail) == 0) {
+        INFO(f);
+        CHECK(stdfs::is_symlink(f));
+        CHECK(stdfs::canonical(f).filename() == lib + ".so.0.1.0");
+        RunResult soname = Run({"/usr/bin/objdump", "-p", f});
+        CHECK(soname.out.find("SONAME               " + lib + ".so.0\n") != std::string::npos);
+      }
     }
   }
 

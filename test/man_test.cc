@@ -26,27 +26,14 @@ using Page = std::pair<std::string, std::string>;  // name, section
 // util-linux, mount, fuse3, manpages, manpages-dev, systemd, xfsprogs,
 // e2fsprogs, coreutils, ndctl).
 const std::set<Page> kExternal = {
-    {"cp", "1"},
-    {"fusermount3", "1"},
-    {"ndctl-inject-error", "1"},
-    {"fallocate", "2"},
-    {"ioctl_ficlone", "2"},
-    {"ioctl_fideduperange", "2"},
-    {"syslog", "3"},
-    {"fuse", "4"},
-    {"fstab", "5"},
-    {"systemd.mount", "5"},
-    {"e2fsck", "8"},
-    {"filefrag", "8"},
-    {"fsck", "8"},
-    {"ld.so", "8"},
-    {"mkfs", "8"},
-    {"mount", "8"},
-    {"mount.fuse3", "8"},
-    {"umount", "8"},
-    {"xfs_db", "8"},
-    {"xfs_info", "8"},
-    {"xfs_io", "8"},
+    {"cp", "1"},          {"fusermount3", "1"},   {"ndctl-inject-error", "1"},
+    {"fallocate", "2"},   {"ioctl_ficlone", "2"}, {"ioctl_fideduperange", "2"},
+    {"mmap", "2"},        {"msync", "2"},         {"syslog", "3"},
+    {"fuse", "4"},        {"fstab", "5"},         {"systemd.mount", "5"},
+    {"e2fsck", "8"},      {"filefrag", "8"},      {"fsck", "8"},
+    {"ld.so", "8"},       {"mkfs", "8"},          {"mount", "8"},
+    {"mount.fuse3", "8"}, {"umount", "8"},        {"xfs_db", "8"},
+    {"xfs_info", "8"},    {"xfs_io", "8"},
 };
 
 std::string Slurp(const std::string& path) {
@@ -56,14 +43,14 @@ std::string Slurp(const std::string& path) {
   return ss.str();
 }
 
-// The pages in man/: NAME.1, NAME.7, NAME.8.
+// The pages in man/: NAME.1, NAME.3, NAME.7, NAME.8.
 std::set<Page> OurPages() {
   std::set<Page> pages;
   for (const auto& e : std::filesystem::directory_iterator(kMan)) {
     const std::string f = e.path().filename();
     const size_t dot = f.rfind('.');
     const std::string sec = f.substr(dot + 1);
-    if (sec == "1" || sec == "7" || sec == "8") pages.insert({f.substr(0, dot), sec});
+    if (sec == "1" || sec == "3" || sec == "7" || sec == "8") pages.insert({f.substr(0, dot), sec});
   }
   return pages;
 }

@@ -38,7 +38,8 @@ enum daxref_dax_reason {
 	DAXREF_DAX_REVOKED_DAEMON_GONE = 8 /* the daemon's session ended */
 };
 
-/* One leased, mapped range. Opaque. */
+/* One leased, mapped range. Opaque. (In C++ name the type
+ * `struct daxref_dax_map`: the function daxref_dax_map hides the bare name.) */
 struct daxref_dax_map;
 
 /* Called on the library's thread after the mapping was made inaccessible
