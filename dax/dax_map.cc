@@ -4,12 +4,15 @@
 
 #include <daxref/ioctl.h>
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cinttypes>
 #include <cstdio>
@@ -193,6 +196,9 @@ DaxMap* MapLease(int fd, uint64_t offset, uint64_t length, bool write, int prot,
     return nullptr;
   }
   m->sync = sync;
+  struct statfs pool_fs;
+  m->memory_only = !sync && fstatfs(reply.passed.get(), &pool_fs) == 0 &&
+                   (pool_fs.f_type == TMPFS_MAGIC || pool_fs.f_type == RAMFS_MAGIC);
   // The persist function is probed while the pool's descriptor is at hand;
   // then the descriptor goes (the mappings keep the pool open).
   if (sync && write) session->Persister(reply.passed.get());
@@ -255,6 +261,12 @@ extern "C" DAXREF_EXPORT int daxref_dax_persist(DaxMap* m, const void* addr, siz
       fn(addr, length);
       return 0;
     }
+  }
+  if (m->memory_only) {
+    // The stores are in the page cache pages that are the pool's only copy;
+    // a fence orders them before whatever the caller does next.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    return 0;
   }
   // msync wants a page-aligned start (the region is page-aligned).
   const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));

@@ -34,6 +34,9 @@ struct daxref_dax_map {
   int prot = 0;
   bool write = false;
   bool sync = false;  // every extent placed with MAP_SYNC
+  // The pool lives on tmpfs or ramfs: memory with no copy behind it to
+  // write back to, where msync does nothing. Persisting is then a fence.
+  bool memory_only = false;
   // Preload mappings: the descriptor whose ordinary (FUSE) mapping replaces
   // the leased one on revocation (-1: an inaccessible mapping instead).
   daxref::UniqueFd fallback;
