@@ -108,6 +108,11 @@ void LeaseTable::Drop(const std::vector<uint64_t>& ids, const char* why) {
     MutexLock g(&mu_);
     for (uint64_t id : ids) RemoveLocked(id);
   }
+  DropRecords(ids, why);
+}
+
+void LeaseTable::DropRecords(const std::vector<uint64_t>& ids, const char* why) {
+  if (ids.empty()) return;
   // A read-only store has no records to drop (the grant wrote none; those
   // of a mount remounted read-only since go at the next mount).
   if (volume_->read_only()) return;
@@ -237,8 +242,9 @@ bool LeaseTable::Release(const LeaseSession* s, uint64_t id) {
       changed_.SignalAll();
       return true;
     }
+    RemoveLocked(id);
   }
-  Drop({id}, "released");
+  DropRecords({id}, "released");
   return true;
 }
 
@@ -263,9 +269,10 @@ void LeaseTable::SessionGone(const LeaseSession* s) {
         changed_.SignalAll();
       }
     }
+    for (uint64_t id : ids) RemoveLocked(id);
   }
   if (!ids.empty()) spdlog::warn("process {} went away: its {} leases end", s->pid, ids.size());
-  Drop(ids, "holder gone");
+  DropRecords(ids, "holder gone");
 }
 
 void LeaseTable::ForEachOverlapping(

@@ -138,8 +138,14 @@ class LeaseTable {
     State state = State::kLive;
   };
   using EntryPtr = std::shared_ptr<Entry>;
-  // Takes the entries out of the table and deletes their G records.
+  // Takes the leases out of the table, then deletes their G records.
   void Drop(const std::vector<uint64_t>& ids, const char* why) EXCLUDES(mu_);
+  // Deletes the records of leases already out of the table.
+  void DropRecords(const std::vector<uint64_t>& ids, const char* why) EXCLUDES(mu_);
+  // A lease leaves the table in the same hold of mu_ that saw its state:
+  // one found live by Release or SessionGone goes before a revoker can pick
+  // it, and one a revoker picked is removed by that revoker alone, so a
+  // revoker never waits on a lease that is no longer in the table.
   void RemoveLocked(uint64_t id) REQUIRES(mu_);
   // The revocation of `picked` (all marked kRevoking by the caller).
   Status RevokePicked(const std::vector<EntryPtr>& picked, const std::string& reason) EXCLUDES(mu_);

@@ -511,16 +511,12 @@ TEST_CASE("dax preload: munmap of part of a direct mapping leaves the rest mappe
   CHECK(ReadFile(f) == "R" + std::string(64 * kKiB - 1, 'P'));
 }
 
-// Opt-in (DAXREF_TEST_DAX_STRESS=1): about one run in ten hangs here (the
-// daemon logs that the process did not acknowledge a punch's revocation
-// within 1000 ms, kills it, and the process cannot exit while its punch is
-// in flight), and the cause is not found yet (see the daxlib report).
+// Releases, acknowledgements and grants racing revocations. This found a
+// lease that a release took out of the daemon's table after a revoker had
+// picked it, so the revoker waited for an acknowledgement that could no
+// longer count and killed the holder (about one run in fifty at 40 rounds).
 TEST_CASE("dax client: threads map, store and unmap while punches revoke their leases",
           "[dax][dax_client]") {
-  if (getenv("DAXREF_TEST_DAX_STRESS") == nullptr) {
-    SUCCEED("set DAXREF_TEST_DAX_STRESS=1 to run");
-    return;
-  }
   MountedFs fs;
   const std::string f = fs.path("f");
   constexpr int kThreads = 4;
@@ -536,7 +532,7 @@ TEST_CASE("dax client: threads map, store and unmap while punches revoke their l
         failed++;
         return;
       }
-      for (int i = 0; i < 40; ++i) {
+      for (int i = 0; i < 200; ++i) {
         void* addr = nullptr;
         struct daxref_dax_map* m = daxref_dax_map(fd, t * kSlice, kSlice, DAXREF_DAX_WRITE, &addr);
         if (m == nullptr) {
