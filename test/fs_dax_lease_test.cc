@@ -4,10 +4,13 @@
 // seen by read(2), revocation before truncate, punch and clone (holders
 // that acknowledge, and one that does not and is killed), a holder killed
 // with its leases, and a daemon killed under a live lease.
+#include <daxref/ioctl.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <linux/fs.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
@@ -346,6 +349,88 @@ TEST_CASE("punch hole and clone into a leased range revoke the lease first", "[f
     REQUIRE(fallocate(fd.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 2 * kBlock, kBlock) ==
             0);
     CHECK(h.Read(0).empty());
+  }
+}
+
+// The rest of docs/dax.md's table: each operation revokes before it
+// returns (U is in the pipe once it has), and the lease's holder was asked,
+// not killed.
+TEST_CASE("zero range, collapse, insert, unshare, allocate, dedupe, rename over and unmount revoke",
+          "[fs][dax]") {
+  MountedFs fs(LeaseMount());
+  const std::string f = fs.path("f");
+  MakeFile(f, 4, 'x');
+  Fd fd(f, O_RDWR);
+  SECTION("zero range") {
+    Holder h(f, 0, 4 * kBlock, true, OnRevoke::kAcknowledge);
+    REQUIRE(fallocate(fd.get(), FALLOC_FL_ZERO_RANGE, kBlock, kBlock) == 0);
+    CHECK(h.Read(0) == "U");
+    CHECK(kill(h.pid(), 0) == 0);
+  }
+  SECTION("collapse and insert (the daemon's ioctls)") {
+    const unsigned long cmd = GENERATE(DAXREF_IOC_COLLAPSE_RANGE, DAXREF_IOC_INSERT_RANGE);
+    Holder h(f, 3 * kBlock, kBlock, false, OnRevoke::kAcknowledge);
+    daxref_range r{kBlock, kBlock, 0};
+    REQUIRE(ioctl(fd.get(), cmd, &r) == 0);
+    // The lease lies past the offset: everything there moved.
+    CHECK(h.Read(0) == "U");
+  }
+  SECTION("unshare") {
+    const std::string g = fs.path("g");
+    MakeFile(g, 4, 'y');
+    Fd src(g, O_RDONLY);
+    REQUIRE(CloneRange(src.get(), 0, 4 * kBlock, fd.get(), 0) == 0);
+    // A read lease of shared blocks: unsharing moves the file's blocks.
+    Holder h(f, 0, 4 * kBlock, false, OnRevoke::kAcknowledge);
+    REQUIRE(UnshareRange(fd.get(), 0, 4 * kBlock) == 0);
+    CHECK(h.Read(0) == "U");
+  }
+  SECTION("allocate: read leases over holes, not write leases") {
+    REQUIRE(fallocate(fd.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, kBlock, kBlock) == 0);
+    {
+      Holder r(f, 0, 4 * kBlock, false, OnRevoke::kAcknowledge);
+      REQUIRE(fallocate(fd.get(), FALLOC_FL_KEEP_SIZE, 0, 4 * kBlock) == 0);
+      CHECK(r.Read(0) == "U");
+    }
+    Holder w(f, 0, 4 * kBlock, true, OnRevoke::kAcknowledge);
+    REQUIRE(fallocate(fd.get(), FALLOC_FL_KEEP_SIZE, 0, 4 * kBlock) == 0);
+    CHECK(w.Read(0).empty());
+  }
+  SECTION("dedupe: the destination's leases, and the source's write leases") {
+    const std::string g = fs.path("g");
+    MakeFile(g, 4, 'x');
+    Fd other(g, O_RDWR);
+    {
+      Holder dest(f, 0, 4 * kBlock, false, OnRevoke::kAcknowledge);
+      DedupeOutcome d = Dedupe(other.get(), 0, kBlock, fd.get(), 0);
+      REQUIRE(d.err == 0);
+      CHECK(d.status == FILE_DEDUPE_RANGE_SAME);
+      CHECK(dest.Read(0) == "U");
+    }
+    {
+      Holder src_read(f, 0, 4 * kBlock, false, OnRevoke::kAcknowledge);
+      REQUIRE(Dedupe(fd.get(), kBlock, kBlock, other.get(), kBlock).err == 0);
+      CHECK(src_read.Read(0).empty());
+    }
+    Holder src_write(f, 0, 4 * kBlock, true, OnRevoke::kAcknowledge);
+    REQUIRE(Dedupe(fd.get(), 2 * kBlock, kBlock, other.get(), 2 * kBlock).err == 0);
+    CHECK(src_write.Read(0) == "U");
+  }
+  SECTION("rename over the leased file") {
+    const std::string g = fs.path("g");
+    MakeFile(g, 1, 'y');
+    fd.Close();
+    Holder h(f, 0, 4 * kBlock, true, OnRevoke::kAcknowledge);
+    REQUIRE(rename(g.c_str(), f.c_str()) == 0);
+    // Reclaimed at the kernel's FORGET of the old inode, which follows.
+    CHECK(h.Read(10000, 1) == "U");
+  }
+  SECTION("unmount") {
+    fd.Close();
+    Holder h(f, 0, 4 * kBlock, true, OnRevoke::kAcknowledge);
+    fs.Unmount();
+    CHECK(h.Read(10000, 1) == "U");
+    CHECK(kill(h.pid(), 0) == 0);
   }
 }
 
