@@ -94,14 +94,16 @@ dpkg -i "$deb" >/dev/null || fail "dpkg -i"
 # What the package must hold, where the documentation says.
 for f in /usr/bin/daxref /usr/bin/daxref-info /usr/bin/daxref-map /usr/bin/daxref-reflink \
   /usr/sbin/mkfs.daxref /usr/sbin/fsck.daxref /usr/sbin/fsck.fuse.daxref /usr/sbin/daxref-poison \
-  /usr/sbin/daxref-scrub /usr/include/daxref/ioctl.h \
+  /usr/sbin/daxref-scrub /usr/include/daxref/ioctl.h /usr/include/daxref/dax.h \
   /usr/share/man/man8/daxref.8.gz /usr/share/man/man1/daxref-reflink.1.gz \
+  /usr/share/man/man3/daxref_dax.3.gz \
   /usr/share/man/man7/libdaxref-reflink.7.gz /usr/share/bash-completion/completions/daxref \
   /usr/share/bash-completion/completions/daxref-poison; do
   [ -e "$f" ] || fail "the package has no $f"
 done
 libdir=/usr/lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH)
-for f in libdaxref-reflink.so libdaxref-reflink.so.0; do
+for f in libdaxref-reflink.so libdaxref-reflink.so.0 libdaxref-dax.so libdaxref-dax.so.0 \
+  libdaxref-dax-preload.so libdaxref-dax-preload.so.0; do
   [ -e "$libdir/$f" ] || fail "the package has no $libdir/$f"
 done
 /usr/bin/daxref --version | grep -q "^daxref $version " || fail "daxref --version"
