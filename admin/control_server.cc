@@ -15,6 +15,7 @@
 #include <utility>
 
 #include "admin/fs_report.h"
+#include "admin/listen_socket.h"
 #include "admin/scrub.h"
 #include "base/unique_fd.h"
 
@@ -23,17 +24,6 @@ namespace daxref {
 namespace {
 
 using control::Record;
-
-// sun_path holds 108 bytes; SOURCE may be longer. The socket is named
-// through a descriptor of SOURCE instead.
-bool ShortName(int dir_fd, sockaddr_un* addr, socklen_t* len) {
-  memset(addr, 0, sizeof(*addr));
-  addr->sun_family = AF_UNIX;
-  int n = snprintf(addr->sun_path, sizeof(addr->sun_path), "/proc/self/fd/%d/control", dir_fd);
-  if (n < 0 || static_cast<size_t>(n) >= sizeof(addr->sun_path)) return false;
-  *len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + n + 1);
-  return true;
-}
 
 Record Refusal(int err, const std::string& msg) {
   return Record("error").Add("errno", static_cast<uint64_t>(err)).Add("message", msg);
@@ -88,25 +78,11 @@ Result<std::unique_ptr<ControlServer>> ControlServer::Bind(const std::string& so
   std::unique_ptr<ControlServer> c(new ControlServer());
   c->path_ = control::ControlSocketPath(source);
   c->source_ = source;
-  UniqueFd dir(open(source.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-  if (dir.get() < 0) return Status::Error(errno, source + ": " + strerror(errno));
-  sockaddr_un addr;
-  socklen_t len = 0;
-  if (!ShortName(dir.get(), &addr, &len)) return Status::Invalid("control socket name too long");
-  UniqueFd sock(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (sock.get() < 0) return Status::Error(errno, std::string("socket: ") + strerror(errno));
-  unlinkat(dir.get(), "control", 0);
-  if (bind(sock.get(), reinterpret_cast<sockaddr*>(&addr), len) != 0)
-    return Status::Error(errno, "cannot create " + c->path_ + ": " + strerror(errno));
-  // Root and the owner only (the header); the peer's credentials decide
-  // again if someone opens it up.
-  if (fchmodat(dir.get(), "control", 0600, 0) != 0)
-    return Status::Error(errno, "cannot chmod " + c->path_ + ": " + strerror(errno));
-  if (listen(sock.get(), 16) != 0)
-    return Status::Error(errno, std::string("listen: ") + strerror(errno));
+  Result<UniqueFd> sock = ListenInSource(source, "control", SOCK_STREAM);
+  if (!sock.ok()) return sock.status();
   c->stop_fd_ = eventfd(0, EFD_CLOEXEC);
   if (c->stop_fd_ < 0) return Status::Error(errno, std::string("eventfd: ") + strerror(errno));
-  c->listen_fd_ = sock.release();
+  c->listen_fd_ = sock->release();
   return c;
 }
 

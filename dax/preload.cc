@@ -64,6 +64,7 @@
 #include <vector>
 
 #include "base/mutex.h"
+#include "base/next_symbol.h"
 #include "base/unique_fd.h"
 #include "dax/dax_map.h"
 
@@ -89,16 +90,6 @@ int SyscallMunmap(void* addr, size_t len) {
 constinit std::atomic<MmapFn> real_mmap{nullptr};
 constinit std::atomic<Mmap64Fn> real_mmap64{nullptr};
 constinit std::atomic<MunmapFn> real_munmap{nullptr};
-
-template <typename Fn>
-Fn Resolve(std::atomic<Fn>* cache, const char* name, Fn fallback) {
-  Fn fn = cache->load(std::memory_order_acquire);
-  if (fn != nullptr) return fn;
-  void* sym = dlsym(RTLD_NEXT, name);
-  fn = sym != nullptr ? reinterpret_cast<Fn>(sym) : fallback;
-  cache->store(fn, std::memory_order_release);
-  return fn;
-}
 
 // The direct mappings, by address. Never destroyed (a thread may unmap
 // during exit); forgotten in a child of fork, which has none of them.
@@ -201,18 +192,18 @@ namespace dx = daxref::dax;
 
 extern "C" DAXREF_EXPORT void* mmap(void* addr, size_t len, int prot, int flags, int fd,
                                     off_t off) __THROW {
-  return dx::Map(dx::Resolve(&dx::real_mmap, "mmap", &dx::SyscallMmap), addr, len, prot, flags, fd,
-                 off);
+  return dx::Map(daxref::NextSymbol(&dx::real_mmap, "mmap", &dx::SyscallMmap), addr, len, prot,
+                 flags, fd, off);
 }
 
 extern "C" DAXREF_EXPORT void* mmap64(void* addr, size_t len, int prot, int flags, int fd,
                                       off64_t off) __THROW {
-  return dx::Map(dx::Resolve(&dx::real_mmap64, "mmap64", &dx::SyscallMmap64), addr, len, prot,
-                 flags, fd, off);
+  return dx::Map(daxref::NextSymbol(&dx::real_mmap64, "mmap64", &dx::SyscallMmap64), addr, len,
+                 prot, flags, fd, off);
 }
 
 extern "C" DAXREF_EXPORT int munmap(void* addr, size_t len) __THROW {
-  dx::MunmapFn real = dx::Resolve(&dx::real_munmap, "munmap", &dx::SyscallMunmap);
+  dx::MunmapFn real = daxref::NextSymbol(&dx::real_munmap, "munmap", &dx::SyscallMunmap);
   const int saved_errno = errno;
   dx::EndOverlapping(addr, len, false);
   errno = saved_errno;

@@ -16,6 +16,7 @@
 #include <cstring>
 
 #include "admin/lease_holders.h"
+#include "admin/listen_socket.h"
 #include "dax/packet.h"
 #include "meta/superblock.h"
 
@@ -35,17 +36,6 @@ namespace daxref {
 namespace {
 
 using control::Record;
-
-// SOURCE's own name for the socket: bind through /proc/self/fd so that a
-// long SOURCE path still fits sun_path (as the control socket does).
-bool ShortName(int dir_fd, sockaddr_un* addr, socklen_t* len) {
-  memset(addr, 0, sizeof(*addr));
-  addr->sun_family = AF_UNIX;
-  int n = snprintf(addr->sun_path, sizeof(addr->sun_path), "/proc/self/fd/%d/dax", dir_fd);
-  if (n < 0 || static_cast<size_t>(n) >= sizeof(addr->sun_path)) return false;
-  *len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + n + 1);
-  return true;
-}
 
 Record ErrorReply(const std::string& tag, int err, const std::string& msg) {
   return Record("error")
@@ -105,23 +95,11 @@ Result<std::unique_ptr<LeaseServer>> LeaseServer::Bind(const std::string& source
   ls->pool_dev_ = st.st_dev;
   ls->pool_ino_ = st.st_ino;
 
-  UniqueFd dir(open(source.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-  if (!dir.valid()) return Status::Error(errno, source + ": " + strerror(errno));
-  sockaddr_un addr;
-  socklen_t len = 0;
-  if (!ShortName(dir.get(), &addr, &len)) return Status::Invalid("lease socket name too long");
-  UniqueFd sock(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (!sock.valid()) return Status::Error(errno, std::string("socket: ") + strerror(errno));
-  unlinkat(dir.get(), "dax", 0);
-  if (bind(sock.get(), reinterpret_cast<sockaddr*>(&addr), len) != 0)
-    return Status::Error(errno, "cannot create " + ls->path_ + ": " + strerror(errno));
-  if (fchmodat(dir.get(), "dax", 0600, 0) != 0)
-    return Status::Error(errno, "cannot chmod " + ls->path_ + ": " + strerror(errno));
-  if (listen(sock.get(), 16) != 0)
-    return Status::Error(errno, std::string("listen: ") + strerror(errno));
+  Result<UniqueFd> sock = ListenInSource(source, "dax", SOCK_SEQPACKET);
+  if (!sock.ok()) return sock.status();
   ls->stop_.Reset(eventfd(0, EFD_CLOEXEC));
   if (!ls->stop_.valid()) return Status::Error(errno, std::string("eventfd: ") + strerror(errno));
-  ls->listen_ = std::move(sock);
+  ls->listen_ = std::move(*sock);
   return ls;
 }
 

@@ -64,6 +64,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "base/next_symbol.h"
 #include "tools/reflink/remap.h"
 
 #define DAXREF_EXPORT __attribute__((visibility("default")))
@@ -119,20 +120,8 @@ constinit std::atomic<Fstatfs64Fn> real_fstatfs64{nullptr};
 constinit std::atomic<StatfsFn> real_statfs{nullptr};
 constinit std::atomic<Statfs64Fn> real_statfs64{nullptr};
 
-// The next definition of `name` after this library, or `fallback`. Two
-// threads may both look it up; they find the same thing.
-template <typename Fn>
-Fn Resolve(std::atomic<Fn>* cache, const char* name, Fn fallback) {
-  Fn fn = cache->load(std::memory_order_acquire);
-  if (fn != nullptr) return fn;
-  void* sym = dlsym(RTLD_NEXT, name);
-  fn = sym != nullptr ? reinterpret_cast<Fn>(sym) : fallback;
-  cache->store(fn, std::memory_order_release);
-  return fn;
-}
-
 IoctlFn RealIoctl() {
-  return Resolve(&real_ioctl, "ioctl", &SyscallIoctl);
+  return daxref::NextSymbol(&real_ioctl, "ioctl", &SyscallIoctl);
 }
 
 // Fails with errno = -err, or succeeds leaving errno as the caller had it.
@@ -400,7 +389,8 @@ extern "C" DAXREF_EXPORT int ioctl(int fd, unsigned long request, ...) __THROW {
 
 extern "C" DAXREF_EXPORT int fallocate(int fd, int mode, off_t offset, off_t length) {
   namespace rl = daxref::reflink;
-  rl::FallocateFn real = rl::Resolve(&rl::real_fallocate, "fallocate", &rl::SyscallFallocate);
+  rl::FallocateFn real =
+      daxref::NextSymbol(&rl::real_fallocate, "fallocate", &rl::SyscallFallocate);
   const int saved_errno = errno;
   int r = real(fd, mode, offset, length);
   if (r == -1 && errno == EOPNOTSUPP && (mode & rl::kShiftModes))
@@ -412,7 +402,7 @@ extern "C" DAXREF_EXPORT int fallocate(int fd, int mode, off_t offset, off_t len
 extern "C" DAXREF_EXPORT int fallocate64(int fd, int mode, off64_t offset, off64_t length) {
   namespace rl = daxref::reflink;
   rl::Fallocate64Fn real =
-      rl::Resolve(&rl::real_fallocate64, "fallocate64", &rl::SyscallFallocate64);
+      daxref::NextSymbol(&rl::real_fallocate64, "fallocate64", &rl::SyscallFallocate64);
   const int saved_errno = errno;
   int r = real(fd, mode, offset, length);
   if (r == -1 && errno == EOPNOTSUPP && (mode & rl::kShiftModes))
@@ -423,28 +413,28 @@ extern "C" DAXREF_EXPORT int fallocate64(int fd, int mode, off64_t offset, off64
 
 extern "C" DAXREF_EXPORT int fstatfs(int fd, struct statfs* buf) __THROW {
   namespace rl = daxref::reflink;
-  int r = rl::Resolve(&rl::real_fstatfs, "fstatfs", &rl::SyscallFstatfs)(fd, buf);
+  int r = daxref::NextSymbol(&rl::real_fstatfs, "fstatfs", &rl::SyscallFstatfs)(fd, buf);
   if (r == 0) rl::MaybeXfs(fd, buf);
   return r;
 }
 
 extern "C" DAXREF_EXPORT int fstatfs64(int fd, struct statfs64* buf) __THROW {
   namespace rl = daxref::reflink;
-  int r = rl::Resolve(&rl::real_fstatfs64, "fstatfs64", &rl::SyscallFstatfs64)(fd, buf);
+  int r = daxref::NextSymbol(&rl::real_fstatfs64, "fstatfs64", &rl::SyscallFstatfs64)(fd, buf);
   if (r == 0) rl::MaybeXfs(fd, buf);
   return r;
 }
 
 extern "C" DAXREF_EXPORT int statfs(const char* path, struct statfs* buf) __THROW {
   namespace rl = daxref::reflink;
-  int r = rl::Resolve(&rl::real_statfs, "statfs", &rl::SyscallStatfs)(path, buf);
+  int r = daxref::NextSymbol(&rl::real_statfs, "statfs", &rl::SyscallStatfs)(path, buf);
   if (r == 0) rl::MaybeXfs(path, buf);
   return r;
 }
 
 extern "C" DAXREF_EXPORT int statfs64(const char* path, struct statfs64* buf) __THROW {
   namespace rl = daxref::reflink;
-  int r = rl::Resolve(&rl::real_statfs64, "statfs64", &rl::SyscallStatfs64)(path, buf);
+  int r = daxref::NextSymbol(&rl::real_statfs64, "statfs64", &rl::SyscallStatfs64)(path, buf);
   if (r == 0) rl::MaybeXfs(path, buf);
   return r;
 }
