@@ -118,7 +118,13 @@ int main(int argc, char** argv) {
   }
   if (mode == "revoke") {
     // The child takes the lease and says so through a pipe; the parent then
-    // truncates, which must revoke first.
+    // truncates, which must revoke first. The file gets its whole size back
+    // first (an earlier run left it at half).
+    {
+      int fd = open(path, O_RDWR);
+      if (fd < 0 || ftruncate(fd, bytes) != 0) Die("restoring the size");
+      close(fd);
+    }
     int ready[2];
     if (pipe(ready) != 0) Die("pipe");
     pid_t child = fork();
