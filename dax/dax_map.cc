@@ -152,7 +152,10 @@ DaxMap* MapLease(int fd, uint64_t offset, uint64_t length, bool write, int prot,
   if (granted.kind != "granted" || !granted.GetU64("lease", &lease) ||
       !granted.GetU64("offset", &got_offset) || !granted.GetU64("length", &got_length) ||
       got_offset != lease_offset || got_length != lease_length || !reply.passed.valid() ||
-      !PiecesOf(reply.records, lease, lease_offset, lease_length, &pieces)) {
+      !PiecesOf(reply.records, lease, lease_offset, lease_length, &pieces) ||
+      // A write lease has every block allocated (docs/dax.md): a hole in
+      // its reply is a daemon that does not keep the protocol.
+      (write && std::any_of(pieces.begin(), pieces.end(), [](const Piece& p) { return p.hole; }))) {
     if (granted.kind == "granted" && lease != 0) session->Abandon(lease);
     errno = EPROTO;
     return nullptr;
